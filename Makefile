@@ -1,0 +1,57 @@
+# Every target builds what it needs from nothing: a fresh clone needs only `make test` / `make demo`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON := $(BIN)/python
+STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/constraints.txt | md5sum | cut -c1-12)
+# `sam build` for the python3.13 runtime needs python3.13 on PATH (pyenv provides it here).
+export PYENV_VERSION ?= 3.11.7:3.13.0
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+REGION ?= $(AWS_DEFAULT_REGION)
+PYTEST_ARGS ?=
+
+.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy invoke bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/dev.txt requirements/constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
+	# Put the layer, function and project roots on the venv's path, as Lambda and SageMaker do.
+	$(PYTHON) -c 'import site,os; open(os.path.join(site.getsitepackages()[0], "house_price_mme.pth"), "w").write("\n".join(os.path.abspath(p) for p in ["layers/common", "functions/router", "functions/model_sync", "."]) + "\n")'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+cfn-lint: $(STAMP) ## lint template.yaml
+	$(BIN)/cfn-lint template.yaml
+
+sam-validate: $(STAMP) ## sam validate --lint
+	$(BIN)/sam validate --lint --region $(REGION)
+
+sam-build: $(STAMP) ## sam build (python3.13)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --region $(REGION)
+
+test: lint cfn-lint sam-validate sam-build ## the whole suite: lint, template checks, sam build, pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP) ## unit tests only (no sockets)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: $(STAMP) ## train the 10 seed cities locally and print their metrics
+	$(PYTHON) -m training.demo
+
+clean: ## remove build outputs and local state (keeps .venv)
+	rm -rf .aws-sam .local build

@@ -1,0 +1,166 @@
+"""City names, bucket key layout and versioned artifact names — built and parsed only here.
+
+Layout (``PREFIX`` defaults to the seed's ``DEMO_MME_SCIKIT_V1``)::
+
+    PREFIX/model_prep/{city}/{train,val,test}/{city}_{split}.csv   training inputs
+    PREFIX/model_artifacts/{city}/{job}/output/model.tar.gz         training outputs -> model-sync
+    PREFIX/multi_model_artifacts/{city}.{version}.tar.gz            MME prefix (immutable)
+
+The trigger prefix (``model_artifacts/``) and the write prefix (``multi_model_artifacts/``) are
+disjoint, so model-sync can never trigger itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import unquote_plus
+
+from house_prices.errors import InvalidCityName, InvalidVersion, NotAModelKey
+
+DEFAULT_PREFIX = "DEMO_MME_SCIKIT_V1"
+PREP_DIR = "model_prep"
+TRAINING_OUTPUT_DIR = "model_artifacts"
+MME_DIR = "multi_model_artifacts"
+ARTIFACT_FILENAME = "model.tar.gz"
+SPLITS = ("train", "val", "test")
+
+# Required files at the root of model.tar.gz (SageMaker packs SM_MODEL_DIR's contents there).
+MODEL_FILENAME = "model.joblib"
+METRICS_FILENAME = "metrics.json"
+REQUIRED_ARTIFACT_FILES = (MODEL_FILENAME, METRICS_FILENAME)
+
+_CITY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+# SageMaker's own TrainingJobName pattern.
+_JOB = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+_VERSION = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-(?P<digest>[0-9a-f]{8})")
+_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+
+
+def validate_city(city: object, field: str = "city") -> str:
+    if not isinstance(city, str) or not _CITY.fullmatch(city):
+        raise InvalidCityName(city, field)
+    return city
+
+
+def is_valid_city(city: object) -> bool:
+    return isinstance(city, str) and _CITY.fullmatch(city) is not None
+
+
+def validate_version(version: object, field: str = "version") -> str:
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise InvalidVersion(version, field)
+    return version
+
+
+def validate_prefix(prefix: str) -> str:
+    if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
+        raise ValueError(f"Invalid key prefix: {prefix!r}")
+    return prefix
+
+
+def make_version(created_at: datetime, sha256_hex: str) -> str:
+    """A unique, sortable version: the artifact's UTC creation second plus a content digest.
+
+    Both inputs come from the source object, so a redelivered S3 event derives the same version.
+    """
+    if created_at.tzinfo is None:
+        raise ValueError("created_at must be timezone-aware")
+    digest = sha256_hex.lower()[:8]
+    if not re.fullmatch(r"[0-9a-f]{8}", digest):
+        raise ValueError("sha256_hex must be a hex digest")
+    return f"{created_at.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)}-{digest}"
+
+
+def version_created_at(version: str) -> datetime:
+    stamp = _VERSION.fullmatch(validate_version(version))["stamp"]  # type: ignore[index]
+    return datetime.strptime(stamp, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Every S3 key this project reads or writes, for one ``prefix``."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        validate_prefix(self.prefix)
+
+    # training inputs
+    def prep_key(self, city: str, split: str) -> str:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        city = validate_city(city)
+        return f"{self.prefix}/{PREP_DIR}/{city}/{split}/{city}_{split}.csv"
+
+    # training outputs
+    @property
+    def training_output_prefix(self) -> str:
+        return f"{self.prefix}/{TRAINING_OUTPUT_DIR}/"
+
+    def training_output_key(self, city: str, job: str) -> str:
+        return f"{self.training_output_prefix}{validate_city(city)}/{validate_job(job)}/output/{ARTIFACT_FILENAME}"
+
+    def parse_training_output_key(self, raw_key: str) -> TrainingOutput:
+        """Parse a (possibly URL-encoded, as in S3 events) key into city and job.
+
+        Raises NotAModelKey for anything that is not exactly a training output of a valid city.
+        """
+        key = unquote_plus(raw_key)
+        if not key.startswith(self.training_output_prefix):
+            raise NotAModelKey(f"{key!r} is not under {self.training_output_prefix!r}")
+        parts = key[len(self.training_output_prefix) :].split("/")
+        if len(parts) != 4 or parts[2:] != ["output", ARTIFACT_FILENAME]:
+            raise NotAModelKey(f"{key!r} is not {{city}}/{{job}}/output/{ARTIFACT_FILENAME}")
+        city, job = parts[0], parts[1]
+        if not is_valid_city(city):
+            raise NotAModelKey(f"{key!r} has an invalid city name {city!r}")
+        if not _JOB.fullmatch(job):
+            raise NotAModelKey(f"{key!r} has an invalid job name {job!r}")
+        return TrainingOutput(city=city, job=job, key=key)
+
+    # multi-model endpoint artifacts
+    @property
+    def mme_prefix(self) -> str:
+        return f"{self.prefix}/{MME_DIR}/"
+
+    def mme_key(self, city: str, version: str) -> str:
+        return f"{self.mme_prefix}{target_model(city, version)}"
+
+    def model_data_url(self, bucket: str) -> str:
+        return f"s3://{bucket}/{self.mme_prefix}"
+
+
+@dataclass(frozen=True)
+class TrainingOutput:
+    city: str
+    job: str
+    key: str
+
+
+def validate_job(job: str) -> str:
+    if not _JOB.fullmatch(job):
+        raise ValueError(f"Invalid training job name: {job!r}")
+    return job
+
+
+def target_model(city: str, version: str) -> str:
+    """The TargetModel for InvokeEndpoint: a flat name relative to the MME prefix."""
+    return f"{validate_city(city)}.{validate_version(version)}.tar.gz"
+
+
+def parse_target_model(name: str) -> tuple[str, str]:
+    """Inverse of ``target_model``: returns (city, version)."""
+    if not name.endswith(".tar.gz"):
+        raise ValueError(f"{name!r} is not a versioned artifact name")
+    city, _, version = name[: -len(".tar.gz")].partition(".")
+    return validate_city(city), validate_version(version)
+
+
+def job_name(city: str, now: datetime | None = None) -> str:
+    """A SageMaker-valid training job name for ``city``, unique to the millisecond."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    base = validate_city(city).replace("_", "-")[:40].strip("-")
+    return validate_job(f"{base}-{now.strftime('%Y%m%d-%H%M%S')}-{now.microsecond // 1000:03d}")

@@ -1,0 +1,307 @@
+"""The model registry: which version of each city is live, and every version's record.
+
+One DynamoDB table, keyed by ``city`` (partition) and ``record`` (sort):
+
+* ``record = "live"``: the city's live version, its TargetModel and when it was promoted;
+* ``record = "v#{version}"``: metrics, artifact key, source key, sha256 and status
+  (``live`` | ``standby`` | ``rejected``).
+
+Promotion is one DynamoDB transaction whose condition makes it monotonic: a version only goes live
+if it is newer than the live one, so duplicate and out-of-order S3 events can never move a city
+back. Operators roll back with ``promote(..., expected_live=...)``, which replaces the ordering
+condition with an optimistic check on the current live version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from house_prices.errors import DependencyFailure, PromotionRefused, UnknownCity, UnknownVersion
+from house_prices.naming import target_model
+
+Status = Literal["live", "standby", "rejected"]
+LIVE_RECORD = "live"
+VERSION_RECORD_PREFIX = "v#"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    city: str
+    version: str
+    target_model: str
+    promoted_at: str
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    city: str
+    version: str
+    status: Status
+    artifact_key: str
+    source_key: str
+    sha256: str
+    created_at: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def target_model(self) -> str:
+        return target_model(self.city, self.version)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "status": self.status,
+            "target_model": self.target_model,
+            "artifact_key": self.artifact_key,
+            "source_key": self.source_key,
+            "sha256": self.sha256,
+            "created_at": self.created_at,
+            "metrics": self.metrics,
+            **({"reason": self.reason} if self.reason else {}),
+        }
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items()}
+
+
+def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _version_record(version: str) -> str:
+    return f"{VERSION_RECORD_PREFIX}{version}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ModelRegistry:
+    """Adapter over a DynamoDB client; raises domain errors only."""
+
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+        self._db = dynamodb_client
+        self._table = table_name
+
+    # reads
+    def live_model(self, city: str) -> LiveModel:
+        item = self._get(city, LIVE_RECORD)
+        if item is None:
+            raise UnknownCity(city)
+        return LiveModel(city, item["live_version"], item["target_model"], item["promoted_at"])
+
+    def version(self, city: str, version: str) -> ModelVersion:
+        item = self._get(city, _version_record(version))
+        if item is None:
+            raise UnknownVersion(city, version)
+        return _model_version(item)
+
+    def versions(self, city: str) -> list[ModelVersion]:
+        """All versions of ``city``, newest first."""
+        items = self._paginate(
+            "query",
+            KeyConditionExpression="city = :c AND begins_with(#r, :p)",
+            ExpressionAttributeNames={"#r": "record"},
+            ExpressionAttributeValues=_serialize({":c": city, ":p": VERSION_RECORD_PREFIX}),
+            ScanIndexForward=False,
+        )
+        return [_model_version(item) for item in items]
+
+    def live_models(self) -> list[LiveModel]:
+        items = self._paginate(
+            "scan",
+            FilterExpression="#r = :live",
+            ExpressionAttributeNames={"#r": "record"},
+            ExpressionAttributeValues=_serialize({":live": LIVE_RECORD}),
+        )
+        models = [LiveModel(i["city"], i["live_version"], i["target_model"], i["promoted_at"]) for i in items]
+        return sorted(models, key=lambda model: model.city)
+
+    # writes
+    def record_version(self, version: ModelVersion) -> tuple[ModelVersion, bool]:
+        """Store a version once. Returns (stored record, created?); a duplicate keeps the first."""
+        item = {
+            "city": version.city,
+            "record": _version_record(version.version),
+            "version": version.version,
+            "status": version.status,
+            "artifact_key": version.artifact_key,
+            "source_key": version.source_key,
+            "sha256": version.sha256,
+            "created_at": version.created_at,
+            "metrics": version.metrics,
+            "reason": version.reason,
+        }
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=_serialize(item),
+                ConditionExpression="attribute_not_exists(#r)",
+                ExpressionAttributeNames={"#r": "record"},
+            )
+            return version, True
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return self.version(version.city, version.version), False
+            raise DependencyFailure(f"DynamoDB PutItem failed: {error}") from error
+        except BotoCoreError as error:
+            raise DependencyFailure(f"DynamoDB PutItem failed: {error}") from error
+
+    def set_status(self, city: str, version: str, status: Status, reason: str = "") -> None:
+        self.version(city, version)  # UnknownVersion rather than a silent upsert
+        self._call(
+            "update_item",
+            Key=_serialize({"city": city, "record": _version_record(version)}),
+            UpdateExpression="SET #s = :s, reason = :why",
+            ConditionExpression="attribute_exists(#r)",
+            ExpressionAttributeNames={"#s": "status", "#r": "record"},
+            ExpressionAttributeValues=_serialize({":s": status, ":why": reason}),
+        )
+
+    def promote(self, city: str, version: str, expected_live: str | None = None, force: bool = False) -> LiveModel:
+        """Make ``version`` live.
+
+        Default: only if no version is live or the live one is older (monotonic, for events).
+        ``force=True``: only if the live version is still ``expected_live`` (operator rollback).
+        """
+        candidate = self.version(city, version)
+        if candidate.status == "rejected":
+            raise PromotionRefused(f"{city} {version} was rejected: {candidate.reason}")
+        try:
+            current: LiveModel | None = self.live_model(city)
+        except UnknownCity:
+            current = None
+        if current and current.version == version:
+            return current
+        promoted_at = _now()
+        live_item = {
+            "city": city,
+            "record": LIVE_RECORD,
+            "live_version": version,
+            "target_model": candidate.target_model,
+            "promoted_at": promoted_at,
+            "previous_version": current.version if current else "",
+        }
+        if force:
+            condition = "live_version = :expected" if expected_live else "attribute_not_exists(live_version)"
+            values = {":expected": expected_live} if expected_live else {}
+        else:
+            condition = "attribute_not_exists(live_version) OR live_version < :v"
+            values = {":v": version}
+        actions: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _serialize(live_item),
+                    "ConditionExpression": condition,
+                    **({"ExpressionAttributeValues": _serialize(values)} if values else {}),
+                }
+            },
+            self._status_update(city, version, "live"),
+        ]
+        if current:
+            actions.append(self._status_update(city, current.version, "standby"))
+        try:
+            self._db.transact_write_items(TransactItems=actions)
+        except ClientError as error:
+            if _code(error) in {"TransactionCanceledException", "ConditionalCheckFailedException"}:
+                raise PromotionRefused(
+                    f"{city}: {version} not promoted; live version changed or is newer"
+                ) from error
+            raise DependencyFailure(f"DynamoDB TransactWriteItems failed: {error}") from error
+        except BotoCoreError as error:
+            raise DependencyFailure(f"DynamoDB TransactWriteItems failed: {error}") from error
+        return LiveModel(city, version, candidate.target_model, promoted_at)
+
+    # plumbing
+    def _status_update(self, city: str, version: str, status: Status) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": _serialize({"city": city, "record": _version_record(version)}),
+                "UpdateExpression": "SET #s = :s",
+                "ConditionExpression": "attribute_exists(#r)",
+                "ExpressionAttributeNames": {"#s": "status", "#r": "record"},
+                "ExpressionAttributeValues": _serialize({":s": status}),
+            }
+        }
+
+    def _get(self, city: str, record: str) -> dict[str, Any] | None:
+        response = self._call("get_item", Key=_serialize({"city": city, "record": record}), ConsistentRead=True)
+        item = response.get("Item")
+        return _deserialize(item) if item else None
+
+    def _paginate(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        paginator = self._db.get_paginator(operation)
+        try:
+            for page in paginator.paginate(TableName=self._table, **kwargs):
+                for item in page.get("Items", []):
+                    yield _deserialize(item)
+        except (ClientError, BotoCoreError) as error:
+            raise DependencyFailure(f"DynamoDB {operation} failed: {error}") from error
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._db, operation)(TableName=self._table, **kwargs)
+        except (ClientError, BotoCoreError) as error:
+            raise DependencyFailure(f"DynamoDB {operation} failed: {error}") from error
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _model_version(item: Mapping[str, Any]) -> ModelVersion:
+    return ModelVersion(
+        city=item["city"],
+        version=item["version"],
+        status=item["status"],
+        artifact_key=item.get("artifact_key", ""),
+        source_key=item.get("source_key", ""),
+        sha256=item.get("sha256", ""),
+        created_at=item.get("created_at", ""),
+        metrics=dict(item.get("metrics", {})),
+        reason=item.get("reason", ""),
+    )
+
+
+TABLE_KEY_SCHEMA = [
+    {"AttributeName": "city", "KeyType": "HASH"},
+    {"AttributeName": "record", "KeyType": "RANGE"},
+]
+TABLE_ATTRIBUTES = [
+    {"AttributeName": "city", "AttributeType": "S"},
+    {"AttributeName": "record", "AttributeType": "S"},
+]

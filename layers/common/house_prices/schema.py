@@ -1,0 +1,159 @@
+"""House features: names, order, types and valid ranges — the only home of these facts.
+
+The order of ``FEATURES`` is the CSV column order for training files (after ``PRICE``) and for
+InvokeEndpoint bodies. Pure Python on purpose: the Lambda layer must stay free of numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from house_prices.errors import FieldProblem, InvalidInput, PayloadTooLarge
+
+TARGET = "PRICE"
+MAX_YEAR = 2019
+HOUSES_PER_CITY = 1000
+
+SEED_CITIES: tuple[str, ...] = (
+    "NewYork_NY",
+    "LosAngeles_CA",
+    "Chicago_IL",
+    "Houston_TX",
+    "Dallas_TX",
+    "Phoenix_AZ",
+    "Philadelphia_PA",
+    "SanAntonio_TX",
+    "SanDiego_CA",
+    "SanFrancisco_CA",
+)
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    minimum: float
+    maximum: float
+    integer: bool = False
+    # Bathrooms come in halves; any other step would be a value the model never saw.
+    step: float | None = None
+    description: str = ""
+
+    def problem_with(self, value: Any) -> str | None:
+        """Return why ``value`` is not acceptable for this feature, or None if it is."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {type(value).__name__}"
+        if not math.isfinite(value):
+            return "must be a finite number"
+        if self.integer and value != int(value):
+            return f"must be a whole number, got {value}"
+        if self.step is not None and (value / self.step) != int(value / self.step):
+            return f"must be a multiple of {self.step}, got {value}"
+        if not (self.minimum <= value <= self.maximum):
+            return f"must be between {_fmt(self.minimum)} and {_fmt(self.maximum)}, got {value}"
+        return None
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("YEAR_BUILT", 1800, 2100, integer=True, description="year the house was built"),
+    Feature("SQUARE_FEET", 100, 50_000, integer=True, description="living area in square feet"),
+    Feature("NUM_BEDROOMS", 0, 20, integer=True, description="number of bedrooms"),
+    Feature("NUM_BATHROOMS", 0, 20, step=0.5, description="bathrooms, in halves"),
+    Feature("LOT_ACRES", 0, 100, description="lot size in acres"),
+    Feature("GARAGE_SPACES", 0, 10, integer=True, description="garage spaces"),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)
+CSV_COLUMNS: tuple[str, ...] = (TARGET, *FEATURE_NAMES)
+
+# The SageMaker Runtime InvokeEndpoint payload limit.
+MAX_ENDPOINT_BODY_BYTES = 6_291_456
+# Worst-case CSV bytes for one house row, so a batch limit can be proved to fit the endpoint body.
+_MAX_ROW_BYTES = sum(len(f"{-f.maximum:.6f}") for f in FEATURES) + len(FEATURES)
+DEFAULT_MAX_HOUSES_PER_REQUEST = 1000
+assert DEFAULT_MAX_HOUSES_PER_REQUEST * _MAX_ROW_BYTES < MAX_ENDPOINT_BODY_BYTES
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+House = tuple[float, ...]
+
+
+def parse_house(candidate: Any, path: str = "") -> House:
+    """Validate one house mapping and return its values in feature order."""
+    prefix = f"{path}." if path else ""
+    if not isinstance(candidate, Mapping):
+        raise InvalidInput([FieldProblem(path or "body", "must be a JSON object of house features")])
+    problems: list[FieldProblem] = []
+    for unknown in sorted(set(candidate) - set(FEATURE_NAMES), key=str):
+        problems.append(FieldProblem(f"{prefix}{unknown}", "is not a known feature"))
+    values: list[float] = []
+    for feature in FEATURES:
+        if feature.name not in candidate:
+            problems.append(FieldProblem(f"{prefix}{feature.name}", "is required"))
+            continue
+        value = candidate[feature.name]
+        problem = feature.problem_with(value)
+        if problem:
+            problems.append(FieldProblem(f"{prefix}{feature.name}", problem))
+        else:
+            values.append(int(value) if feature.integer else float(value))
+    if problems:
+        raise InvalidInput(problems)
+    return tuple(values)
+
+
+def parse_houses(payload: Any, max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST) -> list[House]:
+    """Accept one house object or ``{"houses": [...]}`` and return rows in feature order.
+
+    Every problem in every house is reported at once, each naming its field path.
+    """
+    if isinstance(payload, Mapping) and "houses" in payload:
+        houses = payload["houses"]
+        extra = sorted(set(payload) - {"houses"}, key=str)
+        if extra:
+            raise InvalidInput([FieldProblem(name, "is not allowed next to 'houses'") for name in extra])
+        if not isinstance(houses, list):
+            raise InvalidInput([FieldProblem("houses", "must be a list of house objects")])
+        if not houses:
+            raise InvalidInput([FieldProblem("houses", "must contain at least one house")])
+        if len(houses) > max_houses:
+            raise PayloadTooLarge("houses", f"at most {max_houses} houses per request, got {len(houses)}")
+        rows: list[House] = []
+        problems: list[FieldProblem] = []
+        for index, house in enumerate(houses):
+            try:
+                rows.append(parse_house(house, f"houses[{index}]"))
+            except InvalidInput as invalid:
+                problems.extend(invalid.problems)
+        if problems:
+            raise InvalidInput(problems)
+        return rows
+    return [parse_house(payload)]
+
+
+def rows_to_csv(rows: Sequence[Sequence[float]]) -> str:
+    """Serialise rows as headerless CSV in feature order (the InvokeEndpoint body)."""
+    return "".join(",".join(repr(value) for value in row) + "\n" for row in rows)
+
+
+def house_from_row(row: Sequence[float]) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, row, strict=True))
+
+
+def describe_features() -> list[dict[str, Any]]:
+    """Feature documentation for API responses and docs."""
+    return [
+        {
+            "name": f.name,
+            "type": "integer" if f.integer else "number",
+            "minimum": f.minimum,
+            "maximum": f.maximum,
+            **({"multiple_of": f.step} if f.step else {}),
+            "description": f.description,
+        }
+        for f in FEATURES
+    ]
