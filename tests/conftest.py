@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,7 +18,7 @@ _AWS_ENV = {
 
 
 @pytest.fixture(autouse=True)
-def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never reach a real AWS account from a test, and never inherit a developer's endpoints."""
     import os
 
@@ -30,7 +29,6 @@ def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     for name, value in _AWS_ENV.items():
         monkeypatch.setenv(name, value)
-    yield
 
 
 def pick_free_port() -> int:

@@ -237,9 +237,7 @@ class ModelRegistry:
             self._db.transact_write_items(TransactItems=actions)
         except ClientError as error:
             if _code(error) in {"TransactionCanceledException", "ConditionalCheckFailedException"}:
-                raise PromotionRefused(
-                    f"{city}: {version} not promoted; live version changed or is newer"
-                ) from error
+                raise PromotionRefused(f"{city}: {version} not promoted; live version changed or is newer") from error
             raise DependencyFailure(f"DynamoDB TransactWriteItems failed: {error}") from error
         except BotoCoreError as error:
             raise DependencyFailure(f"DynamoDB TransactWriteItems failed: {error}") from error

@@ -75,6 +75,14 @@ DEFAULT_MAX_HOUSES_PER_REQUEST = 1000
 assert DEFAULT_MAX_HOUSES_PER_REQUEST * _MAX_ROW_BYTES < MAX_ENDPOINT_BODY_BYTES
 
 
+def _field_label(name: object) -> str:
+    """A printable, bounded label for a client-supplied key (it is echoed back in errors)."""
+    text = str(name)
+    if not text:
+        return "<empty key>"
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
@@ -89,7 +97,7 @@ def parse_house(candidate: Any, path: str = "") -> House:
         raise InvalidInput([FieldProblem(path or "body", "must be a JSON object of house features")])
     problems: list[FieldProblem] = []
     for unknown in sorted(set(candidate) - set(FEATURE_NAMES), key=str):
-        problems.append(FieldProblem(f"{prefix}{unknown}", "is not a known feature"))
+        problems.append(FieldProblem(f"{prefix}{_field_label(unknown)}", "is not a known feature"))
     values: list[float] = []
     for feature in FEATURES:
         if feature.name not in candidate:
@@ -115,7 +123,7 @@ def parse_houses(payload: Any, max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST)
         houses = payload["houses"]
         extra = sorted(set(payload) - {"houses"}, key=str)
         if extra:
-            raise InvalidInput([FieldProblem(name, "is not allowed next to 'houses'") for name in extra])
+            raise InvalidInput([FieldProblem(_field_label(name), "is not allowed next to 'houses'") for name in extra])
         if not isinstance(houses, list):
             raise InvalidInput([FieldProblem("houses", "must be a list of house objects")])
         if not houses:

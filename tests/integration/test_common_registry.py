@@ -1,0 +1,121 @@
+"""The DynamoDB registry adapter against moto (in-process: an adapter test)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from house_prices.errors import PromotionRefused, UnknownCity, UnknownVersion
+from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA, ModelRegistry, ModelVersion
+
+TABLE = "registry-test"
+OLD, MID, NEW = "20261125T040000Z-aaaaaaaa", "20261125T050000Z-bbbbbbbb", "20261125T060000Z-cccccccc"
+
+
+@pytest.fixture
+def registry() -> Iterator[ModelRegistry]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=TABLE_KEY_SCHEMA,
+            AttributeDefinitions=TABLE_ATTRIBUTES,
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield ModelRegistry(client, TABLE)
+
+
+def version(city: str, name: str, ae_p50: float = 1000.0, status: str = "standby") -> ModelVersion:
+    return ModelVersion(
+        city=city,
+        version=name,
+        status=status,  # type: ignore[arg-type]
+        artifact_key=f"p/multi_model_artifacts/{city}.{name}.tar.gz",
+        source_key=f"p/model_artifacts/{city}/job/output/model.tar.gz",
+        sha256="ab" * 32,
+        created_at="2026-11-25T04:00:00+00:00",
+        metrics={"validation": {"ae_p50": ae_p50, "r2": 0.97, "rows": 300}},
+    )
+
+
+def test_recording_is_idempotent_and_keeps_the_first_record(registry: ModelRegistry) -> None:
+    # Given a recorded version
+    first, created = registry.record_version(version("Chicago_IL", OLD, ae_p50=1234.5))
+    # When the same version is recorded again with different metrics (a redelivered event)
+    again, created_again = registry.record_version(version("Chicago_IL", OLD, ae_p50=1.0))
+    # Then the first record stands and floats survive the Decimal round trip
+    assert (created, created_again) == (True, False)
+    assert again.metrics["validation"]["ae_p50"] == 1234.5 == first.metrics["validation"]["ae_p50"]
+    assert registry.version("Chicago_IL", OLD).metrics == first.metrics
+
+
+def test_promotion_is_monotonic(registry: ModelRegistry) -> None:
+    for name in (OLD, MID, NEW):
+        registry.record_version(version("Chicago_IL", name))
+    # Given NEW is live
+    registry.promote("Chicago_IL", NEW)
+    # When an older version's (late, out-of-order) event tries to promote it
+    with pytest.raises(PromotionRefused):
+        registry.promote("Chicago_IL", MID)
+    # Then NEW stays live and the statuses agree
+    assert registry.live_model("Chicago_IL").version == NEW
+    assert {v.version: v.status for v in registry.versions("Chicago_IL")} == {
+        NEW: "live",
+        MID: "standby",
+        OLD: "standby",
+    }
+    # And promoting the live version again is a no-op
+    assert registry.promote("Chicago_IL", NEW).version == NEW
+
+
+def test_newer_version_replaces_live_and_old_goes_to_standby(registry: ModelRegistry) -> None:
+    registry.record_version(version("Chicago_IL", OLD))
+    registry.record_version(version("Chicago_IL", NEW))
+    registry.promote("Chicago_IL", OLD)
+    live = registry.promote("Chicago_IL", NEW)
+    assert live.target_model == f"Chicago_IL.{NEW}.tar.gz"
+    assert registry.version("Chicago_IL", OLD).status == "standby"
+    assert [v.version for v in registry.versions("Chicago_IL")] == [NEW, OLD]
+
+
+def test_rollback_needs_the_expected_live_version(registry: ModelRegistry) -> None:
+    for name in (OLD, NEW):
+        registry.record_version(version("Chicago_IL", name))
+    registry.promote("Chicago_IL", NEW)
+    # When an operator rolls back with a stale expectation / Then it is refused
+    with pytest.raises(PromotionRefused):
+        registry.promote("Chicago_IL", OLD, expected_live=MID, force=True)
+    # When the expectation matches / Then the older version goes live
+    assert registry.promote("Chicago_IL", OLD, expected_live=NEW, force=True).version == OLD
+    assert registry.live_model("Chicago_IL").version == OLD
+    assert registry.version("Chicago_IL", NEW).status == "standby"
+
+
+def test_rejected_versions_can_never_go_live(registry: ModelRegistry) -> None:
+    registry.record_version(version("Chicago_IL", OLD, status="rejected"))
+    with pytest.raises(PromotionRefused):
+        registry.promote("Chicago_IL", OLD)
+    with pytest.raises(UnknownCity):
+        registry.live_model("Chicago_IL")
+
+
+def test_unknown_records_raise_domain_errors(registry: ModelRegistry) -> None:
+    with pytest.raises(UnknownCity):
+        registry.live_model("Nowhere")
+    with pytest.raises(UnknownVersion):
+        registry.version("Nowhere", OLD)
+    with pytest.raises(UnknownVersion):
+        registry.set_status("Nowhere", OLD, "standby")
+
+
+def test_live_models_lists_each_city_once(registry: ModelRegistry) -> None:
+    for city in ("Dallas_TX", "Chicago_IL"):
+        for name in (OLD, NEW):
+            registry.record_version(version(city, name))
+        registry.promote(city, NEW)
+    assert [(m.city, m.version) for m in registry.live_models()] == [("Chicago_IL", NEW), ("Dallas_TX", NEW)]
+    registry.set_status("Dallas_TX", OLD, "rejected", reason="bad")
+    assert registry.version("Dallas_TX", OLD).reason == "bad"
