@@ -50,6 +50,9 @@ test: lint cfn-lint sam-validate sam-build ## the whole suite: lint, template ch
 unit: $(STAMP) ## unit tests only (no sockets)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+deploy: $(STAMP) ## package + upload sourcedir.tar.gz, sam build, sam deploy (DEPLOY_BUCKET=..., DRY_RUN=1 prints only)
+	$(PYTHON) scripts/deploy.py --region $(REGION) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
+
 demo: $(STAMP) ## train the 10 seed cities locally and print their metrics
 	$(PYTHON) -m training.demo
 

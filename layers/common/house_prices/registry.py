@@ -190,11 +190,23 @@ class ModelRegistry:
             ExpressionAttributeValues=_serialize({":s": status, ":why": reason}),
         )
 
-    def promote(self, city: str, version: str, expected_live: str | None = None, force: bool = False) -> LiveModel:
+    def promote(
+        self,
+        city: str,
+        version: str,
+        expected_live: str | None = None,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> LiveModel:
         """Make ``version`` live.
 
         Default: only if no version is live or the live one is older (monotonic, for events).
         ``force=True``: only if the live version is still ``expected_live`` (operator rollback).
+        ``reason``, when given, is stored on the promoted version in the same transaction.
+
+        Either way the write is conditioned on the live version read here, so the version it
+        demotes to ``standby`` is exactly the one it replaces (two concurrent promotions can never
+        leave two versions with status ``live``).
         """
         candidate = self.version(city, version)
         if candidate.status == "rejected":
@@ -205,6 +217,14 @@ class ModelRegistry:
             current = None
         if current and current.version == version:
             return current
+        current_version = current.version if current else None
+        if force:
+            if current_version != expected_live:
+                raise PromotionRefused(
+                    f"{city}: {version} not promoted; live version is {current_version!r}, expected {expected_live!r}"
+                )
+        elif current_version is not None and current_version > version:
+            raise PromotionRefused(f"{city}: {version} not promoted; newer version {current_version} is live")
         promoted_at = _now()
         live_item = {
             "city": city,
@@ -212,14 +232,12 @@ class ModelRegistry:
             "live_version": version,
             "target_model": candidate.target_model,
             "promoted_at": promoted_at,
-            "previous_version": current.version if current else "",
+            "previous_version": current_version or "",
         }
-        if force:
-            condition = "live_version = :expected" if expected_live else "attribute_not_exists(live_version)"
-            values = {":expected": expected_live} if expected_live else {}
+        if current_version is None:
+            condition, values = "attribute_not_exists(live_version)", {}
         else:
-            condition = "attribute_not_exists(live_version) OR live_version < :v"
-            values = {":v": version}
+            condition, values = "live_version = :current", {":current": current_version}
         actions: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -229,10 +247,10 @@ class ModelRegistry:
                     **({"ExpressionAttributeValues": _serialize(values)} if values else {}),
                 }
             },
-            self._status_update(city, version, "live"),
+            self._status_update(city, version, "live", reason),
         ]
-        if current:
-            actions.append(self._status_update(city, current.version, "standby"))
+        if current_version is not None:
+            actions.append(self._status_update(city, current_version, "standby"))
         try:
             self._db.transact_write_items(TransactItems=actions)
         except ClientError as error:
@@ -244,15 +262,18 @@ class ModelRegistry:
         return LiveModel(city, version, candidate.target_model, promoted_at)
 
     # plumbing
-    def _status_update(self, city: str, version: str, status: Status) -> dict[str, Any]:
+    def _status_update(self, city: str, version: str, status: Status, reason: str | None = None) -> dict[str, Any]:
+        values: dict[str, Any] = {":s": status}
+        if reason is not None:
+            values[":why"] = reason
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": _serialize({"city": city, "record": _version_record(version)}),
-                "UpdateExpression": "SET #s = :s",
+                "UpdateExpression": "SET #s = :s" + (", reason = :why" if reason is not None else ""),
                 "ConditionExpression": "attribute_exists(#r)",
                 "ExpressionAttributeNames": {"#s": "status", "#r": "record"},
-                "ExpressionAttributeValues": _serialize({":s": status}),
+                "ExpressionAttributeValues": _serialize(values),
             }
         }
 

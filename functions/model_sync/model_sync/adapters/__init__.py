@@ -1,0 +1,1 @@
+"""Adapters over AWS clients; they raise only house_prices.errors exceptions."""

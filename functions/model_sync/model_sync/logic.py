@@ -1,0 +1,273 @@
+"""Sync one training output: inspect it, copy it to its immutable versioned key, register, gate, promote.
+
+Every step is idempotent, so Lambda may re-run an event (retry or duplicate delivery) at any point:
+
+1. the version is derived from the source object itself (LastModified + sha256), never from the event;
+2. the copy is skipped when the destination already holds the same sha256, and never overwrites a
+   different one;
+3. the version record is created once (conditional put) in the ``standby`` state with the
+   ``PENDING`` reason; the gate's decision replaces that reason (promotion or hold-back);
+4. a re-run finding the record still PENDING resumes at the gate; any other state is a duplicate and
+   changes nothing, so an operator's rollback is never undone by a late duplicate event;
+5. promotion is a monotonic conditional write: an older version never replaces a newer live one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from house_prices.artifacts import ArtifactReport, HashingReader, inspect_artifact
+from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused, UnknownCity
+from house_prices.naming import KeyLayout, TrainingOutput, make_version
+from house_prices.observability import MetricUnit, logger, metrics
+from house_prices.registry import LiveModel, ModelVersion, Status
+from model_sync.adapters.s3 import ObjectInfo
+from model_sync.gate import GatePolicy, decide, metrics_problem
+
+Action = Literal["promoted", "standby", "duplicate", "rejected", "ignored"]
+PENDING = "pending: quality gate not applied yet"
+SHA256_METADATA = "sha256"
+
+# One metric per outcome; no city/version dimension (cardinality).
+_METRIC_BY_ACTION: dict[str, str] = {
+    "promoted": "ModelsPromoted",
+    "standby": "ModelsHeldBack",
+    "duplicate": "DuplicateEvents",
+    "rejected": "ArtifactsRejected",
+    "ignored": "IgnoredEvents",
+}
+
+
+class Closeable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class ArtifactStore(Protocol):
+    def head(self, bucket: str, key: str) -> ObjectInfo | None: ...
+    def open(self, source: ObjectInfo) -> Closeable: ...
+    def copy(self, source: ObjectInfo, bucket: str, key: str, metadata: dict[str, str]) -> None: ...
+
+
+class Registry(Protocol):
+    def record_version(self, version: ModelVersion) -> tuple[ModelVersion, bool]: ...
+    def version(self, city: str, version: str) -> ModelVersion: ...
+    def live_model(self, city: str) -> LiveModel: ...
+    def set_status(self, city: str, version: str, status: Status, reason: str = "") -> None: ...
+    def promote(
+        self,
+        city: str,
+        version: str,
+        expected_live: str | None = None,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> LiveModel: ...
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    action: Action
+    reason: str
+    key: str
+    city: str | None = None
+    version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSync:
+    store: ArtifactStore
+    registry: Registry
+    bucket: str
+    layout: KeyLayout
+    gate: GatePolicy
+    max_unpacked_bytes: int
+
+    # entry points
+    def sync_event_records(self, records: Iterable[Any]) -> list[SyncResult]:
+        """Sync every record of an S3 event; re-raise the first transient failure after trying all.
+
+        Finishing the other records first keeps a retry cheap: they are duplicates by then.
+        """
+        results: list[SyncResult] = []
+        failure: DependencyFailure | None = None
+        for record in records:
+            raw = record.raw_event if hasattr(record, "raw_event") else record
+            # The raw key: KeyLayout decodes it exactly once (the data class's .key is decoded already).
+            raw_key = str(raw["s3"]["object"]["key"])
+            event_name = str(raw.get("eventName", ""))
+            if not event_name.startswith("ObjectCreated:"):
+                results.append(self._ignored(raw_key, f"event {event_name!r} is not an object creation"))
+                continue
+            try:
+                with logger.append_context_keys(s3_key=raw_key, event_time=raw.get("eventTime")):
+                    results.append(self.sync_training_output(str(raw["s3"]["bucket"]["name"]), raw_key))
+            except DependencyFailure as error:
+                logger.exception("transient failure; the event will be retried", extra={"key": raw_key})
+                failure = failure or error
+        if failure:
+            raise failure
+        return results
+
+    def sync_training_output(self, bucket: str, raw_key: str) -> SyncResult:
+        if bucket != self.bucket:
+            return self._ignored(raw_key, f"bucket {bucket!r} is not the artifact bucket {self.bucket!r}")
+        try:
+            output = self.layout.parse_training_output_key(raw_key)
+        except NotAModelKey as error:
+            return self._ignored(raw_key, error.message)
+        source = self.store.head(bucket, output.key)
+        if source is None:
+            # Deleted after the event: nothing to serve; a re-upload brings its own event.
+            return self._ignored(output.key, "source object no longer exists")
+        with logger.append_context_keys(city=output.city):
+            return self._sync(output, source)
+
+    # steps
+    def _sync(self, output: TrainingOutput, source: ObjectInfo) -> SyncResult:
+        body = self.store.open(source)
+        reader = HashingReader(body)
+        try:
+            report = inspect_artifact(reader, max_unpacked_bytes=self.max_unpacked_bytes)
+        except InvalidArtifact as invalid:
+            # Hash the rest so the rejection is recorded under the version a retry would derive too.
+            complete = reader.drain(max_bytes=self.max_unpacked_bytes)
+            version = make_version(source.last_modified, reader.sha256) if complete else None
+            return self._reject(output, source, version, invalid.message, sha256=reader.sha256 if complete else "")
+        finally:
+            body.close()
+        version = make_version(source.last_modified, report.sha256)
+        problem = metrics_problem(report.metrics)
+        if problem:
+            return self._reject(output, source, version, problem, report.sha256, report.metrics)
+
+        artifact_key = self.layout.mme_key(output.city, version)
+        conflict = self._copy_once(source, report, artifact_key, output, version)
+        if conflict:
+            return self._result("rejected", conflict, output, version)
+
+        record, created = self.registry.record_version(
+            ModelVersion(
+                city=output.city,
+                version=version,
+                status="standby",
+                artifact_key=artifact_key,
+                source_key=output.key,
+                sha256=report.sha256,
+                created_at=source.last_modified.isoformat(),
+                metrics=report.metrics,
+                reason=PENDING,
+            )
+        )
+        if not created:
+            if record.sha256 != report.sha256:
+                return self._result("rejected", f"version {version} is registered with another sha256", output, version)
+            if not (record.status == "standby" and record.reason == PENDING):
+                return self._result("duplicate", f"already {record.status}: {record.reason}", output, version)
+            logger.info("resuming a version whose gate decision was interrupted")
+        return self._decide(output, version, report.metrics)
+
+    def _copy_once(
+        self, source: ObjectInfo, report: ArtifactReport, artifact_key: str, output: TrainingOutput, version: str
+    ) -> str | None:
+        """Copy unless already there; returns a conflict reason if the key holds something else."""
+        existing = self.store.head(self.bucket, artifact_key)
+        if existing is not None:
+            if existing.metadata.get(SHA256_METADATA) == report.sha256:
+                return None
+            logger.error("versioned key holds a different artifact; refusing to overwrite", extra={"key": artifact_key})
+            return f"{artifact_key} already holds a different artifact; immutable keys are never overwritten"
+        self.store.copy(
+            source,
+            self.bucket,
+            artifact_key,
+            metadata={SHA256_METADATA: report.sha256, "source-key": output.key, "version": version},
+        )
+        return None
+
+    def _decide(self, output: TrainingOutput, version: str, candidate: Mapping[str, Any]) -> SyncResult:
+        city = output.city
+        live = self._live(city)
+        if live is not None and live.version == version:
+            return self._result("promoted", "already live", output, version)
+        if live is not None and live.version > version:
+            reason = f"not promoted: newer version {live.version} is live"
+            self.registry.set_status(city, version, "standby", reason)
+            return self._result("standby", reason, output, version)
+        live_metrics = self.registry.version(city, live.version).metrics if live else None
+        decision = decide(self.gate, candidate, live_metrics)
+        if not decision.promote:
+            self.registry.set_status(city, version, "standby", decision.reason)
+            return self._result("standby", decision.reason, output, version)
+        try:
+            self.registry.promote(city, version, reason=decision.reason)
+        except PromotionRefused as refused:
+            # Lost a race with another promotion; the monotonic rule decides who stays live.
+            current = self._live(city)
+            if current is not None and current.version == version:
+                return self._result("promoted", "already live", output, version)
+            reason = f"{refused.message}; gate {decision.reason}"
+            self.registry.set_status(city, version, "standby", reason)
+            return self._result("standby", reason, output, version)
+        return self._result("promoted", decision.reason, output, version)
+
+    def _reject(
+        self,
+        output: TrainingOutput,
+        source: ObjectInfo,
+        version: str | None,
+        reason: str,
+        sha256: str = "",
+        artifact_metrics: Mapping[str, Any] | None = None,
+    ) -> SyncResult:
+        logger.warning("artifact rejected", extra={"reason": reason, "version": version})
+        if version is None:
+            return self._result("rejected", reason, output, None)
+        record, created = self.registry.record_version(
+            ModelVersion(
+                city=output.city,
+                version=version,
+                status="rejected",
+                artifact_key="",
+                source_key=output.key,
+                sha256=sha256,
+                created_at=source.last_modified.isoformat(),
+                metrics=dict(artifact_metrics or {}),
+                reason=reason,
+            )
+        )
+        if not created:
+            return self._result("duplicate", f"already {record.status}: {record.reason}", output, version)
+        return self._result("rejected", reason, output, version)
+
+    # helpers
+    def _live(self, city: str) -> LiveModel | None:
+        try:
+            return self.registry.live_model(city)
+        except UnknownCity:
+            return None
+
+    def _ignored(self, key: str, reason: str) -> SyncResult:
+        logger.info("ignored", extra={"key": key, "reason": reason})
+        return self._count(SyncResult("ignored", reason, key))
+
+    def _result(self, action: Action, reason: str, output: TrainingOutput, version: str | None) -> SyncResult:
+        logger.info(f"model-sync {action}", extra={"action": action, "reason": reason, "version": version})
+        return self._count(SyncResult(action, reason, output.key, output.city, version))
+
+    @staticmethod
+    def _count(result: SyncResult) -> SyncResult:
+        metrics.add_metric(name=_METRIC_BY_ACTION[result.action], unit=MetricUnit.Count, value=1)
+        return result
+
+
+def summarize(results: Iterable[SyncResult]) -> dict[str, Any]:
+    items = [result.as_dict() for result in results]
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item["action"]] = counts.get(item["action"], 0) + 1
+    return {"results": items, "counts": counts}

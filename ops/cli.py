@@ -1,0 +1,206 @@
+"""``python -m ops``: the operator's view of the model registry.
+
+    python -m ops cities                          live version per city
+    python -m ops versions CITY                   every version with status, AE p50 and reason
+    python -m ops promote CITY VERSION            make VERSION live now (rollback or roll forward)
+    python -m ops publish CITY model.tar.gz       upload as a training output; the S3 trigger does the rest
+    python -m ops sync CITY model.tar.gz          upload and run model-sync's logic right here (no trigger)
+
+Bucket, prefix and table come from --bucket/--prefix/--table, else ARTIFACT_BUCKET/MODEL_PREFIX/
+REGISTRY_TABLE, else ``.local/stack.json`` (written by ``make up``). Add ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError
+from rich.console import Console
+from rich.table import Table
+
+from house_prices.artifacts import DEFAULT_MAX_UNPACKED_BYTES, inspect_artifact
+from house_prices.errors import DomainError, InvalidArtifact, UnknownCity
+from house_prices.naming import job_name, validate_city, validate_job, validate_version
+from house_prices.observability import logger
+from house_prices.registry import ModelRegistry
+from model_sync.adapters.s3 import S3Artifacts
+from model_sync.gate import GatePolicy, ae_p50
+from model_sync.logic import ModelSync
+from model_sync.settings import DEFAULT_QUALITY_GATE
+from ops.config import ConfigError, OpsConfig, process_environ, resolve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bucket", help="artifact bucket [ARTIFACT_BUCKET]")
+    parser.add_argument("--prefix", help="key prefix [MODEL_PREFIX, default DEMO_MME_SCIKIT_V1]")
+    parser.add_argument("--table", help="registry table [REGISTRY_TABLE]")
+    parser.add_argument("--stack-file", type=Path, help="local stack description (default .local/stack.json)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("cities", help="live version per city")
+    versions = commands.add_parser("versions", help="all versions of a city, newest first")
+    versions.add_argument("city")
+
+    promote = commands.add_parser("promote", help="make a version live now (rollback / roll forward)")
+    promote.add_argument("city")
+    promote.add_argument("version")
+    promote.add_argument(
+        "--expected-live",
+        help="refuse unless this is still the live version (default: the live version read just before)",
+    )
+
+    for name, text in (
+        ("publish", "upload a model.tar.gz as a training output (the S3 event syncs it)"),
+        ("sync", "upload a model.tar.gz and sync it here, without the S3 trigger"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("city")
+        command.add_argument("path", type=Path)
+        command.add_argument("--job", help="training job name (default: generated from city and time)")
+        command.add_argument(
+            "--max-unpacked-bytes", type=int, default=DEFAULT_MAX_UNPACKED_BYTES, help="reject larger artifacts"
+        )
+        if name == "sync":
+            command.add_argument("--gate", help=f"quality gate [QUALITY_GATE, default {DEFAULT_QUALITY_GATE}]")
+    return parser
+
+
+class Ops:
+    def __init__(self, config: OpsConfig) -> None:
+        self.config = config
+
+    def registry(self) -> ModelRegistry:
+        table = self.config.require_table()
+        return ModelRegistry(boto3.client("dynamodb"), table)
+
+    def store(self) -> S3Artifacts:
+        return S3Artifacts(boto3.client("s3"))
+
+    def cities(self) -> list[dict[str, Any]]:
+        return [model.__dict__ for model in self.registry().live_models()]
+
+    def versions(self, city: str) -> list[dict[str, Any]]:
+        registry = self.registry()
+        versions = registry.versions(validate_city(city))
+        if not versions:
+            raise UnknownCity(city)
+        return [{**v.as_dict(), "ae_p50": ae_p50(v.metrics)} for v in versions]
+
+    def promote(self, city: str, version: str, expected_live: str | None) -> dict[str, Any]:
+        registry = self.registry()
+        validate_city(city)
+        validate_version(version)
+        if expected_live is None:
+            try:
+                expected_live = registry.live_model(city).version
+            except UnknownCity:
+                expected_live = None
+        live = registry.promote(
+            city, version, force=True, expected_live=expected_live, reason=f"promoted by operator (was {expected_live})"
+        )
+        return {**live.__dict__, "previous_version": expected_live}
+
+    def publish(self, city: str, path: Path, job: str | None, max_unpacked_bytes: int) -> dict[str, Any]:
+        bucket = self.config.require_bucket()
+        validate_city(city)
+        job = validate_job(job) if job else job_name(city)
+        # Fail on the operator's machine, not in the Lambda, for an artifact that would be rejected.
+        try:
+            with path.open("rb") as handle:
+                report = inspect_artifact(handle, max_unpacked_bytes=max_unpacked_bytes)
+        except OSError as error:
+            raise InvalidArtifact(f"cannot read {path}: {error}") from error
+        key = self.config.layout.training_output_key(city, job)
+        self.store().upload(path, bucket, key)
+        return {"bucket": bucket, "key": key, "sha256": report.sha256, "size_bytes": report.size_bytes}
+
+    def sync(self, city: str, path: Path, job: str | None, max_unpacked_bytes: int, gate: str) -> dict[str, Any]:
+        published = self.publish(city, path, job, max_unpacked_bytes)
+        service = ModelSync(
+            store=self.store(),
+            registry=self.registry(),
+            bucket=published["bucket"],
+            layout=self.config.layout,
+            gate=GatePolicy.parse(gate),
+            max_unpacked_bytes=max_unpacked_bytes,
+        )
+        result = service.sync_training_output(published["bucket"], published["key"])
+        return {**published, **result.as_dict()}
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str], title: str) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=column in {"city", "version", "target_model", "status", "action"})
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    return table
+
+
+@contextlib.contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    """Keep stdout for results (tables or --json); model-sync's structured logs go to stderr."""
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        handler.setStream(previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with _logs_to_stderr():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True)
+    environ = process_environ()
+    try:
+        ops = Ops(resolve(args.bucket, args.prefix, args.table, args.stack_file, environ))
+        if args.command == "cities":
+            rows = ops.cities()
+            columns: Sequence[str] = ("city", "version", "target_model", "promoted_at")
+            result: Any = rows
+            title = "Live models"
+        elif args.command == "versions":
+            rows = ops.versions(args.city)
+            columns = ("version", "status", "ae_p50", "created_at", "reason")
+            result, title = rows, f"Versions of {args.city}"
+        elif args.command == "promote":
+            result = ops.promote(args.city, args.version, args.expected_live)
+            rows, columns, title = [result], ("city", "version", "previous_version", "promoted_at"), "Promoted"
+        elif args.command == "publish":
+            result = ops.publish(args.city, args.path, args.job, args.max_unpacked_bytes)
+            rows, columns, title = [result], ("bucket", "key", "sha256"), "Published"
+        else:
+            gate = args.gate or environ.get("QUALITY_GATE") or DEFAULT_QUALITY_GATE
+            result = ops.sync(args.city, args.path, args.job, args.max_unpacked_bytes, gate)
+            rows, columns, title = [result], ("city", "version", "action", "reason"), "Synced"
+    except (DomainError, ConfigError, ValueError, BotoCoreError) as error:
+        message = error.message if isinstance(error, DomainError) else str(error)
+        if args.json:
+            print(json.dumps({"error": type(error).__name__, "message": message}), file=sys.stderr)
+        else:
+            err.print(f"error: {message}", style="red", markup=False, highlight=False)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        out.print(_table(rows, columns, title))
+    return 1 if args.command == "sync" and result["action"] == "rejected" else 0

@@ -1,0 +1,159 @@
+"""template.yaml through the real SAM transform (what CloudFormation runs), for each AuthType.
+
+cfn-lint and `sam validate --lint` accept some templates the transform rejects (an intrinsic in
+HttpApi Auth.DefaultAuthorizer is one), so the transform itself is exercised here.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.session import Session
+from cfnlint.decode import decode
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMETERS = {"SourceDirS3Uri": "s3://deploy-bucket/house-prices-mme/sourcedir/abc/sourcedir.tar.gz"}
+
+
+def _without_intrinsics(value: Any, conditions: dict[str, bool]) -> Any:
+    """Resolve Fn::If / AWS::NoValue the way CloudFormation does for known condition values."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, if_true, if_false = value["Fn::If"]
+            return _without_intrinsics(if_true if conditions[name] else if_false, conditions)
+        resolved = {k: _without_intrinsics(v, conditions) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v != {"Ref": "AWS::NoValue"}}
+    if isinstance(value, list):
+        return [_without_intrinsics(v, conditions) for v in value if v != {"Ref": "AWS::NoValue"}]
+    return value
+
+
+@pytest.fixture(scope="module")
+def source_template() -> dict[str, Any]:
+    loaded, problems = decode(str(ROOT / "template.yaml"))
+    assert not problems, problems
+    # Local paths are what `sam package` would replace with S3 locations.
+    for resource in loaded["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://deploy-bucket/code.zip"
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def transformed(source_template: dict[str, Any]) -> dict[str, Any]:
+    # An explicit offline session: module fixtures run before the autouse fake-AWS environment.
+    session = Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    translator = Translator(None, Parser(), boto_session=session)
+    # The template names no managed policies, so the translator never needs to look one up.
+    return translator.translate(copy.deepcopy(source_template), dict(PARAMETERS), get_managed_policy_map=dict)
+
+
+def _references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                yield value
+            elif key == "Fn::GetAtt":
+                yield (value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                yield from (m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text))
+                if not isinstance(value, str):
+                    yield from _references(value[1])
+            else:
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_transform_has_no_circular_dependency(transformed: dict[str, Any]) -> None:
+    """Given the transformed template, when following Ref/GetAtt/Sub/DependsOn, then no resource
+    depends on itself (the bucket -> notification -> function -> policy -> bucket trap)."""
+    resources = transformed["Resources"]
+    graph: dict[str, set[str]] = {}
+    for name, resource in resources.items():
+        depends = resource.get("DependsOn", [])
+        depends = [depends] if isinstance(depends, str) else list(depends)
+        refs = set(_references(resource.get("Properties", {}))) | set(depends)
+        graph[name] = {r for r in refs if r in resources and r != name}
+    assert _cycle(graph) is None, _cycle(graph)
+    # Sanity check of the checker itself: the bucket's notification does point at the function.
+    assert "ModelSyncFunction" in graph["ArtifactBucket"]
+
+
+@pytest.mark.parametrize(("auth_type", "use_iam"), [("AWS_IAM", True), ("NONE", False)])
+def test_every_route_is_iam_protected_exactly_when_auth_type_is_aws_iam(
+    transformed: dict[str, Any], auth_type: str, use_iam: bool
+) -> None:
+    """Given AuthType, when CloudFormation resolves UseIamAuth in the API body, then every route carries
+    SigV4 security (what SAM emits for DefaultAuthorizer AWS_IAM) or none at all."""
+    condition = transformed["Conditions"]["UseIamAuth"]
+    assert condition == {"Fn::Equals": [{"Ref": "AuthType"}, "AWS_IAM"]}
+    api = next(r for r in transformed["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api")
+    body = _without_intrinsics(api["Properties"]["Body"], {"UseIamAuth": auth_type == "AWS_IAM"})
+    seen = set()
+    for path, operations in body["paths"].items():
+        for method, operation in operations.items():
+            seen.add((method.upper(), path))
+            integration = operation["x-amazon-apigateway-integration"]
+            assert integration["payloadFormatVersion"] == "2.0"
+            assert "${RouterFunction.Arn}" in integration["uri"]["Fn::Sub"]
+            if use_iam:
+                assert operation["security"] == [{"AWS_IAM": []}]
+                assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+            else:
+                assert "security" not in operation
+    assert len(seen) == 4
+
+
+def test_sam_generates_invoke_permissions_and_the_throttled_default_stage(transformed: dict[str, Any]) -> None:
+    resources = transformed["Resources"]
+    permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    principals = sorted(p["Properties"]["Principal"] for p in permissions)
+    assert principals == ["apigateway.amazonaws.com"] * 4 + ["s3.amazonaws.com"]
+    stage = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage")
+    assert stage["Properties"]["StageName"] == "$default"
+    assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    assert stage["Properties"]["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogs", "Arn"]}
+
+
+def test_functions_use_their_own_log_groups_and_the_layer(transformed: dict[str, Any]) -> None:
+    resources = transformed["Resources"]
+    layer = next(name for name, r in resources.items() if r["Type"] == "AWS::Lambda::LayerVersion")
+    for name, group in (("RouterFunction", "RouterLogGroup"), ("ModelSyncFunction", "ModelSyncLogGroup")):
+        function = resources[name]["Properties"]
+        assert function["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": group}}
+        assert function["Layers"] == [{"Ref": layer}]
+        assert function["Runtime"] == "python3.13"
+        assert function["TracingConfig"] == {"Mode": "Active"}

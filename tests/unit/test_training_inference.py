@@ -1,0 +1,138 @@
+"""Serving hooks: decoding, validation, single-threaded loading and the three response formats."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+
+from house_prices import naming, schema
+from training import data, inference
+
+ROWS = np.array([[1990, 2500, 3, 2.0, 1.0, 2], [2015, 4100, 5, 3.0, 1.25, 3]], dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small forest pickled with n_jobs=-1, as a careless trainer would leave it."""
+    rows = data.generate_houses("Chicago_IL", n=200)
+    model = RandomForestRegressor(n_estimators=5, random_state=0, n_jobs=-1).fit(rows[:, 1:], rows[:, 0])
+    directory = tmp_path_factory.mktemp("model")
+    joblib.dump(model, directory / naming.MODEL_FILENAME)
+    return directory
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_model_fn_serves_single_threaded(model_dir: Path) -> None:
+    assert joblib.load(model_dir / naming.MODEL_FILENAME).n_jobs == -1
+    assert inference.model_fn(str(model_dir)).n_jobs == 1
+
+
+def test_model_fn_rejects_a_model_with_other_features(tmp_path: Path) -> None:
+    model = RandomForestRegressor(n_estimators=2).fit(np.zeros((4, 3)), np.arange(4.0))
+    joblib.dump(model, tmp_path / naming.MODEL_FILENAME)
+    with pytest.raises(ValueError, match="model expects 3 features"):
+        inference.model_fn(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (schema.rows_to_csv(ROWS.tolist()), "text/csv"),
+        (schema.rows_to_csv(ROWS.tolist()).encode(), "text/csv; charset=utf-8"),
+        (json.dumps(ROWS.tolist()), "application/json"),
+        (json.dumps(ROWS.tolist()).encode(), "Application/JSON"),
+        (npy(ROWS), "application/x-npy"),
+    ],
+)
+def test_input_fn_decodes_every_supported_type(body: str | bytes, content_type: str) -> None:
+    decoded = inference.input_fn(body, content_type)
+    assert decoded.dtype == np.float64
+    assert np.array_equal(decoded, ROWS)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("1990,2500,3,2.0,1.0,2", "text/csv"),
+        (json.dumps(ROWS[0].tolist()), "application/json"),
+        (npy(ROWS[0]), "application/x-npy"),
+    ],
+)
+def test_one_dimensional_input_becomes_one_row(body: str | bytes, content_type: str) -> None:
+    assert inference.input_fn(body, content_type).shape == (1, len(schema.FEATURE_NAMES))
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [("1,2,3\n", "text/csv"), ("[[1, 2, 3]]", "application/json"), (npy(np.zeros(7)), "application/x-npy")],
+)
+def test_wrong_column_count_names_the_expected_features(body: str | bytes, content_type: str) -> None:
+    with pytest.raises(ValueError, match="YEAR_BUILT, SQUARE_FEET, NUM_BEDROOMS, NUM_BATHROOMS") as error:
+        inference.input_fn(body, content_type)
+    assert "expected 6 columns" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        ("", "text/csv", "empty"),
+        ("1990,abc,3,2,1,2", "text/csv", "abc"),
+        ('[{"YEAR_BUILT": 1990}]', "application/json", "cannot decode"),
+        ("[1, 2", "application/json", "cannot decode"),
+        ("[1990, 2500, 3, 2.0, NaN, 2]", "application/json", "LOT_ACRES must be a finite number"),
+        ("[]", "application/json", "expected rows of 6 features"),
+        ("1,2", "application/octet-stream", "unsupported content type 'application/octet-stream'"),
+    ],
+)
+def test_bad_bodies_raise_value_errors_that_say_why(body: str, content_type: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        inference.input_fn(body, content_type)
+
+
+def test_predict_fn_matches_the_model(model_dir: Path) -> None:
+    model = inference.model_fn(str(model_dir))
+    assert np.array_equal(inference.predict_fn(ROWS, model), model.predict(ROWS))
+
+
+PREDICTIONS = np.array([123456.789, 654321.0])
+
+
+@pytest.mark.parametrize("accept", [None, "", "*/*", "application/json", "text/html, application/*"])
+def test_output_defaults_to_a_json_list_of_floats(accept: str | None) -> None:
+    body, content_type = inference.output_fn(PREDICTIONS, accept)
+    assert content_type == "application/json"
+    assert json.loads(body) == [123456.789, 654321.0]
+
+
+def test_output_csv_is_one_value_per_line() -> None:
+    body, content_type = inference.output_fn(PREDICTIONS, "text/csv")
+    assert content_type == "text/csv"
+    assert body == b"123456.789\n654321.0\n"
+
+
+def test_output_npy_is_a_one_dimensional_float_array() -> None:
+    body, content_type = inference.output_fn(PREDICTIONS.reshape(-1, 1), "application/x-npy; q=1")
+    assert content_type == "application/x-npy"
+    decoded = np.load(io.BytesIO(body))
+    assert decoded.shape == (2,)
+    assert np.array_equal(decoded, PREDICTIONS)
+
+
+def test_output_first_supported_accept_wins() -> None:
+    assert inference.output_fn(PREDICTIONS, "image/png, text/csv, application/json")[1] == "text/csv"
+
+
+def test_unsupported_accept_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unsupported accept type 'image/png'"):
+        inference.output_fn(PREDICTIONS, "image/png")
