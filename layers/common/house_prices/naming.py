@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from urllib.parse import unquote_plus
 
 from house_prices.errors import InvalidCityName, InvalidVersion, NotAModelKey
@@ -71,12 +71,12 @@ def make_version(created_at: datetime, sha256_hex: str) -> str:
     digest = sha256_hex.lower()[:8]
     if not re.fullmatch(r"[0-9a-f]{8}", digest):
         raise ValueError("sha256_hex must be a hex digest")
-    return f"{created_at.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)}-{digest}"
+    return f"{created_at.astimezone(timezone.utc).strftime(_TIMESTAMP_FORMAT)}-{digest}"
 
 
 def version_created_at(version: str) -> datetime:
     stamp = _VERSION.fullmatch(validate_version(version))["stamp"]  # type: ignore[index]
-    return datetime.strptime(stamp, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return datetime.strptime(stamp, _TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,6 @@ def parse_target_model(name: str) -> tuple[str, str]:
 
 def job_name(city: str, now: datetime | None = None) -> str:
     """A SageMaker-valid training job name for ``city``, unique to the millisecond."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     base = validate_city(city).replace("_", "-")[:40].strip("-")
     return validate_job(f"{base}-{now.strftime('%Y%m%d-%H%M%S')}-{now.microsecond // 1000:03d}")

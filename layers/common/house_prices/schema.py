@@ -149,7 +149,9 @@ def rows_to_csv(rows: Sequence[Sequence[float]]) -> str:
 
 
 def house_from_row(row: Sequence[float]) -> dict[str, float]:
-    return dict(zip(FEATURE_NAMES, row, strict=True))
+    if len(row) != len(FEATURE_NAMES):
+        raise ValueError(f"expected {len(FEATURE_NAMES)} values, got {len(row)}")
+    return dict(zip(FEATURE_NAMES, row))  # py3.9 in SageMaker sklearn 1.2-1 has no zip(strict=)
 
 
 def describe_features() -> list[dict[str, Any]]:

@@ -1,0 +1,145 @@
+"""Typed settings of the local endpoint: read once from the environment (and CLI), never elsewhere."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SUBMIT_DIRECTORY = REPO_ROOT / "training"
+DEFAULT_PROGRAM = "inference.py"
+DEFAULT_ENDPOINT_NAME = "local-mme"
+DEFAULT_PORT = 8080
+PRODUCTION_VARIANT = "AllTraffic"
+# A fixed, obviously fake account for ARNs in error bodies (LogStreamArn): nothing here is a real account.
+LOCAL_ACCOUNT_ID = "000000000000"
+# InvokeEndpoint's documented payload limit (BodyBlob max in the service model).
+MAX_BODY_BYTES = 6_291_456
+# SageMaker answers within 60 s; a model still loading by then gets ModelNotReadyException and keeps loading.
+DEFAULT_MODEL_LOAD_WAIT_SECONDS = 60.0
+
+CacheSetting = Literal["Enabled", "Disabled"]
+_S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.*)")
+
+
+@dataclass(frozen=True)
+class ModelDataUrl:
+    """The MME's ``ModelDataUrl``: a bucket and a key prefix that TargetModel is appended to."""
+
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> ModelDataUrl:
+        match = _S3_URL.fullmatch(url.strip())
+        if not match:
+            raise ValueError(f"model data URL must look like s3://bucket/prefix/, got {url!r}")
+        prefix = match["prefix"]
+        if prefix and not prefix.endswith("/"):
+            # SageMaker concatenates ModelDataUrl and TargetModel verbatim; a prefix is a "directory".
+            prefix += "/"
+        if ".." in prefix.split("/") or prefix.startswith("/"):
+            raise ValueError(f"model data URL prefix must not contain '..' or start with '/': {url!r}")
+        return cls(bucket=match["bucket"], prefix=prefix)
+
+    def key_for(self, target_model: str) -> str:
+        return f"{self.prefix}{target_model}"
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    model_data_url: ModelDataUrl
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    # None: a private temporary directory created at startup and removed at shutdown.
+    cache_dir: Path | None = None
+    max_disk_bytes: int = 2 * 1024**3
+    # None: no count bound (SageMaker itself bounds by memory only).
+    max_models: int | None = None
+    max_memory_bytes: int = 1024**3
+    model_cache_setting: CacheSetting = "Enabled"
+    program: str = DEFAULT_PROGRAM
+    submit_directory: Path = DEFAULT_SUBMIT_DIRECTORY
+    default_accept: str = "application/json"
+    model_load_wait_seconds: float = DEFAULT_MODEL_LOAD_WAIT_SECONDS
+    max_artifact_bytes: int = 268_435_456
+    max_unpacked_bytes: int = 268_435_456
+    load_workers: int = 4
+    predict_workers: int = 8
+    region: str = "us-east-1"
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        if self.model_cache_setting not in ("Enabled", "Disabled"):
+            raise ValueError(f"model cache setting must be Enabled or Disabled, got {self.model_cache_setting!r}")
+        if self.max_models is not None and self.max_models < 1:
+            raise ValueError("max models must be at least 1")
+        for name in ("max_memory_bytes", "max_disk_bytes", "load_workers", "predict_workers", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be positive")
+        if self.model_load_wait_seconds <= 0:
+            raise ValueError("model load wait seconds must be positive")
+        if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", self.endpoint_name):
+            raise ValueError(f"invalid endpoint name {self.endpoint_name!r} (SageMaker EndpointName rules)")
+
+    @property
+    def program_path(self) -> Path:
+        return Path(self.submit_directory) / self.program
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
+
+    @property
+    def log_stream_arn(self) -> str:
+        return (
+            f"arn:aws:logs:{self.region}:{LOCAL_ACCOUNT_ID}:log-group:{self.log_group}"
+            f":log-stream:{PRODUCTION_VARIANT}/local"
+        )
+
+    def replace(self, **changes: Any) -> EndpointConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> EndpointConfig:
+        """Settings from ``environ``; ``overrides`` (e.g. parsed CLI options) win when not None."""
+        values: dict[str, Any] = {}
+        url = overrides.pop("model_data_url", None) or environ.get("MODEL_DATA_URL")
+        if not url:
+            raise ValueError("a model data URL is required (--model-data-url or MODEL_DATA_URL)")
+        values["model_data_url"] = url if isinstance(url, ModelDataUrl) else ModelDataUrl.parse(url)
+        env_map: dict[str, tuple[str, Any]] = {
+            "endpoint_name": ("ENDPOINT_NAME", str),
+            "host": ("ENDPOINT_HOST", str),
+            "port": ("ENDPOINT_PORT", int),
+            "cache_dir": ("ENDPOINT_CACHE_DIR", Path),
+            "max_disk_bytes": ("ENDPOINT_MAX_DISK_BYTES", int),
+            "max_models": ("ENDPOINT_MAX_MODELS", int),
+            "max_memory_bytes": ("ENDPOINT_MAX_MEMORY_BYTES", int),
+            "model_cache_setting": ("MODEL_CACHE_SETTING", str),
+            "program": ("SAGEMAKER_PROGRAM", str),
+            "submit_directory": ("SAGEMAKER_SUBMIT_DIRECTORY", Path),
+            "default_accept": ("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", str),
+            "model_load_wait_seconds": ("ENDPOINT_MODEL_LOAD_WAIT_SECONDS", float),
+            "max_unpacked_bytes": ("ENDPOINT_MAX_UNPACKED_BYTES", int),
+            "region": ("AWS_REGION", str),
+        }
+        for field, (variable, convert) in env_map.items():
+            raw = environ.get(variable)
+            if raw not in (None, ""):
+                try:
+                    values[field] = convert(raw)
+                except ValueError as error:
+                    raise ValueError(f"{variable}={raw!r} is not a valid {convert.__name__}") from error
+        if "region" not in values and environ.get("AWS_DEFAULT_REGION"):
+            values["region"] = environ["AWS_DEFAULT_REGION"]
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)

@@ -1,0 +1,148 @@
+"""Loads the configured ``inference.py`` and runs its hooks the way the scikit-learn container does.
+
+Hooks the program does not define fall back to the container's defaults (``endpoint.codecs``):
+``model_fn`` has none (so a program without it fails every load, as on SageMaker). A hook that takes
+one parameter more than usual also receives the request context, as in ``sagemaker_inference``.
+Anything a hook raises becomes a ``ContainerError`` carrying the status the model server would send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from endpoint import codecs
+from endpoint.errors import ContainerError
+
+# MMS answers 503 "Unsupported model output data type." when an output cannot be serialised.
+_UNSERIALISABLE_STATUS = 503
+_MAX_ORIGINAL_MESSAGE = 1500
+
+
+@dataclass
+class RequestContext:
+    """What a context-taking hook can see; it may set ``response_custom_attributes``."""
+
+    target_model: str
+    content_type: str | None
+    accept: str
+    custom_attributes: str | None = None
+    inference_id: str | None = None
+    response_custom_attributes: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    body: bytes
+    content_type: str
+
+
+class InferenceProgram:
+    """One imported ``SAGEMAKER_PROGRAM`` with its hooks resolved (defaults filled in)."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+        self.model_fn: Callable[..., Any] = getattr(module, "model_fn", codecs.default_model_fn)
+        transform_fn = getattr(module, "transform_fn", None)
+        input_fn = getattr(module, "input_fn", None)
+        predict_fn = getattr(module, "predict_fn", None)
+        output_fn = getattr(module, "output_fn", None)
+        if transform_fn and (input_fn or predict_fn or output_fn):
+            raise ValueError("Cannot use transform_fn together with input_fn, predict_fn and/or output_fn")
+        self.transform_fn: Callable[..., Any] | None = transform_fn
+        self.input_fn: Callable[..., Any] = input_fn or codecs.default_input_fn
+        self.predict_fn: Callable[..., Any] = predict_fn or codecs.default_predict_fn
+        self.output_fn: Callable[..., Any] = output_fn or codecs.default_output_fn
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> InferenceProgram:
+        """Import ``path`` as a fresh module, with its directory on ``sys.path`` as in the container."""
+        path = Path(path).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"inference program not found: {path}")
+        directory = str(path.parent)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        # A unique module name per file: two endpoints (or tests) with different programs never clash.
+        name = f"_endpoint_program_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return cls(module)
+
+    def load_model(self, model_dir: str | Path) -> Any:
+        try:
+            return _call(self.model_fn, None, str(model_dir))
+        except Exception as error:
+            raise _container_error(error) from error
+
+    def invoke(self, model: Any, body: bytes, context: RequestContext) -> Prediction:
+        """input_fn -> predict_fn -> output_fn (or transform_fn), then the model server's body rules."""
+        try:
+            data: Any = body
+            if context.content_type in codecs.UTF8_TYPES:
+                data = body.decode("utf-8")
+            if self.transform_fn is not None:
+                result = _call(self.transform_fn, context, model, data, context.content_type, context.accept)
+            else:
+                features = _call(self.input_fn, context, data, context.content_type)
+                prediction = _call(self.predict_fn, context, features, model)
+                result = _call(self.output_fn, context, prediction, context.accept)
+        except Exception as error:
+            raise _container_error(error) from error
+        content_type = context.accept
+        if isinstance(result, tuple):
+            # The toolkit's backwards-compatible (body, content_type) form.
+            result, content_type = result[0], result[1]
+        return Prediction(body=_to_bytes(result), content_type=str(content_type))
+
+
+def _call(func: Callable[..., Any], context: RequestContext | None, *args: Any) -> Any:
+    arity = len(inspect.signature(func).parameters)
+    if arity == len(args):
+        return func(*args)
+    if arity == len(args) + 1:
+        return func(*args, context)
+    raise TypeError(f"{func.__name__} takes {arity} arguments but {len(args)} were given.")
+
+
+def _to_bytes(value: Any) -> bytes:
+    """MMS's rules: str -> UTF-8, bytes as they are, anything else JSON (or 503 if it cannot be)."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    try:
+        return json.dumps(value, indent=2).encode("utf-8")
+    except TypeError as error:
+        raise ContainerError("Unsupported model output data type.", _UNSERIALISABLE_STATUS) from error
+
+
+def _container_error(error: Exception) -> ContainerError:
+    if isinstance(error, ContainerError):
+        return error
+    status = getattr(error, "status_code", None)
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        status = 500
+    trace = traceback.format_exc()
+    message = f"{error}\n{trace}"
+    if len(message) > _MAX_ORIGINAL_MESSAGE:
+        message = message[: _MAX_ORIGINAL_MESSAGE - 3] + "..."
+    return ContainerError(message, status)

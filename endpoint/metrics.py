@@ -1,0 +1,72 @@
+"""Prometheus metrics of the local endpoint, in a per-app registry (several servers per process is fine).
+
+The model-loading metrics reuse SageMaker's multi-model endpoint names. CloudWatch reports their
+times in microseconds; Prometheus convention is seconds, so these histograms are in seconds.
+``ModelCacheHit`` is a summary of 1 (hit) / 0 (miss) per request, so ``_sum / _count`` is the hit
+ratio - CloudWatch's Average statistic of the same metric. Per-model series are labelled by
+``target_model``: fine locally (SageMaker itself publishes no per-model metrics).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+__all__ = ["CONTENT_TYPE_LATEST", "EndpointMetrics"]
+
+
+class EndpointMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.model_loading_wait_time = Histogram(
+            "ModelLoadingWaitTime",
+            "Seconds an invocation waited for its target model to be downloaded and/or loaded.",
+            buckets=_TIME_BUCKETS,
+            registry=r,
+        )
+        self.model_downloading_time = Histogram(
+            "ModelDownloadingTime", "Seconds to download a model from S3.", buckets=_TIME_BUCKETS, registry=r
+        )
+        self.model_loading_time = Histogram(
+            "ModelLoadingTime", "Seconds to load a model (model_fn + measuring).", buckets=_TIME_BUCKETS, registry=r
+        )
+        self.model_unloading_time = Histogram(
+            "ModelUnloadingTime",
+            "Seconds to unload a model (drop + gc + malloc_trim).",
+            buckets=_TIME_BUCKETS,
+            registry=r,
+        )
+        self.model_cache_hit = Summary(
+            "ModelCacheHit", "1 per invocation whose model was already loaded, else 0 (mean = hit ratio).", registry=r
+        )
+        self.loaded_model_count = Gauge("LoadedModelCount", "Models loaded in memory.", registry=r)
+        self.loaded_model_bytes = Gauge(
+            "LoadedModelBytes", "Sum of the measured sizes of the loaded models.", registry=r
+        )
+        self.model_size_bytes = Gauge(
+            "endpoint_model_size_bytes", "Measured size of each loaded model.", ["target_model"], registry=r
+        )
+        self.invocations = Counter(
+            "endpoint_invocations", "InvokeEndpoint requests by outcome.", ["target_model", "code"], registry=r
+        )
+        self.invocation_latency = Histogram(
+            "endpoint_invocation_latency_seconds",
+            "InvokeEndpoint latency as the server sees it (including any model load).",
+            ["target_model"],
+            buckets=_TIME_BUCKETS,
+            registry=r,
+        )
+        self.model_downloads = Counter(
+            "endpoint_model_downloads", "Artifacts downloaded from S3.", ["target_model"], registry=r
+        )
+        self.model_loads = Counter("endpoint_model_loads", "model_fn calls.", ["target_model"], registry=r)
+        self.model_unloads = Counter("endpoint_model_unloads", "Models unloaded.", ["target_model"], registry=r)
+        self.model_load_failures = Counter(
+            "endpoint_model_load_failures", "Failed downloads or loads.", ["target_model"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

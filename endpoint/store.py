@@ -1,0 +1,302 @@
+"""The in-memory model cache: LRU bounded by measured bytes and by count, with leases and single-flight loads.
+
+All bookkeeping runs on the event loop thread (no locks needed); loading and unloading run in a thread
+pool. Rules:
+
+* one load per model at a time: concurrent cold requests share one in-flight future;
+* different models load in parallel (limited by the load pool);
+* an entry leased by a running request is never evicted; eviction picks least-recently-used unleased
+  entries until both bounds hold, so the cache may briefly exceed a bound while every entry is in use and
+  shrinks back as leases are released;
+* a request waits at most ``wait_seconds`` for a load; then it gets ModelNotReady while the load carries on
+  (SageMaker's behaviour), so a retry finds the model ready;
+* ``caching=False`` (ModelCacheSetting=Disabled) loads a private copy per request and unloads it afterwards;
+* unloading drops the model, then runs ``gc.collect()`` + ``malloc_trim(0)`` (``endpoint.memory``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from endpoint.errors import ModelNotReady
+from endpoint.memory import release_memory
+from endpoint.metrics import EndpointMetrics
+
+T = TypeVar("T")
+log = logging.getLogger("endpoint.store")
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[T]):
+    """What a loader returns: the model and its measured size in bytes."""
+
+    value: T
+    size_bytes: int
+
+
+@dataclass(eq=False)
+class _Entry(Generic[T]):
+    name: str
+    value: T
+    size_bytes: int
+    leases: int = 0
+    cached: bool = True
+
+
+@dataclass(eq=False)
+class _Pending(Generic[T]):
+    future: asyncio.Future[_Entry[T]]
+    waiters: int = 0
+
+
+@dataclass(eq=False)
+class Lease(Generic[T]):
+    """A model held for one request; ``release`` exactly once (``ModelStore.lease`` does it for you)."""
+
+    store: ModelStore[T]
+    entry: _Entry[T]
+    cache_hit: bool
+    wait_seconds: float
+    released: bool = field(default=False)
+
+    @property
+    def value(self) -> T:
+        return self.entry.value
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.store._release(self.entry)
+
+
+class ModelStore(Generic[T]):
+    def __init__(
+        self,
+        load: Callable[[str], Loaded[T]],
+        executor: Executor,
+        metrics: EndpointMetrics,
+        *,
+        max_models: int | None = None,
+        max_bytes: int | None = None,
+        caching: bool = True,
+        wait_seconds: float = 60.0,
+        release: Callable[[], Any] = release_memory,
+    ) -> None:
+        self._load = load
+        self._executor = executor
+        self._metrics = metrics
+        self._max_models = max_models
+        self._max_bytes = max_bytes
+        self._caching = caching
+        self._wait_seconds = wait_seconds
+        self._release_memory = release
+        self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
+        self._pending: dict[str, _Pending[T]] = {}
+        self._transient = 0
+        self._background: set[asyncio.Future[Any]] = set()
+        self._closed = False
+
+    # -- introspection (tests, /metrics) ------------------------------------------------------------
+    @property
+    def loaded_names(self) -> list[str]:
+        """Cached model names, least recently used first."""
+        return list(self._entries)
+
+    @property
+    def loaded_bytes(self) -> int:
+        return sum(entry.size_bytes for entry in self._entries.values())
+
+    def leases_of(self, name: str) -> int:
+        entry = self._entries.get(name)
+        return entry.leases if entry else 0
+
+    # -- acquiring ----------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lease(self, name: str) -> AsyncIterator[Lease[T]]:
+        lease = await self.acquire(name)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+    async def acquire(self, name: str) -> Lease[T]:
+        if self._closed:
+            raise RuntimeError("model store is closed")
+        started = time.perf_counter()
+        if not self._caching:
+            return await self._acquire_uncached(name, started)
+        entry = self._entries.get(name)
+        if entry is not None:
+            entry.leases += 1
+            self._entries.move_to_end(name)
+            self._metrics.model_cache_hit.observe(1)
+            return Lease(self, entry, cache_hit=True, wait_seconds=0.0)
+        self._metrics.model_cache_hit.observe(0)
+        pending = self._pending.get(name)
+        if pending is None:
+            pending = self._start_load(name)
+        # Reserve a lease before waiting: the loader hands the entry over with this many leases taken,
+        # so nothing can evict it between the load finishing and this coroutine resuming.
+        pending.waiters += 1
+        try:
+            entry = await asyncio.wait_for(asyncio.shield(pending.future), timeout=self._wait_seconds)
+        except TimeoutError:
+            if pending.future.done() and not pending.future.exception():
+                entry = pending.future.result()
+            else:
+                pending.waiters -= 1
+                raise ModelNotReady(
+                    f"Model {name} is still being downloaded or loaded after {self._wait_seconds:g} s; retry later."
+                ) from None
+        except BaseException:
+            # Cancelled (client gone) or the load failed: give the reservation back if it was taken.
+            if pending.future.done() and not pending.future.cancelled() and pending.future.exception() is None:
+                self._release(pending.future.result())
+            else:
+                pending.waiters -= 1
+            raise
+        waited = time.perf_counter() - started
+        self._metrics.model_loading_wait_time.observe(waited)
+        return Lease(self, entry, cache_hit=False, wait_seconds=waited)
+
+    def _start_load(self, name: str) -> _Pending[T]:
+        loop = asyncio.get_running_loop()
+        pending: _Pending[T] = _Pending(future=loop.create_future())
+        self._pending[name] = pending
+        task = asyncio.ensure_future(self._run_load(name, pending))
+        self._track(task)
+        return pending
+
+    async def _run_load(self, name: str, pending: _Pending[T]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            loaded = await loop.run_in_executor(self._executor, self._load, name)
+        except BaseException as error:
+            del self._pending[name]
+            pending.future.set_exception(error)
+            pending.future.exception()  # mark retrieved: waiters may all have timed out
+            self._metrics.model_load_failures.labels(name).inc()
+            if not isinstance(error, Exception):
+                raise
+            return
+        # From here to set_result nothing awaits, so the hand-over to the waiters is atomic.
+        del self._pending[name]
+        entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=pending.waiters)
+        self._entries[name] = entry
+        self._metrics.model_size_bytes.labels(name).set(entry.size_bytes)
+        self._evict()
+        pending.future.set_result(entry)
+        self._update_gauges()
+
+    async def _acquire_uncached(self, name: str, started: float) -> Lease[T]:
+        self._metrics.model_cache_hit.observe(0)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._load, name)
+        try:
+            loaded = await asyncio.wait_for(asyncio.shield(future), timeout=self._wait_seconds)
+        except TimeoutError:
+            # Nobody will use this copy; unload it when it arrives.
+            future.add_done_callback(lambda done: self._discard_late(name, done))
+            raise ModelNotReady(
+                f"Model {name} is still being downloaded or loaded after {self._wait_seconds:g} s; retry later."
+            ) from None
+        except Exception:
+            self._metrics.model_load_failures.labels(name).inc()
+            raise
+        entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=1, cached=False)
+        self._transient += 1
+        self._update_gauges()
+        waited = time.perf_counter() - started
+        self._metrics.model_loading_wait_time.observe(waited)
+        return Lease(self, entry, cache_hit=False, wait_seconds=waited)
+
+    def _discard_late(self, name: str, done: asyncio.Future[Loaded[T]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self._schedule_unload([_Entry(name=name, value=done.result().value, size_bytes=0, cached=False)])
+
+    # -- releasing and evicting ---------------------------------------------------------------------
+    def _release(self, entry: _Entry[T]) -> None:
+        entry.leases -= 1
+        if not entry.cached:
+            if entry.leases == 0:
+                self._transient -= 1
+                self._schedule_unload([entry])
+                self._update_gauges()
+            return
+        if entry.leases == 0:
+            self._evict()
+            self._update_gauges()
+
+    def _over_budget(self) -> bool:
+        if self._max_models is not None and len(self._entries) > self._max_models:
+            return True
+        return self._max_bytes is not None and self.loaded_bytes > self._max_bytes
+
+    def _evict(self) -> None:
+        victims: list[_Entry[T]] = []
+        for name in list(self._entries):  # least recently used first
+            if not self._over_budget():
+                break
+            entry = self._entries[name]
+            if entry.leases > 0:
+                continue
+            del self._entries[name]
+            self._metrics.model_size_bytes.remove(name)
+            victims.append(entry)
+        if victims:
+            log.info("evicting %s", ", ".join(entry.name for entry in victims))
+            self._schedule_unload(victims)
+        self._update_gauges()
+
+    def _schedule_unload(self, victims: list[_Entry[T]]) -> None:
+        loop = asyncio.get_running_loop()
+        names = [entry.name for entry in victims]
+        holder = [victims]
+        del victims  # the executor job must hold the last references, so the trim can free them
+
+        def unload() -> None:
+            started = time.perf_counter()
+            for entry in holder.pop():
+                entry.value = None  # type: ignore[assignment]
+            self._release_memory()
+            elapsed = time.perf_counter() - started
+            for name in names:
+                self._metrics.model_unloading_time.observe(elapsed / len(names))
+                self._metrics.model_unloads.labels(name).inc()
+
+        self._track(loop.run_in_executor(self._executor, unload))
+
+    def _update_gauges(self) -> None:
+        self._metrics.loaded_model_count.set(len(self._entries) + self._transient)
+        self._metrics.loaded_model_bytes.set(self.loaded_bytes)
+
+    def _track(self, future: asyncio.Future[Any]) -> None:
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for in-flight loads and unloads (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def close(self) -> None:
+        self._closed = True
+        await self.drain()
+        victims = list(self._entries.values())
+        self._entries.clear()
+        if victims:
+            self._schedule_unload(victims)
+            await self.drain()
+        self._update_gauges()

@@ -1,0 +1,165 @@
+"""Helpers to run the endpoint (and a local S3) in-process: used by tests and ``bench/``.
+
+moto and scikit-learn are imported lazily, so importing this module costs nothing in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a daemon thread; yields its base URL; shuts it down (lifespan too)."""
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn did not start on {host}:{port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@contextlib.contextmanager
+def moto_s3(bucket: str) -> Iterator[str]:
+    """A moto server on 127.0.0.1 and a free port with ``bucket`` created; yields its URL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per S3 call otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        s3_client(url).create_bucket(Bucket=bucket)
+        yield url
+    finally:
+        server.stop()
+
+
+def s3_client(endpoint_url: str) -> Any:
+    """An S3 client for a local moto server (dummy credentials, usable before env fixtures apply)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def fit_forest(seed: int, n_rows: int = 200, n_features: int = 6, n_estimators: int = 10, **params: Any) -> Any:
+    """A small RandomForestRegressor on random data (real model, real file, seconds to build)."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestRegressor
+
+    rng = np.random.default_rng(seed)
+    features = rng.uniform(0, 10, size=(n_rows, n_features))
+    target = features @ rng.uniform(1, 5, size=n_features) + rng.normal(0, 1, size=n_rows)
+    params.setdefault("min_samples_leaf", 3)
+    return RandomForestRegressor(n_estimators=n_estimators, random_state=seed, n_jobs=1, **params).fit(features, target)
+
+
+def model_tar_gz(model: Any, extra_files: dict[str, bytes] | None = None) -> bytes:
+    """``model.tar.gz`` bytes with ``model.joblib`` (and ``extra_files``) at the archive root."""
+    import joblib
+
+    files = {"model.joblib": _joblib_bytes(model, joblib), **(extra_files or {})}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _joblib_bytes(model: Any, joblib: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    return buffer.getvalue()
+
+
+def write_program(directory: Path, source: str, name: str = "inference.py") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(source)
+    return path
+
+
+def sagemaker_runtime(endpoint_url: str, **config: Any) -> Any:
+    """A real boto3 ``sagemaker-runtime`` client pointed at a local endpoint."""
+    import boto3
+    from botocore.config import Config
+
+    config.setdefault("retries", {"mode": "standard", "total_max_attempts": 1})
+    return boto3.client(
+        "sagemaker-runtime", endpoint_url=endpoint_url, region_name="us-east-1", config=Config(**config)
+    )
+
+
+def metric_value(base_url: str, name: str, **labels: str) -> float:
+    """One sample from the endpoint's ``/metrics`` (0.0 if the series does not exist yet)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(key) == value for key, value in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+# A test program: model_fn honours options.json in the artifact (load delay, failure); other hooks default.
+OPTIONS_PROGRAM = """
+import json
+import os
+import time
+
+import joblib
+
+
+def model_fn(model_dir):
+    path = os.path.join(model_dir, "options.json")
+    options = json.load(open(path)) if os.path.exists(path) else {}
+    time.sleep(options.get("load_delay", 0))
+    if options.get("fail"):
+        raise RuntimeError(options["fail"])
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+
+def options_file(**options: Any) -> dict[str, bytes]:
+    import json
+
+    return {"options.json": json.dumps(options).encode()}

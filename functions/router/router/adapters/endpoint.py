@@ -1,0 +1,102 @@
+"""SageMaker Runtime InvokeEndpoint on the multi-model endpoint, with botocore failures as domain errors.
+
+The client is created the ordinary way, so ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` points it at the
+local endpoint without any "local" branch here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+
+from house_prices.errors import EndpointBusy, EndpointTimeout, EndpointUnavailable, ModelInvocationError
+from house_prices.observability import logger, tracer
+from router.settings import RouterSettings
+
+CSV = "text/csv"
+JSON = "application/json"
+# Codes SageMaker uses for "try again shortly"; botocore has already retried them ENDPOINT_MAX_ATTEMPTS times.
+_BUSY_CODES = frozenset({"ModelNotReadyException", "ThrottlingException", "ServiceUnavailable", "TooManyRequests"})
+_BUSY_STATUSES = frozenset({429, 503})
+DEFAULT_RETRY_AFTER_SECONDS = 1
+
+
+def runtime_client(settings: RouterSettings) -> Any:
+    config = Config(
+        connect_timeout=settings.endpoint_connect_timeout_seconds,
+        read_timeout=settings.endpoint_read_timeout_seconds,
+        # botocore's "max_attempts" counts retries only; the setting is the total, first try included.
+        retries={"total_max_attempts": settings.endpoint_max_attempts, "mode": "standard"},
+    )
+    return boto3.client("sagemaker-runtime", config=config)
+
+
+class SageMakerEndpoint:
+    def __init__(self, client: Any, endpoint_name: str, read_timeout_seconds: float | None = None) -> None:
+        self.client = client
+        self.endpoint_name = endpoint_name
+        self._read_timeout = read_timeout_seconds
+
+    @classmethod
+    def from_settings(cls, settings: RouterSettings) -> SageMakerEndpoint:
+        return cls(runtime_client(settings), settings.endpoint_name, settings.endpoint_read_timeout_seconds)
+
+    @tracer.capture_method
+    def invoke(self, target_model: str, csv_body: str) -> list[float]:
+        """One InvokeEndpoint call; returns one price per CSV row."""
+        try:
+            response = self.client.invoke_endpoint(
+                EndpointName=self.endpoint_name,
+                TargetModel=target_model,
+                ContentType=CSV,
+                Accept=JSON,
+                Body=csv_body.encode("utf-8"),
+            )
+            payload = response["Body"].read()
+        except ClientError as error:
+            raise _client_error(error, target_model) from error
+        except (ReadTimeoutError, ConnectTimeoutError) as error:
+            timeout = f" within {self._read_timeout:g} s" if self._read_timeout else ""
+            raise EndpointTimeout(f"The model endpoint did not answer{timeout}") from error
+        except BotoCoreError as error:
+            logger.warning("InvokeEndpoint failed", extra={"target_model": target_model, "error": str(error)})
+            raise EndpointUnavailable("The model endpoint could not be reached") from error
+        return parse_predictions(payload)
+
+
+def parse_predictions(payload: bytes) -> list[float]:
+    """The model server contract: a JSON list of finite numbers, one per row."""
+    try:
+        decoded = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelInvocationError("The model returned a response that is not JSON") from error
+    if not isinstance(decoded, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in decoded
+    ):
+        raise ModelInvocationError("The model returned something other than a list of finite numbers")
+    return [float(v) for v in decoded]
+
+
+def _client_error(error: ClientError, target_model: str) -> Exception:
+    response = error.response
+    code = str(response.get("Error", {}).get("Code", ""))
+    message = str(response.get("Error", {}).get("Message", "")) or str(error)
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code == "ModelError":
+        original = response.get("OriginalMessage") or message
+        original_status = response.get("OriginalStatusCode")
+        return ModelInvocationError(str(original), int(original_status) if original_status is not None else None)
+    if code in _BUSY_CODES or status in _BUSY_STATUSES:
+        return EndpointBusy(f"The model endpoint is busy: {message}", DEFAULT_RETRY_AFTER_SECONDS)
+    # Inputs were validated before the call, so a ValidationError here means our side is wrong:
+    # a live version whose artifact is missing, or a misconfigured endpoint name. Never the client's fault.
+    logger.error(
+        "InvokeEndpoint rejected by SageMaker",
+        extra={"code": code, "status": status, "target_model": target_model, "error": message},
+    )
+    return EndpointUnavailable(f"The model endpoint failed ({code or status}): {message}")

@@ -1,0 +1,63 @@
+"""Lambda entry point of the HTTP API: routing and decorators only; the work is in ``router.logic``."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from house_prices.observability import logger, metrics, tracer
+from router import http_errors, wiring
+from router.logic import RouterService
+from router.settings import RouterSettings
+
+PREDICTIONS = "/locations/<city>/predictions"
+LOCATION = "/locations/<city>"
+LOCATIONS = "/locations"
+HEALTH = "/health"
+ROUTES: dict[str, tuple[str, ...]] = {PREDICTIONS: ("POST",), LOCATION: ("GET",), LOCATIONS: ("GET",), HEALTH: ("GET",)}
+
+# Public, credential-free API: any origin may call it from a browser.
+app = APIGatewayHttpResolver(cors=CORSConfig(allow_origin="*", max_age=300))
+http_errors.install(app, ROUTES)
+
+
+@cache
+def service() -> RouterService:
+    """Built on the first request, then reused by the warm container (clients, registry cache)."""
+    return wiring.build_service(RouterSettings.from_env(os.environ))
+
+
+@app.post(PREDICTIONS)
+def predict(city: str) -> dict[str, Any]:
+    return service().predict(city, app.current_event.body, _query("version"), bool(app.current_event.is_base64_encoded))
+
+
+@app.get(LOCATION)
+def describe_location(city: str) -> dict[str, Any]:
+    return service().describe_location(city)
+
+
+@app.get(LOCATIONS)
+def list_locations() -> dict[str, Any]:
+    return service().list_locations()
+
+
+@app.get(HEALTH)
+def health() -> dict[str, Any]:
+    return service().health(deep=_query("deep") in {"1", "true"})
+
+
+def _query(name: str) -> str | None:
+    return app.current_event.query_string_parameters.get(name)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,172 @@
+"""The one place that turns failures into HTTP responses.
+
+Every error body is ``{"message": str, "errors": [{"field": str, "problem": str}]}``. Client mistakes
+are 4xx; only our own or our dependencies' failures are 5xx. Status choices:
+
+* every ``InvalidInput`` (malformed JSON, wrong type, out of range, unknown field) is **400**: the
+  domain errors carry no syntactic/semantic split and a client would not act on one, so 422 is unused;
+* ``EndpointUnavailable`` is 502 (the endpoint answered wrongly or not at all — e.g. a live version whose
+  artifact is missing is our fault, not the caller's); ``DependencyFailure`` (DynamoDB) is 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.metrics import single_metric
+
+from house_prices.errors import (
+    DependencyFailure,
+    DomainError,
+    EndpointBusy,
+    EndpointTimeout,
+    EndpointUnavailable,
+    FieldProblem,
+    InvalidInput,
+    ModelInvocationError,
+    NotFound,
+    PayloadTooLarge,
+)
+from house_prices.observability import MetricUnit, logger, metrics
+from router.settings import SettingsError
+
+# A hostile body can carry thousands of unknown keys; the error echo must stay far below Lambda's
+# 6 MB response limit, or the client's mistake would turn into our 5xx.
+MAX_REPORTED_PROBLEMS = 50
+MAX_TEXT_CHARS = 256
+ERROR_METRIC = "RequestErrors"
+
+
+@dataclass(frozen=True)
+class HttpError:
+    status: int
+    message: str
+    problems: tuple[FieldProblem, ...]
+    kind: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        shown = [{"field": _clip(p.field), "problem": _clip(p.problem)} for p in self.problems[:MAX_REPORTED_PROBLEMS]]
+        hidden = len(self.problems) - len(shown)
+        if hidden > 0:
+            shown.append({"field": "body", "problem": f"{hidden} more problems not shown"})
+        return {"message": _clip(self.message), "errors": shown}
+
+    def response(self) -> Response:
+        return Response(
+            status_code=self.status,
+            content_type=content_types.APPLICATION_JSON,
+            body=self.body(),
+            headers=dict(self.headers),
+        )
+
+
+def http_error_for(error: BaseException, request_id: str = "") -> HttpError:
+    """Map any exception to its HTTP error. Pure: no logging, no metrics."""
+    kind = type(error).__name__
+    if isinstance(error, PayloadTooLarge):
+        return HttpError(413, error.message, tuple(error.problems), kind)
+    if isinstance(error, InvalidInput):
+        return HttpError(400, error.message, tuple(error.problems), kind)
+    if isinstance(error, NotFound):
+        return HttpError(404, error.message, tuple(error.problems), kind)
+    if isinstance(error, ModelInvocationError):
+        status = f" (status {error.original_status})" if error.original_status is not None else ""
+        return HttpError(502, "The model failed to predict", (FieldProblem("model", f"{error.message}{status}"),), kind)
+    if isinstance(error, EndpointBusy):
+        return HttpError(
+            503,
+            "The model is not ready or is throttled; retry later",
+            (FieldProblem("model", error.message),),
+            kind,
+            {"Retry-After": str(max(1, error.retry_after_seconds))},
+        )
+    if isinstance(error, EndpointTimeout):
+        return HttpError(504, "The model did not answer in time", (FieldProblem("model", error.message),), kind)
+    if isinstance(error, EndpointUnavailable):
+        # SageMaker's own text can name buckets and accounts: it goes to the logs, not to the caller.
+        problem = "the model endpoint failed; the operator has been told through the logs"
+        return HttpError(502, "The model endpoint failed", (FieldProblem("model", problem),), kind)
+    if isinstance(error, DependencyFailure):
+        return HttpError(
+            503,
+            "The model registry is unavailable; retry later",
+            (FieldProblem("registry", "temporarily unavailable"),),
+            kind,
+            {"Retry-After": "1"},
+        )
+    if isinstance(error, SettingsError):
+        return HttpError(500, "The router is misconfigured", tuple(error.problems), kind)
+    reference = f"; request id {request_id}" if request_id else ""
+    return HttpError(
+        500,
+        "Internal server error",
+        (FieldProblem("request", f"unexpected failure{reference}"),),
+        kind if isinstance(error, DomainError) else "Unexpected",
+    )
+
+
+def route_not_found(method: str, path: str, routes: Mapping[str, Sequence[str]]) -> HttpError:
+    """404 for an unknown path; 405 with ``Allow`` when the path exists under other methods."""
+    matching = [methods for template, methods in routes.items() if _template_regex(template).fullmatch(path)]
+    allowed = sorted({m for methods in matching for m in methods})
+    if allowed:
+        return HttpError(
+            405,
+            "Method not allowed",
+            (FieldProblem("method", f"{method} is not allowed on {path}; use {', '.join(allowed)}"),),
+            "MethodNotAllowed",
+            {"Allow": ", ".join(allowed)},
+        )
+    known = ", ".join(f"{'|'.join(ms)} {template}" for template, ms in routes.items())
+    problem = f"no route {method} {path}; routes: {known}"
+    return HttpError(404, "Not found", (FieldProblem("path", problem),), "RouteNotFound")
+
+
+def install(app: APIGatewayHttpResolver, routes: Mapping[str, Sequence[str]]) -> None:
+    """Register the error handlers on ``app``; ``routes`` maps each path template to its methods."""
+
+    @app.not_found
+    def _not_found(_: NotFoundError) -> Response:
+        event = app.current_event
+        return _respond(route_not_found(event.http_method.upper(), event.path, routes))
+
+    @app.exception_handler(Exception)
+    def _any_error(error: Exception) -> Response:
+        request_id = app.current_event.request_context.request_id or ""
+        mapped = http_error_for(error, request_id)
+        if mapped.status >= 500 and mapped.kind in {"Unexpected", "SettingsError"}:
+            logger.exception("Unhandled error", extra={"kind": type(error).__name__})
+        elif mapped.status >= 500:
+            logger.error("Dependency failure", extra={"kind": mapped.kind, "error": str(error)})
+        else:
+            logger.info("Request rejected", extra={"status": mapped.status, "kind": mapped.kind})
+        return _respond(mapped)
+
+
+def _respond(mapped: HttpError) -> Response:
+    _count_error(mapped.kind)
+    return mapped.response()
+
+
+def _count_error(kind: str) -> None:
+    """One EMF blob per error with ``kind`` as its only dimension (the batch's dimensions stay clean)."""
+    try:
+        with single_metric(name=ERROR_METRIC, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="kind", value=kind)
+    except Exception:  # telemetry must never turn a response into a 500
+        logger.warning("Could not emit the error metric", exc_info=True)
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    # Path parameters never span a "/" (API Gateway matches them segment by segment).
+    return re.compile(re.sub(r"<\w+>", "[^/]+", re.escape(template)))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else f"{text[:MAX_TEXT_CHARS]}… ({len(text)} chars)"

@@ -1,0 +1,65 @@
+"""The router's environment, read once per container into a typed, validated object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from house_prices.errors import FieldProblem
+from house_prices.schema import DEFAULT_MAX_HOUSES_PER_REQUEST
+
+
+class SettingsError(ValueError):
+    """The function is misconfigured; every offending variable is named at once."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("Invalid router settings: " + "; ".join(f"{p.field} {p.problem}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    endpoint_name: str
+    registry_table: str
+    live_model_cache_seconds: int = 10
+    max_houses_per_request: int = DEFAULT_MAX_HOUSES_PER_REQUEST
+    endpoint_connect_timeout_seconds: int = 1
+    endpoint_read_timeout_seconds: int = 8
+    endpoint_max_attempts: int = 2
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RouterSettings:
+        problems: list[FieldProblem] = []
+
+        def required(name: str) -> str:
+            value = environ.get(name, "").strip()
+            if not value:
+                problems.append(FieldProblem(name, "is required"))
+            return value
+
+        def integer(name: str, default: int, minimum: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(FieldProblem(name, f"must be an integer, got {raw!r}"))
+                return default
+            if value < minimum:
+                problems.append(FieldProblem(name, f"must be >= {minimum}, got {value}"))
+            return value
+
+        settings = cls(
+            endpoint_name=required("ENDPOINT_NAME"),
+            registry_table=required("REGISTRY_TABLE"),
+            # 0 switches the cache off (the local stack wants promotions visible at once).
+            live_model_cache_seconds=integer("LIVE_MODEL_CACHE_SECONDS", 10, minimum=0),
+            max_houses_per_request=integer("MAX_HOUSES_PER_REQUEST", DEFAULT_MAX_HOUSES_PER_REQUEST, minimum=1),
+            endpoint_connect_timeout_seconds=integer("ENDPOINT_CONNECT_TIMEOUT_SECONDS", 1, minimum=1),
+            endpoint_read_timeout_seconds=integer("ENDPOINT_READ_TIMEOUT_SECONDS", 8, minimum=1),
+            endpoint_max_attempts=integer("ENDPOINT_MAX_ATTEMPTS", 2, minimum=1),
+        )
+        if problems:
+            raise SettingsError(problems)
+        return settings

@@ -1,0 +1,104 @@
+"""``python -m endpoint`` as a real process: env/CLI settings, startup line, boto3 via env, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "endpoint-cli-tests"
+PREFIX = "DEMO_MME_SCIKIT_V1/multi_model_artifacts/"
+TARGET = "Houston_TX.20261125T040000Z-1a2b3c4d.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    with moto_s3(BUCKET) as url:
+        s3_client(url).put_object(Bucket=BUCKET, Key=PREFIX + TARGET, Body=model_tar_gz(fit_forest(seed=11)))
+        yield url
+
+
+def launch(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "endpoint", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_url(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, list[str]]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return match.group(1), lines
+    process.kill()
+    raise AssertionError(f"no startup line; output: {''.join(lines)}")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_boto3_and_stops_cleanly(s3_url: str, stop_signal: signal.Signals) -> None:
+    # Given settings from the environment (S3 via AWS_ENDPOINT_URL_S3) and a free port from --port 0
+    env = {
+        **os.environ,
+        "MODEL_DATA_URL": f"s3://{BUCKET}/{PREFIX}",
+        "ENDPOINT_NAME": "cli-endpoint",
+        "AWS_ENDPOINT_URL_S3": s3_url,
+    }
+    process = launch(env, "--port", "0", "--max-models", "2")
+    try:
+        url, _ = wait_for_url(process)
+        # When boto3 finds the endpoint through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME
+        os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = url
+        try:
+            client = boto3.client("sagemaker-runtime", region_name="us-east-1")
+        finally:
+            del os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"]
+        response = client.invoke_endpoint(
+            EndpointName="cli-endpoint",
+            TargetModel=TARGET,
+            ContentType="text/csv",
+            Body="2000,3000,3,2.5,1.0,2\n1990,2500,2,2.0,0.5,1",
+        )
+        # Then the project's inference.py (the default program) answered with one price per row
+        prices = json.loads(response["Body"].read())
+        assert len(prices) == 2
+        assert all(isinstance(price, float) for price in prices)
+    finally:
+        # And a signal stops it cleanly
+        process.send_signal(stop_signal)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "stopped" in output
+
+
+def test_cli_refuses_bad_settings() -> None:
+    env = {key: value for key, value in os.environ.items() if key != "MODEL_DATA_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "endpoint", "--port", "0"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "model data URL is required" in result.stderr

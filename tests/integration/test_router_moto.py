@@ -1,0 +1,268 @@
+"""Router Lambda end to end in process: payload-2.0 events -> real handler -> registry on moto DynamoDB
+-> InvokeEndpoint checked by botocore's Stubber (exact parameters, SageMaker error shapes)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.metrics.provider import cold_start
+from botocore.exceptions import ReadTimeoutError
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from house_prices.observability import metrics
+from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA, ModelRegistry, ModelVersion
+from router import handler, wiring
+from router.logic import RouterService
+from router.settings import RouterSettings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+TABLE = "house-prices-registry"
+ENDPOINT = "house-prices-mme"
+OLD = "20261120T040000Z-0badcafe"
+LIVE = "20261125T040000Z-1a2b3c4d"
+REJECTED = "20261126T040000Z-deadbeef"
+
+
+class LambdaContext:
+    function_name = "house-prices-RouterFunction-abc123"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:house-prices-RouterFunction-abc123"
+    memory_limit_in_mb = 512
+    aws_request_id = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 29_000
+
+
+def model_version(city: str, version: str, status: str = "standby") -> ModelVersion:
+    return ModelVersion(
+        city=city,
+        version=version,
+        status=status,  # type: ignore[arg-type]
+        artifact_key=f"DEMO_MME_SCIKIT_V1/multi_model_artifacts/{city}.{version}.tar.gz",
+        source_key=f"DEMO_MME_SCIKIT_V1/model_artifacts/{city}/job/output/model.tar.gz",
+        sha256=version[-8:] * 8,
+        created_at="2026-11-25T04:00:00+00:00",
+        metrics={"validation_ae_p50": 12000.5, "r2": 0.93, "rows": 300},
+    )
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelRegistry]:
+    """moto DynamoDB with Chicago_IL live at LIVE (OLD on standby, REJECTED rejected)."""
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=TABLE_KEY_SCHEMA,
+            AttributeDefinitions=TABLE_ATTRIBUTES,
+            BillingMode="PAY_PER_REQUEST",
+        )
+        registry = ModelRegistry(client, TABLE)
+        for version in (OLD, LIVE):
+            registry.record_version(model_version("Chicago_IL", version))
+            registry.promote("Chicago_IL", version)
+        rejected = model_version("Chicago_IL", REJECTED, "rejected")
+        registry.record_version(rejected)
+        yield registry
+
+
+@pytest.fixture
+def stubber(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry) -> Iterator[Stubber]:
+    """The real wiring (settings from env, real clients) with a Stubber on the sagemaker-runtime client."""
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "router")
+    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
+    monkeypatch.setenv("REGISTRY_TABLE", TABLE)
+    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
+    stubs: list[Stubber] = []
+    real_build = wiring.build_service
+
+    def build(settings: RouterSettings) -> RouterService:
+        service = real_build(settings)
+        stub = Stubber(service.endpoint.client)  # type: ignore[attr-defined]
+        stub.activate()
+        stubs.append(stub)
+        return service
+
+    monkeypatch.setattr(wiring, "build_service", build)
+    handler.service.cache_clear()
+    cold_start.is_cold_start = True
+    handler.service()
+    yield stubs[0]
+    stubs[0].assert_no_pending_responses()
+    stubs[0].deactivate()
+    handler.service.cache_clear()
+    metrics.clear_metrics()
+
+
+def event(name: str, **changes: Any) -> dict[str, Any]:
+    loaded = json.loads((FIXTURES / name).read_text())
+    if "query" in changes:
+        loaded["queryStringParameters"] = changes["query"]
+        loaded["rawQueryString"] = "&".join(f"{k}={v}" for k, v in changes["query"].items())
+    if "city" in changes:
+        for key in ("rawPath",):
+            loaded[key] = loaded[key].replace("Chicago_IL", changes["city"])
+        loaded["requestContext"]["http"]["path"] = loaded["rawPath"]
+        loaded["pathParameters"] = {"city": changes["city"]}
+    return copy.deepcopy(loaded)
+
+
+def invoke(payload: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+    result = handler.lambda_handler(payload, LambdaContext())
+    return result["statusCode"], result.get("headers", {}), json.loads(result["body"]) if result.get("body") else None
+
+
+def expected_call(version: str) -> dict[str, Any]:
+    return {
+        "EndpointName": ENDPOINT,
+        "TargetModel": f"Chicago_IL.{version}.tar.gz",
+        "ContentType": "text/csv",
+        "Accept": "application/json",
+        # rows in schema.FEATURE_NAMES order: YEAR_BUILT, SQUARE_FEET, NUM_BEDROOMS, NUM_BATHROOMS, LOT_ACRES, GARAGE
+        "Body": b"2005,3100,4,2.5,1.1,2\n1990,2200,3,2.0,0.75,1\n",
+    }
+
+
+def json_body(values: list[float]) -> dict[str, Any]:
+    raw = json.dumps(values).encode()
+    return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}
+
+
+def test_live_version_is_resolved_and_invoked_once(stubber: Stubber) -> None:
+    # Given Chicago_IL promoted OLD then LIVE in the registry
+    stubber.add_response("invoke_endpoint", json_body([512345.25, 301000.0]), expected_call(LIVE))
+    # When a batch of two houses is posted
+    status, _, body = invoke(event("apigw_predict.json"))
+    # Then the live version's TargetModel got one CSV call and the prices come back in order
+    assert status == 200
+    assert body == {
+        "location": "Chicago_IL",
+        "model": {"version": LIVE, "target_model": f"Chicago_IL.{LIVE}.tar.gz"},
+        "predictions": [{"price": 512345.25}, {"price": 301000.0}],
+    }
+
+
+def test_pinned_version_is_served(stubber: Stubber) -> None:
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0]), expected_call(OLD))
+    status, _, body = invoke(event("apigw_predict.json", query={"version": OLD}))
+    assert (status, body["model"]["version"]) == (200, OLD)
+
+
+@pytest.mark.parametrize(
+    ("version", "problem"), [("20200101T000000Z-00000000", "has no version"), (REJECTED, "rejected")]
+)
+def test_unknown_or_rejected_pinned_version_is_404(stubber: Stubber, version: str, problem: str) -> None:
+    status, _, body = invoke(event("apigw_predict.json", query={"version": version}))
+    assert status == 404
+    assert body["errors"][0]["field"] == "version"
+    assert problem in body["errors"][0]["problem"]
+
+
+def test_unknown_city_is_404(stubber: Stubber) -> None:
+    status, _, body = invoke(event("apigw_predict.json", city="Atlantis_XX"))
+    assert (status, body["errors"]) == (404, [{"field": "city", "problem": "no live model for 'Atlantis_XX'"}])
+
+
+def test_model_error_is_502_with_the_models_message(stubber: Stubber) -> None:
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        service_message='Received client error (400) from primary with message "bad input"',
+        http_status_code=424,
+        modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": "bad input: expected 6 columns"},
+        expected_params=expected_call(LIVE),
+    )
+    status, _, body = invoke(event("apigw_predict.json"))
+    assert status == 502
+    assert body["errors"] == [{"field": "model", "problem": "bad input: expected 6 columns (status 400)"}]
+
+
+def test_model_not_ready_is_503_with_retry_after(stubber: Stubber) -> None:
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelNotReadyException",
+        service_message="Model Chicago_IL is loading",
+        http_status_code=429,
+    )
+    status, headers, body = invoke(event("apigw_predict.json"))
+    assert (status, headers["Retry-After"]) == (503, "1")
+    assert body["errors"][0]["field"] == "model"
+
+
+def test_missing_artifact_is_our_fault_502(stubber: Stubber) -> None:
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ValidationError",
+        service_message="Failed to download model data(bucket: secret-bucket, key: k). Please ensure ...",
+        http_status_code=400,
+    )
+    status, _, body = invoke(event("apigw_predict.json"))
+    assert status == 502
+    assert "secret-bucket" not in json.dumps(body)
+
+
+def test_timeout_is_504(stubber: Stubber, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stubber cannot raise transport errors; botocore raises this one when read_timeout elapses.
+    client = handler.service().endpoint.client  # type: ignore[attr-defined]
+
+    def timed_out(**_: Any) -> Any:
+        raise ReadTimeoutError(endpoint_url=f"https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/{ENDPOINT}")
+
+    monkeypatch.setattr(client, "invoke_endpoint", timed_out)
+    status, _, body = invoke(event("apigw_predict.json"))
+    assert status == 504
+    assert body["errors"] == [{"field": "model", "problem": "The model endpoint did not answer within 8 s"}]
+
+
+def test_locations_and_location_detail_come_from_the_registry(stubber: Stubber) -> None:
+    status, _, body = invoke(event("apigw_list_locations.json"))
+    assert status == 200
+    assert [(loc["location"], loc["version"]) for loc in body["locations"]] == [("Chicago_IL", LIVE)]
+    status, _, body = invoke(event("apigw_describe_location.json"))
+    assert status == 200
+    assert body["live"]["version"] == LIVE
+    assert [(v["version"], v["status"]) for v in body["versions"]] == [
+        (REJECTED, "rejected"),
+        (LIVE, "live"),
+        (OLD, "standby"),
+    ]
+    assert body["versions"][1]["metrics"] == {"validation_ae_p50": 12000.5, "r2": 0.93, "rows": 300}
+
+
+def test_deep_health_reads_the_table(stubber: Stubber) -> None:
+    status, _, body = invoke(event("apigw_health.json", query={"deep": "true"}))
+    assert (status, body["checks"]["registry"]) == (200, "ok")
+
+
+def test_promotion_is_seen_after_the_cache_ttl(stubber: Stubber, registry: ModelRegistry) -> None:
+    # Given a warm container that resolved LIVE
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0]), expected_call(LIVE))
+    assert invoke(event("apigw_predict.json"))[2]["model"]["version"] == LIVE
+    # When a newer version is promoted, the cached live model serves until the TTL elapses
+    newer = "20261127T040000Z-cafef00d"
+    registry.record_version(model_version("Chicago_IL", newer))
+    registry.promote("Chicago_IL", newer)
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0]), expected_call(LIVE))
+    assert invoke(event("apigw_predict.json"))[2]["model"]["version"] == LIVE
+    handler.service().registry.clear()  # type: ignore[attr-defined]  (stands in for 10 s passing)
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0]), expected_call(newer))
+    assert invoke(event("apigw_predict.json"))[2]["model"]["version"] == newer
+
+
+def test_registry_outage_is_503(stubber: Stubber, registry: ModelRegistry) -> None:
+    boto3.client("dynamodb").delete_table(TableName=TABLE)
+    status, headers, body = invoke(event("apigw_predict.json"))
+    assert (status, headers["Retry-After"], body["errors"][0]["field"]) == (503, "1", "registry")

@@ -1,0 +1,141 @@
+"""InvokeEndpoint header validation, error bodies and settings parsing (pure functions, no sockets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from endpoint import protocol
+from endpoint.config import EndpointConfig, ModelDataUrl
+from endpoint.errors import ArtifactMissing, ModelError, ValidationError
+
+CONFIG = EndpointConfig(model_data_url=ModelDataUrl.parse("s3://bucket/PREFIX/multi_model_artifacts/"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Chicago_IL.tar.gz", "Chicago_IL.20261125T040000Z-1a2b3c4d.tar.gz", "a", "x" * 1024, "sub/dir/model.tar.gz"],
+)
+def test_valid_target_models_pass(name: str) -> None:
+    assert protocol.validate_target_model(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        (None, "required"),
+        ("", "1 to 1024"),
+        ("x" * 1025, "1 to 1024"),
+        (" leading-space.tar.gz", "printable"),
+        ("tab\there.tar.gz", "printable"),
+        ("new\nline", "printable"),
+        ("../escape.tar.gz", "relative"),
+        ("a/../../b.tar.gz", "relative"),
+        ("/absolute.tar.gz", "relative"),
+    ],
+)
+def test_invalid_target_models_are_validation_errors(name: str | None, fragment: str) -> None:
+    # When the TargetModel header is absent or unsafe, Then a ValidationError says why
+    with pytest.raises(ValidationError, match=fragment):
+        protocol.validate_target_model(name)
+
+
+def test_custom_attributes_and_inference_id_limits() -> None:
+    assert protocol.validate_custom_attributes("trace=1") == "trace=1"
+    assert protocol.validate_custom_attributes(None) is None
+    with pytest.raises(ValidationError, match="US-ASCII"):
+        protocol.validate_custom_attributes("é")
+    with pytest.raises(ValidationError, match="1024"):
+        protocol.validate_custom_attributes("a" * 1025)
+    assert protocol.validate_inference_id("req-1") == "req-1"
+    with pytest.raises(ValidationError, match="InferenceId"):
+        protocol.validate_inference_id("x" * 65)
+
+
+def test_unknown_endpoint_name_is_a_validation_error() -> None:
+    protocol.validate_endpoint_name(CONFIG.endpoint_name, CONFIG)
+    with pytest.raises(ValidationError, match="Endpoint other of account"):
+        protocol.validate_endpoint_name("other", CONFIG)
+
+
+def test_missing_artifact_message_names_bucket_and_key() -> None:
+    error = protocol.missing_artifact(ArtifactMissing("bucket", "PREFIX/multi_model_artifacts/x.tar.gz", "404"))
+    assert error.status == 400
+    assert "Failed to download model data (bucket: bucket, key: PREFIX/multi_model_artifacts/x.tar.gz)" in error.message
+
+
+def test_model_error_body_carries_the_original_status_and_message() -> None:
+    # Given a container failure with status 415
+    error = protocol.model_error(415, "bad content type", CONFIG)
+    body = error.body()
+    # Then the wire body has SageMaker's ModelError members and a client-error message
+    assert isinstance(error, ModelError)
+    assert error.status == 424
+    assert body["OriginalStatusCode"] == 415
+    assert body["OriginalMessage"] == "bad content type"
+    assert body["LogStreamArn"].startswith("arn:aws:logs:us-east-1:")
+    assert body["Message"].startswith('Received client error (415) from primary with message "bad content type"')
+    assert body["message"] == body["Message"]
+
+
+def test_model_error_message_respects_the_2048_limit() -> None:
+    error = protocol.model_error(500, "x" * 10_000, CONFIG)
+    assert len(error.message) <= 2048
+    assert len(error.original_message) <= 2048
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket", "prefix"),
+    [
+        ("s3://bucket/PREFIX/multi_model_artifacts/", "bucket", "PREFIX/multi_model_artifacts/"),
+        ("s3://bucket/PREFIX/multi_model_artifacts", "bucket", "PREFIX/multi_model_artifacts/"),
+        ("s3://bucket/", "bucket", ""),
+    ],
+)
+def test_model_data_url_parsing(url: str, bucket: str, prefix: str) -> None:
+    parsed = ModelDataUrl.parse(url)
+    assert (parsed.bucket, parsed.prefix) == (bucket, prefix)
+    assert parsed.key_for("m.tar.gz") == f"{prefix}m.tar.gz"
+
+
+@pytest.mark.parametrize("url", ["http://bucket/x/", "s3://", "s3://B/x/", "s3://bucket/../x/"])
+def test_bad_model_data_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="model data URL"):
+        ModelDataUrl.parse(url)
+
+
+def test_config_from_env_with_cli_overrides() -> None:
+    # Given env vars and CLI values (CLI wins where given)
+    environ = {
+        "MODEL_DATA_URL": "s3://bucket/p/",
+        "ENDPOINT_NAME": "from-env",
+        "ENDPOINT_MAX_MODELS": "3",
+        "SAGEMAKER_PROGRAM": "serve.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/code",
+        "MODEL_CACHE_SETTING": "Disabled",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    config = EndpointConfig.from_env(environ, endpoint_name="from-cli", port=0, max_memory_bytes=None)
+    assert config.endpoint_name == "from-cli"
+    assert config.max_models == 3
+    assert config.program_path == Path("/opt/code/serve.py")
+    assert config.model_cache_setting == "Disabled"
+    assert config.region == "eu-west-1"
+    assert config.max_memory_bytes == EndpointConfig.max_memory_bytes
+    assert config.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("environ", "fragment"),
+    [
+        ({}, "model data URL is required"),
+        ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_MAX_MODELS": "many"}, "ENDPOINT_MAX_MODELS"),
+        ({"MODEL_DATA_URL": "s3://bucket/p/", "MODEL_CACHE_SETTING": "Sometimes"}, "Enabled or Disabled"),
+        ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_MAX_MODELS": "0"}, "at least 1"),
+        ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_NAME": "bad_name"}, "endpoint name"),
+    ],
+)
+def test_bad_settings_name_the_problem(environ: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        EndpointConfig.from_env(environ)
