@@ -8,6 +8,10 @@ and report min/median/max, the heaviest direct imports of the median run, and th
 own. The machine's other load shows up as spread: compare minimums.
 
     .venv/bin/python bench/router_import_time.py [--runs 7] [--budget-ms 300] [--module router.handler]
+    .venv/bin/python bench/router_import_time.py --built   # the `sam build` output under python3.13
+
+``--built`` measures what Lambda actually loads: ``.aws-sam/build/RouterFunction`` plus the built
+``CommonLayer`` (boto3/botocore without the CRT extension the dev venv has), on the python3.13 runtime.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 _LINE = re.compile(r"^import time:\s+(?P<self>\d+) \|\s+(?P<cumulative>\d+) \|(?P<indent> *)(?P<name>\S+)")
 FUNCTION_ENV = {
@@ -63,10 +69,37 @@ def parse_report(report: str) -> Run:
     return run
 
 
-def measure(module: str) -> Run:
+@dataclass(frozen=True)
+class Interpreter:
+    """Which python runs the import, and with what environment (the dev venv or the built Lambda package)."""
+
+    executable: str = sys.executable
+    flags: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+    def command(self, *args: str) -> list[str]:
+        return [self.executable, *self.flags, *args]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **FUNCTION_ENV, **dict(self.env)}
+
+
+def built_package_interpreter() -> Interpreter:
+    build = Path(__file__).resolve().parents[1] / ".aws-sam" / "build"
+    if not (build / "RouterFunction").is_dir():
+        raise SystemExit("no .aws-sam/build/RouterFunction: run `make sam-build` first")
+    python = shutil.which("python3.13")
+    if python is None:
+        raise SystemExit("python3.13 not on PATH (PYENV_VERSION=3.11.7:3.13.0 provides it)")
+    path = f"{build / 'CommonLayer' / 'python'}:{build / 'RouterFunction'}"
+    # -s: ignore user site-packages so only the built package and the stdlib are importable.
+    return Interpreter(python, ("-s",), (("PYTHONPATH", path),))
+
+
+def measure(module: str, interpreter: Interpreter) -> Run:
     completed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        env={**os.environ, **FUNCTION_ENV},
+        interpreter.command("-X", "importtime", "-c", f"import {module}"),
+        env=interpreter.environment(),
         capture_output=True,
         text=True,
         check=True,
@@ -74,12 +107,12 @@ def measure(module: str) -> Run:
     return parse_report(completed.stderr)
 
 
-def wall_clock_ms(module: str, runs: int) -> float:
+def wall_clock_ms(module: str, runs: int, interpreter: Interpreter) -> float:
     def best(code: str) -> float:
         samples = []
         for _ in range(runs):
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], env={**os.environ, **FUNCTION_ENV}, check=True)
+            subprocess.run(interpreter.command("-c", code), env=interpreter.environment(), check=True)
             samples.append(time.perf_counter() - started)
         return min(samples)
 
@@ -91,17 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", default="router.handler")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--budget-ms", type=float, default=300.0)
+    parser.add_argument("--built", action="store_true", help="measure the sam build output on python3.13")
     args = parser.parse_args(argv)
+    interpreter = built_package_interpreter() if args.built else Interpreter()
 
-    measure(args.module)  # warm the .pyc caches; Lambda ships compiled or compiles once per image
-    runs = sorted((measure(args.module) for _ in range(args.runs)), key=lambda run: run.total_us)
+    measure(args.module, interpreter)  # warm the .pyc caches; Lambda ships compiled or compiles once per image
+    runs = sorted((measure(args.module, interpreter) for _ in range(args.runs)), key=lambda run: run.total_us)
     totals = [run.total_us / 1000 for run in runs]
     median = statistics.median(totals)
     print(
+        f"{'built package, python3.13' if args.built else 'dev venv'} "
         f"-X importtime, import {args.module}: min {totals[0]:.0f} ms, median {median:.0f} ms, "
         f"max {totals[-1]:.0f} ms over {args.runs} runs (budget {args.budget_ms:.0f} ms)"
     )
-    print(f"wall clock, best of {args.runs}: {wall_clock_ms(args.module, args.runs):.0f} ms")
+    print(f"wall clock, best of {args.runs}: {wall_clock_ms(args.module, args.runs, interpreter):.0f} ms")
     print("heaviest direct imports (median run):")
     for name, micros in sorted(runs[len(runs) // 2].children_us.items(), key=lambda item: -item[1])[:8]:
         print(f"  {micros / 1000:8.1f} ms  {name}")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+
+# Powertools reads the metrics namespace when house_prices.observability is first imported, which
+# happens at collection time, before any fixture runs.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "HousePricesTest")
 
 _AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -20,8 +25,6 @@ _AWS_ENV = {
 @pytest.fixture(autouse=True)
 def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never reach a real AWS account from a test, and never inherit a developer's endpoints."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL") or name in {"AWS_PROFILE", "AWS_CONFIG_FILE"}:
             monkeypatch.delenv(name, raising=False)

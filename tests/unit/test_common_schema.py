@@ -66,6 +66,9 @@ def test_a_valid_house_comes_back_in_feature_order() -> None:
         ("YEAR_BUILT", 1500, "between"),
         ("GARAGE_SPACES", -1, "between"),
         ("LOT_ACRES", 1e9, "between"),
+        ("NUM_BATHROOMS", 1e308, "between"),
+        ("SQUARE_FEET", 10**400, "between"),
+        ("LOT_ACRES", -(10**400), "between"),
     ],
 )
 def test_each_bad_value_is_named(field: str, value: object, problem: str) -> None:

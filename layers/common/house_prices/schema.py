@@ -42,17 +42,21 @@ class Feature:
     description: str = ""
 
     def problem_with(self, value: Any) -> str | None:
-        """Return why ``value`` is not acceptable for this feature, or None if it is."""
+        """Return why ``value`` is not acceptable for this feature, or None if it is.
+
+        The range is checked before any arithmetic: comparing a huge int or float with the bounds
+        is exact and cannot overflow, while ``int(1e308 / 0.5)`` would.
+        """
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, got {type(value).__name__}"
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number"
+        if not (self.minimum <= value <= self.maximum):
+            return f"must be between {_fmt(self.minimum)} and {_fmt(self.maximum)}, got {_short(value)}"
         if self.integer and value != int(value):
             return f"must be a whole number, got {value}"
         if self.step is not None and (value / self.step) != int(value / self.step):
             return f"must be a multiple of {self.step}, got {value}"
-        if not (self.minimum <= value <= self.maximum):
-            return f"must be between {_fmt(self.minimum)} and {_fmt(self.maximum)}, got {value}"
         return None
 
 
@@ -81,6 +85,12 @@ def _field_label(name: object) -> str:
     if not text:
         return "<empty key>"
     return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _short(value: float) -> str:
+    """Echo a client's number without letting a 400-digit integer bloat the error."""
+    text = repr(value)
+    return text if len(text) <= 32 else text[:29] + "..."
 
 
 def _fmt(number: float) -> str:
