@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "layers" / "common"))
+from house_prices.naming import KeyLayout  # noqa: E402  (the script runs without the venv's .pth too)
+
 SOURCEDIR = Path("build/sourcedir.tar.gz")
 SAMCONFIG = ROOT / "samconfig.toml"
 # The stack `sam deploy --resolve-s3` creates once per account and region; its SourceBucket output.
@@ -102,7 +105,10 @@ def merge_overrides(base: Sequence[str], *extra: str) -> tuple[str, ...]:
 
 
 def sourcedir_key(s3_prefix: str, digest: str) -> str:
-    return f"{s3_prefix.strip('/')}/sourcedir/{digest}/sourcedir.tar.gz"
+    layout = KeyLayout(s3_prefix.strip("/"))
+    if digest == PLACEHOLDER_DIGEST:  # a dry run shows the key before the archive exists
+        return layout.sourcedir_key("0" * 12).replace("0" * 12, "<sha256[:12]>")
+    return layout.sourcedir_key(digest)
 
 
 def sha256_of(path: Path) -> str:

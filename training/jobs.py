@@ -286,14 +286,6 @@ def train_locally(
 # --------------------------------------------------------------------------- S3 adapter
 
 
-def sourcedir_key(layout: naming.KeyLayout, sha256_hex: str) -> str:
-    """Content-addressed code key, outside the training-output trigger prefix.
-
-    TODO(naming): belongs in ``KeyLayout`` next to the other keys (see docs/training.md).
-    """
-    return f"{layout.prefix}/code/sourcedir-{sha256_hex[:12]}.tar.gz"
-
-
 class S3Publisher:
     """Uploads training inputs, code and artifacts under one bucket/prefix; raises DependencyFailure."""
 
@@ -320,7 +312,7 @@ class S3Publisher:
 
     def publish_sourcedir(self, archive: Path) -> str:
         digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-        return self.uri(self.upload(archive, sourcedir_key(self.layout, digest)))
+        return self.uri(self.upload(archive, self.layout.sourcedir_key(digest)))
 
 
 def publish_local_run(publisher: S3Publisher, report: RunReport) -> dict[str, list[str]]:

@@ -86,6 +86,14 @@ def test_trigger_and_write_prefixes_are_disjoint() -> None:
         LAYOUT.parse_training_output_key(LAYOUT.mme_key("Chicago_IL", "20261125T040000Z-1a2b3c4d"))
 
 
+def test_code_archives_are_content_addressed_outside_the_trigger_prefix() -> None:
+    key = LAYOUT.sourcedir_key("ABCDEF0123456789" * 4)
+    assert key == "DEMO_MME_SCIKIT_V1/code/sourcedir-abcdef012345.tar.gz"
+    assert not key.startswith(LAYOUT.training_output_prefix)
+    with pytest.raises(ValueError, match="hex"):
+        LAYOUT.sourcedir_key("../../x")
+
+
 def test_prep_key_rejects_unknown_split() -> None:
     with pytest.raises(ValueError, match="split"):
         LAYOUT.prep_key("Chicago_IL", "holdout")

@@ -67,12 +67,12 @@ def test_dry_run_prints_every_step_and_runs_nothing(
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     assert out[0].endswith("-m training.packaging sourcedir --out build/sourcedir.tar.gz")
-    assert "s3://my-deploy/house-prices-mme/sourcedir/" in out[1]
+    assert "s3://my-deploy/house-prices-mme/code/sourcedir-" in out[1]
     assert out[2].endswith("sam build --region eu-west-1")
     assert " deploy --region eu-west-1 --stack-name house-prices-mme --parameter-overrides " in out[3]
     assert "AuthType=NONE" in out[3]
     assert "AuthType=AWS_IAM" not in out[3]
-    assert "SourceDirS3Uri=s3://my-deploy/house-prices-mme/sourcedir/" in out[3]
+    assert "SourceDirS3Uri=s3://my-deploy/house-prices-mme/code/sourcedir-" in out[3]
 
 
 def test_plan_puts_the_digest_in_the_key_and_passes_it_as_source_dir(deploy: ModuleType) -> None:
@@ -87,10 +87,10 @@ def test_plan_puts_the_digest_in_the_key_and_passes_it_as_source_dir(deploy: Mod
         sam="sam",
     )
     plan = deploy.make_plan(config, "b", "abc123")
-    assert plan.key == "pre/sourcedir/abc123/sourcedir.tar.gz"
+    assert plan.key == "pre/code/sourcedir-abc123.tar.gz"
     assert plan.package == ("py", "-m", "training.packaging", "sourcedir", "--out", "build/sourcedir.tar.gz")
     assert plan.build == ("sam", "build", "--region", "us-west-2")
-    assert overrides_of(plan.deploy) == ["AuthType=NONE", "SourceDirS3Uri=s3://b/pre/sourcedir/abc123/sourcedir.tar.gz"]
+    assert overrides_of(plan.deploy) == ["AuthType=NONE", "SourceDirS3Uri=s3://b/pre/code/sourcedir-abc123.tar.gz"]
     assert plan.deploy[-1] == "--no-confirm-changeset"
 
 
@@ -152,7 +152,7 @@ def test_full_run_packages_uploads_then_builds_and_deploys_that_archive(
     assert code == 0
     assert [c[1] if c[1] != "-m" else c[2] for c in commands] == ["training.packaging", "build", "deploy"]
     digest = hashlib.sha256(archive_bytes).hexdigest()
-    key = f"house-prices-mme/sourcedir/{digest}/sourcedir.tar.gz"
+    key = f"house-prices-mme/code/sourcedir-{digest[:12]}.tar.gz"
     assert aws.client("s3").get_object(Bucket="deploy-bucket", Key=key)["Body"].read() == archive_bytes
     assert f"SourceDirS3Uri=s3://deploy-bucket/{key}" in overrides_of(commands[-1])
 

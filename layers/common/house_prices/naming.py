@@ -5,6 +5,7 @@ Layout (``PREFIX`` defaults to the seed's ``DEMO_MME_SCIKIT_V1``)::
     PREFIX/model_prep/{city}/{train,val,test}/{city}_{split}.csv   training inputs
     PREFIX/model_artifacts/{city}/{job}/output/model.tar.gz         training outputs -> model-sync
     PREFIX/multi_model_artifacts/{city}.{version}.tar.gz            MME prefix (immutable)
+    PREFIX/code/sourcedir-{sha256[:12]}.tar.gz                      train.py + inference.py + house_prices
 
 The trigger prefix (``model_artifacts/``) and the write prefix (``multi_model_artifacts/``) are
 disjoint, so model-sync can never trigger itself.
@@ -23,6 +24,7 @@ DEFAULT_PREFIX = "DEMO_MME_SCIKIT_V1"
 PREP_DIR = "model_prep"
 TRAINING_OUTPUT_DIR = "model_artifacts"
 MME_DIR = "multi_model_artifacts"
+CODE_DIR = "code"
 ARTIFACT_FILENAME = "model.tar.gz"
 SPLITS = ("train", "val", "test")
 
@@ -120,6 +122,13 @@ class KeyLayout:
         if not _JOB.fullmatch(job):
             raise NotAModelKey(f"{key!r} has an invalid job name {job!r}")
         return TrainingOutput(city=city, job=job, key=key)
+
+    # serving/training code (SAGEMAKER_SUBMIT_DIRECTORY); content-addressed, outside the trigger prefix
+    def sourcedir_key(self, sha256_hex: str) -> str:
+        digest = sha256_hex.lower()[:12]
+        if not re.fullmatch(r"[0-9a-f]{6,12}", digest):
+            raise ValueError("sha256_hex must be a hex digest")
+        return f"{self.prefix}/{CODE_DIR}/sourcedir-{digest}.tar.gz"
 
     # multi-model endpoint artifacts
     @property
