@@ -53,8 +53,15 @@ unit: $(STAMP) ## unit tests only (no sockets)
 deploy: $(STAMP) ## package + upload sourcedir.tar.gz, sam build, sam deploy (DEPLOY_BUCKET=..., DRY_RUN=1 prints only)
 	$(PYTHON) scripts/deploy.py --region $(REGION) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 
-demo: $(STAMP) ## train the 10 seed cities locally and print their metrics
-	$(PYTHON) -m training.demo
+demo: $(STAMP) ## the seed notebook end to end on the local stack (no AWS, no Docker)
+	$(PYTHON) -m local.demo
+
+up: $(STAMP) ## run the local stack (moto S3/SQS/DynamoDB, endpoint, HTTP API) until Ctrl-C; writes .local/stack.json
+	$(PYTHON) -m local.stack
+
+invoke: $(STAMP) ## run a handler in process: make invoke FN=RouterFunction EVENT=events/api-get-health.json
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=<event.json>"; exit 2; }
+	$(PYTHON) -m local.lambda_runtime $(FN) $(EVENT)
 
 clean: ## remove build outputs and local state (keeps .venv)
 	rm -rf .aws-sam .local build

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -42,6 +43,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="wait for a loading model before ModelNotReadyException (default 60) [ENDPOINT_MODEL_LOAD_WAIT_SECONDS]",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--preload",
+        nargs="*",
+        default=os.environ.get("ENDPOINT_PRELOAD_MODULES", "sklearn.ensemble").split(),
+        help="modules imported at boot, as the scikit-learn container does (default sklearn.ensemble) "
+        "[ENDPOINT_PRELOAD_MODULES]",
+    )
     return parser.parse_args(argv)
 
 
@@ -78,8 +86,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except (ValueError, OSError, ImportError) as error:
         print(f"endpoint: {error}", file=sys.stderr)
         return 2
-    # Bind first, so port 0 works and the announced URL is the real one.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # Otherwise the first model load of the process pays for importing sklearn (~0.7 s here).
+        for module in args.preload:
+            importlib.import_module(module)
+    except ImportError as error:
+        print(f"endpoint: cannot preload {error.name}: {error}", file=sys.stderr)
+        return 2
+    # Bind first, so port 0 works and the announced URL is the real one. IPPROTO_TCP matters: asyncio
+    # only sets TCP_NODELAY on sockets created with it, and without that every response waits ~40 ms
+    # for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((config.host, config.port))

@@ -1,0 +1,170 @@
+"""Lambda's asynchronous invoker for S3 events, fed by the SQS queue moto notifies.
+
+For each message: skip S3's ``s3:TestEvent``, run the function's handler in this process with
+the S3 event as sent, delete the message only when the handler returns, and otherwise make the
+message visible again after an exponential backoff. SQS's redrive policy (``maxReceiveCount`` =
+1 + the template's ``MaximumRetryAttempts``) moves a message that keeps failing to the DLQ, so
+nothing is dropped silently. Keys stay exactly as S3 encodes them in events (``/`` as ``%2F`` in
+moto); decoding is the handler's job, as on AWS.
+
+``python -m local.dispatcher --function ModelSyncFunction --queue-url URL --ready-file F`` hosts
+one function; the stack runs it as a child whose environment points boto3 at moto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local.lambda_runtime import Handler, LambdaContext
+
+log = logging.getLogger("local.dispatcher")
+
+TEST_EVENT = "s3:TestEvent"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message_id: str
+    status: str  # "succeeded" | "skipped" | "failed"
+    receive_count: int
+    error: str = ""
+
+
+def is_test_event(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("Event") == TEST_EVENT
+
+
+def backoff_seconds(receive_count: int, base: float, cap: float) -> int:
+    """Visibility timeout before the next attempt: base, 2×base, 4×base… capped (whole seconds, as SQS wants)."""
+    return int(min(cap, base * 2 ** max(0, receive_count - 1)))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sqs_client: Any,
+        queue_url: str,
+        handler: Handler,
+        context_factory: Callable[[], LambdaContext],
+        wait_seconds: int = 1,
+        backoff_base_seconds: float = 1.0,
+        backoff_cap_seconds: float = 60.0,
+    ) -> None:
+        self._sqs = sqs_client
+        self._queue_url = queue_url
+        self._handler = handler
+        self._context_factory = context_factory
+        self._wait_seconds = wait_seconds
+        self._backoff_base = backoff_base_seconds
+        self._backoff_cap = backoff_cap_seconds
+
+    def poll_once(self) -> list[Outcome]:
+        """One long poll; handles every message it receives, one at a time, in order."""
+        response = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self._wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return [self._handle(message) for message in response.get("Messages", [])]
+
+    def run(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # the queue itself failing must not end the loop; retry shortly
+                log.exception("polling %s failed", self._queue_url)
+                stopped.wait(1.0)
+
+    def _handle(self, message: dict[str, Any]) -> Outcome:
+        message_id = message["MessageId"]
+        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        try:
+            event = json.loads(message["Body"])
+        except ValueError as error:
+            # Never succeeds: let retries run out so the redrive policy parks it in the DLQ.
+            return self._failed(message, receive_count, f"body is not JSON: {error}")
+        if is_test_event(event):
+            self._delete(message)
+            log.info("skipped %s from bucket %s", TEST_EVENT, event.get("Bucket"))
+            return Outcome(message_id, "skipped", receive_count)
+        started = time.perf_counter()
+        try:
+            result = self._handler(event, self._context_factory())
+        except Exception as error:
+            log.exception("invocation failed (attempt %d) for message %s", receive_count, message_id)
+            return self._failed(message, receive_count, f"{type(error).__name__}: {error}")
+        self._delete(message)
+        log.info(
+            "invocation succeeded (attempt %d, %.0f ms): %s",
+            receive_count,
+            (time.perf_counter() - started) * 1000,
+            json.dumps(result, default=str)[:500],
+        )
+        return Outcome(message_id, "succeeded", receive_count)
+
+    def _failed(self, message: dict[str, Any], receive_count: int, error: str) -> Outcome:
+        delay = backoff_seconds(receive_count, self._backoff_base, self._backoff_cap)
+        self._sqs.change_message_visibility(
+            QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
+        )
+        return Outcome(message["MessageId"], "failed", receive_count, error)
+
+    def _delete(self, message: dict[str, Any]) -> None:
+        self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import boto3
+
+    from local.lambda_runtime import load_handler, with_environment
+    from local.process import exit_with_parent, write_ready_file
+    from local.template import LocalResources, Template
+
+    parser = argparse.ArgumentParser(description="invoke a function for each S3 event on an SQS queue")
+    parser.add_argument("--function", required=True, help="logical id in template.yaml")
+    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--resources", default="{}", help="LocalResources as JSON")
+    parser.add_argument("--template", type=Path, default=None)
+    parser.add_argument("--environment", default="{}", help="JSON overrides of the template's variables")
+    parser.add_argument("--ready-file", type=Path, required=True)
+    parser.add_argument("--backoff-base", type=float, default=1.0)
+    parser.add_argument("--backoff-cap", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    resources = LocalResources(**json.loads(args.resources))
+    function = Template.load(args.template).function(args.function, resources)
+    function = with_environment(function, json.loads(args.environment))
+    handler = load_handler(function, resources.region)
+    # The dispatcher's own client: the queue lives on the same local endpoint as the function's S3.
+    sqs = boto3.client("sqs", region_name=resources.region)
+    dispatcher = Dispatcher(
+        sqs,
+        args.queue_url,
+        handler,
+        lambda: LambdaContext.for_function(function, resources.region, resources.account_id),
+        backoff_base_seconds=args.backoff_base,
+        backoff_cap_seconds=args.backoff_cap,
+    )
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    exit_with_parent(stopped)
+    write_ready_file(args.ready_file, {"function": function.logical_id, "queue_url": args.queue_url})
+    dispatcher.run(stopped)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

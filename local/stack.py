@@ -1,0 +1,508 @@
+"""``make up``: the whole system on 127.0.0.1, without Docker or AWS.
+
+Processes (each "Lambda" gets its own process, hence its own ``os.environ``, like a sandbox):
+
+* ``local.s3``          moto server: S3 (with S3 → SQS event notifications), SQS, DynamoDB
+* ``local.dispatcher``  one per S3-triggered function: Lambda's async invoker (model-sync)
+* ``endpoint``          the SageMaker multi-model endpoint (InvokeEndpoint wire protocol)
+* ``local.http_api``    API Gateway HTTP API → the router function
+
+Names (bucket, registry table, endpoint, prefix, routes, environments) are resolved from
+``template.yaml``. Every server binds 127.0.0.1 on a free port. ``.local/stack.json`` tells
+clients where everything is; it is removed again when the stack stops (Ctrl-C / SIGTERM), and
+every child's process group is terminated, so no process or port outlives the stack.
+
+Python API (tests, the demo)::
+
+    with LocalStack(StackConfig(state_dir=tmp)) as stack:
+        stack.info.api_url, stack.client("s3"), ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from house_prices.naming import KeyLayout
+from local.lambda_runtime import LOCAL_CREDENTIALS
+from local.process import Child, ChildFailed, free_port
+from local.template import REPO_ROOT, FunctionSpec, LocalResources, Template, TemplateError
+
+DEFAULT_STATE_DIR = REPO_ROOT / ".local"
+STACK_FILE_NAME = "stack.json"
+# The local endpoint reads inference.py from the working tree; the template's SourceDirS3Uri (the
+# uploaded sourcedir.tar.gz on AWS) has no default, so locally it only needs a well-formed value.
+LOCAL_SOURCE_DIR = REPO_ROOT / "training"
+_ENDPOINT_PASSTHROUGH = ("SAGEMAKER_PROGRAM", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "SAGEMAKER_CONTAINER_LOG_LEVEL")
+# Variables of the developer's shell that would point a child at real AWS or another endpoint.
+_SCRUBBED_PREFIXES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    template_path: Path | None = None
+    state_dir: Path = DEFAULT_STATE_DIR
+    stack_name: str = "house-prices-local"
+    region: str = "us-east-1"
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    # Per-function environment overrides, like `sam local --env-vars` (e.g. a 0 s cache in tests).
+    function_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    write_stack_file: bool = True
+    ready_timeout_seconds: float = 60.0
+    dispatcher_backoff_base_seconds: float = 1.0
+    dispatcher_backoff_cap_seconds: float = 30.0
+    api_max_concurrency: int = 1
+    endpoint_args: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """Everything the stack needs from the template, resolved (pure: no processes, no sockets)."""
+
+    resources: LocalResources
+    api_function: FunctionSpec
+    event_functions: tuple[FunctionSpec, ...]
+    bucket: str
+    prefix: str
+    registry_table: str
+    tables: tuple[str, ...]
+    endpoint_name: str
+    model_data_url: str
+    model_cache_setting: str
+    endpoint_environment: Mapping[str, str]
+
+
+def plan_stack(template: Template, config: StackConfig) -> StackPlan:
+    """Resolve names from the template; fail with the template field at fault if anything is missing."""
+    parameters = dict(config.parameters)
+    resources = LocalResources(stack_name=config.stack_name, region=config.region, parameters=parameters)
+    if "SourceDirS3Uri" in (template.document.get("Parameters") or {}) and "SourceDirS3Uri" not in parameters:
+        bucket_probe = _first_trigger_bucket(template, resources)
+        parameters["SourceDirS3Uri"] = f"s3://{bucket_probe}/local/sourcedir.tar.gz"
+        resources = replace(resources, parameters=parameters)
+    functions = template.functions(resources)
+    api_functions = [f for f in functions.values() if f.http_routes]
+    if len(api_functions) != 1:
+        raise TemplateError(
+            f"the local HTTP API needs exactly one function with HttpApi events, found {len(api_functions)}"
+        )
+    api_function = api_functions[0]
+    event_functions = tuple(f for f in functions.values() if f.s3_triggers)
+    if not event_functions:
+        raise TemplateError("no function has an S3 event; nothing would sync models")
+    buckets = {trigger.bucket_name for f in event_functions for trigger in f.s3_triggers}
+    if len(buckets) != 1:
+        raise TemplateError(f"expected one artifact bucket across S3 events, found {sorted(buckets)}")
+    bucket = buckets.pop()
+    for name in ("ENDPOINT_NAME", "REGISTRY_TABLE"):
+        if name not in api_function.environment:
+            raise TemplateError(f"{api_function.logical_id}.Environment.Variables.{name} is required by the router")
+    multi_model = template.multi_model(resources)
+    sync = event_functions[0]
+    prefix = sync.environment.get("MODEL_PREFIX") or KeyLayout().prefix
+    model_data_url = multi_model.model_data_url or KeyLayout(prefix).model_data_url(bucket)
+    if model_data_url != KeyLayout(prefix).model_data_url(bucket):
+        raise TemplateError(
+            f"{multi_model.logical_id}.ModelDataUrl {model_data_url!r} is not where model-sync writes "
+            f"({KeyLayout(prefix).model_data_url(bucket)!r})"
+        )
+    tables = tuple(
+        str(template.ref(logical, resources, where=logical)) for logical in template.logical_ids("AWS::DynamoDB::Table")
+    )
+    return StackPlan(
+        resources=resources,
+        api_function=api_function,
+        event_functions=event_functions,
+        bucket=bucket,
+        prefix=prefix,
+        registry_table=api_function.environment["REGISTRY_TABLE"],
+        tables=tables or (api_function.environment["REGISTRY_TABLE"],),
+        endpoint_name=api_function.environment["ENDPOINT_NAME"],
+        model_data_url=model_data_url,
+        model_cache_setting=multi_model.model_cache_setting,
+        endpoint_environment={k: v for k, v in multi_model.environment.items() if k in _ENDPOINT_PASSTHROUGH},
+    )
+
+
+def _first_trigger_bucket(template: Template, resources: LocalResources) -> str:
+    for logical_id in template.logical_ids("AWS::S3::Bucket"):
+        return str(template.ref(logical_id, resources, where=logical_id))
+    raise TemplateError("template has no AWS::S3::Bucket")
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What clients need; serialised to ``.local/stack.json``."""
+
+    api_url: str
+    endpoint_url: str
+    s3_endpoint_url: str
+    region: str
+    bucket: str
+    prefix: str
+    model_data_url: str
+    endpoint_name: str
+    registry_table: str
+    dynamodb_endpoint_url: str
+    sqs_endpoint_url: str
+    queues: Mapping[str, Mapping[str, str]]
+    log_dir: str
+    pid: int
+    resources: Mapping[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def client_environment(self) -> dict[str, str]:
+        """Environment that points any boto3 program at this stack."""
+        return {
+            **LOCAL_CREDENTIALS,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint_url,
+            "AWS_ENDPOINT_URL_SQS": self.sqs_endpoint_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url,
+        }
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.template = Template.load(self.config.template_path)
+        self.plan = plan_stack(self.template, self.config)
+        self.children: list[Child] = []
+        self._info: StackInfo | None = None
+        self._stack_file = Path(self.config.state_dir) / STACK_FILE_NAME
+        self._run_dir = Path(self.config.state_dir) / "run"
+        self.log_dir = Path(self.config.state_dir) / "logs"
+
+    @property
+    def info(self) -> StackInfo:
+        if self._info is None:
+            raise RuntimeError("the stack is not running; call start() first")
+        return self._info
+
+    # lifecycle
+    def start(self) -> StackInfo:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> StackInfo:
+        plan, config = self.plan, self.config
+        self._run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.log_dir.glob("*.log"):
+            stale.unlink()
+        base_env = self._base_environment()
+        resources_json = json.dumps(asdict(plan.resources))
+
+        spec = {
+            "region": plan.resources.region,
+            "buckets": [plan.bucket],
+            "tables": list(plan.tables),
+            "functions": [
+                {
+                    "function_id": function.logical_id,
+                    "queue_name": self._queue_name(function),
+                    "max_attempts": function.max_async_retries + 1,
+                    "timeout": function.timeout,
+                    "triggers": [{**asdict(t), "events": list(t.events)} for t in function.s3_triggers],
+                }
+                for function in plan.event_functions
+            ],
+        }
+        moto = self._spawn("moto", ["-m", "local.s3", "--spec", json.dumps(spec)], base_env)
+        moto_facts = moto.wait_ready(config.ready_timeout_seconds)
+        moto_url = moto_facts["endpoint_url"]
+        queues = {queue["function_id"]: queue for queue in moto_facts["queues"]}
+
+        aws_env = {
+            **base_env,
+            "AWS_ENDPOINT_URL_S3": moto_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+            "AWS_ENDPOINT_URL_SQS": moto_url,
+        }
+        endpoint_port = free_port()
+        endpoint_url = f"http://127.0.0.1:{endpoint_port}"
+        endpoint_env = {
+            **aws_env,
+            **plan.endpoint_environment,
+            "SAGEMAKER_SUBMIT_DIRECTORY": str(LOCAL_SOURCE_DIR),
+        }
+        endpoint = self._spawn(
+            "endpoint",
+            [
+                "-m",
+                "endpoint",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(endpoint_port),
+                "--endpoint-name",
+                plan.endpoint_name,
+                "--model-data-url",
+                plan.model_data_url,
+                "--model-cache-setting",
+                plan.model_cache_setting,
+                *config.endpoint_args,
+            ],
+            endpoint_env,
+            ready_file=False,
+        )
+        dispatchers = [
+            self._spawn(
+                f"dispatcher-{function.logical_id}",
+                [
+                    "-m",
+                    "local.dispatcher",
+                    "--function",
+                    function.logical_id,
+                    "--queue-url",
+                    queues[function.logical_id]["queue_url"],
+                    "--resources",
+                    resources_json,
+                    "--backoff-base",
+                    str(config.dispatcher_backoff_base_seconds),
+                    "--backoff-cap",
+                    str(config.dispatcher_backoff_cap_seconds),
+                    *self._template_args(),
+                    *self._environment_args(function),
+                ],
+                aws_env,
+            )
+            for function in plan.event_functions
+        ]
+        api = self._spawn(
+            "http-api",
+            [
+                "-m",
+                "local.http_api",
+                "--function",
+                plan.api_function.logical_id,
+                "--resources",
+                resources_json,
+                "--max-concurrency",
+                str(config.api_max_concurrency),
+                *self._template_args(),
+                *self._environment_args(plan.api_function),
+            ],
+            {**aws_env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url},
+        )
+        # The slow part is importing sklearn/boto3/powertools in each child: wait for all at once.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            api_ready = pool.submit(api.wait_ready, config.ready_timeout_seconds)
+            endpoint_ready = pool.submit(endpoint.wait_http, f"{endpoint_url}/ping", config.ready_timeout_seconds)
+            dispatchers_ready = [pool.submit(d.wait_ready, config.ready_timeout_seconds) for d in dispatchers]
+            api_facts = api_ready.result()
+            endpoint_ready.result()
+            for ready in dispatchers_ready:
+                ready.result()
+
+        self._info = StackInfo(
+            api_url=api_facts["url"],
+            endpoint_url=endpoint_url,
+            s3_endpoint_url=moto_url,
+            region=plan.resources.region,
+            bucket=plan.bucket,
+            prefix=plan.prefix,
+            model_data_url=plan.model_data_url,
+            endpoint_name=plan.endpoint_name,
+            registry_table=plan.registry_table,
+            dynamodb_endpoint_url=moto_url,
+            sqs_endpoint_url=moto_url,
+            queues={
+                function_id: {"queue_url": queue["queue_url"], "dlq_url": queue["dlq_url"]}
+                for function_id, queue in queues.items()
+            },
+            log_dir=str(self.log_dir),
+            pid=os.getpid(),
+            resources=asdict(plan.resources),
+        )
+        if config.write_stack_file:
+            self._stack_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self._stack_file.with_suffix(".partial")
+            partial.write_text(json.dumps(self._info.as_dict(), indent=2) + "\n")
+            partial.replace(self._stack_file)
+        return self._info
+
+    def stop(self) -> None:
+        """Stop every child (API first, moto last, so nothing talks to a dead dependency)."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        if self.config.write_stack_file and self._info is not None:
+            self._stack_file.unlink(missing_ok=True)
+        self._info = None
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def dead_children(self) -> list[str]:
+        return [child.name for child in self.children if child.process and child.process.poll() is not None]
+
+    # clients
+    def client(self, service: str, **kwargs: Any) -> Any:
+        import boto3
+
+        info = self.info
+        urls = {
+            "s3": info.s3_endpoint_url,
+            "dynamodb": info.dynamodb_endpoint_url,
+            "sqs": info.sqs_endpoint_url,
+            "sagemaker-runtime": info.endpoint_url,
+        }
+        if service not in urls:
+            raise ValueError(f"the local stack has no {service!r}; it serves {sorted(urls)}")
+        return boto3.client(
+            service,
+            endpoint_url=urls[service],
+            region_name=info.region,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            **kwargs,
+        )
+
+    # plumbing
+    def _queue_name(self, function: FunctionSpec) -> str:
+        return f"{self.plan.resources.stack_name}-{function.logical_id}-s3-events"
+
+    def _template_args(self) -> list[str]:
+        return ["--template", str(self.config.template_path)] if self.config.template_path else []
+
+    def _base_environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+        env.update(LOCAL_CREDENTIALS)
+        env.update(
+            {
+                "AWS_REGION": self.plan.resources.region,
+                "AWS_DEFAULT_REGION": self.plan.resources.region,
+                # A developer's ~/.aws must not redirect or re-credential the local stack.
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def _environment_args(self, function: FunctionSpec) -> list[str]:
+        """Per-function overrides of the template's variables (`sam local --env-vars` style)."""
+        overrides = self.config.function_env.get(function.logical_id) or {}
+        return ["--environment", json.dumps(dict(overrides))] if overrides else []
+
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str], ready_file: bool = True) -> Child:
+        child = Child(
+            name=name,
+            argv=[
+                sys.executable,
+                *args,
+                *(["--ready-file", str(self._run_dir / f"{name}.json")] if ready_file else []),
+            ],
+            env=env,
+            log_path=self.log_dir / f"{name}.log",
+            ready_file=self._run_dir / f"{name}.json" if ready_file else None,
+        )
+        child.start()
+        self.children.append(child)
+        return child
+
+
+# --- make up -----------------------------------------------------------------------------------
+
+
+def print_banner(info: StackInfo, started_seconds: float) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    console = Console()
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold cyan")
+    table.add_column()
+    table.add_row("HTTP API", info.api_url)
+    table.add_row("Endpoint (SageMaker Runtime)", f"{info.endpoint_url}  name={info.endpoint_name}")
+    table.add_row("S3 / SQS / DynamoDB (moto)", info.s3_endpoint_url)
+    table.add_row("Bucket", info.bucket)
+    table.add_row("Model data URL", info.model_data_url)
+    table.add_row("Registry table", info.registry_table)
+    table.add_row("Logs", info.log_dir)
+    console.print(Panel(table, title=f"local stack up in {started_seconds:.1f}s", border_style="green"))
+    sample = json.dumps(
+        {"YEAR_BUILT": 2005, "SQUARE_FEET": 3100, "NUM_BEDROOMS": 4, "NUM_BATHROOMS": 2.5, "LOT_ACRES": 1.1}
+        | {"GARAGE_SPACES": 2}
+    )
+    console.print("[bold]Try:[/bold]")
+    for line in (
+        f"curl -s {info.api_url}/health",
+        f"curl -s {info.api_url}/locations",
+        f"curl -s -X POST {info.api_url}/locations/Chicago_IL/predictions "
+        f"-H 'content-type: application/json' -d '{sample}'",
+    ):
+        console.print(f"  {line}", markup=False, highlight=False)
+    exports = " ".join(f"{name}={value}" for name, value in info.client_environment().items())
+    console.print("[bold]Point any boto3 program (training.jobs, ops, scripts) at it:[/bold]")
+    console.print(f"  export {exports}", markup=False, highlight=False)
+    console.print("[dim]stack facts in .local/stack.json — Ctrl-C stops everything[/dim]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make up", description="run the local stack until Ctrl-C")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--template", type=Path, default=None)
+    parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--quiet", action="store_true", help="no banner (for scripts)")
+    args = parser.parse_args(argv)
+    parameters = dict(item.split("=", 1) for item in args.parameter)
+
+    stopped = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stopped.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    started = time.perf_counter()
+    stack = LocalStack(StackConfig(template_path=args.template, state_dir=args.state_dir, parameters=parameters))
+    try:
+        info = stack.start()
+    except (ChildFailed, TemplateError) as error:
+        print(f"local stack failed to start: {error}", file=sys.stderr)
+        return 1
+    try:
+        if args.quiet:
+            print(json.dumps({"ready": True, "api_url": info.api_url}), flush=True)
+        else:
+            print_banner(info, time.perf_counter() - started)
+        while not stopped.wait(1.0):
+            dead = stack.dead_children()
+            if dead:
+                print(f"stopping: {', '.join(dead)} exited (see {stack.log_dir})", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        stack.stop()
+        print("local stack stopped", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

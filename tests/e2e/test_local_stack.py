@@ -1,0 +1,279 @@
+"""The whole local stack: train → S3 event → model-sync → registry → HTTP API → router → endpoint.
+
+One stack per session (LocalStack on free ports, state in a temporary directory); the router's
+live-version cache is switched off through the stack's per-function environment overrides, so a
+promotion is visible at once instead of after LIVE_MODEL_CACHE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import httpx
+import numpy as np
+import pytest
+
+from house_prices import schema
+from house_prices.naming import KeyLayout
+from house_prices.registry import ModelRegistry
+from local.process import group_members, port_is_free
+from local.stack import LocalStack, StackConfig
+from local.template import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+CITIES = ("Chicago_IL", "Dallas_TX", "Phoenix_AZ")
+RETRAIN_CITY = "Dallas_TX"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = StackConfig(
+        state_dir=tmp_path_factory.mktemp("stack"),
+        write_stack_file=False,
+        function_env={"RouterFunction": {"LIVE_MODEL_CACHE_SECONDS": "0"}},
+    )
+    with LocalStack(config) as running:
+        yield running
+    # Teardown check: nothing of the stack outlives it
+    assert all(child.process is None or child.process.poll() is not None for child in running.children)
+
+
+@pytest.fixture(scope="session")
+def registry(stack: LocalStack) -> ModelRegistry:
+    return ModelRegistry(stack.client("dynamodb"), stack.info.registry_table)
+
+
+def train_and_publish(stack: LocalStack, cities: tuple[str, ...], work_dir: Path, **options: Any) -> dict[str, str]:
+    """Train through training.jobs (real train.py processes) and publish like a training job would."""
+    from training.jobs import S3Publisher, publish_local_run, train_locally
+
+    report = train_locally(cities, work_dir, progress=False, workers=2, **options).raise_for_failures()
+    publisher = S3Publisher(stack.client("s3"), stack.info.bucket, KeyLayout(stack.info.prefix))
+    return {city: keys[-1] for city, keys in publish_local_run(publisher, report).items()}
+
+
+def wait_for_live(registry: ModelRegistry, cities: tuple[str, ...], newer_than: str = "", timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = {m.city: m for m in registry.live_models() if m.city in cities and m.version > newer_than}
+        if len(live) == len(cities):
+            return live
+        time.sleep(0.1)
+    raise AssertionError(f"{cities} not promoted within {timeout}s: {registry.live_models()}")
+
+
+def houses(city: str, n: int, seed: int) -> list[dict[str, float | int]]:
+    from training.data import generate_houses
+
+    rows = generate_houses(city, n, seed)[:, 1:]
+    return [
+        {f.name: int(v) if f.integer else float(v) for f, v in zip(schema.FEATURES, row, strict=True)} for row in rows
+    ]
+
+
+def reference_predictions(stack: LocalStack, city: str, version: str, batch: list[dict], tmp: Path) -> list[float]:
+    """Predict with training/inference.py on the artifact downloaded from local S3 by hand."""
+    from training import inference
+
+    key = KeyLayout(stack.info.prefix).mme_key(city, version)
+    body = stack.client("s3").get_object(Bucket=stack.info.bucket, Key=key)["Body"].read()
+    model_dir = tmp / f"{city}-{version}"
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        archive.extractall(model_dir, filter="data")
+    model = inference.model_fn(str(model_dir))
+    csv = schema.rows_to_csv([[house[name] for name in schema.FEATURE_NAMES] for house in batch])
+    return [float(value) for value in np.ravel(inference.predict_fn(inference.input_fn(csv, "text/csv"), model))]
+
+
+@pytest.fixture(scope="session")
+def trained(stack: LocalStack, registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    keys = train_and_publish(stack, CITIES, tmp_path_factory.mktemp("training"))
+    live = wait_for_live(registry, CITIES)
+    return {"keys": keys, "live": live}
+
+
+def predict(stack: LocalStack, city: str, payload: Any, **params: str) -> httpx.Response:
+    return httpx.post(f"{stack.info.api_url}/locations/{city}/predictions", json=payload, params=params, timeout=30)
+
+
+def test_api_predictions_equal_inference_py_on_the_published_artifact(
+    stack: LocalStack, trained: dict, tmp_path: Path
+) -> None:
+    for city in CITIES:
+        # Given the live version model-sync promoted, and houses the model never saw
+        live = trained["live"][city]
+        batch = houses(city, 5, seed=7)
+        # When they are priced through the HTTP API
+        response = predict(stack, city, {"houses": batch})
+        # Then the API answers with the live model, and exactly what inference.py computes
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["location"] == city
+        assert body["model"] == {"version": live.version, "target_model": live.target_model}
+        api_prices = [item["price"] for item in body["predictions"]]
+        assert api_prices == pytest.approx(reference_predictions(stack, city, live.version, batch, tmp_path), rel=1e-12)
+
+
+def test_listing_shows_every_trained_city(stack: LocalStack, trained: dict) -> None:
+    response = httpx.get(f"{stack.info.api_url}/locations", timeout=10)
+    assert response.status_code == 200
+    listed = {item["location"]: item["version"] for item in response.json()["locations"]}
+    assert {city: listed.get(city) for city in CITIES} == {city: trained["live"][city].version for city in CITIES}
+
+
+def test_retrain_goes_live_and_the_old_version_stays_addressable(
+    stack: LocalStack, registry: ModelRegistry, trained: dict, tmp_path: Path
+) -> None:
+    old = trained["live"][RETRAIN_CITY]
+    # Given a retrain on more data (better validation error, so the quality gate promotes it)
+    keys = train_and_publish(stack, (RETRAIN_CITY,), tmp_path / "retrain", houses_per_city=2000)
+    new = wait_for_live(registry, (RETRAIN_CITY,), newer_than=old.version)[RETRAIN_CITY]
+    batch = houses(RETRAIN_CITY, 3, seed=11)
+    # Then the API serves the new version by default
+    current = predict(stack, RETRAIN_CITY, {"houses": batch})
+    assert current.status_code == 200
+    assert current.json()["model"]["version"] == new.version
+    new_prices = [p["price"] for p in current.json()["predictions"]]
+    assert new_prices == pytest.approx(reference_predictions(stack, RETRAIN_CITY, new.version, batch, tmp_path))
+    # And the previous version still answers when pinned, with its own predictions
+    pinned = predict(stack, RETRAIN_CITY, {"houses": batch}, version=old.version)
+    assert pinned.status_code == 200
+    assert pinned.json()["model"]["version"] == old.version
+    old_prices = [p["price"] for p in pinned.json()["predictions"]]
+    assert old_prices == pytest.approx(reference_predictions(stack, RETRAIN_CITY, old.version, batch, tmp_path))
+    assert old_prices != new_prices
+    trained["retrained_key"] = keys[RETRAIN_CITY]
+
+
+def _snapshot(stack: LocalStack, registry: ModelRegistry, city: str) -> dict[str, Any]:
+    s3 = stack.client("s3")
+    listing = s3.list_objects_v2(Bucket=stack.info.bucket, Prefix=KeyLayout(stack.info.prefix).mme_prefix)
+    return {
+        "live": registry.live_model(city),
+        "versions": [v.as_dict() for v in registry.versions(city)],
+        "objects": sorted((o["Key"], o["ETag"], o["LastModified"]) for o in listing.get("Contents", [])),
+    }
+
+
+def _queue_drained(stack: LocalStack, queue_url: str, timeout: float = 30) -> None:
+    sqs = stack.client("sqs")
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+        if all(attributes[name] == "0" for name in names):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{queue_url} not drained: {attributes}")
+
+
+def test_a_duplicate_s3_event_changes_nothing(stack: LocalStack, registry: ModelRegistry, trained: dict) -> None:
+    city = CITIES[0]
+    key = trained["keys"][city]
+    before = _snapshot(stack, registry, city)
+    queues = stack.info.queues["ModelSyncFunction"]
+    # Given the exact event S3 delivered for the training output, delivered a second time
+    event = {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": stack.info.region,
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": stack.info.bucket}, "object": {"key": quote_plus(key)}},
+            }
+        ]
+    }
+    stack.client("sqs").send_message(QueueUrl=queues["queue_url"], MessageBody=json.dumps(event))
+    # When model-sync has handled it (the message is deleted only on success)
+    _queue_drained(stack, queues["queue_url"])
+    # Then the registry and the MME prefix are exactly as before, and nothing was dead-lettered
+    assert _snapshot(stack, registry, city) == before
+    _queue_drained(stack, queues["dlq_url"], timeout=0.5)
+
+
+VALID = houses("Chicago_IL", 1, seed=3)[0]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("GET", "/no/such/route", {}, 404),
+        ("DELETE", "/locations", {}, 404),
+        ("POST", "/locations/Atlantis_XX/predictions", {"json": VALID}, 404),
+        ("POST", "/locations/bad.city!/predictions", {"json": VALID}, 400),
+        ("POST", "/locations/Chicago_IL/predictions", {"content": b"not json"}, 400),
+        ("POST", "/locations/Chicago_IL/predictions", {"json": {**VALID, "POOL": 1}}, None),
+        ("POST", "/locations/Chicago_IL/predictions", {"json": {**VALID, "YEAR_BUILT": "old"}}, None),
+        ("POST", "/locations/Chicago_IL/predictions", {"json": {"houses": [VALID] * 1001}}, 413),
+        ("POST", "/locations/Chicago_IL/predictions?version=20200101T000000Z-deadbeef", {"json": VALID}, 404),
+        ("POST", "/locations/Chicago_IL/predictions?version=latest", {"json": VALID}, None),
+        ("GET", "/locations/Atlantis_XX", {}, 404),
+    ],
+)
+def test_every_error_response_is_json(
+    stack: LocalStack, trained: dict, method: str, path: str, kwargs: dict, status: int | None
+) -> None:
+    response = httpx.request(method, f"{stack.info.api_url}{path}", timeout=30, **kwargs)
+    # Invalid input is 400 or 422 (either is allowed by the API contract)
+    assert response.status_code == status if status else response.status_code in {400, 422}
+    assert response.headers["content-type"].startswith("application/json")
+    assert isinstance(response.json()["message"], str)
+
+
+def _descendant_groups(pid: int) -> set[int]:
+    """Process groups of ``pid``'s children (each stack component leads its own group)."""
+    groups: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                groups.add(int(fields[2]))
+    return groups
+
+
+def test_make_up_stops_every_process_and_frees_every_port_on_sigint(tmp_path: Path) -> None:
+    # Given `python -m local.stack` (make up) running in its own state directory
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "local.stack", "--state-dir", str(tmp_path), "--quiet"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = json.loads(supervisor.stdout.readline() or "{}")  # type: ignore[union-attr]
+        assert ready.get("ready") is True, supervisor.stderr.read() if supervisor.poll() is not None else ready  # type: ignore[union-attr]
+        facts = json.loads((tmp_path / "stack.json").read_text())
+        ports = [int(facts[name].rsplit(":", 1)[1]) for name in ("api_url", "endpoint_url", "s3_endpoint_url")]
+        groups = _descendant_groups(supervisor.pid)
+        assert len(groups) == 4  # moto, endpoint, dispatcher, HTTP API
+        assert all(group_members(group) for group in groups)
+        assert httpx.get(f"{facts['api_url']}/health", timeout=10).status_code == 200
+        # When it gets Ctrl-C
+        supervisor.send_signal(signal.SIGINT)
+        assert supervisor.wait(timeout=30) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    # Then no process of any component is left, every port is free and stack.json is gone
+    assert {group: group_members(group) for group in groups} == {group: [] for group in groups}
+    assert all(port_is_free(port) for port in ports)
+    assert not (tmp_path / "stack.json").exists()

@@ -1,0 +1,125 @@
+"""local.s3 + local.dispatcher against a real moto server: S3 → SQS events, retries, dead-lettering."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from local.dispatcher import Dispatcher
+from local.lambda_runtime import LambdaContext
+from local.s3 import EventQueue, MotoServer, client, create_bucket, create_event_queue, subscribe
+from local.template import S3Trigger
+
+REGION = "us-east-1"
+BUCKET = "local-dispatch-test"
+TRIGGER = S3Trigger("Upload", "Bucket", BUCKET, ("s3:ObjectCreated:*",), prefix="P/model_artifacts/", suffix=".tar.gz")
+MATCHING_KEY = "P/model_artifacts/Chicago_IL/job-1/output/model.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    with MotoServer() as server:
+        create_bucket(server.url, REGION, BUCKET)
+        yield server.url
+
+
+@pytest.fixture
+def queue(moto_url: str, request: pytest.FixtureRequest) -> EventQueue:
+    # A fresh queue (3 attempts, like MaximumRetryAttempts: 2) subscribed to the bucket per test
+    name = f"q-{request.node.name[:40].replace('[', '-').replace(']', '')}"
+    created = create_event_queue(moto_url, REGION, "Sync", name, max_attempts=3, function_timeout_seconds=1)
+    subscribe(moto_url, REGION, [(TRIGGER, created)])
+    return created
+
+
+def _context() -> LambdaContext:
+    return LambdaContext("sync", 128, 30, "arn:aws:lambda:us-east-1:123456789012:function:sync")
+
+
+class Recorder:
+    """A fake model-sync handler: fails the first ``failures`` calls, then succeeds."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        self.events.append(event)
+        if len(self.events) <= self.failures:
+            raise RuntimeError(f"transient failure {len(self.events)}")
+        return {"ok": True}
+
+
+def _drain(dispatcher: Dispatcher, rounds: int = 10) -> list[str]:
+    statuses: list[str] = []
+    for _ in range(rounds):
+        statuses.extend(outcome.status for outcome in dispatcher.poll_once())
+    return statuses
+
+
+def _count(moto_url: str, queue_url: str) -> int:
+    attributes = client("sqs", moto_url, REGION).get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _dispatcher(moto_url: str, queue: EventQueue, handler: Recorder) -> Dispatcher:
+    # Backoff 0: a failed message is visible again at once, so the test needs no sleeps.
+    return Dispatcher(client("sqs", moto_url, REGION), queue.queue_url, handler, _context, 0, 0, 0)
+
+
+def test_matching_upload_invokes_the_handler_once_and_is_deleted(moto_url: str, queue: EventQueue) -> None:
+    # Given a handler that succeeds, and an upload matching the template's prefix and suffix
+    handler = Recorder()
+    s3 = client("s3", moto_url, REGION)
+    s3.put_object(Bucket=BUCKET, Key=MATCHING_KEY, Body=b"artifact")
+    s3.put_object(Bucket=BUCKET, Key="P/multi_model_artifacts/Chicago_IL.v.tar.gz", Body=b"not a trigger")
+    s3.put_object(Bucket=BUCKET, Key="P/model_artifacts/Chicago_IL/job-1/output/notes.txt", Body=b"wrong suffix")
+    # When the dispatcher polls
+    statuses = _drain(_dispatcher(moto_url, queue, handler), rounds=3)
+    # Then S3's test event was skipped and only the matching key reached the handler, as S3 sends it
+    assert statuses == ["skipped", "succeeded"]
+    (event,) = handler.events
+    (record,) = event["Records"]
+    assert record["eventName"].startswith("ObjectCreated:")
+    assert record["s3"]["bucket"]["name"] == BUCKET
+    # moto URL-encodes the key like S3 does ('/' as %2F); the stand-in passes it through untouched
+    assert record["s3"]["object"]["key"] == MATCHING_KEY.replace("/", "%2F")
+    assert _count(moto_url, queue.queue_url) == 0
+
+
+def test_failures_are_retried_then_succeed(moto_url: str, queue: EventQueue) -> None:
+    handler = Recorder(failures=2)
+    client("s3", moto_url, REGION).put_object(Bucket=BUCKET, Key=MATCHING_KEY, Body=b"artifact")
+    statuses = _drain(_dispatcher(moto_url, queue, handler))
+    # Two failures, then the third attempt (Lambda's 1 + 2 retries) succeeds and deletes the message
+    assert statuses == ["skipped", "failed", "failed", "succeeded"]
+    assert len(handler.events) == 3
+    assert _count(moto_url, queue.queue_url) == 0
+    assert _count(moto_url, queue.dlq_url) == 0
+
+
+def test_an_event_that_keeps_failing_is_dead_lettered_not_lost(moto_url: str, queue: EventQueue) -> None:
+    handler = Recorder(failures=100)
+    client("s3", moto_url, REGION).put_object(Bucket=BUCKET, Key=MATCHING_KEY, Body=b"artifact")
+    statuses = _drain(_dispatcher(moto_url, queue, handler))
+    # Exactly max_attempts invocations, then SQS's redrive policy moves the event to the DLQ
+    assert statuses == ["skipped", "failed", "failed", "failed"]
+    assert _count(moto_url, queue.queue_url) == 0
+    dead = client("sqs", moto_url, REGION).receive_message(QueueUrl=queue.dlq_url, MaxNumberOfMessages=10)
+    (message,) = dead["Messages"]
+    assert json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"] == MATCHING_KEY.replace("/", "%2F")
+
+
+def test_a_body_that_is_not_json_ends_in_the_dlq(moto_url: str, queue: EventQueue) -> None:
+    handler = Recorder()
+    client("sqs", moto_url, REGION).send_message(QueueUrl=queue.queue_url, MessageBody="not json")
+    statuses = _drain(_dispatcher(moto_url, queue, handler))
+    assert statuses == ["skipped", "failed", "failed", "failed"]
+    assert handler.events == []
+    assert _count(moto_url, queue.dlq_url) == 1
