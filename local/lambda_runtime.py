@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import os
 import sys
@@ -149,6 +150,12 @@ def stack_client_environment(stack: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def local_container_environment() -> dict[str, str]:
+    """Template variables that describe the serving container, as the local endpoint really is."""
+    sklearn = importlib.metadata.version("scikit-learn")
+    return {"SERVING_SKLEARN_VERSION": ".".join(sklearn.split(".")[:2])}
+
+
 def env_file_overrides(path: Path, logical_id: str) -> dict[str, str]:
     """``sam local invoke --env-vars`` semantics: per-function values, then ``Parameters`` for all."""
     if not path.is_file():
@@ -171,7 +178,10 @@ def invoke(
         stack["region"] if stack else os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     )
     function = template.function(function_id, resources)
-    overrides = {} if stack else env_file_overrides(env_file or DEFAULT_ENV_FILE, function_id)
+    if stack:  # the local endpoint, not the managed image, serves the models
+        overrides = {k: v for k, v in local_container_environment().items() if k in function.environment}
+    else:
+        overrides = env_file_overrides(env_file or DEFAULT_ENV_FILE, function_id)
     if overrides:
         function = with_environment(function, overrides)
     handler = load_handler(function, region, stack_client_environment(stack) if stack else None)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from house_prices.naming import KeyLayout
-from local.lambda_runtime import LOCAL_CREDENTIALS
+from local.lambda_runtime import LOCAL_CREDENTIALS, local_container_environment
 from local.process import Child, ChildFailed, free_port
 from local.template import REPO_ROOT, FunctionSpec, LocalResources, Template, TemplateError
 
@@ -404,9 +404,14 @@ class LocalStack:
         return env
 
     def _environment_args(self, function: FunctionSpec) -> list[str]:
-        """Per-function overrides of the template's variables (`sam local --env-vars` style)."""
-        overrides = self.config.function_env.get(function.logical_id) or {}
-        return ["--environment", json.dumps(dict(overrides))] if overrides else []
+        """Per-function overrides of the template's variables (`sam local --env-vars` style).
+
+        Facts of the local endpoint replace the managed image's first (it serves this venv's
+        scikit-learn, not the image's), then the caller's overrides.
+        """
+        container = {k: v for k, v in local_container_environment().items() if k in function.environment}
+        overrides = {**container, **(self.config.function_env.get(function.logical_id) or {})}
+        return ["--environment", json.dumps(overrides)] if overrides else []
 
     def _spawn(self, name: str, args: list[str], env: Mapping[str, str], ready_file: bool = True) -> Child:
         child = Child(

@@ -255,6 +255,26 @@ def test_model_trained_on_another_column_order_is_rejected(stack: Stack) -> None
     assert stack.registry.live_models() == []
 
 
+def test_model_pickled_by_another_sklearn_than_the_endpoint_serves_is_rejected(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an endpoint image serving scikit-learn 1.4 and a live model trained with 1.4.2
+    monkeypatch.setenv("SERVING_SKLEARN_VERSION", "1.4")
+    handler.service.cache_clear()
+    served = realistic_metrics(ae_p50=30_000) | {"versions": {"sklearn": "1.4.2", "numpy": "2.1.0"}}
+    live = only(invoke(s3_put_event(stack.upload(build_artifact(served), job="ok"))))
+    assert live["action"] == "promoted"
+    # When a far better model pickled by scikit-learn 1.9.1 (e.g. trained on a laptop) arrives
+    laptop = realistic_metrics(ae_p50=1_000)
+    outcome = only(invoke(s3_put_event(stack.upload(build_artifact(laptop), job="laptop"))))
+    # Then it is rejected for good, never copied, and the live model stays
+    assert outcome["action"] == "rejected"
+    assert "scikit-learn '1.9.1'" in outcome["reason"]
+    assert stack.registry.version(CITY, outcome["version"]).status == "rejected"
+    assert stack.registry.live_model(CITY).version == live["version"]
+    assert all(outcome["version"] not in name for name in stack.mme_objects())
+
+
 def test_truncated_upload_is_rejected_without_a_live_model(stack: Stack) -> None:
     data = build_artifact(model=bytes(range(256)) * 400)
     outcome = only(invoke(s3_put_event(stack.upload(data[: len(data) // 2]))))

@@ -91,6 +91,27 @@ def test_metrics_that_make_a_model_unservable(metrics: dict[str, Any], problem: 
         assert problem in found
 
 
+@pytest.mark.parametrize(
+    ("trained", "serving", "servable"),
+    [
+        ("1.4.2", "1.4", True),
+        ("1.4.2", "1.4.0", True),
+        ("1.4.2", None, True),
+        ("1.9.1", "1.4", False),
+        ("1.2.1", "1.4", False),
+        (None, "1.4", False),
+    ],
+)
+def test_pickles_must_match_the_serving_sklearn_minor_version(
+    trained: str | None, serving: str | None, servable: bool
+) -> None:
+    metrics = {**realistic_metrics(), "versions": {"sklearn": trained} if trained else {}}
+    problem = metrics_problem(metrics, serving)
+    assert (problem is None) is servable
+    if not servable:
+        assert f"endpoint serves {serving}" in str(problem)
+
+
 def test_settings_read_from_the_environment_with_defaults() -> None:
     settings = SyncSettings.from_env({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t"})
     assert settings.artifact_bucket == "b"
@@ -98,6 +119,13 @@ def test_settings_read_from_the_environment_with_defaults() -> None:
     assert settings.layout.prefix == DEFAULT_PREFIX
     assert settings.gate == NOT_WORSE_5
     assert settings.max_unpacked_bytes == 268_435_456
+    assert settings.serving_sklearn_version is None
+    assert (
+        SyncSettings.from_env(
+            {"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "SERVING_SKLEARN_VERSION": "1.4"}
+        ).serving_sklearn_version
+        == "1.4"
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,6 +137,10 @@ def test_settings_read_from_the_environment_with_defaults() -> None:
         ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MAX_UNPACKED_BYTES": "1GB"}, "MAX_UNPACKED_BYTES='1GB'"),
         ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MAX_UNPACKED_BYTES": "0"}, "MAX_UNPACKED_BYTES='0'"),
         ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MODEL_PREFIX": "a/../b"}, "MODEL_PREFIX"),
+        (
+            {"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "SERVING_SKLEARN_VERSION": "1.4-2"},
+            "SERVING_SKLEARN_VERSION",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:

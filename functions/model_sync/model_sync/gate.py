@@ -9,7 +9,9 @@ Policies (``QUALITY_GATE``):
 
 Independently of the policy, an artifact whose ``features`` differ from ``schema.FEATURE_NAMES``
 (names or order) is rejected for good: the router sends CSV columns in that order, so such a model
-would silently predict garbage.
+would silently predict garbage. So is one pickled by a scikit-learn minor version other than the
+endpoint's (``SERVING_SKLEARN_VERSION``): the container could not load it, and every request would
+fail with a ModelError once it went live.
 """
 
 from __future__ import annotations
@@ -65,8 +67,21 @@ def ae_p50(metrics: Mapping[str, Any] | None) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def metrics_problem(metrics: Mapping[str, Any]) -> str | None:
+def minor_version(version: str) -> str:
+    """``1.4.2`` -> ``1.4``: pickles are compatible within a scikit-learn minor version at best."""
+    return ".".join(version.strip().split(".")[:2])
+
+
+def metrics_problem(metrics: Mapping[str, Any], serving_sklearn: str | None = None) -> str | None:
     """Why a candidate's metrics.json makes it unservable (permanent), or None."""
+    if serving_sklearn:
+        versions = metrics.get("versions")
+        trained = versions.get("sklearn") if isinstance(versions, Mapping) else None
+        if not isinstance(trained, str) or minor_version(trained) != minor_version(serving_sklearn):
+            return (
+                f"trained with scikit-learn {trained!r} but the endpoint serves {serving_sklearn}: "
+                "a pickle only loads on the scikit-learn version that wrote it"
+            )
     features = metrics.get("features")
     if features is None:
         return "metrics.json has no 'features' list, so its column order cannot be checked"

@@ -31,6 +31,7 @@ def service() -> ModelSync:
         layout=settings.layout,
         gate=settings.gate,
         max_unpacked_bytes=settings.max_unpacked_bytes,
+        serving_sklearn_version=settings.serving_sklearn_version,
     )
 
 

@@ -86,6 +86,7 @@ class ModelSync:
     layout: KeyLayout
     gate: GatePolicy
     max_unpacked_bytes: int
+    serving_sklearn_version: str | None = None
 
     # entry points
     def sync_event_records(self, records: Iterable[Any]) -> list[SyncResult]:
@@ -141,7 +142,7 @@ class ModelSync:
         finally:
             body.close()
         version = make_version(source.last_modified, report.sha256)
-        problem = metrics_problem(report.metrics)
+        problem = metrics_problem(report.metrics, self.serving_sklearn_version)
         if problem:
             return self._reject(output, source, version, problem, report.sha256, report.metrics)
 
