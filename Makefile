@@ -63,5 +63,10 @@ invoke: $(STAMP) ## run a handler in process: make invoke FN=RouterFunction EVEN
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=<event.json>"; exit 2; }
 	$(PYTHON) -m local.lambda_runtime $(FN) $(EVENT)
 
+bench: sam-build ## benchmarks with targets: router cold import (built package), endpoint latency, stack latency
+	$(PYTHON) bench/router_import_time.py --built
+	$(PYTHON) bench/endpoint_latency.py --requests 1000 --cold-models 5
+	$(PYTHON) bench/stack_latency.py --cities 5 --requests 300 --batch 100
+
 clean: ## remove build outputs and local state (keeps .venv)
 	rm -rf .aws-sam .local build

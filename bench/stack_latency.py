@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--cold-p50-budget-ms", type=float, default=100.0, help="fail above this cold p50")
+    parser.add_argument("--warm-p50-budget-ms", type=float, default=10.0, help="fail above this warm p50")
     args = parser.parse_args(argv)
     cities = schema.SEED_CITIES[: max(1, min(args.cities, len(schema.SEED_CITIES)))]
     with tempfile.TemporaryDirectory(prefix="stack-bench-") as state_dir:
@@ -128,7 +130,20 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+    over = [
+        f"{name} p50 {results[name]['p50_ms']:.1f} ms > {budget:g} ms"
+        for name, budget in (("cold", args.cold_p50_budget_ms), ("warm", args.warm_p50_budget_ms))
+        if results[name]["p50_ms"] > budget
+    ]
+    print(
+        "targets: "
+        + (
+            "; ".join(over)
+            if over
+            else f"cold p50 <= {args.cold_p50_budget_ms:g} ms, warm p50 <= {args.warm_p50_budget_ms:g} ms: met"
+        )
+    )
+    return 1 if over else 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import boto3
 from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA
+from house_prices.registry import create_table
 from local.template import S3Trigger
 
 LOCAL_HOST = "127.0.0.1"
@@ -94,12 +94,7 @@ def create_bucket(endpoint_url: str, region: str, bucket: str) -> None:
 def create_registry_table(endpoint_url: str, region: str, table: str) -> None:
     dynamodb = client("dynamodb", endpoint_url, region)
     with suppress(dynamodb.exceptions.ResourceInUseException):
-        dynamodb.create_table(
-            TableName=table,
-            KeySchema=TABLE_KEY_SCHEMA,
-            AttributeDefinitions=TABLE_ATTRIBUTES,
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, table)
 
 
 def create_event_queue(

@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from house_prices.errors import PromotionRefused, UnknownCity, UnknownVersion
-from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA, ModelRegistry, ModelVersion
+from house_prices.registry import ModelRegistry, ModelVersion, create_table
 
 TABLE = "registry-test"
 OLD, MID, NEW = "20261125T040000Z-aaaaaaaa", "20261125T050000Z-bbbbbbbb", "20261125T060000Z-cccccccc"
@@ -19,12 +19,7 @@ OLD, MID, NEW = "20261125T040000Z-aaaaaaaa", "20261125T050000Z-bbbbbbbb", "20261
 def registry() -> Iterator[ModelRegistry]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=TABLE_KEY_SCHEMA,
-            AttributeDefinitions=TABLE_ATTRIBUTES,
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, TABLE)
         yield ModelRegistry(client, TABLE)
 
 

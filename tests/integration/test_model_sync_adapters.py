@@ -14,7 +14,7 @@ from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
 from house_prices.errors import DependencyFailure, PromotionRefused
-from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA, ModelRegistry, ModelVersion
+from house_prices.registry import ModelRegistry, ModelVersion, create_table
 from model_sync.adapters.s3 import S3Artifacts
 
 BUCKET = "adapter-bucket"
@@ -27,12 +27,7 @@ def aws() -> Iterator[tuple[Any, Any]]:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=TABLE_KEY_SCHEMA,
-            AttributeDefinitions=TABLE_ATTRIBUTES,
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, TABLE)
         yield s3, dynamodb
 
 

@@ -27,7 +27,7 @@ from moto import mock_aws
 from house_prices.errors import DependencyFailure
 from house_prices.naming import KeyLayout
 from house_prices.observability import metrics
-from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA, ModelRegistry
+from house_prices.registry import ModelRegistry, create_table
 from model_sync import handler
 from tests.unit.test_artifacts_inspection import add_file, build_artifact, realistic_metrics
 
@@ -113,12 +113,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=TABLE_KEY_SCHEMA,
-            AttributeDefinitions=TABLE_ATTRIBUTES,
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, TABLE)
         yield Stack(s3, dynamodb, ModelRegistry(dynamodb, TABLE), clock)
     handler.service.cache_clear()
     metrics.clear_metrics()

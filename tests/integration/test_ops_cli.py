@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from house_prices.observability import metrics
-from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA, ModelRegistry
+from house_prices.registry import ModelRegistry, create_table
 from ops.cli import main
 from tests.integration.test_model_sync_handler import (
     BUCKET,
@@ -44,12 +44,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Stack]:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=TABLE_KEY_SCHEMA,
-            AttributeDefinitions=TABLE_ATTRIBUTES,
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, TABLE)
         yield Stack(s3, dynamodb, ModelRegistry(dynamodb, TABLE), clock)
     handler.service.cache_clear()
     metrics.clear_metrics()

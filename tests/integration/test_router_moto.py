@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from house_prices.observability import metrics
-from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA, ModelRegistry, ModelVersion
+from house_prices.registry import ModelRegistry, ModelVersion, create_table
 from router import handler, wiring
 from router.logic import RouterService
 from router.settings import RouterSettings
@@ -64,12 +64,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelRegistry]:
     """moto DynamoDB with Chicago_IL live at LIVE (OLD on standby, REJECTED rejected)."""
     with mock_aws():
         client = boto3.client("dynamodb")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=TABLE_KEY_SCHEMA,
-            AttributeDefinitions=TABLE_ATTRIBUTES,
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, TABLE)
         registry = ModelRegistry(client, TABLE)
         for version in (OLD, LIVE):
             registry.record_version(model_version("Chicago_IL", version))

@@ -324,3 +324,13 @@ TABLE_ATTRIBUTES = [
     {"AttributeName": "city", "AttributeType": "S"},
     {"AttributeName": "record", "AttributeType": "S"},
 ]
+
+
+def create_table(dynamodb_client: Any, table_name: str) -> None:
+    """Create the registry table as the template declares it (local stack and tests; AWS uses CloudFormation)."""
+    dynamodb_client.create_table(
+        TableName=table_name,
+        KeySchema=TABLE_KEY_SCHEMA,
+        AttributeDefinitions=TABLE_ATTRIBUTES,
+        BillingMode="PAY_PER_REQUEST",
+    )
