@@ -93,7 +93,8 @@ def built_package_interpreter() -> Interpreter:
         raise SystemExit("python3.13 not on PATH (PYENV_VERSION=3.11.7:3.13.0 provides it)")
     path = f"{build / 'CommonLayer' / 'python'}:{build / 'RouterFunction'}"
     # -s: ignore user site-packages so only the built package and the stdlib are importable.
-    return Interpreter(python, ("-s",), (("PYTHONPATH", path),))
+    # PYTHONDONTWRITEBYTECODE: /var/task and /opt are read-only in Lambda, so only shipped .pyc count.
+    return Interpreter(python, ("-s",), (("PYTHONPATH", path), ("PYTHONDONTWRITEBYTECODE", "1")))
 
 
 def measure(module: str, interpreter: Interpreter) -> Run:

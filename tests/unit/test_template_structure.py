@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,9 +123,33 @@ def test_common_layer_is_built_by_sam_from_layers_common(template: dict[str, Any
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/common/"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert "build-CommonLayer:" in (ROOT / "layers" / "common" / "Makefile").read_text()
     assert not (ROOT / "layers" / "common" / "python").exists()
     assert (ROOT / "layers" / "common" / "requirements.txt").is_file()
+
+
+@pytest.mark.parametrize(("logical_id", "package"), [("RouterFunction", "router"), ("ModelSyncFunction", "model_sync")])
+def test_function_builds_ship_their_package_with_bytecode(
+    template: dict[str, Any], logical_id: str, package: str, tmp_path: Path
+) -> None:
+    """Given a function built by its Makefile, then /var/task gets the package and .pyc (it is read-only)."""
+    function = template["Resources"][logical_id]
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    code_uri = ROOT / function["Properties"]["CodeUri"]
+    python = shutil.which("python3.13", path=os.environ.get("PATH"))
+    if python is None:
+        pytest.skip("python3.13 is not on PATH (make test provides it through pyenv)")
+    # When SAM's makefile build runs it
+    subprocess.run(
+        ["make", "-s", "-C", str(code_uri), f"build-{logical_id}", f"ARTIFACTS_DIR={tmp_path}", f"PYTHON={python}"],
+        check=True,
+        timeout=120,
+    )
+    # Then the handler module and its bytecode are there, and nothing else
+    assert (tmp_path / package / "handler.py").is_file()
+    assert list((tmp_path / package / "__pycache__").glob("handler.cpython-313.pyc"))
+    assert {path.name for path in tmp_path.iterdir()} == {package}
 
 
 def test_function_environments_match_the_architecture_contract(template: dict[str, Any]) -> None:
