@@ -7,22 +7,15 @@ slipping into them would only fail on AWS, so import them under those interprete
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.pythons import find_python
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINER_PYTHONS = ("3.9", "3.10")
-PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-
-
-def find_python(version: str) -> str | None:
-    for candidate in sorted(PYENV_ROOT.glob(f"versions/{version}.*/bin/python{version}"), reverse=True):
-        return str(candidate)
-    return shutil.which(f"python{version}")
 
 
 @pytest.mark.parametrize("version", CONTAINER_PYTHONS)

@@ -26,6 +26,9 @@ class RouterSettings:
     endpoint_connect_timeout_seconds: int = 1
     endpoint_read_timeout_seconds: int = 8
     endpoint_max_attempts: int = 2
+    registry_connect_timeout_seconds: int = 1
+    registry_read_timeout_seconds: int = 1
+    registry_max_attempts: int = 2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RouterSettings:
@@ -59,6 +62,9 @@ class RouterSettings:
             endpoint_connect_timeout_seconds=integer("ENDPOINT_CONNECT_TIMEOUT_SECONDS", 1, minimum=1),
             endpoint_read_timeout_seconds=integer("ENDPOINT_READ_TIMEOUT_SECONDS", 8, minimum=1),
             endpoint_max_attempts=integer("ENDPOINT_MAX_ATTEMPTS", 2, minimum=1),
+            registry_connect_timeout_seconds=integer("REGISTRY_CONNECT_TIMEOUT_SECONDS", 1, minimum=1),
+            registry_read_timeout_seconds=integer("REGISTRY_READ_TIMEOUT_SECONDS", 1, minimum=1),
+            registry_max_attempts=integer("REGISTRY_MAX_ATTEMPTS", 2, minimum=1),
         )
         if problems:
             raise SettingsError(problems)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import boto3
-
 from router.adapters.endpoint import SageMakerEndpoint
 from router.adapters.registry import CachedRegistry
 from router.logic import RouterService
@@ -11,7 +9,8 @@ from router.settings import RouterSettings
 
 
 def build_service(settings: RouterSettings) -> RouterService:
-    registry = CachedRegistry.from_client(
-        boto3.client("dynamodb"), settings.registry_table, settings.live_model_cache_seconds
+    return RouterService(
+        CachedRegistry.from_settings(settings),
+        SageMakerEndpoint.from_settings(settings),
+        settings.max_houses_per_request,
     )
-    return RouterService(registry, SageMakerEndpoint.from_settings(settings), settings.max_houses_per_request)

@@ -6,15 +6,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from house_prices.errors import UnknownCity
 from house_prices.observability import tracer
 from house_prices.registry import LiveModel, ModelRegistry, ModelVersion
+from router.settings import RouterSettings
 from router.ttl_cache import TtlCache
 
 # Bounds memory when callers probe many (valid but unknown) city names.
 MAX_CACHED_CITIES = 1024
 # Fails naming.validate_city, so no real city can ever own this key.
 HEALTH_PROBE_CITY = "-health-probe-"
+
+
+def registry_client(settings: RouterSettings) -> Any:
+    """DynamoDB with timeouts that fit the function's budget; botocore's defaults (60 s) would not."""
+    config = Config(
+        connect_timeout=settings.registry_connect_timeout_seconds,
+        read_timeout=settings.registry_read_timeout_seconds,
+        retries={"total_max_attempts": settings.registry_max_attempts, "mode": "standard"},
+    )
+    return boto3.client("dynamodb", config=config)
 
 
 class CachedRegistry:
@@ -33,6 +47,10 @@ class CachedRegistry:
     @classmethod
     def from_client(cls, dynamodb_client: Any, table_name: str, ttl_seconds: float) -> CachedRegistry:
         return cls(ModelRegistry(dynamodb_client, table_name), ttl_seconds)
+
+    @classmethod
+    def from_settings(cls, settings: RouterSettings) -> CachedRegistry:
+        return cls.from_client(registry_client(settings), settings.registry_table, settings.live_model_cache_seconds)
 
     @tracer.capture_method
     def live_model(self, city: str) -> LiveModel:
