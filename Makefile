@@ -50,6 +50,12 @@ test: lint cfn-lint sam-validate sam-build ## the whole suite: lint, template ch
 unit: $(STAMP) ## unit tests only (no sockets)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+integration: $(STAMP) ## integration tests (handlers + moto, real local servers)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+e2e: $(STAMP) ## the whole local stack over HTTP
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
 deploy: $(STAMP) ## package + upload sourcedir.tar.gz, sam build, sam deploy (DEPLOY_BUCKET=..., DRY_RUN=1 prints only)
 	$(PYTHON) scripts/deploy.py --region $(REGION) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from house_prices.naming import KeyLayout
+
 ROW = "1995,3000,4,2.5,1.0,2"  # one house in schema feature order (a plausible seed-generator row)
 
 
@@ -65,7 +67,7 @@ def self_contained(cold_models: int) -> Iterator[tuple[str, str, list[str]]]:
     from endpoint.config import EndpointConfig, ModelDataUrl
     from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client, serve_in_thread
 
-    bucket, prefix = "bench-endpoint", "DEMO_MME_SCIKIT_V1/multi_model_artifacts/"
+    bucket, prefix = "bench-endpoint", KeyLayout().mme_prefix
     for name, value in {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",

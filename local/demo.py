@@ -232,6 +232,8 @@ def run(console: Console, state_dir: Path, cities: Sequence[str], workers: int |
                 time.sleep(0.25)
             switch_seconds = time.perf_counter() - switch_started
             pinned = timed_post(http, url, house, params={"version": old.version})
+            if pinned.status != 200:
+                raise RuntimeError(f"pinned version {old.version} did not answer: HTTP {pinned.status} {pinned.body}")
         table = Table("call", "version", "price", "ms", title_justify="left")
         table.add_row(
             "live (no ?version)", current.body["model"]["version"], _price(current), f"{current.milliseconds:.1f}"

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from house_prices import schema
 from house_prices.naming import KeyLayout
 from local.lambda_runtime import LOCAL_CREDENTIALS, local_container_environment
 from local.process import Child, ChildFailed, free_port
@@ -450,10 +451,7 @@ def print_banner(info: StackInfo, started_seconds: float) -> None:
     table.add_row("Registry table", info.registry_table)
     table.add_row("Logs", info.log_dir)
     console.print(Panel(table, title=f"local stack up in {started_seconds:.1f}s", border_style="green"))
-    sample = json.dumps(
-        {"YEAR_BUILT": 2005, "SQUARE_FEET": 3100, "NUM_BEDROOMS": 4, "NUM_BATHROOMS": 2.5, "LOT_ACRES": 1.1}
-        | {"GARAGE_SPACES": 2}
-    )
+    sample = json.dumps(schema.EXAMPLE_HOUSE)
     console.print("[bold]Try:[/bold]")
     for line in (
         f"curl -s {info.api_url}/health",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -13,6 +14,7 @@ from botocore.stub import Stubber
 
 from house_prices.errors import EndpointBusy, EndpointTimeout, EndpointUnavailable, ModelInvocationError
 from router.adapters.endpoint import SageMakerEndpoint, parse_predictions, runtime_client
+from router.adapters.registry import registry_client
 from router.settings import RouterSettings
 
 TARGET = "Chicago_IL.20261125T040000Z-1a2b3c4d.tar.gz"
@@ -143,6 +145,19 @@ def test_client_is_configured_from_settings_and_honours_the_endpoint_url_variabl
     assert client.meta.endpoint_url == "http://127.0.0.1:18080"
     assert (config.connect_timeout, config.read_timeout) == (2, 7)
     assert config.retries == {"total_max_attempts": 3, "mode": "standard"}
+
+
+def test_registry_client_has_bounded_timeouts_and_honours_its_endpoint_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given settings with registry limits and the local stack's DynamoDB endpoint variable
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:18081")
+    settings = replace(SETTINGS, registry_connect_timeout_seconds=2, registry_read_timeout_seconds=3)
+    # When the registry's client is created / Then botocore's 60 s defaults are replaced
+    config = registry_client(settings).meta.config
+    assert registry_client(settings).meta.endpoint_url == "http://127.0.0.1:18081"
+    assert (config.connect_timeout, config.read_timeout) == (2, 3)
+    assert config.retries == {"total_max_attempts": 2, "mode": "standard"}
 
 
 def test_without_the_variable_the_regional_endpoint_is_used() -> None:

@@ -21,6 +21,7 @@ from house_prices.errors import (
     UnknownCity,
     UnknownVersion,
 )
+from house_prices.naming import CITY_PATTERN
 from router.http_errors import MAX_REPORTED_PROBLEMS, MAX_TEXT_CHARS, http_error_for, route_not_found
 from router.settings import SettingsError
 
@@ -34,7 +35,7 @@ CASES: list[tuple[Exception, int, dict[str, str], list[dict[str, str]]]] = [
         [{"field": "houses[0].SQUARE_FEET", "problem": "must be between 100 and 50000, got 5"}],
     ),
     (
-        InvalidCityName("New York"),
+        InvalidCityName("New York", CITY_PATTERN),
         400,
         {},
         [{"field": "city", "problem": "must match ^[A-Za-z][A-Za-z0-9_-]{0,63}$ (letters, digits, '_' or '-')"}],

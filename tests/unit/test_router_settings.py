@@ -35,6 +35,9 @@ def test_every_variable_is_parsed() -> None:
         "ENDPOINT_CONNECT_TIMEOUT_SECONDS": "3",
         "ENDPOINT_READ_TIMEOUT_SECONDS": " 30 ",
         "ENDPOINT_MAX_ATTEMPTS": "5",
+        "REGISTRY_CONNECT_TIMEOUT_SECONDS": "2",
+        "REGISTRY_READ_TIMEOUT_SECONDS": "4",
+        "REGISTRY_MAX_ATTEMPTS": "3",
     }
     settings = RouterSettings.from_env(environ)
     assert (
@@ -43,7 +46,10 @@ def test_every_variable_is_parsed() -> None:
         settings.endpoint_connect_timeout_seconds,
         settings.endpoint_read_timeout_seconds,
         settings.endpoint_max_attempts,
-    ) == (0, 25, 3, 30, 5)
+        settings.registry_connect_timeout_seconds,
+        settings.registry_read_timeout_seconds,
+        settings.registry_max_attempts,
+    ) == (0, 25, 3, 30, 5, 2, 4, 3)
 
 
 def test_settings_are_frozen() -> None:

@@ -35,9 +35,9 @@ class InvalidInput(DomainError):
 
 
 class InvalidCityName(InvalidInput):
-    def __init__(self, city: object, field: str = "city") -> None:
+    def __init__(self, city: object, pattern: str, field: str = "city") -> None:
         super().__init__(
-            [FieldProblem(field, "must match ^[A-Za-z][A-Za-z0-9_-]{0,63}$ (letters, digits, '_' or '-')")],
+            [FieldProblem(field, f"must match ^{pattern}$ (letters, digits, '_' or '-')")],
             message=f"Invalid city name: {city!r}",
         )
 

@@ -33,7 +33,8 @@ MODEL_FILENAME = "model.joblib"
 METRICS_FILENAME = "metrics.json"
 REQUIRED_ARTIFACT_FILES = (MODEL_FILENAME, METRICS_FILENAME)
 
-_CITY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+CITY_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
+_CITY = re.compile(CITY_PATTERN)
 # SageMaker's own TrainingJobName pattern.
 _JOB = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _VERSION = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-(?P<digest>[0-9a-f]{8})")
@@ -43,7 +44,7 @@ _PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 
 def validate_city(city: object, field: str = "city") -> str:
     if not isinstance(city, str) or not _CITY.fullmatch(city):
-        raise InvalidCityName(city, field)
+        raise InvalidCityName(city, CITY_PATTERN, field)
     return city
 
 

@@ -69,6 +69,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("GARAGE_SPACES", 0, 10, integer=True, description="garage spaces"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)
+# One plausible house, for examples printed by tools and docs.
+EXAMPLE_HOUSE: dict[str, float] = dict(zip(FEATURE_NAMES, (2005, 3100, 4, 2.5, 1.1, 2)))
 CSV_COLUMNS: tuple[str, ...] = (TARGET, *FEATURE_NAMES)
 
 # The SageMaker Runtime InvokeEndpoint payload limit.
