@@ -261,3 +261,41 @@ def test_registry_outage_is_503(stubber: Stubber, registry: ModelRegistry) -> No
     boto3.client("dynamodb").delete_table(TableName=TABLE)
     status, headers, body = invoke(event("apigw_predict.json"))
     assert (status, headers["Retry-After"], body["errors"][0]["field"]) == (503, "1", "registry")
+
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+# What each `sam local invoke` input in events/ must produce against a registry with Chicago_IL live.
+EVENT_STATUSES = {
+    "api-get-health.json": 200,
+    "api-get-location.json": 200,
+    "api-get-location-invalid-city.json": 400,
+    "api-get-locations.json": 200,
+    "api-predictions-batch.json": 200,
+    "api-predictions-single.json": 200,
+    "api-predictions-version-pinned.json": 200,
+    "api-predictions-hostile-city.json": 400,
+    "api-predictions-invalid-field.json": 400,
+    "api-predictions-not-json.json": 400,
+    "api-predictions-unknown-city.json": 404,
+    "api-predictions-unknown-field.json": 400,
+}
+
+
+def test_every_api_event_file_is_classified() -> None:
+    assert set(EVENT_STATUSES) == {path.name for path in EVENTS.glob("api-*.json")}
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(EVENT_STATUSES.items()))
+def test_event_files_get_their_status_through_the_real_handler(stubber: Stubber, name: str, expected: int) -> None:
+    # Given an event from events/ (the files users pass to `sam local invoke` / `make invoke`)
+    payload = json.loads((EVENTS / name).read_text())
+    if expected == 200 and payload["requestContext"]["http"]["method"] == "POST":
+        body = json.loads(payload["body"])
+        stubber.add_response("invoke_endpoint", json_body([250_000.0] * len(body.get("houses", [body]))))
+    # When it runs through the handler
+    status, _, answer = invoke(payload)
+    # Then the status is the documented one, and an error names a field
+    assert status == expected, answer
+    if status >= 400:
+        assert answer["errors"], answer
+        assert all(problem["field"] for problem in answer["errors"])
