@@ -145,3 +145,23 @@ def test_train_py_runs_from_the_unpacked_sourcedir_alone(trained: dict[str, Path
     assert completed.returncode == 0, completed.stderr
     assert (root / "m2" / naming.MODEL_FILENAME).is_file()
     assert "AE-at-50th-percentile:" in completed.stdout
+
+
+def test_served_model_is_the_model_training_fitted(trained: dict[str, Path]) -> None:
+    # Given the same training split and hyperparameters, fitted here in memory (forests are deterministic
+    # for a fixed random_state)
+    from sklearn.ensemble import RandomForestRegressor
+
+    train = np.loadtxt(trained["root"] / "train" / "Houston_TX_train.csv", delimiter=",", ndmin=2)
+    in_memory = RandomForestRegressor(n_estimators=100, min_samples_leaf=3, random_state=3, n_jobs=1)
+    in_memory.fit(train[:, 1:], train[:, 0])
+    # When the packaged model is served from the unpacked archives
+    program = load_program(trained["code"] / "inference.py")
+    served = program.model_fn(str(trained["model"]))
+    houses = np.loadtxt(trained["test_csv"], delimiter=",", ndmin=2)[:, 1:]
+    payload, _ = program.output_fn(
+        program.predict_fn(program.input_fn(schema.rows_to_csv(houses.tolist()), "text/csv"), served),
+        "application/json",
+    )
+    # Then it predicts exactly what the in-memory model predicts
+    assert np.array_equal(np.array(json.loads(payload)), in_memory.predict(houses))
