@@ -26,7 +26,7 @@ from moto import mock_aws
 
 from house_prices.errors import DependencyFailure
 from house_prices.naming import KeyLayout
-from house_prices.observability import metrics
+from house_prices.observability import logger, metrics
 from house_prices.registry import ModelRegistry, create_table
 from model_sync import handler
 from tests.unit.test_artifacts_inspection import add_file, build_artifact, realistic_metrics
@@ -389,3 +389,14 @@ def test_timestamps_come_from_the_source_object(stack: Stack) -> None:
     head = stack.s3.head_object(Bucket=BUCKET, Key=key)
     version = only(invoke(s3_put_event(key)))["version"]
     assert version.startswith(head["LastModified"].astimezone(UTC).strftime("%Y%m%dT%H%M%SZ"))
+
+
+def test_logs_carry_the_s3_request_id_as_correlation_id(stack: Stack) -> None:
+    # Given an S3 event whose upload had a request id
+    event = s3_put_event(stack.upload(build_artifact()))
+    request_id = event["Records"][0]["responseElements"]["x-amz-request-id"]
+    logger.set_correlation_id(None)
+    # When it is handled
+    invoke(event)
+    # Then the invocation's structured logs are correlated by it
+    assert logger.get_correlation_id() == request_id

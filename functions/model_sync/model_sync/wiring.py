@@ -1,0 +1,26 @@
+"""Composition root: settings -> boto3 clients -> adapters -> ModelSync (once per execution environment)."""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+
+from house_prices.registry import ModelRegistry
+from model_sync.adapters.s3 import S3Artifacts
+from model_sync.logic import ModelSync
+from model_sync.settings import SyncSettings
+
+# Transient S3/DynamoDB failures are retried here first, then by Lambda's async retries (the handler raises).
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=30)
+
+
+def build_service(settings: SyncSettings) -> ModelSync:
+    return ModelSync(
+        store=S3Artifacts(boto3.client("s3", config=_CLIENT_CONFIG)),
+        registry=ModelRegistry(boto3.client("dynamodb", config=_CLIENT_CONFIG), settings.registry_table),
+        bucket=settings.artifact_bucket,
+        layout=settings.layout,
+        gate=settings.gate,
+        max_unpacked_bytes=settings.max_unpacked_bytes,
+        serving_sklearn_version=settings.serving_sklearn_version,
+    )
