@@ -1,127 +1,37 @@
 """model-sync through its real Lambda handler, with S3 and DynamoDB from moto (mock_aws).
 
-Events start from `sam local generate-event s3 put` (tests/fixtures/s3_put_training_output.json) with
-the bucket and key adapted. moto's clock is driven by the test so that each upload gets its own
-LastModified second (versions sort by it). The harness here is reused by the ops CLI tests.
+The harness (events, clock, `Stack`) is in model_sync_harness.py; the `stack` fixture in conftest.py.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import tarfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import boto3
-import moto.s3.models
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from house_prices.errors import DependencyFailure
-from house_prices.naming import KeyLayout
-from house_prices.observability import logger, metrics
-from house_prices.registry import ModelRegistry, create_table
+from house_prices.observability import logger
 from model_sync import handler
+from tests.integration.model_sync_harness import (
+    BUCKET,
+    CITY,
+    FIXTURES,
+    LAYOUT,
+    TABLE,
+    Stack,
+    invoke,
+    only,
+    s3_put_event,
+)
 from tests.unit.test_artifacts_inspection import add_file, build_artifact, realistic_metrics
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-BUCKET = "house-prices-artifacts"
-TABLE = "house-prices-registry"
-LAYOUT = KeyLayout()
-CITY = "Chicago_IL"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "ModelSyncFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ModelSyncFunction"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-
-@dataclass
-class Clock:
-    """moto's notion of 'now'; every S3 write lands one minute after the previous one."""
-
-    now: datetime = field(default_factory=lambda: datetime(2026, 1, 1, 12, 0, 0))
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(minutes=1)
-        return self.now
-
-
-@dataclass
-class Stack:
-    s3: Any
-    dynamodb: Any
-    registry: ModelRegistry
-    clock: Clock
-    bucket: str = BUCKET
-
-    def upload(self, data: bytes, city: str = CITY, job: str = "job-1") -> str:
-        key = LAYOUT.training_output_key(city, job)
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
-        return key
-
-    def mme_objects(self) -> dict[str, dict[str, Any]]:
-        listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=LAYOUT.mme_prefix)
-        return {item["Key"]: item for item in listing.get("Contents", [])}
-
-    def registry_snapshot(self) -> list[dict[str, Any]]:
-        return sorted(self.dynamodb.scan(TableName=TABLE)["Items"], key=lambda item: item["record"]["S"])
-
-
-def s3_put_event(key: str, bucket: str = BUCKET, encode: Callable[[str], str] = quote_plus) -> dict[str, Any]:
-    """The SAM-generated event with our bucket and key; moto encodes '/' as %2F (quote_plus), S3 keeps it."""
-    event = json.loads((FIXTURES / "s3_put_training_output.json").read_text())
-    record = event["Records"][0]
-    record["s3"]["bucket"]["name"] = bucket
-    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
-    record["s3"]["object"]["key"] = encode(key)
-    return event
-
-
-def invoke(event: dict[str, Any]) -> dict[str, Any]:
-    return handler.lambda_handler(copy.deepcopy(event), FakeLambdaContext())
-
-
-def environment(monkeypatch: pytest.MonkeyPatch, gate: str = "not-worse-than-live-by:5") -> None:
-    monkeypatch.setenv("ARTIFACT_BUCKET", BUCKET)
-    monkeypatch.setenv("MODEL_PREFIX", LAYOUT.prefix)
-    monkeypatch.setenv("REGISTRY_TABLE", TABLE)
-    monkeypatch.setenv("QUALITY_GATE", gate)
-    monkeypatch.setenv("MAX_UNPACKED_BYTES", str(8 * 1024 * 1024))
-
-
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    environment(monkeypatch)
-    # The shared Metrics object was built at import time, maybe before the test environment existed.
-    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
-    clock = Clock()
-    monkeypatch.setattr(moto.s3.models, "utcnow", clock)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    handler.service.cache_clear()
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        dynamodb = boto3.client("dynamodb")
-        create_table(dynamodb, TABLE)
-        yield Stack(s3, dynamodb, ModelRegistry(dynamodb, TABLE), clock)
-    handler.service.cache_clear()
-    metrics.clear_metrics()
-
-
-def only(result: dict[str, Any]) -> dict[str, Any]:
-    assert len(result["results"]) == 1, result
-    return result["results"][0]
 
 
 @pytest.mark.parametrize("encode", [quote_plus, lambda key: quote(key, safe="/")], ids=["moto-%2F", "s3-style"])

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-import moto.s3.models
 import pytest
-from moto import mock_aws
 
-from house_prices.observability import metrics
-from house_prices.registry import ModelRegistry, create_table
 from ops.cli import main
-from tests.integration.test_model_sync_handler import (
+from tests.integration.model_sync_harness import (
     BUCKET,
     CITY,
     LAYOUT,
-    TABLE,
-    Clock,
     Stack,
-    environment,
     invoke,
     only,
     s3_put_event,
@@ -31,23 +22,9 @@ from tests.unit.test_artifacts_inspection import add_file, build_artifact, reali
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Stack]:
+def aws(stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Stack:
     monkeypatch.chdir(tmp_path)  # never pick up a developer's .local/stack.json
-    environment(monkeypatch)
-    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
-    clock = Clock()
-    monkeypatch.setattr(moto.s3.models, "utcnow", clock)
-    from model_sync import handler
-
-    handler.service.cache_clear()
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        dynamodb = boto3.client("dynamodb")
-        create_table(dynamodb, TABLE)
-        yield Stack(s3, dynamodb, ModelRegistry(dynamodb, TABLE), clock)
-    handler.service.cache_clear()
-    metrics.clear_metrics()
+    return stack
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:

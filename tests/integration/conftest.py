@@ -1,0 +1,35 @@
+"""Fixtures shared by integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import moto.s3.models
+import pytest
+from moto import mock_aws
+
+from house_prices.observability import metrics
+from house_prices.registry import ModelRegistry, create_table
+from tests.integration.model_sync_harness import BUCKET, TABLE, Clock, Stack, environment
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    environment(monkeypatch)
+    # The shared Metrics object was built at import time, maybe before the test environment existed.
+    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
+    clock = Clock()
+    monkeypatch.setattr(moto.s3.models, "utcnow", clock)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    from model_sync import handler
+
+    handler.service.cache_clear()
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        dynamodb = boto3.client("dynamodb")
+        create_table(dynamodb, TABLE)
+        yield Stack(s3, dynamodb, ModelRegistry(dynamodb, TABLE), clock)
+    handler.service.cache_clear()
+    metrics.clear_metrics()
