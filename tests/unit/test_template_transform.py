@@ -157,3 +157,13 @@ def test_functions_use_their_own_log_groups_and_the_layer(transformed: dict[str,
         assert function["Layers"] == [{"Ref": layer}]
         assert function["Runtime"] == "python3.13"
         assert function["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_browser_preflights_are_answered_by_api_gateway(transformed: dict[str, Any]) -> None:
+    """Given the transformed API, then its body carries a CORS configuration, so OPTIONS preflights are
+    answered by API Gateway (they never reach the router, and IAM auth would reject them there)."""
+    api = next(r for r in transformed["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api")
+    cors = api["Properties"]["Body"]["x-amazon-apigateway-cors"]
+    assert cors["allowOrigins"] == ["*"]
+    assert {"GET", "POST", "OPTIONS"} <= set(cors["allowMethods"])
+    assert "authorization" in cors["allowHeaders"]

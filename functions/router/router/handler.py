@@ -21,8 +21,8 @@ LOCATIONS = "/locations"
 HEALTH = "/health"
 ROUTES: dict[str, tuple[str, ...]] = {PREDICTIONS: ("POST",), LOCATION: ("GET",), LOCATIONS: ("GET",), HEALTH: ("GET",)}
 
-# Any origin may read responses (browser callers still need SigV4 when AuthType is AWS_IAM). API
-# Gateway answers OPTIONS preflights itself only if the HttpApi gets a CorsConfiguration.
+# Any origin may read responses (browser callers still need SigV4 when AuthType is AWS_IAM). On AWS
+# the HttpApi's CorsConfiguration answers OPTIONS preflights before they reach this function.
 app = APIGatewayHttpResolver(cors=CORSConfig(allow_origin="*", max_age=300))
 http_errors.install(app, ROUTES)
 
