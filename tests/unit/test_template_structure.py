@@ -13,7 +13,7 @@ import pytest
 from cfnlint.decode import decode
 
 from house_prices import naming
-from house_prices.registry import TABLE_ATTRIBUTES, TABLE_KEY_SCHEMA
+from house_prices.registry import LIVE_INDEX, TABLE_ATTRIBUTES, TABLE_GLOBAL_INDEXES, TABLE_KEY_SCHEMA
 from model_sync.gate import GatePolicy
 from tests.pythons import find_python
 
@@ -275,6 +275,7 @@ def test_registry_table_matches_the_registry_key_schema(template: dict[str, Any]
     # The registry adapter's schema is the one the local stack and tests create.
     assert table["KeySchema"] == TABLE_KEY_SCHEMA
     assert table["AttributeDefinitions"] == TABLE_ATTRIBUTES
+    assert table["GlobalSecondaryIndexes"] == TABLE_GLOBAL_INDEXES
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert table["SSESpecification"]["SSEEnabled"] is True
 
@@ -289,8 +290,11 @@ def test_router_may_only_invoke_its_endpoint_and_read_the_registry(template: dic
     by_sid = {s["Sid"]: s for s in statements(template, "RouterFunction")}
     assert by_sid["InvokeThisEndpointOnly"]["Action"] == "sagemaker:InvokeEndpoint"
     assert by_sid["InvokeThisEndpointOnly"]["Resource"] == {"Ref": "Endpoint"}
-    assert set(by_sid["ReadRegistry"]["Action"]) == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"}
-    assert by_sid["ReadRegistry"]["Resource"] == {"Fn::GetAtt": ["RegistryTable", "Arn"]}
+    assert set(by_sid["ReadRegistry"]["Action"]) == {"dynamodb:GetItem", "dynamodb:Query"}
+    assert by_sid["ReadRegistry"]["Resource"] == [
+        {"Fn::GetAtt": ["RegistryTable", "Arn"]},
+        {"Fn::Sub": f"${{RegistryTable.Arn}}/index/{LIVE_INDEX}"},
+    ]
     assert len(by_sid) == 2
 
 

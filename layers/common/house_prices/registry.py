@@ -2,7 +2,9 @@
 
 One DynamoDB table, keyed by ``city`` (partition) and ``record`` (sort):
 
-* ``record = "live"``: the city's live version, its TargetModel and when it was promoted;
+* ``record = "live"``: the city's live version, its TargetModel and when it was promoted. Only
+  these items carry ``live_partition``, so the sparse ``live-models`` index lists live cities with
+  one Query instead of a Scan over every version of every city;
 * ``record = "v#{version}"``: metrics, artifact key, source key, sha256 and status
   (``live`` | ``standby`` | ``rejected``).
 
@@ -28,6 +30,8 @@ from house_prices.naming import target_model
 
 Status = Literal["live", "standby", "rejected"]
 LIVE_RECORD = "live"
+LIVE_INDEX = "live-models"
+LIVE_PARTITION_ATTRIBUTE = "live_partition"
 VERSION_RECORD_PREFIX = "v#"
 
 _serializer = TypeSerializer()
@@ -141,9 +145,9 @@ class ModelRegistry:
 
     def live_models(self) -> list[LiveModel]:
         items = self._paginate(
-            "scan",
-            FilterExpression="#r = :live",
-            ExpressionAttributeNames={"#r": "record"},
+            "query",
+            IndexName=LIVE_INDEX,
+            KeyConditionExpression=f"{LIVE_PARTITION_ATTRIBUTE} = :live",
             ExpressionAttributeValues=_serialize({":live": LIVE_RECORD}),
         )
         models = [LiveModel(i["city"], i["live_version"], i["target_model"], i["promoted_at"]) for i in items]
@@ -229,6 +233,7 @@ class ModelRegistry:
         live_item = {
             "city": city,
             "record": LIVE_RECORD,
+            LIVE_PARTITION_ATTRIBUTE: LIVE_RECORD,
             "live_version": version,
             "target_model": candidate.target_model,
             "promoted_at": promoted_at,
@@ -323,6 +328,17 @@ TABLE_KEY_SCHEMA = [
 TABLE_ATTRIBUTES = [
     {"AttributeName": "city", "AttributeType": "S"},
     {"AttributeName": "record", "AttributeType": "S"},
+    {"AttributeName": LIVE_PARTITION_ATTRIBUTE, "AttributeType": "S"},
+]
+TABLE_GLOBAL_INDEXES = [
+    {
+        "IndexName": LIVE_INDEX,
+        "KeySchema": [
+            {"AttributeName": LIVE_PARTITION_ATTRIBUTE, "KeyType": "HASH"},
+            {"AttributeName": "city", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
 ]
 
 
@@ -332,5 +348,6 @@ def create_table(dynamodb_client: Any, table_name: str) -> None:
         TableName=table_name,
         KeySchema=TABLE_KEY_SCHEMA,
         AttributeDefinitions=TABLE_ATTRIBUTES,
+        GlobalSecondaryIndexes=TABLE_GLOBAL_INDEXES,
         BillingMode="PAY_PER_REQUEST",
     )
