@@ -27,9 +27,10 @@ $(STAMP): requirements/dev.txt requirements/constraints.txt
 
 venv: $(STAMP) ## create .venv with the pinned dependencies
 
-lint: $(STAMP) ## ruff lint + format check
+lint: $(STAMP) ## ruff lint + format check + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

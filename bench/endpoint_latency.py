@@ -118,7 +118,13 @@ def run(url: str, endpoint_name: str, warm_target: str, cold_targets: list[str],
     download_after = server_metric(url, "ModelDownloadingTime_sum")
     load_after = server_metric(url, "ModelLoadingTime_sum")
     loaded = server_metric(url, "ModelLoadingTime_count")
-    if None not in (download_before, download_after, load_before, load_after) and loaded:
+    if (
+        download_before is not None
+        and download_after is not None
+        and load_before is not None
+        and load_after is not None
+        and loaded
+    ):
         result["server_s"] = {
             "download_total": download_after - download_before,
             "load_total": load_after - load_before,

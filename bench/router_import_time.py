@@ -50,7 +50,8 @@ def parse_report(report: str) -> Run:
 
     ``-X importtime`` prints a module after its own imports, so children precede their parent.
     """
-    run, pending, startup_done = Run(), {}, False
+    run, startup_done = Run(), False
+    pending: dict[str, int] = {}
     for line in report.splitlines():
         match = _LINE.match(line)
         if not match:

@@ -254,8 +254,8 @@ def map_result(result: Any) -> HttpResponse:
     """Interpret a handler's return value as API Gateway does for payload format 2.0."""
     if not (isinstance(result, Mapping) and "statusCode" in result):
         # No statusCode: 200 with the value as a JSON body; a string is passed through as the body.
-        body = result if isinstance(result, str) else json.dumps(result)
-        return HttpResponse(200, [("content-type", "application/json")], body.encode())
+        text = result if isinstance(result, str) else json.dumps(result)
+        return HttpResponse(200, [("content-type", "application/json")], text.encode())
     try:
         status = int(result["statusCode"])
     except (TypeError, ValueError) as error:
@@ -272,6 +272,7 @@ def map_result(result: Any) -> HttpResponse:
     for cookie in result.get("cookies") or []:
         headers.append(("set-cookie", str(cookie)))
     raw_body = result.get("body")
+    body: bytes
     if raw_body is None:
         body = b""
     elif not isinstance(raw_body, str):

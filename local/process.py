@@ -121,7 +121,7 @@ class Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
-            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=1)
+            connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=1)
             try:
                 connection.request("GET", parts.path or "/")
                 connection.getresponse().read()

@@ -61,7 +61,8 @@ class MotoServer:
 
 def client(service: str, endpoint_url: str, region: str) -> Any:
     """A boto3 client for the local services, with fake credentials and no retries to hide errors."""
-    return boto3.client(
+    # The service is chosen at run time; boto3-stubs only types literal service names.
+    return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint_url,
         region_name=region,

@@ -372,7 +372,8 @@ class LocalStack:
         }
         if service not in urls:
             raise ValueError(f"the local stack has no {service!r}; it serves {sorted(urls)}")
-        return boto3.client(
+        # The service is chosen at run time; boto3-stubs only types literal service names.
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=urls[service],
             region_name=info.region,

@@ -9,7 +9,7 @@ named them (``{city}_{split}.csv``, the basename of ``KeyLayout.prep_key``).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -78,7 +78,7 @@ def _within_schema(name: str, values: np.ndarray) -> np.ndarray:
     return (values >= feature.minimum) & (values <= feature.maximum)
 
 
-def _draw(name: str, rng: np.random.Generator, size: int, sampler) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _draw(name: str, rng: np.random.Generator, size: int, sampler: Callable[[int], np.ndarray]) -> np.ndarray:
     """Draw a column, redrawing the (about 1 in 20,000) tail values the API would reject.
 
     A 4-sigma square footage below 100 or a negative lot would make a training row that is not a

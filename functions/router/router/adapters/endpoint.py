@@ -90,7 +90,7 @@ def _client_error(error: ClientError, target_model: str) -> Exception:
     if code == "ModelError":
         original = response.get("OriginalMessage") or message
         original_status = response.get("OriginalStatusCode")
-        return ModelInvocationError(str(original), int(original_status) if original_status is not None else None)
+        return ModelInvocationError(str(original), int(str(original_status)) if original_status is not None else None)
     if code in _BUSY_CODES or status in _BUSY_STATUSES:
         return EndpointBusy(f"The model endpoint is busy: {message}", DEFAULT_RETRY_AFTER_SECONDS)
     # Inputs were validated before the call, so a ValidationError here means our side is wrong:
