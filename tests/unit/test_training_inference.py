@@ -9,7 +9,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
 from house_prices import naming, schema
 from training import data, inference
@@ -136,3 +136,31 @@ def test_output_first_supported_accept_wins() -> None:
 def test_unsupported_accept_is_an_error() -> None:
     with pytest.raises(ValueError, match="unsupported accept type 'image/png'"):
         inference.output_fn(PREDICTIONS, "image/png")
+
+
+@pytest.mark.parametrize("forest", [RandomForestRegressor, ExtraTreesRegressor])
+def test_forest_fast_path_is_bit_identical_to_sklearn(forest: type) -> None:
+    # Given a forest fitted on seed-like houses and set to serve single-threaded, as model_fn does
+    # (with n_jobs=-1 sklearn's own sums arrive in thread order, so only n_jobs=1 is reproducible)
+    rng = np.random.default_rng(7)
+    houses = data.generate_houses("Chicago_IL", 400, 11)
+    model = forest(n_estimators=25, min_samples_leaf=3, n_jobs=1, random_state=1).fit(houses[:, 1:], houses[:, 0])
+    rows = houses[rng.permutation(len(houses))[:50], 1:]
+    # When predict_fn sums the trees itself / Then the prices equal sklearn's to the last bit
+    for batch in (rows[:1], rows):
+        assert np.array_equal(inference.predict_fn(batch, model), model.predict(batch))
+
+
+def test_other_models_use_their_own_predict() -> None:
+    class Doubler:
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            return rows.sum(axis=1) * 2
+
+    assert inference.predict_fn(np.array([[1.0, 2.0]]), Doubler()).tolist() == [6.0]
+
+
+def test_forest_fast_path_refuses_non_finite_input(model_dir: Path) -> None:
+    model = inference.model_fn(str(model_dir))
+    row = np.array([[1995, 3000, 4, 2.5, np.nan, 2]])
+    with pytest.raises(ValueError, match="finite"):
+        inference.predict_fn(row, model)
