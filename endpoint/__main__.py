@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the launching process dies (a supervisor killed with SIGKILL leaves nothing behind)",
+    )
+    parser.add_argument(
         "--preload",
         nargs="*",
         default=os.environ.get("ENDPOINT_PRELOAD_MODULES", "sklearn.ensemble").split(),
@@ -64,6 +71,21 @@ class _Server(uvicorn.Server):
         await super().startup(sockets=sockets)
         if not self.should_exit:
             log.info("%s", self._announce)
+
+
+def _stop_when_orphaned(server: uvicorn.Server, interval_seconds: float = 0.5) -> None:
+    """Ask uvicorn for its graceful stop once the parent process is gone (we are re-parented)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not server.should_exit:
+            if os.getppid() != parent:
+                log.info("parent process %d is gone; stopping", parent)
+                server.should_exit = True
+                return
+            time.sleep(interval_seconds)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -117,6 +139,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     stops: list[int] = []
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda number, frame: stops.append(number))
+    if args.exit_with_parent:
+        _stop_when_orphaned(server)
     server.run(sockets=[sock])
     log.info("endpoint %s stopped%s", config.endpoint_name, f" by signal {stops[0]}" if stops else "")
     return 0

@@ -259,6 +259,7 @@ class LocalStack:
                 plan.model_data_url,
                 "--model-cache-setting",
                 plan.model_cache_setting,
+                "--exit-with-parent",
                 *config.endpoint_args,
             ],
             endpoint_env,

@@ -7,6 +7,7 @@ promotion is visible at once instead of after LIVE_MODEL_CACHE_SECONDS.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -277,3 +278,37 @@ def test_make_up_stops_every_process_and_frees_every_port_on_sigint(tmp_path: Pa
     assert {group: group_members(group) for group in groups} == {group: [] for group in groups}
     assert all(port_is_free(port) for port in ports)
     assert not (tmp_path / "stack.json").exists()
+
+
+def test_a_killed_supervisor_leaves_no_process_behind(tmp_path: Path) -> None:
+    # Given `python -m local.stack` running with its four components
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "local.stack", "--state-dir", str(tmp_path), "--quiet"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    groups: set[int] = set()
+    try:
+        ready = json.loads(supervisor.stdout.readline() or "{}")  # type: ignore[union-attr]
+        assert ready.get("ready") is True, ready
+        facts = json.loads((tmp_path / "stack.json").read_text())
+        ports = [int(facts[name].rsplit(":", 1)[1]) for name in ("api_url", "endpoint_url", "s3_endpoint_url")]
+        groups = _descendant_groups(supervisor.pid)
+        assert len(groups) == 4
+        # When the supervisor dies without a chance to clean up (OOM killer, CI timeout, kill -9)
+        supervisor.kill()
+        supervisor.wait(timeout=10)
+        # Then every component notices and stops by itself, freeing its port
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(group_members(group) for group in groups):
+            time.sleep(0.25)
+        assert {group: group_members(group) for group in groups} == {group: [] for group in groups}
+        assert all(port_is_free(port) for port in ports)
+    finally:
+        for group in groups:  # a failed run must not leak servers into the rest of the suite
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
