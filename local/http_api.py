@@ -250,6 +250,21 @@ def _header_value(name: str, value: Any) -> str:
     raise InvalidProxyResult(f"header {name!r} must be a string, got {type(value).__name__}")
 
 
+async def _read_limited(request: Request) -> bytes | None:
+    """The request body, or None when it exceeds API Gateway's payload limit (never buffered past it)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def map_result(result: Any) -> HttpResponse:
     """Interpret a handler's return value as API Gateway does for payload format 2.0."""
     if not (isinstance(result, Mapping) and "statusCode" in result):
@@ -319,12 +334,17 @@ def create_app(
         ]
         return reply
 
+    def _release_sandbox(finished: asyncio.Future[Any]) -> None:
+        sandboxes.release()
+        if not finished.cancelled():
+            finished.exception()  # a late failure after a timeout was already answered with a 500
+
     async def _invoke(request: Request, request_id: str) -> HttpResponse:
         matched = match_route(routes, request.method, request.url.path)
         if matched is None:
             return gateway_error(404, "Not Found")
-        body = await request.body()
-        if len(body) > MAX_REQUEST_BYTES:
+        body = await _read_limited(request)
+        if body is None:
             return gateway_error(413, "Request Entity Too Large")
         client = request.client
         raw = RawRequest(
@@ -340,16 +360,19 @@ def create_app(
             server_port=request.url.port or 80,
         )
         event = build_event(raw, matched[0], matched[1], identity, request_id=request_id)
-        async with sandboxes:
-            context = make_context()
-            try:
-                result = await asyncio.wait_for(asyncio.to_thread(handler, event, context), timeout=function.timeout)
-            except TimeoutError:
-                log.error("%s timed out after %ss (request %s)", function.function_name, function.timeout, request_id)
-                return gateway_error(500, "Internal Server Error")
-            except Exception:
-                log.exception("%s raised (request %s)", function.function_name, request_id)
-                return gateway_error(500, "Internal Server Error")
+        await sandboxes.acquire()
+        invocation = asyncio.ensure_future(asyncio.to_thread(handler, event, make_context()))
+        # A thread cannot be killed: after a timeout the sandbox stays busy until the handler really
+        # returns, so no second invocation ever shares the process-wide Powertools state with it.
+        invocation.add_done_callback(_release_sandbox)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(invocation), timeout=function.timeout)
+        except TimeoutError:
+            log.error("%s timed out after %ss (request %s)", function.function_name, function.timeout, request_id)
+            return gateway_error(500, "Internal Server Error")
+        except Exception:
+            log.exception("%s raised (request %s)", function.function_name, request_id)
+            return gateway_error(500, "Internal Server Error")
         try:
             return map_result(result)
         except InvalidProxyResult as error:

@@ -27,9 +27,19 @@ ROUTES = (
     HttpRoute("Plain", "GET", "/plain"),
 )
 SEEN: list[tuple[dict[str, Any], LambdaContext]] = []
+# (path, started, finished) of every invocation, in monotonic seconds
+INTERVALS: list[tuple[str, float, float]] = []
 
 
 def fake_handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    started = time.monotonic()
+    try:
+        return _behave(event, context)
+    finally:
+        INTERVALS.append((event["rawPath"], started, time.monotonic()))
+
+
+def _behave(event: dict[str, Any], context: LambdaContext) -> Any:
     """Stands in for the router: echoes what it got, or misbehaves on purpose."""
     SEEN.append((event, context))
     path = event["rawPath"]
@@ -152,3 +162,29 @@ def test_gateway_errors_are_json_like_api_gateway(
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"message": message}
+
+
+def test_a_timed_out_invocation_keeps_its_sandbox_until_it_really_returns(http: httpx.Client) -> None:
+    # Given an invocation that outlives the function's 1 s timeout (its thread cannot be killed)
+    INTERVALS.clear()
+    assert http.get("/slow").status_code == 500
+    # When the next request arrives at once
+    assert http.post("/echo/next", content=b"{}").status_code == 200
+    # Then it ran only after the slow one had finished: one sandbox never runs two invocations
+    slow = next(interval for interval in INTERVALS if interval[0] == "/slow")
+    following = next(interval for interval in INTERVALS if interval[0] == "/echo/next")
+    assert following[1] >= slow[2]
+
+
+def test_bodies_over_the_api_gateway_limit_are_refused_without_invoking(http: httpx.Client) -> None:
+    oversized = b"x" * (10 * 1024 * 1024 + 1)
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while streaming
+        for start in range(0, len(oversized), 1 << 20):
+            yield oversized[start : start + (1 << 20)]
+
+    for content in (oversized, chunked()):
+        response = http.post("/echo/big", content=content)
+        assert response.status_code == 413
+        assert response.json() == {"message": "Request Entity Too Large"}
+    assert SEEN == []
