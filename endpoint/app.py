@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -106,6 +106,7 @@ def create_app(config: EndpointConfig, *, s3_client: Any = None) -> Starlette:
         max_bytes=config.max_memory_bytes,
         caching=config.model_cache_setting == "Enabled",
         wait_seconds=config.model_load_wait_seconds,
+        failure_label=_model_label_for_failure,
     )
     runtime = Runtime(
         config=config,
@@ -148,6 +149,14 @@ async def ping(request: Request) -> Response:
     return Response(status_code=503 if runtime.shutting_down else 200)
 
 
+UNKNOWN_MODEL_LABEL = "-"
+_MODEL_REACHED_CODES = frozenset({"OK", "ModelError"})
+
+
+def _model_label_for_failure(target_model: str, error: BaseException) -> str:
+    return UNKNOWN_MODEL_LABEL if isinstance(error, ArtifactMissing) else target_model
+
+
 async def metrics_view(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     return Response(runtime.metrics.render(), headers={"content-type": CONTENT_TYPE_LATEST})
@@ -158,15 +167,22 @@ async def invocations(request: Request) -> Response:
     request_id = str(uuid.uuid4())
     started = time.perf_counter()
     target = request.headers.get(protocol.TARGET_MODEL_HEADER)
-    label = target if target and len(target) <= 1024 else "-"
     try:
         response = await _invoke(runtime, request, request_id)
     except InvokeError as error:
         response = _error_response(error, request_id)
+    except ClientDisconnect:
+        # The caller hung up mid-body: nobody reads an answer, and it is not our failure.
+        log.info("client disconnected before sending the whole body (request %s)", request_id)
+        runtime.metrics.invocations.labels(UNKNOWN_MODEL_LABEL, "ClientDisconnect").inc()
+        return Response(status_code=400)
     except Exception:
         log.exception("InvokeEndpoint %s failed unexpectedly (request %s)", target, request_id)
         response = _error_response(InternalFailure("An internal failure occurred."), request_id)
     code = response.headers.get(protocol.ERROR_TYPE_HEADER, "OK")
+    # Only names that reached a model become label values: any caller can invent TargetModels, and
+    # every new label value is a time series kept for the life of the process.
+    label = target if target and code in _MODEL_REACHED_CODES else UNKNOWN_MODEL_LABEL
     runtime.metrics.invocations.labels(label, code).inc()
     if code == "OK":
         runtime.metrics.invocation_latency.labels(label).observe(time.perf_counter() - started)

@@ -93,6 +93,7 @@ class ModelStore(Generic[T]):
         caching: bool = True,
         wait_seconds: float = 60.0,
         release: Callable[[], Any] = release_memory,
+        failure_label: Callable[[str, BaseException], str] = lambda name, _error: name,
     ) -> None:
         self._load = load
         self._executor = executor
@@ -102,6 +103,8 @@ class ModelStore(Generic[T]):
         self._caching = caching
         self._wait_seconds = wait_seconds
         self._release_memory = release
+        # Which model label a failed load is counted under (callers keep unknown names out of metrics).
+        self._failure_label = failure_label
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
         self._pending: dict[str, _Pending[T]] = {}
         self._transient = 0
@@ -187,7 +190,7 @@ class ModelStore(Generic[T]):
             del self._pending[name]
             pending.future.set_exception(error)
             pending.future.exception()  # mark retrieved: waiters may all have timed out
-            self._metrics.model_load_failures.labels(name).inc()
+            self._metrics.model_load_failures.labels(self._failure_label(name, error)).inc()
             if not isinstance(error, Exception):
                 raise
             return
@@ -212,8 +215,8 @@ class ModelStore(Generic[T]):
             raise ModelNotReady(
                 f"Model {name} is still being downloaded or loaded after {self._wait_seconds:g} s; retry later."
             ) from None
-        except Exception:
-            self._metrics.model_load_failures.labels(name).inc()
+        except Exception as error:
+            self._metrics.model_load_failures.labels(self._failure_label(name, error)).inc()
             raise
         entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=1, cached=False)
         self._transient += 1

@@ -149,7 +149,9 @@ def test_unknown_target_model_is_a_validation_error_naming_bucket_and_key(start:
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert f"bucket: {BUCKET}, key: {PREFIX}Nowhere_XX.tar.gz" in error["Error"]["Message"]
     assert error["ResponseMetadata"]["RetryAttempts"] == 0
-    assert metric_value(url, "endpoint_invocations_total", target_model="Nowhere_XX.tar.gz") == 1
+    # And the made-up name never becomes a metrics label (callers could mint unbounded series)
+    assert metric_value(url, "endpoint_invocations_total", target_model="-", code="ValidationError") == 1
+    assert "Nowhere_XX" not in httpx.get(f"{url}/metrics", timeout=10).text
 
 
 def test_failing_model_fn_is_a_model_error_with_original_status(start: Start) -> None:

@@ -139,3 +139,44 @@ def test_config_from_env_with_cli_overrides() -> None:
 def test_bad_settings_name_the_problem(environ: dict[str, str], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         EndpointConfig.from_env(environ)
+
+
+def test_a_client_hanging_up_mid_body_is_not_an_internal_failure() -> None:
+    # Given the app called directly over ASGI (no sockets) and a body that never completes
+    import asyncio
+    import shutil
+    from typing import Any
+
+    from endpoint.app import create_app
+
+    app = create_app(EndpointConfig(model_data_url=ModelDataUrl.parse("s3://bucket-x/models/")), s3_client=object())
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"1,2", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path = "/endpoints/local-mme/invocations"
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "state": {},
+        "headers": [(b"x-amzn-sagemaker-target-model", b"a.tar.gz"), (b"transfer-encoding", b"chunked")],
+        "server": ("127.0.0.1", 1), "client": ("127.0.0.1", 2), "app": app,
+    }  # fmt: skip
+    # When the client disconnects before the body ends
+    try:
+        asyncio.run(app.router(scope, receive, send))
+    finally:
+        shutil.rmtree(app.state.runtime.cache_dir, ignore_errors=True)  # lifespan never ran
+    # Then it is counted as a disconnect, never as our InternalFailure
+    metrics = app.state.runtime.metrics.render().decode()
+    assert 'code="ClientDisconnect"' in metrics
+    assert 'code="InternalFailure"' not in metrics
+    starts = [message for message in sent if message["type"] == "http.response.start"]
+    assert [message["status"] for message in starts] == [400]
