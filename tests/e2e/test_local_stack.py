@@ -17,6 +17,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -248,11 +249,19 @@ def _descendant_groups(pid: int) -> set[int]:
     return groups
 
 
-def test_make_up_stops_every_process_and_frees_every_port_on_sigint(tmp_path: Path) -> None:
-    # Given `python -m local.stack` (make up) running in its own state directory
+@dataclass
+class RunningSupervisor:
+    process: subprocess.Popen[str]
+    facts: dict[str, Any]
+    ports: list[int]
+    groups: set[int]
+
+
+def start_supervisor(state_dir: Path) -> RunningSupervisor:
+    """`python -m local.stack` (make up) in its own state directory, ready, with its four process groups."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "local.stack", "--state-dir", str(tmp_path), "--quiet"],
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.stack", "--state-dir", str(state_dir), "--quiet"],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -260,55 +269,56 @@ def test_make_up_stops_every_process_and_frees_every_port_on_sigint(tmp_path: Pa
         text=True,
     )
     try:
-        ready = json.loads(supervisor.stdout.readline() or "{}")  # type: ignore[union-attr]
-        assert ready.get("ready") is True, supervisor.stderr.read() if supervisor.poll() is not None else ready  # type: ignore[union-attr]
-        facts = json.loads((tmp_path / "stack.json").read_text())
+        ready = json.loads(process.stdout.readline() or "{}")  # type: ignore[union-attr]
+        assert ready.get("ready") is True, process.stderr.read() if process.poll() is not None else ready  # type: ignore[union-attr]
+        facts = json.loads((state_dir / "stack.json").read_text())
         ports = [int(facts[name].rsplit(":", 1)[1]) for name in ("api_url", "endpoint_url", "s3_endpoint_url")]
-        groups = _descendant_groups(supervisor.pid)
+        groups = _descendant_groups(process.pid)
         assert len(groups) == 4  # moto, endpoint, dispatcher, HTTP API
         assert all(group_members(group) for group in groups)
-        assert httpx.get(f"{facts['api_url']}/health", timeout=10).status_code == 200
+    except BaseException:
+        process.kill()
+        raise
+    return RunningSupervisor(process, facts, ports, groups)
+
+
+def kill_groups(groups: set[int]) -> None:
+    """A failed run must not leak servers into the rest of the suite."""
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def test_make_up_stops_every_process_and_frees_every_port_on_sigint(tmp_path: Path) -> None:
+    # Given `python -m local.stack` (make up) running in its own state directory
+    running = start_supervisor(tmp_path)
+    try:
+        assert httpx.get(f"{running.facts['api_url']}/health", timeout=10).status_code == 200
         # When it gets Ctrl-C
-        supervisor.send_signal(signal.SIGINT)
-        assert supervisor.wait(timeout=30) == 0
+        running.process.send_signal(signal.SIGINT)
+        assert running.process.wait(timeout=30) == 0
+        # Then no process of any component is left, every port is free and stack.json is gone
+        assert {group: group_members(group) for group in running.groups} == {group: [] for group in running.groups}
+        assert all(port_is_free(port) for port in running.ports)
+        assert not (tmp_path / "stack.json").exists()
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-    # Then no process of any component is left, every port is free and stack.json is gone
-    assert {group: group_members(group) for group in groups} == {group: [] for group in groups}
-    assert all(port_is_free(port) for port in ports)
-    assert not (tmp_path / "stack.json").exists()
+        if running.process.poll() is None:
+            running.process.kill()
+        kill_groups(running.groups)
 
 
 def test_a_killed_supervisor_leaves_no_process_behind(tmp_path: Path) -> None:
     # Given `python -m local.stack` running with its four components
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "local.stack", "--state-dir", str(tmp_path), "--quiet"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    groups: set[int] = set()
+    running = start_supervisor(tmp_path)
     try:
-        ready = json.loads(supervisor.stdout.readline() or "{}")  # type: ignore[union-attr]
-        assert ready.get("ready") is True, ready
-        facts = json.loads((tmp_path / "stack.json").read_text())
-        ports = [int(facts[name].rsplit(":", 1)[1]) for name in ("api_url", "endpoint_url", "s3_endpoint_url")]
-        groups = _descendant_groups(supervisor.pid)
-        assert len(groups) == 4
         # When the supervisor dies without a chance to clean up (OOM killer, CI timeout, kill -9)
-        supervisor.kill()
-        supervisor.wait(timeout=10)
+        running.process.kill()
+        running.process.wait(timeout=10)
         # Then every component notices and stops by itself, freeing its port
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(group_members(group) for group in groups):
+        while time.monotonic() < deadline and any(group_members(group) for group in running.groups):
             time.sleep(0.25)
-        assert {group: group_members(group) for group in groups} == {group: [] for group in groups}
-        assert all(port_is_free(port) for port in ports)
+        assert {group: group_members(group) for group in running.groups} == {group: [] for group in running.groups}
+        assert all(port_is_free(port) for port in running.ports)
     finally:
-        for group in groups:  # a failed run must not leak servers into the rest of the suite
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
+        kill_groups(running.groups)

@@ -26,14 +26,24 @@ _BUSY_STATUSES = frozenset({429, 503})
 DEFAULT_RETRY_AFTER_SECONDS = 1
 
 
-def runtime_client(settings: RouterSettings) -> Any:
+def bounded_client(service: str, connect_seconds: int, read_seconds: int, total_attempts: int) -> Any:
+    """A boto3 client whose worst case is known: the router's time budget adds these up."""
     config = Config(
-        connect_timeout=settings.endpoint_connect_timeout_seconds,
-        read_timeout=settings.endpoint_read_timeout_seconds,
+        connect_timeout=connect_seconds,
+        read_timeout=read_seconds,
         # botocore's "max_attempts" counts retries only; the setting is the total, first try included.
-        retries={"total_max_attempts": settings.endpoint_max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": total_attempts, "mode": "standard"},
     )
-    return boto3.client("sagemaker-runtime", config=config)
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+def runtime_client(settings: RouterSettings) -> Any:
+    return bounded_client(
+        "sagemaker-runtime",
+        settings.endpoint_connect_timeout_seconds,
+        settings.endpoint_read_timeout_seconds,
+        settings.endpoint_max_attempts,
+    )
 
 
 class SageMakerEndpoint:

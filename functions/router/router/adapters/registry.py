@@ -6,12 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from house_prices.errors import UnknownCity
 from house_prices.observability import tracer
 from house_prices.registry import LiveModel, ModelRegistry, ModelVersion
+from router.adapters.endpoint import bounded_client
 from router.settings import RouterSettings
 from router.ttl_cache import TtlCache
 
@@ -23,12 +21,12 @@ HEALTH_PROBE_CITY = "-health-probe-"
 
 def registry_client(settings: RouterSettings) -> Any:
     """DynamoDB with timeouts that fit the function's budget; botocore's defaults (60 s) would not."""
-    config = Config(
-        connect_timeout=settings.registry_connect_timeout_seconds,
-        read_timeout=settings.registry_read_timeout_seconds,
-        retries={"total_max_attempts": settings.registry_max_attempts, "mode": "standard"},
+    return bounded_client(
+        "dynamodb",
+        settings.registry_connect_timeout_seconds,
+        settings.registry_read_timeout_seconds,
+        settings.registry_max_attempts,
     )
-    return boto3.client("dynamodb", config=config)
 
 
 class CachedRegistry:
