@@ -127,9 +127,9 @@ class Dispatcher:
 def main(argv: list[str] | None = None) -> int:
     import boto3
 
-    from local.lambda_runtime import load_handler, with_environment
+    from local.lambda_runtime import load_function
     from local.process import exit_with_parent, write_ready_file
-    from local.template import LocalResources, Template
+    from local.template import LocalResources
 
     parser = argparse.ArgumentParser(description="invoke a function for each S3 event on an SQS queue")
     parser.add_argument("--function", required=True, help="logical id in template.yaml")
@@ -144,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     resources = LocalResources(**json.loads(args.resources))
-    function = Template.load(args.template).function(args.function, resources)
-    function = with_environment(function, json.loads(args.environment))
-    handler = load_handler(function, resources.region)
+    function, handler = load_function(args.function, resources, args.template, json.loads(args.environment))
     # The dispatcher's own client: the queue lives on the same local endpoint as the function's S3.
     sqs = boto3.client("sqs", region_name=resources.region)
     dispatcher = Dispatcher(

@@ -386,9 +386,9 @@ def create_app(
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from local.lambda_runtime import load_handler, with_environment
+    from local.lambda_runtime import load_function
     from local.process import bound_socket, exit_with_parent, write_ready_file
-    from local.template import LocalResources, Template
+    from local.template import LocalResources
 
     parser = argparse.ArgumentParser(description="local API Gateway HTTP API for one function")
     parser.add_argument("--function", required=True, help="logical id in template.yaml")
@@ -402,9 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     resources = LocalResources(**json.loads(args.resources))
-    function = Template.load(args.template).function(args.function, resources)
-    function = with_environment(function, json.loads(args.environment))
-    handler = load_handler(function, resources.region)
+    function, handler = load_function(args.function, resources, args.template, json.loads(args.environment))
     app = create_app(function, handler, ApiIdentity(resources.account_id), resources.region, args.max_concurrency)
     sock = bound_socket(port=args.port)
     port = sock.getsockname()[1]

@@ -189,6 +189,14 @@ def invoke(
     return handler(event, context)
 
 
+def load_function(
+    function_id: str, resources: LocalResources, template_path: Path | None, overrides: Mapping[str, str]
+) -> tuple[FunctionSpec, Callable[[Any, Any], Any]]:
+    """A stack child's function: the template's spec with ``--environment`` overrides, and its handler."""
+    function = with_environment(Template.load(template_path).function(function_id, resources), overrides)
+    return function, load_handler(function, resources.region)
+
+
 def with_environment(function: FunctionSpec, overrides: Mapping[str, str]) -> FunctionSpec:
     """The function with some of its template variables overridden (``sam local --env-vars``)."""
     return replace(function, environment={**function.environment, **overrides})

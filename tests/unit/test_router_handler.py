@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics.provider import cold_start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from house_prices import schema
 from house_prices.errors import UnknownCity, UnknownVersion
 from house_prices.naming import target_model
 from house_prices.observability import logger, metrics
@@ -28,14 +29,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 LIVE = "20261125T040000Z-1a2b3c4d"
-HOUSE = {
-    "YEAR_BUILT": 2005,
-    "SQUARE_FEET": 3100,
-    "NUM_BEDROOMS": 4,
-    "NUM_BATHROOMS": 2.5,
-    "LOT_ACRES": 1.1,
-    "GARAGE_SPACES": 2,
-}
+HOUSE = dict(schema.EXAMPLE_HOUSE)
 
 
 class LambdaContext:

@@ -28,14 +28,7 @@ from router.logic import RouterService
 LIVE = "20261125T040000Z-1a2b3c4d"
 OLDER = "20261120T040000Z-0badcafe"
 REJECTED = "20261126T040000Z-deadbeef"
-HOUSE = {
-    "YEAR_BUILT": 2005,
-    "SQUARE_FEET": 3100,
-    "NUM_BEDROOMS": 4,
-    "NUM_BATHROOMS": 2.5,
-    "LOT_ACRES": 1.1,
-    "GARAGE_SPACES": 2,
-}
+HOUSE = dict(schema.EXAMPLE_HOUSE)
 
 
 def version(city: str, v: str, status: str) -> ModelVersion:
