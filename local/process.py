@@ -29,7 +29,14 @@ def free_port(host: str = LOCAL_HOST) -> int:
 
 
 def port_is_free(port: int, host: str = LOCAL_HOST) -> bool:
+    """Whether a server could listen on ``port`` now.
+
+    The probe sets SO_REUSEADDR like every server here does: a server killed with open
+    connections leaves them in TIME_WAIT for a minute, which blocks a plain bind but not a
+    restarted server, while a socket still listening blocks both.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
