@@ -19,6 +19,7 @@ import uvicorn
 
 from endpoint.app import create_app
 from endpoint.config import EndpointConfig
+from endpoint.sockets import inherited_socket, listening_socket
 
 log = logging.getLogger("endpoint")
 
@@ -27,6 +28,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m endpoint", description=__doc__)
     parser.add_argument("--host", help="bind address (default 127.0.0.1) [ENDPOINT_HOST]")
     parser.add_argument("--port", type=int, help="port (default 8080; 0 = a free port) [ENDPOINT_PORT]")
+    parser.add_argument(
+        "--fd",
+        type=int,
+        help="serve on this inherited, already listening socket instead of binding --host/--port "
+        "(how the local stack starts it: the port is known before the process exists)",
+    )
     parser.add_argument("--endpoint-name", help="EndpointName to answer to [ENDPOINT_NAME]")
     parser.add_argument("--model-data-url", help="s3://bucket/prefix/ TargetModel is relative to [MODEL_DATA_URL]")
     parser.add_argument("--cache-dir", type=Path, help="disk cache of unpacked models [ENDPOINT_CACHE_DIR]")
@@ -115,15 +122,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ImportError as error:
         print(f"endpoint: cannot preload {error.name}: {error}", file=sys.stderr)
         return 2
-    # Bind first, so port 0 works and the announced URL is the real one. IPPROTO_TCP matters: asyncio
-    # only sets TCP_NODELAY on sockets created with it, and without that every response waits ~40 ms
-    # for the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Bind before serving, so port 0 works and the announced URL is the real one.
     try:
-        sock.bind((config.host, config.port))
+        sock = inherited_socket(args.fd) if args.fd is not None else listening_socket(config.host, config.port)
     except OSError as error:
-        print(f"endpoint: cannot bind {config.host}:{config.port}: {error}", file=sys.stderr)
+        where = f"file descriptor {args.fd}" if args.fd is not None else f"{config.host}:{config.port}"
+        print(f"endpoint: cannot listen on {where}: {error}", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"

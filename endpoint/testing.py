@@ -17,6 +17,8 @@ from typing import Any
 
 import uvicorn
 
+from endpoint.sockets import listening_socket
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -25,13 +27,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a daemon thread; yields its base URL; shuts it down (lifespan too)."""
-    port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-    )
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a daemon thread; yields its base URL; shuts it down (lifespan too).
+
+    The socket is bound here, before uvicorn starts, so port 0 needs no free-port guess that
+    another process could take first.
+    """
+    sock = listening_socket(host, port)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
@@ -43,6 +48,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) 
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sock.close()
 
 
 @contextlib.contextmanager
@@ -53,10 +59,10 @@ def moto_s3(bucket: str) -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per S3 call otherwise
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    url = f"http://127.0.0.1:{port}"
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
     try:
         s3_client(url).create_bucket(Bucket=bucket)
         yield url

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from endpoint.sockets import listening_socket
+
 LOCAL_HOST = "127.0.0.1"
 
 
@@ -45,15 +47,8 @@ def port_is_free(port: int, host: str = LOCAL_HOST) -> bool:
 
 
 def bound_socket(host: str = LOCAL_HOST, port: int = 0) -> socket.socket:
-    """A listening socket on an OS-chosen port, so a server never races another for a port.
-
-    ``IPPROTO_TCP`` must be explicit: asyncio only sets TCP_NODELAY on accepted sockets whose
-    ``proto`` says TCP, and without it every response waits ~40 ms for a delayed ACK.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
+    """A listening socket on an OS-chosen port that a child process can inherit (``Child.pass_fds``)."""
+    sock = listening_socket(host, port)
     sock.set_inheritable(True)
     return sock
 
@@ -87,6 +82,7 @@ class Child:
     env: Mapping[str, str]
     log_path: Path
     ready_file: Path | None = None
+    pass_fds: Sequence[int] = ()
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -102,6 +98,7 @@ class Child:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=tuple(self.pass_fds),
         )
 
     @property
@@ -128,7 +125,10 @@ class Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
-            connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=1)
+            # A socket the child inherited accepts connections before the server runs; the request
+            # then waits in the backlog, so each attempt waits long enough to be answered.
+            attempt_timeout = max(0.1, min(2.0, deadline - time.monotonic()))
+            connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=attempt_timeout)
             try:
                 connection.request("GET", parts.path or "/")
                 connection.getresponse().read()

@@ -36,7 +36,7 @@ from typing import Any
 from house_prices import schema
 from house_prices.naming import KeyLayout
 from local.lambda_runtime import LOCAL_CREDENTIALS, local_container_environment
-from local.process import Child, ChildFailed, free_port
+from local.process import Child, ChildFailed, bound_socket
 from local.template import REPO_ROOT, FunctionSpec, LocalResources, Template, TemplateError
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
@@ -237,34 +237,39 @@ class LocalStack:
             "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
             "AWS_ENDPOINT_URL_SQS": moto_url,
         }
-        endpoint_port = free_port()
-        endpoint_url = f"http://127.0.0.1:{endpoint_port}"
+        # Bound here and inherited by the endpoint, so the API can be told its URL before the endpoint
+        # has started, and no other process can take the port in between.
+        endpoint_socket = bound_socket()
+        endpoint_url = f"http://127.0.0.1:{endpoint_socket.getsockname()[1]}"
         endpoint_env = {
             **aws_env,
             **plan.endpoint_environment,
             "SAGEMAKER_SUBMIT_DIRECTORY": str(LOCAL_SOURCE_DIR),
         }
-        endpoint = self._spawn(
-            "endpoint",
-            [
-                "-m",
+        try:
+            endpoint = self._spawn(
                 "endpoint",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(endpoint_port),
-                "--endpoint-name",
-                plan.endpoint_name,
-                "--model-data-url",
-                plan.model_data_url,
-                "--model-cache-setting",
-                plan.model_cache_setting,
-                "--exit-with-parent",
-                *config.endpoint_args,
-            ],
-            endpoint_env,
-            ready_file=False,
-        )
+                [
+                    "-m",
+                    "endpoint",
+                    "--fd",
+                    str(endpoint_socket.fileno()),
+                    "--endpoint-name",
+                    plan.endpoint_name,
+                    "--model-data-url",
+                    plan.model_data_url,
+                    "--model-cache-setting",
+                    plan.model_cache_setting,
+                    "--exit-with-parent",
+                    *config.endpoint_args,
+                ],
+                endpoint_env,
+                ready_file=False,
+                pass_fds=(endpoint_socket.fileno(),),
+            )
+        finally:
+            # The endpoint holds its own copy; ours would keep the port open after the endpoint stops.
+            endpoint_socket.close()
         dispatchers = [
             self._spawn(
                 f"dispatcher-{function.logical_id}",
@@ -416,7 +421,14 @@ class LocalStack:
         overrides = {**container, **(self.config.function_env.get(function.logical_id) or {})}
         return ["--environment", json.dumps(overrides)] if overrides else []
 
-    def _spawn(self, name: str, args: list[str], env: Mapping[str, str], ready_file: bool = True) -> Child:
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        env: Mapping[str, str],
+        ready_file: bool = True,
+        pass_fds: Sequence[int] = (),
+    ) -> Child:
         child = Child(
             name=name,
             argv=[
@@ -427,6 +439,7 @@ class LocalStack:
             env=env,
             log_path=self.log_dir / f"{name}.log",
             ready_file=self._run_dir / f"{name}.json" if ready_file else None,
+            pass_fds=pass_fds,
         )
         child.start()
         self.children.append(child)

@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
+from endpoint.sockets import listening_socket
 from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client
 
 pytestmark = pytest.mark.slow
@@ -102,3 +104,50 @@ def test_cli_refuses_bad_settings() -> None:
     )
     assert result.returncode == 2
     assert "model data URL is required" in result.stderr
+
+
+def test_cli_serves_on_a_socket_inherited_from_its_parent(s3_url: str) -> None:
+    # Given a listening socket bound by the parent before the endpoint exists (as the local stack does)
+    parent_socket = listening_socket("127.0.0.1", 0)
+    port = parent_socket.getsockname()[1]
+    env = {**os.environ, "MODEL_DATA_URL": f"s3://{BUCKET}/{PREFIX}", "AWS_ENDPOINT_URL_S3": s3_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "endpoint", "--fd", str(parent_socket.fileno()), "--port", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        pass_fds=(parent_socket.fileno(),),
+    )
+    parent_socket.close()
+    try:
+        # When it starts
+        url, _ = wait_for_url(process)
+        # Then it announces and serves the inherited port, not the --port it was also given
+        assert url == f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+
+
+def test_cli_refuses_a_descriptor_that_is_not_a_listening_socket(tmp_path: Path) -> None:
+    # Given a file descriptor that is a regular file
+    with (tmp_path / "not-a-socket").open("w") as regular_file:
+        fd = regular_file.fileno()
+        # When the endpoint is told to serve on it
+        result = subprocess.run(
+            [sys.executable, "-m", "endpoint", "--fd", str(fd)],
+            cwd=REPO,
+            env={**os.environ, "MODEL_DATA_URL": "s3://bucket/prefix/"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            pass_fds=(fd,),
+        )
+    # Then it exits with a usage error naming the descriptor
+    assert result.returncode == 2
+    assert f"cannot listen on file descriptor {fd}" in result.stderr

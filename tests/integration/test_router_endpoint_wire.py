@@ -83,8 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(free_port: int) -> Iterator[WireServer]:
-    wire = WireServer(free_port)
+def server() -> Iterator[WireServer]:
+    wire = WireServer(0)
     thread = threading.Thread(target=wire.serve_forever, daemon=True)
     thread.start()
     yield wire

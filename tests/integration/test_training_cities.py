@@ -64,11 +64,12 @@ def test_a_failing_city_is_reported_with_its_stderr(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def s3_server(free_port: int) -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port, verbose=False)
+def s3_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{free_port}"
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
     finally:
         server.stop()
 
