@@ -22,20 +22,13 @@ import pytest
 from house_prices.naming import KeyLayout
 from house_prices.registry import ModelRegistry
 from model_sync import handler
+from tests.lambda_contexts import lambda_context
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 BUCKET = "house-prices-artifacts"
 TABLE = "house-prices-registry"
 LAYOUT = KeyLayout()
 CITY = "Chicago_IL"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "ModelSyncFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ModelSyncFunction"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
 
 
 @dataclass
@@ -81,7 +74,7 @@ def s3_put_event(key: str, bucket: str = BUCKET, encode: Callable[[str], str] = 
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
-    return handler.lambda_handler(copy.deepcopy(event), FakeLambdaContext())
+    return handler.lambda_handler(copy.deepcopy(event), lambda_context("ModelSyncFunction"))
 
 
 def environment(monkeypatch: pytest.MonkeyPatch, gate: str = "not-worse-than-live-by:5") -> None:

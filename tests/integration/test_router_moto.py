@@ -23,6 +23,7 @@ from house_prices.registry import ModelRegistry, ModelVersion, create_table
 from router import handler, wiring
 from router.logic import RouterService
 from router.settings import RouterSettings
+from tests.lambda_contexts import lambda_context
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
@@ -32,18 +33,6 @@ ENDPOINT = "house-prices-mme"
 OLD = "20261120T040000Z-0badcafe"
 LIVE = "20261125T040000Z-1a2b3c4d"
 REJECTED = "20261126T040000Z-deadbeef"
-
-
-class LambdaContext:
-    function_name = "house-prices-RouterFunction-abc123"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:house-prices-RouterFunction-abc123"
-    memory_limit_in_mb = 512
-    aws_request_id = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000
 
 
 def model_version(city: str, version: str, status: str = "standby") -> ModelVersion:
@@ -116,7 +105,7 @@ def event(name: str, **changes: Any) -> dict[str, Any]:
 
 
 def invoke(payload: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-    result = handler.lambda_handler(payload, LambdaContext())
+    result = handler.lambda_handler(payload, lambda_context("RouterFunction"))
     return result["statusCode"], result.get("headers", {}), json.loads(result["body"]) if result.get("body") else None
 
 

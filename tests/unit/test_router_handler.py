@@ -24,28 +24,13 @@ from house_prices.registry import LiveModel, ModelVersion
 from router import handler, wiring
 from router.logic import RouterService
 from router.settings import RouterSettings
+from tests.lambda_contexts import lambda_context
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 LIVE = "20261125T040000Z-1a2b3c4d"
 HOUSE = dict(schema.EXAMPLE_HOUSE)
-
-
-class LambdaContext:
-    """What the Lambda runtime passes: the attributes Powertools reads."""
-
-    function_name = "house-prices-RouterFunction-abc123"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:house-prices-RouterFunction-abc123"
-    memory_limit_in_mb = 512
-    aws_request_id = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
-    log_group_name = "/aws/lambda/house-prices-RouterFunction-abc123"
-    log_stream_name = "2026/11/25/[$LATEST]0123456789abcdef"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000
 
 
 class FakeRegistry:
@@ -110,7 +95,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-    result = handler.lambda_handler(event, LambdaContext())
+    result = handler.lambda_handler(event, lambda_context("RouterFunction"))
     body = json.loads(result["body"]) if result.get("body") else None
     return result["statusCode"], result.get("headers", {}), body
 
