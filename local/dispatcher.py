@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -127,24 +126,19 @@ class Dispatcher:
 def main(argv: list[str] | None = None) -> int:
     import boto3
 
-    from local.lambda_runtime import load_function
-    from local.process import exit_with_parent, write_ready_file
-    from local.template import LocalResources
+    from local.lambda_runtime import add_function_arguments, load_function
+    from local.process import stop_event, write_ready_file
 
     parser = argparse.ArgumentParser(description="invoke a function for each S3 event on an SQS queue")
-    parser.add_argument("--function", required=True, help="logical id in template.yaml")
+    add_function_arguments(parser)
     parser.add_argument("--queue-url", required=True)
-    parser.add_argument("--resources", default="{}", help="LocalResources as JSON")
-    parser.add_argument("--template", type=Path, default=None)
-    parser.add_argument("--environment", default="{}", help="JSON overrides of the template's variables")
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--backoff-base", type=float, default=1.0)
     parser.add_argument("--backoff-cap", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    resources = LocalResources(**json.loads(args.resources))
-    function, handler = load_function(args.function, resources, args.template, json.loads(args.environment))
+    resources, function, handler = load_function(args)
     # The dispatcher's own client: the queue lives on the same local endpoint as the function's S3.
     sqs = boto3.client("sqs", region_name=resources.region)
     dispatcher = Dispatcher(
@@ -155,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         backoff_base_seconds=args.backoff_base,
         backoff_cap_seconds=args.backoff_cap,
     )
-    stopped = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopped.set())
-    exit_with_parent(stopped)
+    stopped = stop_event()
     write_ready_file(args.ready_file, {"function": function.logical_id, "queue_url": args.queue_url})
     dispatcher.run(stopped)
     return 0

@@ -386,25 +386,21 @@ def create_app(
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from local.lambda_runtime import load_function
-    from local.process import bound_socket, exit_with_parent, write_ready_file
-    from local.template import LocalResources
+    from endpoint.sockets import listening_socket
+    from local.lambda_runtime import add_function_arguments, load_function
+    from local.process import LOCAL_HOST, exit_with_parent, write_ready_file
 
     parser = argparse.ArgumentParser(description="local API Gateway HTTP API for one function")
-    parser.add_argument("--function", required=True, help="logical id in template.yaml")
-    parser.add_argument("--resources", default="{}", help="LocalResources as JSON")
-    parser.add_argument("--template", type=Path, default=None)
-    parser.add_argument("--environment", default="{}", help="JSON overrides of the template's variables")
+    add_function_arguments(parser)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--ready-file", type=Path, default=None)
     parser.add_argument("--max-concurrency", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    resources = LocalResources(**json.loads(args.resources))
-    function, handler = load_function(args.function, resources, args.template, json.loads(args.environment))
+    resources, function, handler = load_function(args)
     app = create_app(function, handler, ApiIdentity(resources.account_id), resources.region, args.max_concurrency)
-    sock = bound_socket(port=args.port)
+    sock = listening_socket(LOCAL_HOST, args.port)
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)

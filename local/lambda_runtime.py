@@ -132,9 +132,7 @@ def read_stack_file(path: Path = DEFAULT_STACK_FILE) -> dict[str, Any] | None:
 
 def stack_resources(stack: Mapping[str, Any] | None) -> LocalResources:
     """Template resolution for a running local stack (or, without one, plain template defaults)."""
-    if not stack:
-        return LocalResources()
-    return LocalResources(**stack["resources"]) if "resources" in stack else LocalResources()
+    return LocalResources(**(stack or {}).get("resources", {}))
 
 
 def stack_client_environment(stack: Mapping[str, Any]) -> dict[str, str]:
@@ -150,10 +148,11 @@ def stack_client_environment(stack: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def local_container_environment() -> dict[str, str]:
-    """Template variables that describe the serving container, as the local endpoint really is."""
+def local_container_environment(function: FunctionSpec) -> dict[str, str]:
+    """Those of ``function``'s variables that describe the serving container, as the local endpoint really is."""
     sklearn = importlib.metadata.version("scikit-learn")
-    return {"SERVING_SKLEARN_VERSION": ".".join(sklearn.split(".")[:2])}
+    facts = {"SERVING_SKLEARN_VERSION": ".".join(sklearn.split(".")[:2])}
+    return {name: value for name, value in facts.items() if name in function.environment}
 
 
 def env_file_overrides(path: Path, logical_id: str) -> dict[str, str]:
@@ -179,7 +178,7 @@ def invoke(
     )
     function = template.function(function_id, resources)
     if stack:  # the local endpoint, not the managed image, serves the models
-        overrides = {k: v for k, v in local_container_environment().items() if k in function.environment}
+        overrides = local_container_environment(function)
     else:
         overrides = env_file_overrides(env_file or DEFAULT_ENV_FILE, function_id)
     if overrides:
@@ -189,12 +188,20 @@ def invoke(
     return handler(event, context)
 
 
-def load_function(
-    function_id: str, resources: LocalResources, template_path: Path | None, overrides: Mapping[str, str]
-) -> tuple[FunctionSpec, Callable[[Any, Any], Any]]:
+def add_function_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options by which the stack tells a child which function to run, and how (``load_function``)."""
+    parser.add_argument("--function", required=True, help="logical id in template.yaml")
+    parser.add_argument("--resources", default="{}", help="LocalResources as JSON")
+    parser.add_argument("--template", type=Path, default=None)
+    parser.add_argument("--environment", default="{}", help="JSON overrides of the template's variables")
+
+
+def load_function(args: argparse.Namespace) -> tuple[LocalResources, FunctionSpec, Callable[[Any, Any], Any]]:
     """A stack child's function: the template's spec with ``--environment`` overrides, and its handler."""
-    function = with_environment(Template.load(template_path).function(function_id, resources), overrides)
-    return function, load_handler(function, resources.region)
+    resources = LocalResources(**json.loads(args.resources))
+    template_spec = Template.load(args.template).function(args.function, resources)
+    function = with_environment(template_spec, json.loads(args.environment))
+    return resources, function, load_handler(function, resources.region)
 
 
 def with_environment(function: FunctionSpec, overrides: Mapping[str, str]) -> FunctionSpec:

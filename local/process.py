@@ -15,19 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from endpoint.sockets import listening_socket
-
 LOCAL_HOST = "127.0.0.1"
 
 
 class ChildFailed(RuntimeError):
     """A child process exited or did not become ready in time; the message holds its log tail."""
-
-
-def free_port(host: str = LOCAL_HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def port_is_free(port: int, host: str = LOCAL_HOST) -> bool:
@@ -46,18 +38,11 @@ def port_is_free(port: int, host: str = LOCAL_HOST) -> bool:
     return True
 
 
-def bound_socket(host: str = LOCAL_HOST, port: int = 0) -> socket.socket:
-    """A listening socket on an OS-chosen port that a child process can inherit (``Child.pass_fds``)."""
-    sock = listening_socket(host, port)
-    sock.set_inheritable(True)
-    return sock
-
-
-def write_ready_file(path: Path, data: Mapping[str, Any]) -> None:
-    """Publish a child's facts (ports, URLs) atomically: the parent never reads half a file."""
+def write_ready_file(path: Path, data: Mapping[str, Any], indent: int | None = None) -> None:
+    """Publish facts (ports, URLs) atomically: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(data))
+    partial.write_text(json.dumps(data, indent=indent) + "\n")
     partial.replace(path)
 
 
@@ -71,6 +56,15 @@ def exit_with_parent(stopped: threading.Event, interval: float = 0.5) -> None:
                 stopped.set()
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def stop_event() -> threading.Event:
+    """Set by SIGTERM, SIGINT or the parent's death: the signal for a stack child to wind down."""
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    exit_with_parent(stopped)
+    return stopped
 
 
 @dataclass

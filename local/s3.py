@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,9 @@ from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from house_prices.registry import create_table
+from local.process import LOCAL_HOST
 from local.template import S3Trigger
 
-LOCAL_HOST = "127.0.0.1"
 DLQ_SUFFIX = "-dlq"
 # The dispatcher extends visibility on retries; this is only the first attempt's budget.
 _MIN_VISIBILITY_SECONDS = 30
@@ -150,16 +148,6 @@ def subscribe(endpoint_url: str, region: str, triggers: Sequence[tuple[S3Trigger
         )
 
 
-@contextmanager
-def running_moto(host: str = LOCAL_HOST, port: int = 0) -> Iterator[MotoServer]:
-    server = MotoServer(host, port)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 # --- child-process entry point -----------------------------------------------------------------
 
 
@@ -183,18 +171,15 @@ def _provision(url: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from local.process import exit_with_parent, write_ready_file
+    from local.process import stop_event, write_ready_file
 
     parser = argparse.ArgumentParser(description="moto server (S3/SQS/DynamoDB) for the local stack")
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--spec", required=True, help="JSON: region, buckets, tables, functions (see local.stack)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    stopped = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopped.set())
-    exit_with_parent(stopped)
-    with running_moto(port=args.port) as server:
+    stopped = stop_event()
+    with MotoServer(port=args.port) as server:
         write_ready_file(args.ready_file, _provision(server.url, json.loads(args.spec)))
         stopped.wait()
     return 0

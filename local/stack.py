@@ -33,10 +33,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from endpoint.sockets import listening_socket
 from house_prices import schema
 from house_prices.naming import KeyLayout
-from local.lambda_runtime import LOCAL_CREDENTIALS, local_container_environment
-from local.process import Child, ChildFailed, bound_socket
+from local.lambda_runtime import LOCAL_CREDENTIALS, local_container_environment, stack_client_environment
+from local.process import LOCAL_HOST, Child, ChildFailed, write_ready_file
 from local.template import REPO_ROOT, FunctionSpec, LocalResources, Template, TemplateError
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
@@ -111,11 +112,12 @@ def plan_stack(template: Template, config: StackConfig) -> StackPlan:
     multi_model = template.multi_model(resources)
     sync = event_functions[0]
     prefix = sync.environment.get("MODEL_PREFIX") or KeyLayout().prefix
-    model_data_url = multi_model.model_data_url or KeyLayout(prefix).model_data_url(bucket)
-    if model_data_url != KeyLayout(prefix).model_data_url(bucket):
+    sync_writes_to = KeyLayout(prefix).model_data_url(bucket)
+    model_data_url = multi_model.model_data_url or sync_writes_to
+    if model_data_url != sync_writes_to:
         raise TemplateError(
             f"{multi_model.logical_id}.ModelDataUrl {model_data_url!r} is not where model-sync writes "
-            f"({KeyLayout(prefix).model_data_url(bucket)!r})"
+            f"({sync_writes_to!r})"
         )
     tables = tuple(
         str(template.ref(logical, resources, where=logical)) for logical in template.logical_ids("AWS::DynamoDB::Table")
@@ -166,15 +168,7 @@ class StackInfo:
 
     def client_environment(self) -> dict[str, str]:
         """Environment that points any boto3 program at this stack."""
-        return {
-            **LOCAL_CREDENTIALS,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
-            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint_url,
-            "AWS_ENDPOINT_URL_SQS": self.sqs_endpoint_url,
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoint_url,
-        }
+        return stack_client_environment(self.as_dict())
 
 
 class LocalStack:
@@ -221,7 +215,7 @@ class LocalStack:
                     "queue_name": self._queue_name(function),
                     "max_attempts": function.max_async_retries + 1,
                     "timeout": function.timeout,
-                    "triggers": [{**asdict(t), "events": list(t.events)} for t in function.s3_triggers],
+                    "triggers": [asdict(trigger) for trigger in function.s3_triggers],
                 }
                 for function in plan.event_functions
             ],
@@ -239,7 +233,7 @@ class LocalStack:
         }
         # Bound here and inherited by the endpoint, so the API can be told its URL before the endpoint
         # has started, and no other process can take the port in between.
-        endpoint_socket = bound_socket()
+        endpoint_socket = listening_socket(LOCAL_HOST, 0)
         endpoint_url = f"http://127.0.0.1:{endpoint_socket.getsockname()[1]}"
         endpoint_env = {
             **aws_env,
@@ -340,10 +334,7 @@ class LocalStack:
             resources=asdict(plan.resources),
         )
         if config.write_stack_file:
-            self._stack_file.parent.mkdir(parents=True, exist_ok=True)
-            partial = self._stack_file.with_suffix(".partial")
-            partial.write_text(json.dumps(self._info.as_dict(), indent=2) + "\n")
-            partial.replace(self._stack_file)
+            write_ready_file(self._stack_file, self._info.as_dict(), indent=2)
         return self._info
 
     def stop(self) -> None:
@@ -417,8 +408,8 @@ class LocalStack:
         Facts of the local endpoint replace the managed image's first (it serves this venv's
         scikit-learn, not the image's), then the caller's overrides.
         """
-        container = {k: v for k, v in local_container_environment().items() if k in function.environment}
-        overrides = {**container, **(self.config.function_env.get(function.logical_id) or {})}
+        caller_overrides = self.config.function_env.get(function.logical_id) or {}
+        overrides = {**local_container_environment(function), **caller_overrides}
         return ["--environment", json.dumps(overrides)] if overrides else []
 
     def _spawn(
@@ -429,16 +420,13 @@ class LocalStack:
         ready_file: bool = True,
         pass_fds: Sequence[int] = (),
     ) -> Child:
+        ready_path = self._run_dir / f"{name}.json" if ready_file else None
         child = Child(
             name=name,
-            argv=[
-                sys.executable,
-                *args,
-                *(["--ready-file", str(self._run_dir / f"{name}.json")] if ready_file else []),
-            ],
+            argv=[sys.executable, *args, *(["--ready-file", str(ready_path)] if ready_path else [])],
             env=env,
             log_path=self.log_dir / f"{name}.log",
-            ready_file=self._run_dir / f"{name}.json" if ready_file else None,
+            ready_file=ready_path,
             pass_fds=pass_fds,
         )
         child.start()

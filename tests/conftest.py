@@ -1,15 +1,17 @@
-"""Fixtures shared by every test layer: fake AWS credentials and free ports."""
+"""Fixtures shared by every test layer: fake AWS credentials and a port nothing listens on."""
 
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
+from endpoint.testing import free_port as pick_free_port
+
 # Powertools reads the metrics namespace when house_prices.observability is first imported, which
-# happens at collection time, before any fixture runs.
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "HousePricesTest")
+# happens at collection time, before any fixture runs. Assigned, not defaulted, so a developer's
+# shell cannot change what the tests' metric assertions see.
+os.environ["POWERTOOLS_METRICS_NAMESPACE"] = "HousePricesTest"
 
 _AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -34,12 +36,7 @@ def fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-def pick_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def free_port() -> int:
+    """A port that was free a moment ago: only for "nothing listens there" cases, never to bind a server."""
     return pick_free_port()

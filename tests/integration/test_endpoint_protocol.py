@@ -252,11 +252,11 @@ def test_model_not_ready_standard_mode_fails_and_legacy_mode_retries(start: Star
     assert metric_value(url, "endpoint_model_loads_total", target_model="slow.tar.gz") == 1
 
 
-def test_unreachable_s3_is_service_unavailable_and_retried(start: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_s3_is_service_unavailable_and_retried(
+    start: Start, monkeypatch: pytest.MonkeyPatch, free_port: int
+) -> None:
     # Given an endpoint whose S3 is a closed port
-    from endpoint.testing import free_port
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port}")
     url, _ = start()
     client = sagemaker_runtime(url, retries={"mode": "standard", "total_max_attempts": 2})
     # Then the caller sees ServiceUnavailable (503), which boto3 retries

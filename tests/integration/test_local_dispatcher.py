@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from local.dispatcher import Dispatcher
 from local.lambda_runtime import LambdaContext
 from local.s3 import EventQueue, MotoServer, client, create_bucket, create_event_queue, subscribe
 from local.template import S3Trigger
+from tests.lambda_contexts import lambda_context
 
 REGION = "us-east-1"
 BUCKET = "local-dispatch-test"
@@ -33,10 +35,6 @@ def queue(moto_url: str, request: pytest.FixtureRequest) -> EventQueue:
     created = create_event_queue(moto_url, REGION, "Sync", name, max_attempts=3, function_timeout_seconds=1)
     subscribe(moto_url, REGION, [(TRIGGER, created)])
     return created
-
-
-def _context() -> LambdaContext:
-    return LambdaContext("sync", 128, 30, "arn:aws:lambda:us-east-1:123456789012:function:sync")
 
 
 class Recorder:
@@ -70,7 +68,9 @@ def _count(moto_url: str, queue_url: str) -> int:
 
 def _dispatcher(moto_url: str, queue: EventQueue, handler: Recorder) -> Dispatcher:
     # Backoff 0: a failed message is visible again at once, so the test needs no sleeps.
-    return Dispatcher(client("sqs", moto_url, REGION), queue.queue_url, handler, _context, 0, 0, 0)
+    return Dispatcher(
+        client("sqs", moto_url, REGION), queue.queue_url, handler, partial(lambda_context, "ModelSyncFunction"), 0, 0, 0
+    )
 
 
 def test_matching_upload_invokes_the_handler_once_and_is_deleted(moto_url: str, queue: EventQueue) -> None:

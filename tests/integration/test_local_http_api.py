@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+from endpoint.testing import serve_in_thread
 from local.http_api import ApiIdentity, create_app
 from local.lambda_runtime import LambdaContext
-from local.process import bound_socket
 from local.template import FunctionSpec, HttpRoute
 
 ROUTES = (
@@ -81,17 +79,8 @@ def api_url() -> Iterator[str]:
         http_routes=ROUTES,
     )
     app = create_app(function, fake_handler, ApiIdentity("123456789012"), "us-east-1")
-    sock = bound_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-from local.process import bound_socket, port_is_free
+from endpoint.sockets import listening_socket
+from local.process import port_is_free
 
 # A server that accepts one connection and holds it until killed.
 HOLDING_SERVER = """
@@ -24,7 +25,7 @@ time.sleep(60)
 
 def test_a_listening_port_is_not_free() -> None:
     # Given a socket listening on a port
-    with bound_socket() as listening:
+    with listening_socket("127.0.0.1", 0) as listening:
         port = listening.getsockname()[1]
         # When / Then the port is reported as taken
         assert not port_is_free(port)

@@ -7,6 +7,7 @@ AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME redirects the ordinary client, and timeouts/r
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,11 @@ class WireServer(ThreadingHTTPServer):
     def __init__(self, port: int) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.requests: list[dict[str, Any]] = []
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The read-timeout test hangs up before the slow answer is written: that is its point, not an error.
+        if not isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

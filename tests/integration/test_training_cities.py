@@ -9,12 +9,11 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import joblib
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 
+from endpoint.testing import moto_s3, s3_client
 from house_prices import naming, schema
 from training import jobs
 
@@ -65,19 +64,13 @@ def test_a_failing_city_is_reported_with_its_stderr(tmp_path: Path) -> None:
 
 @pytest.fixture
 def s3_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3("training-bucket") as url:
+        yield url
 
 
 def test_cli_trains_and_publishes_through_a_real_s3_endpoint(s3_server: str, tmp_path: Path) -> None:
     # Given an S3 endpoint reached only through the standard AWS_ENDPOINT_URL_S3 variable
-    s3 = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    s3.create_bucket(Bucket="training-bucket")
+    s3 = s3_client(s3_server)
     env = {**os.environ, "AWS_ENDPOINT_URL_S3": s3_server}
     # When the CLI trains one city and publishes
     completed = subprocess.run(
