@@ -50,10 +50,8 @@ class Runtime:
     program: InferenceProgram
     artifacts: ArtifactCache
     store: ModelStore[Any]
-    load_pool: ThreadPoolExecutor
     predict_pool: ThreadPoolExecutor
     cache_dir: Path
-    owns_cache_dir: bool
     shutting_down: bool = False
 
     def load_model(self, target_model: str) -> Loaded[Any]:
@@ -84,7 +82,6 @@ class Runtime:
 def create_app(config: EndpointConfig, *, s3_client: Any = None) -> Starlette:
     """Build the endpoint app. The inference program is imported now, so a broken one fails fast."""
     program = InferenceProgram.from_file(config.program_path)
-    owns_cache_dir = config.cache_dir is None
     cache_dir = Path(tempfile.mkdtemp(prefix="endpoint-cache-")) if config.cache_dir is None else config.cache_dir
     metrics = EndpointMetrics()
     load_pool = ThreadPoolExecutor(max_workers=config.load_workers, thread_name_prefix="endpoint-load")
@@ -114,10 +111,8 @@ def create_app(config: EndpointConfig, *, s3_client: Any = None) -> Starlette:
         program=program,
         artifacts=artifacts,
         store=store,
-        load_pool=load_pool,
         predict_pool=predict_pool,
         cache_dir=cache_dir,
-        owns_cache_dir=owns_cache_dir,
     )
 
     @contextlib.asynccontextmanager
@@ -129,7 +124,7 @@ def create_app(config: EndpointConfig, *, s3_client: Any = None) -> Starlette:
             await runtime.store.close()
             load_pool.shutdown(wait=True, cancel_futures=True)
             predict_pool.shutdown(wait=True, cancel_futures=True)
-            if runtime.owns_cache_dir:
+            if runtime.config.cache_dir is None:
                 shutil.rmtree(runtime.cache_dir, ignore_errors=True)
 
     app = Starlette(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,9 +103,6 @@ class EndpointConfig:
             f"arn:aws:logs:{self.region}:{LOCAL_ACCOUNT_ID}:log-group:{self.log_group}"
             f":log-stream:{PRODUCTION_VARIANT}/local"
         )
-
-    def replace(self, **changes: Any) -> EndpointConfig:
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> EndpointConfig:

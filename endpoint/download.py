@@ -48,7 +48,6 @@ def make_s3_client(max_pool_connections: int = 16) -> Any:
 class FetchResult:
     model_dir: Path
     downloaded: bool
-    bytes_downloaded: int
     seconds: float
 
 
@@ -114,12 +113,12 @@ class ArtifactCache:
             if final.is_dir():
                 self._pin(final)
                 os.utime(final)  # disk LRU order
-                return FetchResult(final, downloaded=False, bytes_downloaded=0, seconds=0.0)
+                return FetchResult(final, downloaded=False, seconds=0.0)
         started = time.perf_counter()
         bucket, key = self.location(target_model)
         with tempfile.TemporaryDirectory(dir=self._tmp) as work:
             archive = Path(work) / "model.tar.gz"
-            size = self._download(bucket, key, archive)
+            self._download(bucket, key, archive)
             staging = Path(work) / "model"
             staging.mkdir()
             unpacked = safe_extract(archive, staging, self._max_unpacked_bytes)
@@ -129,7 +128,7 @@ class ArtifactCache:
                 self._sizes[final] = unpacked
                 self._pin(final)
         self._evict_disk()
-        return FetchResult(final, downloaded=True, bytes_downloaded=size, seconds=time.perf_counter() - started)
+        return FetchResult(final, downloaded=True, seconds=time.perf_counter() - started)
 
     def unpin(self, model_dir: Path) -> None:
         with self._lock:
@@ -143,7 +142,7 @@ class ArtifactCache:
     def _pin(self, model_dir: Path) -> None:
         self._pinned[model_dir] = self._pinned.get(model_dir, 0) + 1
 
-    def _download(self, bucket: str, key: str, dest: Path) -> int:
+    def _download(self, bucket: str, key: str, dest: Path) -> None:
         try:
             response = self._s3.get_object(Bucket=bucket, Key=key)
         except ClientError as error:
@@ -170,7 +169,6 @@ class ArtifactCache:
             raise StorageUnavailable(f"S3 download of s3://{bucket}/{key} failed: {error}") from error
         finally:
             body.close()
-        return written
 
     def _evict_disk(self) -> None:
         """Remove least recently used unpinned model directories while over the disk budget."""

@@ -51,18 +51,17 @@ class InferenceProgram:
     """One imported ``SAGEMAKER_PROGRAM`` with its hooks resolved (defaults filled in)."""
 
     def __init__(self, module: ModuleType) -> None:
-        self.module = module
-        self.model_fn: Callable[..., Any] = getattr(module, "model_fn", codecs.default_model_fn)
+        self.model_fn = _Hook.of(getattr(module, "model_fn", codecs.default_model_fn))
         transform_fn = getattr(module, "transform_fn", None)
         input_fn = getattr(module, "input_fn", None)
         predict_fn = getattr(module, "predict_fn", None)
         output_fn = getattr(module, "output_fn", None)
         if transform_fn and (input_fn or predict_fn or output_fn):
             raise ValueError("Cannot use transform_fn together with input_fn, predict_fn and/or output_fn")
-        self.transform_fn: Callable[..., Any] | None = transform_fn
-        self.input_fn: Callable[..., Any] = input_fn or codecs.default_input_fn
-        self.predict_fn: Callable[..., Any] = predict_fn or codecs.default_predict_fn
-        self.output_fn: Callable[..., Any] = output_fn or codecs.default_output_fn
+        self.transform_fn = _Hook.of(transform_fn) if transform_fn is not None else None
+        self.input_fn = _Hook.of(input_fn or codecs.default_input_fn)
+        self.predict_fn = _Hook.of(predict_fn or codecs.default_predict_fn)
+        self.output_fn = _Hook.of(output_fn or codecs.default_output_fn)
 
     @classmethod
     def from_file(cls, path: str | Path) -> InferenceProgram:
@@ -114,13 +113,34 @@ class InferenceProgram:
         return Prediction(body=_to_bytes(result), content_type=str(content_type))
 
 
-def _call(func: Callable[..., Any], context: RequestContext | None, *args: Any) -> Any:
-    arity = len(inspect.signature(func).parameters)
+@dataclass(frozen=True)
+class _Hook:
+    """A hook with its parameter count, read once at import instead of on every request."""
+
+    func: Callable[..., Any]
+    # None when the signature cannot be read (e.g. ``model_fn = None``): such a hook must keep failing
+    # per request, as a ContainerError, rather than stop the program from importing.
+    arity: int | None
+
+    @classmethod
+    def of(cls, func: Callable[..., Any]) -> _Hook:
+        try:
+            return cls(func, _arity(func))
+        except Exception:
+            return cls(func, None)
+
+
+def _arity(func: Callable[..., Any]) -> int:
+    return len(inspect.signature(func).parameters)
+
+
+def _call(hook: _Hook, context: RequestContext | None, *args: Any) -> Any:
+    arity = _arity(hook.func) if hook.arity is None else hook.arity
     if arity == len(args):
-        return func(*args)
+        return hook.func(*args)
     if arity == len(args) + 1:
-        return func(*args, context)
-    raise TypeError(f"{func.__name__} takes {arity} arguments but {len(args)} were given.")
+        return hook.func(*args, context)
+    raise TypeError(f"{hook.func.__name__} takes {arity} arguments but {len(args)} were given.")
 
 
 def _to_bytes(value: Any) -> bytes:

@@ -64,16 +64,11 @@ class Lease(Generic[T]):
     store: ModelStore[T]
     entry: _Entry[T]
     cache_hit: bool
-    wait_seconds: float
     released: bool = field(default=False)
 
     @property
     def value(self) -> T:
         return self.entry.value
-
-    @property
-    def name(self) -> str:
-        return self.entry.name
 
     def release(self) -> None:
         if not self.released:
@@ -145,7 +140,7 @@ class ModelStore(Generic[T]):
             entry.leases += 1
             self._entries.move_to_end(name)
             self._metrics.model_cache_hit.observe(1)
-            return Lease(self, entry, cache_hit=True, wait_seconds=0.0)
+            return Lease(self, entry, cache_hit=True)
         self._metrics.model_cache_hit.observe(0)
         pending = self._pending.get(name)
         if pending is None:
@@ -160,9 +155,7 @@ class ModelStore(Generic[T]):
                 entry = pending.future.result()
             else:
                 pending.waiters -= 1
-                raise ModelNotReady(
-                    f"Model {name} is still being downloaded or loaded after {self._wait_seconds:g} s; retry later."
-                ) from None
+                raise self._not_ready(name) from None
         except BaseException:
             # Cancelled (client gone) or the load failed: give the reservation back if it was taken.
             if pending.future.done() and not pending.future.cancelled() and pending.future.exception() is None:
@@ -170,9 +163,7 @@ class ModelStore(Generic[T]):
             else:
                 pending.waiters -= 1
             raise
-        waited = time.perf_counter() - started
-        self._metrics.model_loading_wait_time.observe(waited)
-        return Lease(self, entry, cache_hit=False, wait_seconds=waited)
+        return self._loaded_lease(entry, started)
 
     def _start_load(self, name: str) -> _Pending[T]:
         loop = asyncio.get_running_loop()
@@ -201,7 +192,6 @@ class ModelStore(Generic[T]):
         self._metrics.model_size_bytes.labels(name).set(entry.size_bytes)
         self._evict()
         pending.future.set_result(entry)
-        self._update_gauges()
 
     async def _acquire_uncached(self, name: str, started: float) -> Lease[T]:
         self._metrics.model_cache_hit.observe(0)
@@ -212,18 +202,23 @@ class ModelStore(Generic[T]):
         except TimeoutError:
             # Nobody will use this copy; unload it when it arrives.
             future.add_done_callback(lambda done: self._discard_late(name, done))
-            raise ModelNotReady(
-                f"Model {name} is still being downloaded or loaded after {self._wait_seconds:g} s; retry later."
-            ) from None
+            raise self._not_ready(name) from None
         except Exception as error:
             self._metrics.model_load_failures.labels(self._failure_label(name, error)).inc()
             raise
         entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=1, cached=False)
         self._transient += 1
         self._update_gauges()
-        waited = time.perf_counter() - started
-        self._metrics.model_loading_wait_time.observe(waited)
-        return Lease(self, entry, cache_hit=False, wait_seconds=waited)
+        return self._loaded_lease(entry, started)
+
+    def _loaded_lease(self, entry: _Entry[T], started: float) -> Lease[T]:
+        self._metrics.model_loading_wait_time.observe(time.perf_counter() - started)
+        return Lease(self, entry, cache_hit=False)
+
+    def _not_ready(self, name: str) -> ModelNotReady:
+        return ModelNotReady(
+            f"Model {name} is still being downloaded or loaded after {self._wait_seconds:g} s; retry later."
+        )
 
     def _discard_late(self, name: str, done: asyncio.Future[Loaded[T]]) -> None:
         if not done.cancelled() and done.exception() is None:
@@ -240,7 +235,6 @@ class ModelStore(Generic[T]):
             return
         if entry.leases == 0:
             self._evict()
-            self._update_gauges()
 
     def _over_budget(self) -> bool:
         if self._max_models is not None and len(self._entries) > self._max_models:
