@@ -101,10 +101,8 @@ class Ops:
         validate_city(city)
         validate_version(version)
         if expected_live is None:
-            try:
-                expected_live = registry.live_model(city).version
-            except UnknownCity:
-                expected_live = None
+            live = registry.find_live(city)
+            expected_live = live.version if live else None
         live = registry.promote(
             city, version, force=True, expected_live=expected_live, reason=f"promoted by operator (was {expected_live})"
         )

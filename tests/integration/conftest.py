@@ -17,8 +17,6 @@ from tests.integration.model_sync_harness import BUCKET, TABLE, Clock, Stack, en
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     environment(monkeypatch)
-    # The shared Metrics object was built at import time, maybe before the test environment existed.
-    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
     clock = Clock()
     monkeypatch.setattr(moto.s3.models, "utcnow", clock)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)

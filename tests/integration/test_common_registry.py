@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from house_prices.errors import PromotionRefused, UnknownCity, UnknownVersion
-from house_prices.registry import ModelRegistry, ModelVersion, create_table
+from house_prices.registry import LiveModel, ModelRegistry, ModelVersion, create_table
 
 TABLE = "registry-test"
 OLD, MID, NEW = "20261125T040000Z-aaaaaaaa", "20261125T050000Z-bbbbbbbb", "20261125T060000Z-cccccccc"
 
 
 @pytest.fixture
-def registry() -> Iterator[ModelRegistry]:
+def dynamodb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, TABLE)
-        yield ModelRegistry(client, TABLE)
+        yield client
 
 
-def version(city: str, name: str, ae_p50: float = 1000.0, status: str = "standby") -> ModelVersion:
+@pytest.fixture
+def registry(dynamodb: Any) -> ModelRegistry:
+    return ModelRegistry(dynamodb, TABLE)
+
+
+def version(city: str, name: str, ae_p50: float = 1000.0, status: str = "standby", reason: str = "") -> ModelVersion:
     return ModelVersion(
         city=city,
         version=name,
@@ -33,6 +39,7 @@ def version(city: str, name: str, ae_p50: float = 1000.0, status: str = "standby
         sha256="ab" * 32,
         created_at="2026-11-25T04:00:00+00:00",
         metrics={"validation": {"ae_p50": ae_p50, "r2": 0.97, "rows": 300}},
+        reason=reason,
     )
 
 
@@ -81,8 +88,10 @@ def test_rollback_needs_the_expected_live_version(registry: ModelRegistry) -> No
         registry.record_version(version("Chicago_IL", name))
     registry.promote("Chicago_IL", NEW)
     # When an operator rolls back with a stale expectation / Then it is refused
-    with pytest.raises(PromotionRefused):
+    with pytest.raises(PromotionRefused, match=f"live version is '{NEW}', expected '{MID}'"):
         registry.promote("Chicago_IL", OLD, expected_live=MID, force=True)
+    with pytest.raises(PromotionRefused, match=f"live version is '{NEW}', expected '{OLD}'"):
+        registry.promote("Chicago_IL", OLD, expected_live=OLD, force=True)
     # When the expectation matches / Then the older version goes live
     assert registry.promote("Chicago_IL", OLD, expected_live=NEW, force=True).version == OLD
     assert registry.live_model("Chicago_IL").version == OLD
@@ -114,3 +123,38 @@ def test_live_models_lists_each_city_once(registry: ModelRegistry) -> None:
     assert [(m.city, m.version) for m in registry.live_models()] == [("Chicago_IL", NEW), ("Dallas_TX", NEW)]
     registry.set_status("Dallas_TX", OLD, "rejected", reason="bad")
     assert registry.version("Dallas_TX", OLD).reason == "bad"
+
+
+def test_promote_stores_the_reason_and_demotes_exactly_the_replaced_version(registry: ModelRegistry) -> None:
+    for name in (OLD, MID, NEW):
+        registry.record_version(version("Dallas_TX", name, reason="pending"))
+    registry.promote("Dallas_TX", OLD, reason="first")
+    registry.promote("Dallas_TX", NEW, reason="third")
+    # An older version can never replace a newer live one without force
+    with pytest.raises(PromotionRefused, match=f"newer version {NEW} is live"):
+        registry.promote("Dallas_TX", MID)
+    statuses = {v.version: (v.status, v.reason) for v in registry.versions("Dallas_TX")}
+    assert statuses == {OLD: ("standby", "first"), MID: ("standby", "pending"), NEW: ("live", "third")}
+
+
+def test_promotion_racing_a_concurrent_one_is_refused_not_doubly_live(registry: ModelRegistry, dynamodb: Any) -> None:
+    # Given OLD live and another writer promoting MID between our read and our write
+    for name in (OLD, MID, NEW):
+        registry.record_version(version("Dallas_TX", name, reason="pending"))
+    registry.promote("Dallas_TX", OLD)
+    other = ModelRegistry(dynamodb, TABLE)
+    real_find_live = registry.find_live
+
+    def stale_read(city: str) -> LiveModel | None:
+        seen = real_find_live(city)
+        other.promote(city, MID)  # lands after our read
+        return seen
+
+    registry.find_live = stale_read  # type: ignore[method-assign]
+    # When we try to promote NEW on the stale view
+    with pytest.raises(PromotionRefused):
+        registry.promote("Dallas_TX", NEW)
+    # Then exactly one version is live (MID), and a fresh attempt succeeds and demotes MID
+    assert [v.version for v in other.versions("Dallas_TX") if v.status == "live"] == [MID]
+    other.promote("Dallas_TX", NEW)
+    assert [v.version for v in other.versions("Dallas_TX") if v.status == "live"] == [NEW]

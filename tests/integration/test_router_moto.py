@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 from collections.abc import Iterator
@@ -49,7 +48,7 @@ def model_version(city: str, version: str, status: str = "standby") -> ModelVers
 
 
 @pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelRegistry]:
+def registry() -> Iterator[ModelRegistry]:
     """moto DynamoDB with Chicago_IL live at LIVE (OLD on standby, REJECTED rejected)."""
     with mock_aws():
         client = boto3.client("dynamodb")
@@ -69,7 +68,6 @@ def stubber(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry) -> Iterato
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "router")
     monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
     monkeypatch.setenv("REGISTRY_TABLE", TABLE)
-    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
     stubs: list[Stubber] = []
     real_build = wiring.build_service
 
@@ -97,11 +95,10 @@ def event(name: str, **changes: Any) -> dict[str, Any]:
         loaded["queryStringParameters"] = changes["query"]
         loaded["rawQueryString"] = "&".join(f"{k}={v}" for k, v in changes["query"].items())
     if "city" in changes:
-        for key in ("rawPath",):
-            loaded[key] = loaded[key].replace("Chicago_IL", changes["city"])
+        loaded["rawPath"] = loaded["rawPath"].replace("Chicago_IL", changes["city"])
         loaded["requestContext"]["http"]["path"] = loaded["rawPath"]
         loaded["pathParameters"] = {"city": changes["city"]}
-    return copy.deepcopy(loaded)
+    return loaded
 
 
 def invoke(payload: dict[str, Any]) -> tuple[int, dict[str, str], Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from house_prices.errors import DependencyFailure, PromotionRefused, UnknownCity, UnknownVersion
+from house_prices.errors import DependencyFailure, PromotionRefused, UnknownVersion
 from house_prices.naming import KeyLayout, target_model
 from house_prices.observability import metrics
 from house_prices.registry import LiveModel, ModelVersion, Status
@@ -70,10 +70,8 @@ class MemoryRegistry:
             raise UnknownVersion(city, version)
         return self.records[version]
 
-    def live_model(self, city: str) -> LiveModel:
-        if city not in self.live:
-            raise UnknownCity(city)
-        return self.live[city]
+    def find_live(self, city: str) -> LiveModel | None:
+        return self.live.get(city)
 
     def set_status(self, city: str, version: str, status: Status, reason: str = "") -> None:
         self.records[version] = replace(self.version(city, version), status=status, reason=reason)
@@ -104,8 +102,7 @@ class MemoryRegistry:
 
 
 @pytest.fixture(autouse=True)
-def _metrics_namespace(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
+def _clear_metrics() -> Iterator[None]:
     yield
     metrics.clear_metrics()
 

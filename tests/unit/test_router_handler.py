@@ -74,7 +74,6 @@ def router_environment(monkeypatch: pytest.MonkeyPatch, endpoint: FakeEndpoint) 
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "router")
     monkeypatch.setenv("ENDPOINT_NAME", "house-prices-mme")
     monkeypatch.setenv("REGISTRY_TABLE", "house-prices-registry")
-    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
     built: list[RouterSettings] = []
 
     def build(settings: RouterSettings) -> RouterService:

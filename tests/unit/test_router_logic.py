@@ -87,8 +87,7 @@ class FakeEndpoint:
 
 
 @pytest.fixture(autouse=True)
-def clean_metrics(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(metrics, "namespace", "HousePricesTest")
+def clean_metrics() -> Iterator[None]:
     metrics.clear_metrics()
     yield
     metrics.clear_metrics()

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
 from house_prices.artifacts import ArtifactReport, HashingReader, inspect_artifact
-from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused, UnknownCity
+from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused
 from house_prices.naming import KeyLayout, TrainingOutput, make_version
 from house_prices.observability import MetricUnit, logger, metrics
 from house_prices.registry import LiveModel, ModelVersion, Status
@@ -54,7 +54,7 @@ class ArtifactStore(Protocol):
 class Registry(Protocol):
     def record_version(self, version: ModelVersion) -> tuple[ModelVersion, bool]: ...
     def version(self, city: str, version: str) -> ModelVersion: ...
-    def live_model(self, city: str) -> LiveModel: ...
+    def find_live(self, city: str) -> LiveModel | None: ...
     def set_status(self, city: str, version: str, status: Status, reason: str = "") -> None: ...
     def promote(
         self,
@@ -192,7 +192,7 @@ class ModelSync:
 
     def _decide(self, output: TrainingOutput, version: str, candidate: Mapping[str, Any]) -> SyncResult:
         city = output.city
-        live = self._live(city)
+        live = self.registry.find_live(city)
         if live is not None and live.version == version:
             return self._result("promoted", "already live", output, version)
         if live is not None and live.version > version:
@@ -208,7 +208,7 @@ class ModelSync:
             self.registry.promote(city, version, reason=decision.reason)
         except PromotionRefused as refused:
             # Lost a race with another promotion; the monotonic rule decides who stays live.
-            current = self._live(city)
+            current = self.registry.find_live(city)
             if current is not None and current.version == version:
                 return self._result("promoted", "already live", output, version)
             reason = f"{refused.message}; gate {decision.reason}"
@@ -246,12 +246,6 @@ class ModelSync:
         return self._result("rejected", reason, output, version)
 
     # helpers
-    def _live(self, city: str) -> LiveModel | None:
-        try:
-            return self.registry.live_model(city)
-        except UnknownCity:
-            return None
-
     def _ignored(self, key: str, reason: str) -> SyncResult:
         logger.info("ignored", extra={"key": key, "reason": reason})
         return self._count(SyncResult("ignored", reason, key))

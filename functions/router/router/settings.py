@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from house_prices.errors import FieldProblem
 from house_prices.schema import DEFAULT_MAX_HOUSES_PER_REQUEST
@@ -21,7 +21,8 @@ class SettingsError(ValueError):
 class RouterSettings:
     endpoint_name: str
     registry_table: str
-    live_model_cache_seconds: int = 10
+    # 0 switches the cache off (the local stack wants promotions visible at once).
+    live_model_cache_seconds: int = field(default=10, metadata={"minimum": 0})
     max_houses_per_request: int = DEFAULT_MAX_HOUSES_PER_REQUEST
     endpoint_connect_timeout_seconds: int = 1
     endpoint_read_timeout_seconds: int = 8
@@ -32,6 +33,11 @@ class RouterSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RouterSettings:
+        """Read every variable; an int field's variable is its name upper-cased, so a new setting is one line.
+
+        Int fields all have defaults (the required settings are the strings); a minimum is 1 unless the
+        field's metadata says otherwise.
+        """
         problems: list[FieldProblem] = []
 
         def required(name: str) -> str:
@@ -53,19 +59,14 @@ class RouterSettings:
                 problems.append(FieldProblem(name, f"must be >= {minimum}, got {value}"))
             return value
 
-        settings = cls(
-            endpoint_name=required("ENDPOINT_NAME"),
-            registry_table=required("REGISTRY_TABLE"),
-            # 0 switches the cache off (the local stack wants promotions visible at once).
-            live_model_cache_seconds=integer("LIVE_MODEL_CACHE_SECONDS", 10, minimum=0),
-            max_houses_per_request=integer("MAX_HOUSES_PER_REQUEST", DEFAULT_MAX_HOUSES_PER_REQUEST, minimum=1),
-            endpoint_connect_timeout_seconds=integer("ENDPOINT_CONNECT_TIMEOUT_SECONDS", 1, minimum=1),
-            endpoint_read_timeout_seconds=integer("ENDPOINT_READ_TIMEOUT_SECONDS", 8, minimum=1),
-            endpoint_max_attempts=integer("ENDPOINT_MAX_ATTEMPTS", 2, minimum=1),
-            registry_connect_timeout_seconds=integer("REGISTRY_CONNECT_TIMEOUT_SECONDS", 1, minimum=1),
-            registry_read_timeout_seconds=integer("REGISTRY_READ_TIMEOUT_SECONDS", 1, minimum=1),
-            registry_max_attempts=integer("REGISTRY_MAX_ATTEMPTS", 2, minimum=1),
-        )
+        endpoint_name = required("ENDPOINT_NAME")
+        registry_table = required("REGISTRY_TABLE")
+        integers = {
+            f.name: integer(f.name.upper(), f.default, minimum=f.metadata.get("minimum", 1))
+            for f in fields(cls)
+            if isinstance(f.default, int)
+        }
+        settings = cls(endpoint_name=endpoint_name, registry_table=registry_table, **integers)
         if problems:
             raise SettingsError(problems)
         return settings

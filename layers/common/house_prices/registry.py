@@ -17,7 +17,7 @@ condition with an optimistic check on the current live version.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -121,10 +121,15 @@ class ModelRegistry:
 
     # reads
     def live_model(self, city: str) -> LiveModel:
-        item = self._get(city, LIVE_RECORD)
-        if item is None:
+        live = self.find_live(city)
+        if live is None:
             raise UnknownCity(city)
-        return LiveModel(city, item["live_version"], item["target_model"], item["promoted_at"])
+        return live
+
+    def find_live(self, city: str) -> LiveModel | None:
+        """The city's live model, or None when none is live (no error: callers branch on it)."""
+        item = self._get(city, LIVE_RECORD)
+        return _live_model(item) if item else None
 
     def version(self, city: str, version: str) -> ModelVersion:
         item = self._get(city, _version_record(version))
@@ -150,24 +155,12 @@ class ModelRegistry:
             KeyConditionExpression=f"{LIVE_PARTITION_ATTRIBUTE} = :live",
             ExpressionAttributeValues=_serialize({":live": LIVE_RECORD}),
         )
-        models = [LiveModel(i["city"], i["live_version"], i["target_model"], i["promoted_at"]) for i in items]
-        return sorted(models, key=lambda model: model.city)
+        return sorted(map(_live_model, items), key=lambda model: model.city)
 
     # writes
     def record_version(self, version: ModelVersion) -> tuple[ModelVersion, bool]:
         """Store a version once. Returns (stored record, created?); a duplicate keeps the first."""
-        item = {
-            "city": version.city,
-            "record": _version_record(version.version),
-            "version": version.version,
-            "status": version.status,
-            "artifact_key": version.artifact_key,
-            "source_key": version.source_key,
-            "sha256": version.sha256,
-            "created_at": version.created_at,
-            "metrics": version.metrics,
-            "reason": version.reason,
-        }
+        item = {**asdict(version), "record": _version_record(version.version)}
         try:
             self._db.put_item(
                 TableName=self._table,
@@ -185,14 +178,7 @@ class ModelRegistry:
 
     def set_status(self, city: str, version: str, status: Status, reason: str = "") -> None:
         self.version(city, version)  # UnknownVersion rather than a silent upsert
-        self._call(
-            "update_item",
-            Key=_serialize({"city": city, "record": _version_record(version)}),
-            UpdateExpression="SET #s = :s, reason = :why",
-            ConditionExpression="attribute_exists(#r)",
-            ExpressionAttributeNames={"#s": "status", "#r": "record"},
-            ExpressionAttributeValues=_serialize({":s": status, ":why": reason}),
-        )
+        self._call("update_item", **self._status_update(city, version, status, reason))
 
     def promote(
         self,
@@ -215,10 +201,7 @@ class ModelRegistry:
         candidate = self.version(city, version)
         if candidate.status == "rejected":
             raise PromotionRefused(f"{city} {version} was rejected: {candidate.reason}")
-        try:
-            current: LiveModel | None = self.live_model(city)
-        except UnknownCity:
-            current = None
+        current = self.find_live(city)
         if current and current.version == version:
             return current
         current_version = current.version if current else None
@@ -243,6 +226,9 @@ class ModelRegistry:
             condition, values = "attribute_not_exists(live_version)", {}
         else:
             condition, values = "live_version = :current", {":current": current_version}
+        updates = [self._status_update(city, version, "live", reason)]
+        if current_version is not None:
+            updates.append(self._status_update(city, current_version, "standby"))
         actions: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -252,10 +238,8 @@ class ModelRegistry:
                     **({"ExpressionAttributeValues": _serialize(values)} if values else {}),
                 }
             },
-            self._status_update(city, version, "live", reason),
+            *({"Update": {"TableName": self._table, **update}} for update in updates),
         ]
-        if current_version is not None:
-            actions.append(self._status_update(city, current_version, "standby"))
         try:
             self._db.transact_write_items(TransactItems=actions)
         except ClientError as error:
@@ -267,19 +251,21 @@ class ModelRegistry:
         return LiveModel(city, version, candidate.target_model, promoted_at)
 
     # plumbing
-    def _status_update(self, city: str, version: str, status: Status, reason: str | None = None) -> dict[str, Any]:
+    @staticmethod
+    def _status_update(city: str, version: str, status: Status, reason: str | None = None) -> dict[str, Any]:
+        """Status-change arguments shared by set_status and promote's transaction (each adds TableName its way).
+
+        ``reason=None`` leaves the stored reason untouched (a demoted version keeps why it was live).
+        """
         values: dict[str, Any] = {":s": status}
         if reason is not None:
             values[":why"] = reason
         return {
-            "Update": {
-                "TableName": self._table,
-                "Key": _serialize({"city": city, "record": _version_record(version)}),
-                "UpdateExpression": "SET #s = :s" + (", reason = :why" if reason is not None else ""),
-                "ConditionExpression": "attribute_exists(#r)",
-                "ExpressionAttributeNames": {"#s": "status", "#r": "record"},
-                "ExpressionAttributeValues": _serialize(values),
-            }
+            "Key": _serialize({"city": city, "record": _version_record(version)}),
+            "UpdateExpression": "SET #s = :s" + (", reason = :why" if reason is not None else ""),
+            "ConditionExpression": "attribute_exists(#r)",
+            "ExpressionAttributeNames": {"#s": "status", "#r": "record"},
+            "ExpressionAttributeValues": _serialize(values),
         }
 
     def _get(self, city: str, record: str) -> dict[str, Any] | None:
@@ -305,6 +291,10 @@ class ModelRegistry:
 
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _live_model(item: Mapping[str, Any]) -> LiveModel:
+    return LiveModel(item["city"], item["live_version"], item["target_model"], item["promoted_at"])
 
 
 def _model_version(item: Mapping[str, Any]) -> ModelVersion:
