@@ -36,19 +36,27 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def server_metric(url: str, name: str) -> float | None:
+def server_metrics(url: str) -> dict[str, float] | None:
+    """One /metrics snapshot: each sample name's value summed over its labels; None if unreachable.
+
+    One fetch per snapshot, so the figures read from it describe the same instant.
+    """
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
         text = httpx.get(f"{url}/metrics", timeout=5).text
     except httpx.HTTPError:
         return None
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    )
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
+    # A series the server has not created yet counts as 0, as it did when summing no samples.
+    return after.get(name, 0.0) - before.get(name, 0.0)
 
 
 def invoke(client: Any, endpoint_name: str, target: str) -> float:
@@ -87,16 +95,10 @@ def self_contained(cold_models: int) -> Iterator[tuple[str, str, list[str]]]:
 
 
 def run(url: str, endpoint_name: str, warm_target: str, cold_targets: list[str], requests: int) -> dict[str, Any]:
-    import boto3
-    from botocore.config import Config
+    from endpoint.testing import sagemaker_runtime
 
-    client = boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, tcp_keepalive=True),
-    )
-    download_before = server_metric(url, "ModelDownloadingTime_sum")
-    load_before = server_metric(url, "ModelLoadingTime_sum")
+    client = sagemaker_runtime(url, tcp_keepalive=True)
+    before = server_metrics(url)
     first = invoke(client, endpoint_name, warm_target)
     cold = [invoke(client, endpoint_name, target) for target in cold_targets]
     for _ in range(min(20, requests)):  # warm-up: connection pool, branch caches
@@ -115,21 +117,13 @@ def run(url: str, endpoint_name: str, warm_target: str, cold_targets: list[str],
     }
     if cold:
         result["cold_ms"] = {"models": len(cold), "mean": statistics.fmean(cold) * 1000, "max": max(cold) * 1000}
-    download_after = server_metric(url, "ModelDownloadingTime_sum")
-    load_after = server_metric(url, "ModelLoadingTime_sum")
-    loaded = server_metric(url, "ModelLoadingTime_count")
-    if (
-        download_before is not None
-        and download_after is not None
-        and load_before is not None
-        and load_after is not None
-        and loaded
-    ):
+    after = server_metrics(url)
+    if before is not None and after is not None and after.get("ModelLoadingTime_count"):
         result["server_s"] = {
-            "download_total": download_after - download_before,
-            "load_total": load_after - load_before,
-            "loads": loaded,
-            "loaded_bytes": server_metric(url, "LoadedModelBytes"),
+            "download_total": _delta(before, after, "ModelDownloadingTime_sum"),
+            "load_total": _delta(before, after, "ModelLoadingTime_sum"),
+            "loads": after["ModelLoadingTime_count"],
+            "loaded_bytes": after.get("LoadedModelBytes", 0.0),
         }
     return result
 

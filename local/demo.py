@@ -32,6 +32,7 @@ from house_prices import schema
 from house_prices.naming import KeyLayout
 from house_prices.registry import LiveModel, ModelRegistry
 from local.stack import DEFAULT_STATE_DIR, STACK_FILE_NAME, LocalStack, StackConfig, StackInfo, print_banner
+from training.report import make_console
 
 RETRAIN_CITY = "Chicago_IL"
 # Seeds disjoint from training (42) so the demo prices houses the models never saw.
@@ -48,12 +49,11 @@ class Timed:
     milliseconds: float
 
 
-def random_house(city: str, seed: int) -> dict[str, float | int]:
+def random_house(city: str, seed: int) -> dict[str, float]:
     """A house drawn from the seed's generator (so it is valid), as the API's JSON object."""
     from training.data import generate_houses
 
-    row = generate_houses(city, 1, seed)[0][1:]
-    return {f.name: int(v) if f.integer else float(v) for f, v in zip(schema.FEATURES, row, strict=True)}
+    return schema.house_from_row(generate_houses(city, 1, seed)[0][1:])
 
 
 def timed_post(client: httpx.Client, url: str, payload: Any, params: dict[str, str] | None = None) -> Timed:
@@ -91,7 +91,8 @@ def wait_for_live(
 
 def train_and_publish(
     stack: LocalStack, cities: Sequence[str], console: Console, work_dir: Path, **train_options: Any
-) -> Any:
+) -> dict[str, list[str]]:
+    """Train through ``training.jobs`` and upload like a training job would; returns each city's keys, artifact last."""
     from training.jobs import S3Publisher, publish_local_run, train_locally
     from training.report import print_results
 
@@ -99,8 +100,7 @@ def train_and_publish(
     print_results(report.results, report.failures, console=console, wall_seconds=report.wall_seconds)
     report.raise_for_failures()
     publisher = S3Publisher(stack.client("s3"), stack.info.bucket, KeyLayout(stack.info.prefix))
-    publish_local_run(publisher, report)
-    return report
+    return publish_local_run(publisher, report)
 
 
 def list_models(stack: LocalStack) -> list[dict[str, Any]]:
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if RETRAIN_CITY not in args.cities:
         parser.error(f"--cities must include {RETRAIN_CITY} (the city the demo retrains)")
-    console = Console() if Console().is_terminal else Console(width=160)
+    console = make_console()
     figures = run(console, args.state_dir, args.cities, args.workers)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -89,10 +89,8 @@ class CityResult:
     job_name: str
     metrics: Mapping[str, Any]
     artifact: Path
-    model_dir: Path
     inputs: Mapping[str, Path]
     wall_seconds: float
-    stdout: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,9 +114,6 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-    def by_city(self) -> dict[str, CityResult]:
-        return {result.city: result for result in self.results}
 
     def raise_for_failures(self) -> RunReport:
         if self.failures:
@@ -216,10 +211,8 @@ def run_city(
         job_name=job,
         metrics=metrics,
         artifact=artifact,
-        model_dir=model_dir,
         inputs=inputs,
         wall_seconds=time.perf_counter() - started,
-        stdout=completed.stdout,
     )
 
 
@@ -342,11 +335,6 @@ class SageMakerSettings:
         return images.sklearn_image_uri(self.region, self.image_version)
 
 
-def _prep_prefix_uri(bucket: str, layout: naming.KeyLayout, city: str, split: str) -> str:
-    key = layout.prep_key(city, split)
-    return f"s3://{bucket}/{key.rsplit('/', 1)[0]}/"
-
-
 def training_job_request(
     city: str,
     job: str,
@@ -388,7 +376,7 @@ def training_job_request(
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": _prep_prefix_uri(bucket, layout, city, CHANNELS[channel]),
+                        "S3Uri": f"s3://{bucket}/{layout.prep_split_prefix(city, CHANNELS[channel])}",
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
@@ -397,7 +385,7 @@ def training_job_request(
             }
             for channel in channels
         ],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{layout.training_output_prefix}{city}/"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{layout.training_output_city_prefix(city)}"},
         "ResourceConfig": {
             "InstanceType": settings.instance_type,
             "InstanceCount": settings.instance_count,

@@ -1,4 +1,4 @@
-"""Rich rendering of training results (shared by ``training.jobs``, ``training.demo`` and the stack demo)."""
+"""Rich rendering of training results (shared by the ``training.jobs`` CLI and the stack demo)."""
 
 from __future__ import annotations
 

@@ -25,10 +25,12 @@ from urllib.parse import quote_plus
 import httpx
 import numpy as np
 import pytest
+from rich.console import Console
 
 from house_prices import schema
 from house_prices.naming import KeyLayout
 from house_prices.registry import ModelRegistry
+from local.demo import train_and_publish, wait_for_live
 from local.process import group_members, port_is_free
 from local.stack import LocalStack, StackConfig
 from local.template import REPO_ROOT
@@ -57,32 +59,20 @@ def registry(stack: LocalStack) -> ModelRegistry:
     return ModelRegistry(stack.client("dynamodb"), stack.info.registry_table)
 
 
-def train_and_publish(stack: LocalStack, cities: tuple[str, ...], work_dir: Path, **options: Any) -> dict[str, str]:
-    """Train through training.jobs (real train.py processes) and publish like a training job would."""
-    from training.jobs import S3Publisher, publish_local_run, train_locally
-
-    report = train_locally(cities, work_dir, progress=False, workers=2, **options).raise_for_failures()
-    publisher = S3Publisher(stack.client("s3"), stack.info.bucket, KeyLayout(stack.info.prefix))
-    return {city: keys[-1] for city, keys in publish_local_run(publisher, report).items()}
+# The demo's training table and progress bars would only clutter pytest's captured output.
+QUIET = Console(quiet=True)
 
 
-def wait_for_live(registry: ModelRegistry, cities: tuple[str, ...], newer_than: str = "", timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        live = {m.city: m for m in registry.live_models() if m.city in cities and m.version > newer_than}
-        if len(live) == len(cities):
-            return live
-        time.sleep(0.1)
-    raise AssertionError(f"{cities} not promoted within {timeout}s: {registry.live_models()}")
+def train(stack: LocalStack, cities: tuple[str, ...], work_dir: Path, **options: Any) -> dict[str, str]:
+    """Train and publish as `make demo` does (real train.py processes); returns each city's artifact key."""
+    keys = train_and_publish(stack, cities, QUIET, work_dir, progress=False, workers=2, **options)
+    return {city: city_keys[-1] for city, city_keys in keys.items()}
 
 
-def houses(city: str, n: int, seed: int) -> list[dict[str, float | int]]:
+def houses(city: str, n: int, seed: int) -> list[dict[str, float]]:
     from training.data import generate_houses
 
-    rows = generate_houses(city, n, seed)[:, 1:]
-    return [
-        {f.name: int(v) if f.integer else float(v) for f, v in zip(schema.FEATURES, row, strict=True)} for row in rows
-    ]
+    return [schema.house_from_row(row) for row in generate_houses(city, n, seed)[:, 1:]]
 
 
 def reference_predictions(stack: LocalStack, city: str, version: str, batch: list[dict], tmp: Path) -> list[float]:
@@ -101,8 +91,8 @@ def reference_predictions(stack: LocalStack, city: str, version: str, batch: lis
 
 @pytest.fixture(scope="session")
 def trained(stack: LocalStack, registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    keys = train_and_publish(stack, CITIES, tmp_path_factory.mktemp("training"))
-    live = wait_for_live(registry, CITIES)
+    keys = train(stack, CITIES, tmp_path_factory.mktemp("training"))
+    live = wait_for_live(registry, CITIES, QUIET, timeout=60)
     return {"keys": keys, "live": live}
 
 
@@ -140,8 +130,8 @@ def test_retrain_goes_live_and_the_old_version_stays_addressable(
 ) -> None:
     old = trained["live"][RETRAIN_CITY]
     # Given a retrain on more data (better validation error, so the quality gate promotes it)
-    keys = train_and_publish(stack, (RETRAIN_CITY,), tmp_path / "retrain", houses_per_city=2000)
-    new = wait_for_live(registry, (RETRAIN_CITY,), newer_than=old.version)[RETRAIN_CITY]
+    train(stack, (RETRAIN_CITY,), tmp_path / "retrain", houses_per_city=2000)
+    new = wait_for_live(registry, (RETRAIN_CITY,), QUIET, timeout=60, newer_than={old.city: old.version})[RETRAIN_CITY]
     batch = houses(RETRAIN_CITY, 3, seed=11)
     # Then the API serves the new version by default
     current = predict(stack, RETRAIN_CITY, {"houses": batch})
@@ -156,7 +146,6 @@ def test_retrain_goes_live_and_the_old_version_stays_addressable(
     old_prices = [p["price"] for p in pinned.json()["predictions"]]
     assert old_prices == pytest.approx(reference_predictions(stack, RETRAIN_CITY, old.version, batch, tmp_path))
     assert old_prices != new_prices
-    trained["retrained_key"] = keys[RETRAIN_CITY]
 
 
 def _snapshot(stack: LocalStack, registry: ModelRegistry, city: str) -> dict[str, Any]:

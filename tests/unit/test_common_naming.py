@@ -97,6 +97,30 @@ def test_code_archives_are_content_addressed_outside_the_trigger_prefix() -> Non
 def test_prep_key_rejects_unknown_split() -> None:
     with pytest.raises(ValueError, match="split"):
         LAYOUT.prep_key("Chicago_IL", "holdout")
+    with pytest.raises(ValueError, match="split"):
+        LAYOUT.prep_split_prefix("Chicago_IL", "holdout")
+
+
+def test_sagemaker_prefixes_contain_exactly_the_keys_built_for_them() -> None:
+    # Given the prefixes a CreateTrainingJob request names (channel S3Prefix and S3OutputPath)
+    channel = LAYOUT.prep_split_prefix("Chicago_IL", "val")
+    output_path = LAYOUT.training_output_city_prefix("Chicago_IL")
+    # Then they are the seed's folders, and the keys we upload or expect lie directly inside them
+    assert channel == "DEMO_MME_SCIKIT_V1/model_prep/Chicago_IL/val/"
+    assert output_path == "DEMO_MME_SCIKIT_V1/model_artifacts/Chicago_IL/"
+    assert LAYOUT.prep_key("Chicago_IL", "val") == f"{channel}Chicago_IL_val.csv"
+    assert LAYOUT.training_output_key("Chicago_IL", "job-1") == f"{output_path}job-1/output/model.tar.gz"
+    # And another city's prefix does not contain them (no "Chicago_IL" vs "Chicago_IL2" overlap)
+    assert not LAYOUT.prep_key("Chicago_IL2", "val").startswith(channel)
+    assert not LAYOUT.training_output_key("Chicago_IL2", "job-1").startswith(output_path)
+
+
+@pytest.mark.parametrize("city", ["../x", "a/b", ""])
+def test_sagemaker_prefixes_reject_hostile_cities(city: str) -> None:
+    with pytest.raises(InvalidCityName):
+        LAYOUT.prep_split_prefix(city, "train")
+    with pytest.raises(InvalidCityName):
+        LAYOUT.training_output_city_prefix(city)
 
 
 def test_training_output_keys_round_trip_including_url_encoding() -> None:

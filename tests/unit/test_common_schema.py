@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import math
 from pathlib import Path
 
@@ -50,6 +51,19 @@ def test_a_valid_house_comes_back_in_feature_order() -> None:
     assert row == (1995, 3000, 4, 2.5, 1.1, 2)
     assert isinstance(row[0], int)
     assert house_from_row(row) == VALID
+
+
+def test_a_row_of_floats_becomes_a_house_with_integer_features_as_ints() -> None:
+    # Given a row as numpy's tolist() gives it (every value a float)
+    row = [1995.0, 3000.0, 4.0, 2.5, 1.1, 2.0]
+    # When turned into a house / Then integer features are ints, the others floats, in JSON as a client sends them
+    house = house_from_row(row)
+    assert house == VALID
+    assert [type(house[f.name]) for f in FEATURES] == [int if f.integer else float for f in FEATURES]
+    assert json.dumps(house) == json.dumps(VALID)
+    # And a row of the wrong length is refused rather than silently truncated
+    with pytest.raises(ValueError, match="expected 6 values, got 5"):
+        house_from_row(row[:-1])
 
 
 @pytest.mark.parametrize(

@@ -91,20 +91,25 @@ class KeyLayout:
     def __post_init__(self) -> None:
         validate_prefix(self.prefix)
 
-    # training inputs
-    def prep_key(self, city: str, split: str) -> str:
+    # training inputs; a SageMaker channel is the S3Prefix of one split
+    def prep_split_prefix(self, city: str, split: str) -> str:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        city = validate_city(city)
-        return f"{self.prefix}/{PREP_DIR}/{city}/{split}/{city}_{split}.csv"
+        return f"{self.prefix}/{PREP_DIR}/{validate_city(city)}/{split}/"
 
-    # training outputs
+    def prep_key(self, city: str, split: str) -> str:
+        return f"{self.prep_split_prefix(city, split)}{city}_{split}.csv"
+
+    # training outputs; SageMaker's S3OutputPath is the city prefix, below which it writes {job}/output/
     @property
     def training_output_prefix(self) -> str:
         return f"{self.prefix}/{TRAINING_OUTPUT_DIR}/"
 
+    def training_output_city_prefix(self, city: str) -> str:
+        return f"{self.training_output_prefix}{validate_city(city)}/"
+
     def training_output_key(self, city: str, job: str) -> str:
-        return f"{self.training_output_prefix}{validate_city(city)}/{validate_job(job)}/output/{ARTIFACT_FILENAME}"
+        return f"{self.training_output_city_prefix(city)}{validate_job(job)}/output/{ARTIFACT_FILENAME}"
 
     def parse_training_output_key(self, raw_key: str) -> TrainingOutput:
         """Parse a (possibly URL-encoded, as in S3 events) key into city and job.

@@ -161,9 +161,14 @@ def rows_to_csv(rows: Sequence[Sequence[float]]) -> str:
 
 
 def house_from_row(row: Sequence[float]) -> dict[str, float]:
-    if len(row) != len(FEATURE_NAMES):
-        raise ValueError(f"expected {len(FEATURE_NAMES)} values, got {len(row)}")
-    return dict(zip(FEATURE_NAMES, row))  # py3.9 in SageMaker sklearn 1.2-1 has no zip(strict=)
+    """The API's JSON object for a row in feature order (e.g. a numpy row), with plain int/float values.
+
+    Integer features come back as ``int`` so the object serialises as a client would send it.
+    """
+    if len(row) != len(FEATURES):
+        raise ValueError(f"expected {len(FEATURES)} values, got {len(row)}")
+    # The length is checked above because py3.9 in SageMaker sklearn 1.2-1 has no zip(strict=).
+    return {f.name: int(value) if f.integer else float(value) for f, value in zip(FEATURES, row)}
 
 
 def describe_features() -> list[dict[str, Any]]:
