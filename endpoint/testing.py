@@ -95,17 +95,33 @@ def fit_forest(seed: int, n_rows: int = 200, n_features: int = 6, n_estimators: 
     return RandomForestRegressor(n_estimators=n_estimators, random_state=seed, n_jobs=1, **params).fit(features, target)
 
 
-def model_tar_gz(model: Any, extra_files: dict[str, bytes] | None = None) -> bytes:
-    """``model.tar.gz`` bytes with ``model.joblib`` (and ``extra_files``) at the archive root."""
-    import joblib
+def model_tar_gz(model: Any, extra_files: dict[str, bytes] | None = None, *, pickled: bool = False) -> bytes:
+    """``model.tar.gz`` bytes with the packed ``forest.npz`` (or, if ``pickled``, ``model.joblib``) at its root."""
+    if pickled:
+        import joblib
 
-    files = {"model.joblib": _joblib_bytes(model, joblib), **(extra_files or {})}
+        files = {"model.joblib": _joblib_bytes(model, joblib), **(extra_files or {})}
+    else:
+        files = {"forest.npz": packed_bytes(model), **(extra_files or {})}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def packed_bytes(model: Any) -> bytes:
+    """``forest.npz`` of a fitted forest; six features are named as the serving schema names them."""
+    import packed_forest
+    from house_prices.schema import FEATURE_NAMES
+    from packed_forest.pack import pack_forest
+
+    count = model.n_features_in_
+    names = list(FEATURE_NAMES) if count == len(FEATURE_NAMES) else [f"f{i}" for i in range(count)]
+    buffer = io.BytesIO()
+    packed_forest.write(buffer, pack_forest(model, names).arrays)
     return buffer.getvalue()
 
 
@@ -152,7 +168,7 @@ import json
 import os
 import time
 
-import joblib
+from packed_forest import PackedForest
 
 
 def model_fn(model_dir):
@@ -161,7 +177,7 @@ def model_fn(model_dir):
     time.sleep(options.get("load_delay", 0))
     if options.get("fail"):
         raise RuntimeError(options["fail"])
-    return joblib.load(os.path.join(model_dir, "model.joblib"))
+    return PackedForest.load(os.path.join(model_dir, "forest.npz"))
 """
 
 

@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
+import tarfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,6 +115,13 @@ def list_models(stack: LocalStack) -> list[dict[str, Any]]:
     return objects
 
 
+def artifact_members(stack: LocalStack, key: str) -> list[str]:
+    """The file names inside one served ``model.tar.gz`` (read as data; nothing is loaded)."""
+    body = stack.client("s3").get_object(Bucket=stack.info.bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        return sorted(member.name for member in archive.getmembers() if member.isfile())
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -134,10 +143,20 @@ def run(console: Console, state_dir: Path, cities: Sequence[str], workers: int |
         live = wait_for_live(registry, cities, console)
 
         console.rule(f"3. models under the MME prefix ({info.model_data_url})")
-        table = Table("key", "size", "last modified", title_justify="left")
+        table = Table("key", "size", "last modified", "files", title_justify="left")
+        pickles = 0
         for item in list_models(stack):
-            table.add_row(item["Key"], f"{item['Size']:,} B", item["LastModified"].strftime("%H:%M:%S"))
+            members = artifact_members(stack, item["Key"])
+            pickles += any(name.endswith((".joblib", ".pkl", ".pickle")) for name in members)
+            modified = item["LastModified"].strftime("%H:%M:%S")
+            table.add_row(item["Key"], f"{item['Size']:,} B", modified, ", ".join(members))
         console.print(table)
+        figures["served_pickles"] = pickles
+        console.print(
+            "[green]no pickle is served: every model is a packed forest (docs/model-format.md)"
+            if not pickles
+            else f"[red]{pickles} served artifact(s) hold a pickle"
+        )
 
         console.rule("4. predictions through the HTTP API: first call (cold: model loads) and second (warm)")
         cold: list[float] = []

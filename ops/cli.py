@@ -32,7 +32,7 @@ from house_prices.naming import job_name, validate_city, validate_job, validate_
 from house_prices.observability import logger
 from house_prices.registry import ModelRegistry
 from model_sync.adapters.s3 import S3Artifacts
-from model_sync.gate import GatePolicy, ae_p50
+from model_sync.gate import GatePolicy, recorded_ae_p50
 from model_sync.logic import ModelSync
 from model_sync.settings import DEFAULT_QUALITY_GATE
 from ops.config import ConfigError, OpsConfig, process_environ, resolve
@@ -94,7 +94,7 @@ class Ops:
         versions = registry.versions(validate_city(city))
         if not versions:
             raise UnknownCity(city)
-        return [{**v.as_dict(), "ae_p50": ae_p50(v.metrics)} for v in versions]
+        return [{**v.as_dict(), "ae_p50": recorded_ae_p50(v.metrics)} for v in versions]
 
     def promote(self, city: str, version: str, expected_live: str | None) -> dict[str, Any]:
         registry = self.registry()

@@ -1,8 +1,14 @@
 """Serving hooks for the SageMaker scikit-learn container (``SAGEMAKER_PROGRAM=inference.py``).
 
 The container (and the local endpoint) call ``model_fn`` once per model, then per request
-``input_fn`` -> ``predict_fn`` -> ``output_fn``. Kept light at import: numpy and joblib only, plus
-``house_prices.schema`` for the feature order, which travels in the same ``sourcedir.tar.gz``.
+``input_fn`` -> ``predict_fn`` -> ``output_fn``. Kept light at import: numpy only, plus
+``house_prices.schema`` (feature order) and ``packed_forest`` (the model format), which travel in the
+same ``sourcedir.tar.gz``. scikit-learn is never imported here.
+
+Models are packed forests (``forest.npz``; docs/model-format.md): plain arrays, loaded with
+``allow_pickle=False``. Nothing unpickles unless the operator sets ``ALLOW_PICKLED_MODELS=true`` on the
+serving container, for users who bring their own estimators as ``model.joblib``: a pickle executes code
+on load, so only do that for artifacts you trust.
 
 ``output_fn`` returns ``(body: bytes, content_type: str)``. Both serving stacks of the container
 unwrap that tuple into the response body and its Content-Type: the multi-model (MMS) transformer of
@@ -18,11 +24,13 @@ import json
 import os
 from typing import Any
 
-import joblib
 import numpy as np
 
-from house_prices.naming import MODEL_FILENAME
+from house_prices.naming import PACKED_MODEL_FILENAME, PICKLED_MODEL_FILENAME
 from house_prices.schema import FEATURE_NAMES
+from packed_forest import PackedForest
+
+ALLOW_PICKLE_VARIABLE = "ALLOW_PICKLED_MODELS"
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -32,12 +40,43 @@ DEFAULT_ACCEPT = JSON
 
 
 def model_fn(model_dir: str) -> Any:
-    """Load ``model.joblib`` from the unpacked ``model.tar.gz``; serve single-threaded.
+    """Load the packed forest of an unpacked ``model.tar.gz`` (memory-mapped: processes share its pages).
+
+    A directory holding only a pickle is refused with the remedy, unless pickles were explicitly allowed.
+    """
+    packed = os.path.join(model_dir, PACKED_MODEL_FILENAME)
+    if os.path.isfile(packed):
+        forest = PackedForest.load(packed, mmap=True)
+        if forest.feature_names != FEATURE_NAMES:
+            raise ValueError(
+                f"model features {list(forest.feature_names)} differ from the serving order {list(FEATURE_NAMES)}"
+            )
+        return forest
+    pickled = os.path.join(model_dir, PICKLED_MODEL_FILENAME)
+    if os.path.isfile(pickled) and pickles_allowed():
+        return _load_pickled_estimator(pickled)
+    if os.path.isfile(pickled):
+        raise ValueError(
+            f"this model holds only a pickle ({PICKLED_MODEL_FILENAME}), which is not loaded because unpickling runs "
+            f"code. Convert it: python -m training.convert model.tar.gz --out packed.tar.gz (or set "
+            f"{ALLOW_PICKLE_VARIABLE}=true on the endpoint if you trust it)"
+        )
+    raise ValueError(f"no {PACKED_MODEL_FILENAME} in the model directory; see docs/model-format.md")
+
+
+def pickles_allowed() -> bool:
+    return os.environ.get(ALLOW_PICKLE_VARIABLE, "").strip().lower() == "true"
+
+
+def _load_pickled_estimator(path: str) -> Any:
+    """The opt-in path for a user's own estimator; served single-threaded.
 
     A forest pickled with ``n_jobs=-1`` spins a thread pool per call: ~32 ms for one row instead of
     ~5 ms, and the endpoint already serves requests concurrently.
     """
-    model = joblib.load(os.path.join(model_dir, MODEL_FILENAME))
+    import joblib
+
+    model = joblib.load(path)
     if hasattr(model, "n_jobs"):
         model.n_jobs = 1
     expected = getattr(model, "n_features_in_", len(FEATURE_NAMES))
@@ -67,7 +106,11 @@ def input_fn(body: str | bytes | bytearray, content_type: str) -> np.ndarray:
             data = np.asarray(json.loads(_text(body)), dtype=np.float64)
         elif media_type == NPY:
             raw = body.encode("latin-1") if isinstance(body, str) else bytes(body)
-            data = np.asarray(np.load(io.BytesIO(raw), allow_pickle=False), dtype=np.float64)
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
+            if array.dtype.kind not in "biuf":
+                # Casting would silently drop an imaginary part or misread text/bytes as numbers.
+                raise ValueError(f"application/x-npy body must hold real numbers, got dtype {array.dtype}")
+            data = np.asarray(array, dtype=np.float64)
         else:
             raise ValueError(
                 f"unsupported content type {content_type!r}; use one of {', '.join(SUPPORTED_CONTENT_TYPES)}"
@@ -97,30 +140,11 @@ def _as_feature_matrix(data: np.ndarray) -> np.ndarray:
     return data
 
 
-# Forests whose prediction is the plain mean of their trees' predictions.
-_AVERAGING_FORESTS = ("RandomForestRegressor", "ExtraTreesRegressor")
-
-
 def predict_fn(data: np.ndarray, model: Any) -> np.ndarray:
-    """Predict one price per row.
-
-    For a single-output averaging forest the trees are summed here, in order, exactly as
-    ``RandomForestRegressor.predict`` does with ``n_jobs=1`` (float32 features, float64 running sum,
-    then one division), so the prices are identical to the last bit. What is skipped is joblib's
-    per-call ``Parallel`` set-up and sklearn's re-validation: ~3 of the ~4 ms a one-row predict of a
-    100-tree forest costs, on every request.
-    """
-    trees = getattr(model, "estimators_", None)
-    if type(model).__name__ not in _AVERAGING_FORESTS or getattr(model, "n_outputs_", 1) != 1 or not trees:
-        return np.asarray(model.predict(data), dtype=np.float64)
-    features = np.ascontiguousarray(data, dtype=np.float32)
-    if features.ndim != 2 or not np.isfinite(features).all():
-        raise ValueError("input must be a 2-D array of finite numbers")
-    total = np.zeros(features.shape[0], dtype=np.float64)
-    for tree in trees:
-        total += tree.predict(features, check_input=False)
-    total /= len(trees)
-    return total
+    """Predict one price per row: all trees at once for a packed forest (bit-identical to sklearn)."""
+    if isinstance(model, PackedForest):
+        return model.predict(data)
+    return np.asarray(model.predict(data), dtype=np.float64)
 
 
 def _choose_accept(accept: str | None) -> str:

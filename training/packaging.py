@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import house_prices
+import packed_forest
 
 TRAINING_DIR = Path(__file__).resolve().parent
 ENTRY_POINT = "train.py"
@@ -67,16 +68,19 @@ def package_model(model_dir: str | Path, dest: str | Path) -> Path:
 
 
 def build_sourcedir(dest: str | Path) -> Path:
-    """``sourcedir.tar.gz``: train.py, inference.py and the ``house_prices`` package at the root.
+    """``sourcedir.tar.gz``: train.py, inference.py and the ``house_prices`` and ``packed_forest`` packages.
 
     SageMaker unpacks it into the working directory of the training script and of the model server
     (SAGEMAKER_SUBMIT_DIRECTORY), which is on ``sys.path``, so ``import house_prices`` works there.
     """
-    package_dir = Path(house_prices.__file__).resolve().parent
     members = [(TRAINING_DIR / ENTRY_POINT, ENTRY_POINT), (TRAINING_DIR / SERVING_PROGRAM, SERVING_PROGRAM)]
-    members += [
-        (path, f"{package_dir.name}/{arcname}") for path, arcname in _files_under(package_dir) if path.suffix == ".py"
-    ]
+    for package in (house_prices, packed_forest):
+        package_dir = Path(package.__file__ or "").resolve().parent
+        members += [
+            (path, f"{package_dir.name}/{arcname}")
+            for path, arcname in _files_under(package_dir)
+            if path.suffix == ".py"
+        ]
     return _write_tar_gz(Path(dest), members)
 
 

@@ -6,6 +6,10 @@ the same archive, so feature names and order come from ``house_prices.schema``, 
 
 Paths default to the container's environment: ``SM_MODEL_DIR``, ``SM_CHANNEL_TRAIN``,
 ``SM_CHANNEL_VALIDATION`` and (optional) ``SM_CHANNEL_TEST``.
+
+The model is written as a packed forest (``forest.npz``: node arrays, no pickle; docs/model-format.md),
+which any numpy serves identically whatever scikit-learn trained it. ``--keep-joblib`` also writes the
+pickled estimator (``model.joblib``) for users who want the object; nothing serves it by default.
 """
 
 from __future__ import annotations
@@ -19,15 +23,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import sklearn
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.metrics import r2_score
 
+import packed_forest
 from house_prices import naming, schema
+from packed_forest.evaluation import PERCENTILES, error_metrics
+from packed_forest.pack import pack_forest
 
-PERCENTILES = (10, 50, 90)
 # The seed's metric lines; SageMaker's MetricDefinitions regex is "AE-at-50th-percentile: ([0-9.]+).*$".
 METRIC_LINE = "AE-at-{q}th-percentile: {value:.4f}"
 _REQUIRED_PATHS = {"model_dir": "SM_MODEL_DIR", "train": "SM_CHANNEL_TRAIN", "validation": "SM_CHANNEL_VALIDATION"}
@@ -40,6 +44,15 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
     parser.add_argument("--min-samples-leaf", type=int, default=3)
     parser.add_argument("--model-name", default="house-price-model")
     parser.add_argument("--random-state", type=int, default=None)
+    # SageMaker passes hyperparameters as strings ("true"/"false"), so this takes a value, not a bare flag.
+    parser.add_argument(
+        "--keep-joblib",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        default=False,
+        help="also write the pickled estimator (model.joblib); never served by default",
+    )
     parser.add_argument("--model-dir", default=environ.get("SM_MODEL_DIR"))
     parser.add_argument("--train", default=environ.get("SM_CHANNEL_TRAIN"))
     parser.add_argument("--validation", default=environ.get("SM_CHANNEL_VALIDATION"))
@@ -49,6 +62,15 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
         if not getattr(args, dest):
             parser.error(f"--{dest.replace('_', '-')} is required (or set {variable})")
     return args
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def load_channel(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -78,19 +100,6 @@ def load_channel(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return rows[:, 1:], rows[:, 0]
 
 
-def error_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | int | None]:
-    absolute_errors = np.abs(y_true - y_pred)
-    p10, p50, p90 = np.percentile(absolute_errors, PERCENTILES)
-    return {
-        "ae_p10": float(p10),
-        "ae_p50": float(p50),
-        "ae_p90": float(p90),
-        # R² is undefined for a single row; JSON has no NaN, so say "unknown".
-        "r2": float(r2_score(y_true, y_pred)) if len(y_true) > 1 else None,
-        "rows": len(y_true),
-    }
-
-
 def train(args: argparse.Namespace) -> dict[str, Any]:
     x_train, y_train = load_channel(args.train)
     x_val, y_val = load_channel(args.validation)
@@ -102,8 +111,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     # n_jobs=1: cities train in parallel processes, and a pickled n_jobs=-1 slows one-row predictions.
     model = RandomForestRegressor(**hyperparameters, n_jobs=1)
     model.fit(x_train, y_train)
+    # Metrics come from the packed forest, i.e. from exactly what will serve.
+    packed = pack_forest(model, schema.FEATURE_NAMES)
 
-    validation = error_metrics(y_val, model.predict(x_val))
+    validation = error_metrics(y_val, packed.predict(x_val))
     for q in PERCENTILES:
         print(METRIC_LINE.format(q=q, value=validation[f"ae_p{q}"]))
     metrics: dict[str, Any] = {
@@ -111,18 +122,23 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "rows": {"train": len(y_train), "validation": len(y_val), "test": 0},
         "features": list(schema.FEATURE_NAMES),
         "versions": {"sklearn": sklearn.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "model_format": {"name": packed_forest.FORMAT_NAME, "version": packed.format_version},
         "hyperparameters": hyperparameters,
         "model_name": args.model_name,
     }
     if args.test:
         x_test, y_test = load_channel(args.test)
-        metrics["test"] = {**error_metrics(y_test, model.predict(x_test)), "median_price": float(np.median(y_test))}
+        metrics["test"] = {**error_metrics(y_test, packed.predict(x_test)), "median_price": float(np.median(y_test))}
         metrics["rows"]["test"] = len(y_test)
         print(f"Test-AE-at-50th-percentile: {metrics['test']['ae_p50']:.4f}")
 
     model_dir = Path(args.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, model_dir / naming.MODEL_FILENAME)
+    packed_forest.write(model_dir / naming.PACKED_MODEL_FILENAME, packed.arrays)
+    if args.keep_joblib:
+        import joblib
+
+        joblib.dump(model, model_dir / naming.PICKLED_MODEL_FILENAME)
     (model_dir / naming.METRICS_FILENAME).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics
 

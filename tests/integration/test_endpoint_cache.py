@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import joblib
 import pytest
 
 from endpoint.app import Runtime, create_app
@@ -22,11 +21,13 @@ from endpoint.testing import (
     model_tar_gz,
     moto_s3,
     options_file,
+    packed_bytes,
     s3_client,
     sagemaker_runtime,
     serve_in_thread,
     write_program,
 )
+from packed_forest import PackedForest
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +51,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         programs = tmp_path_factory.mktemp("programs")
         write_program(programs, OPTIONS_PROGRAM)
         # The store measures what model_fn returns; measure the same objects the same way here.
-        sizes = [measure_bytes(joblib.load(_roundtrip(model, tmp_path_factory))) for model in models]
+        sizes = [measure_bytes(PackedForest.from_bytes(packed_bytes(model))) for model in models]
         yield {"s3_url": s3_url, "programs": programs, "sizes": sizes}
-
-
-def _roundtrip(model: Any, factory: pytest.TempPathFactory) -> str:
-    path = factory.mktemp("m") / "model.joblib"
-    joblib.dump(model, path)
-    return str(path)
 
 
 Start = Callable[..., tuple[str, Runtime]]

@@ -31,7 +31,13 @@ from tests.integration.model_sync_harness import (
     only,
     s3_put_event,
 )
-from tests.unit.test_artifacts_inspection import add_file, build_artifact, realistic_metrics
+from tests.unit.test_artifacts_inspection import (
+    VALIDATION_PRICE,
+    add_file,
+    build_artifact,
+    constant_forest,
+    realistic_metrics,
+)
 
 
 @pytest.mark.parametrize("encode", [quote_plus, lambda key: quote(key, safe="/")], ids=["moto-%2F", "s3-style"])
@@ -160,28 +166,62 @@ def test_model_trained_on_another_column_order_is_rejected(stack: Stack) -> None
     assert stack.registry.live_models() == []
 
 
-def test_model_pickled_by_another_sklearn_than_the_endpoint_serves_is_rejected(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given an endpoint image serving scikit-learn 1.4 and a live model trained with 1.4.2
-    monkeypatch.setenv("SERVING_SKLEARN_VERSION", "1.4")
-    handler.service.cache_clear()
+def test_a_laptop_trained_packed_model_goes_live_whatever_its_scikit_learn(stack: Stack) -> None:
+    # Given a live model trained on the SageMaker image (scikit-learn 1.4.2)
     served = realistic_metrics(ae_p50=30_000) | {"versions": {"sklearn": "1.4.2", "numpy": "2.1.0"}}
     live = only(invoke(s3_put_event(stack.upload(build_artifact(served), job="ok"))))
     assert live["action"] == "promoted"
-    # When a far better model pickled by scikit-learn 1.9.1 (e.g. trained on a laptop) arrives
-    laptop = realistic_metrics(ae_p50=1_000)
+    # When a better packed model trained on a laptop with scikit-learn 1.9.1 arrives
+    laptop = realistic_metrics(ae_p50=1_000) | {"versions": {"sklearn": "1.9.1", "numpy": "2.4.6"}}
     outcome = only(invoke(s3_put_event(stack.upload(build_artifact(laptop), job="laptop"))))
-    # Then it is rejected for good, never copied, and the live model stays
+    # Then the format, not the scikit-learn version, decides: it is measured, better, and goes live
+    assert outcome["action"] == "promoted", outcome
+    assert "measured validation.ae_p50 1000 vs live 30000" in outcome["reason"]
+    assert stack.registry.live_model(CITY).version == outcome["version"]
+
+
+def test_a_pickle_only_artifact_is_rejected_with_the_remedy(stack: Stack) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+        add_file(archive, "model.joblib", b"\x80\x04not-unpickled")
+        add_file(archive, "metrics.json", json.dumps(realistic_metrics()).encode())
+    outcome = only(invoke(s3_put_event(stack.upload(raw.getvalue()))))
     assert outcome["action"] == "rejected"
-    assert "scikit-learn '1.9.1'" in outcome["reason"]
+    assert "python -m training.convert" in outcome["reason"]
     assert stack.registry.version(CITY, outcome["version"]).status == "rejected"
+    assert stack.mme_objects() == {}
+
+
+def test_metrics_that_lie_about_the_error_are_rejected_and_the_live_model_stays(stack: Stack) -> None:
+    # Given a live model, and a candidate whose forest is bad but whose metrics.json claims a tiny error
+    live = only(invoke(s3_put_event(stack.upload(build_artifact(realistic_metrics(20_000)), job="ok"))))
+    liar = build_artifact(realistic_metrics(ae_p50=10), model=constant_forest(VALIDATION_PRICE + 90_000))
+    outcome = only(invoke(s3_put_event(stack.upload(liar, job="liar"))))
+    # Then model-sync measured it, and rejected it with both numbers; nothing was copied
+    assert outcome["action"] == "rejected"
+    assert "reports validation.ae_p50=10 but model-sync measured 90000" in outcome["reason"]
     assert stack.registry.live_model(CITY).version == live["version"]
     assert all(outcome["version"] not in name for name in stack.mme_objects())
 
 
+def test_without_validation_rows_only_the_always_gate_promotes(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a city with no held-out rows under model_prep/
+    city = "Tucson_AZ"
+    outcome = only(invoke(s3_put_event(stack.upload(build_artifact(), city=city, job="a"))))
+    # Then the default gate holds it back, saying why
+    assert outcome["action"] == "standby"
+    assert "no validation rows at" in outcome["reason"]
+    assert "only the 'always' gate can promote" in outcome["reason"]
+    # And with the 'always' gate the next one goes live, the reason saying it was not measured
+    monkeypatch.setenv("QUALITY_GATE", "always")
+    handler.service.cache_clear()
+    promoted = only(invoke(s3_put_event(stack.upload(build_artifact(), city=city, job="b"))))
+    assert promoted["action"] == "promoted"
+    assert "not measured" in promoted["reason"]
+
+
 def test_truncated_upload_is_rejected_without_a_live_model(stack: Stack) -> None:
-    data = build_artifact(model=bytes(range(256)) * 400)
+    data = build_artifact(extra=lambda archive: add_file(archive, "padding.bin", bytes(range(256)) * 400))
     outcome = only(invoke(s3_put_event(stack.upload(data[: len(data) // 2]))))
     assert outcome["action"] == "rejected"
     assert "truncated" in outcome["reason"]
@@ -286,10 +326,10 @@ def test_bad_quality_gate_fails_with_the_variable_name(stack: Stack, monkeypatch
 
 
 def test_artifact_written_by_tarfile_gz_mode_with_dot_names_is_accepted(stack: Stack) -> None:
-    # SageMaker/`tar czf -C dir .` style: "./model.joblib"
+    # SageMaker/`tar czf -C dir .` style: "./forest.npz"
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w:gz") as archive:
-        add_file(archive, "./model.joblib", b"model")
+        add_file(archive, "./forest.npz", constant_forest(VALIDATION_PRICE + 21_000))
         add_file(archive, "./metrics.json", json.dumps(realistic_metrics()).encode())
     assert only(invoke(s3_put_event(stack.upload(raw.getvalue()))))["action"] == "promoted"
 

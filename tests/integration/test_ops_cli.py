@@ -103,7 +103,8 @@ def test_publish_refuses_an_invalid_artifact_before_uploading(
     assert code == 1
     assert error["error"] == "InvalidArtifact"
     assert "absolute path" in error["message"]
-    assert aws.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+    uploaded = aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=LAYOUT.training_output_prefix)
+    assert uploaded.get("KeyCount") == 0
 
 
 @pytest.mark.parametrize(

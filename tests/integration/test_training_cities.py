@@ -9,12 +9,12 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
 from endpoint.testing import moto_s3, s3_client
 from house_prices import naming, schema
+from packed_forest import PackedForest
 from training import jobs
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,9 @@ def test_each_city_test_median_error_is_under_5_percent_of_its_median_price(seed
     """Acceptance: computed here from the packaged artifact and the test CSV, not taken from metrics.json."""
     for result in seed_run.results:
         with tarfile.open(result.artifact, "r:gz") as tar:
-            model = joblib.load(tar.extractfile(naming.MODEL_FILENAME))  # type: ignore[arg-type]
+            packed = tar.extractfile(naming.PACKED_MODEL_FILENAME)
+            assert packed is not None
+            model = PackedForest.from_bytes(packed.read())
         rows = np.loadtxt(result.inputs["test"], delimiter=",", ndmin=2)
         prices = rows[:, 0]
         median_error = float(np.median(np.abs(prices - model.predict(rows[:, 1:]))))

@@ -12,8 +12,8 @@ import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 
@@ -87,7 +87,7 @@ def test_hooks_from_the_unpacked_sourcedir_predict_like_the_in_memory_model(
     # Given the served program and model, unpacked from the two archives
     program = load_program(trained["code"] / "inference.py")
     served = program.model_fn(str(trained["model"]))
-    reference = joblib.load(trained["model"] / naming.MODEL_FILENAME)
+    reference = fitted_in_memory(trained)
     houses = np.loadtxt(trained["test_csv"], delimiter=",", ndmin=2)[:, 1:]
     if content_type == "text/csv":
         body: str | bytes = schema.rows_to_csv(houses.tolist()).encode()
@@ -107,7 +107,7 @@ def test_hooks_from_the_unpacked_sourcedir_predict_like_the_in_memory_model(
     else:
         decoded = np.load(io.BytesIO(payload))
     assert response_type == accept
-    assert served.n_jobs == 1
+    assert type(served).__name__ == "PackedForest"
     assert decoded.shape == (100,)
     assert np.array_equal(decoded, reference.predict(houses))
 
@@ -127,7 +127,7 @@ def test_train_py_runs_from_the_unpacked_sourcedir_alone(trained: dict[str, Path
     """As in the container: only the sourcedir (the script's own directory) supplies house_prices.
 
     ``-S`` skips site processing, so the venv's .pth (which adds layers/common and the repo) is not
-    read; site-packages is added back by hand for numpy/sklearn/joblib only.
+    read; site-packages is added back by hand for numpy/sklearn only (packed_forest comes from the sourcedir).
     """
     import sklearn
 
@@ -143,18 +143,23 @@ def test_train_py_runs_from_the_unpacked_sourcedir_alone(trained: dict[str, Path
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
-    assert (root / "m2" / naming.MODEL_FILENAME).is_file()
+    assert (root / "m2" / naming.PACKED_MODEL_FILENAME).is_file()
     assert "AE-at-50th-percentile:" in completed.stdout
+
+
+def fitted_in_memory(trained: dict[str, Path]) -> Any:
+    """Houston_TX fitted here exactly as the fixture's train.py run fitted it (deterministic per random_state)."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    train = np.loadtxt(trained["root"] / "train" / "Houston_TX_train.csv", delimiter=",", ndmin=2)
+    model = RandomForestRegressor(n_estimators=100, min_samples_leaf=3, random_state=3, n_jobs=1)
+    return model.fit(train[:, 1:], train[:, 0])
 
 
 def test_served_model_is_the_model_training_fitted(trained: dict[str, Path]) -> None:
     # Given the same training split and hyperparameters, fitted here in memory (forests are deterministic
     # for a fixed random_state)
-    from sklearn.ensemble import RandomForestRegressor
-
-    train = np.loadtxt(trained["root"] / "train" / "Houston_TX_train.csv", delimiter=",", ndmin=2)
-    in_memory = RandomForestRegressor(n_estimators=100, min_samples_leaf=3, random_state=3, n_jobs=1)
-    in_memory.fit(train[:, 1:], train[:, 0])
+    in_memory = fitted_in_memory(trained)
     # When the packaged model is served from the unpacked archives
     program = load_program(trained["code"] / "inference.py")
     served = program.model_fn(str(trained["model"]))

@@ -1,7 +1,10 @@
 """Streaming inspection of model.tar.gz: every hostile or broken archive is rejected with its reason.
 
 The builders at the top are reused by the model-sync and ops tests (``from
-tests.unit.test_artifacts_inspection import build_artifact, realistic_metrics``).
+tests.unit.test_artifacts_inspection import build_artifact, realistic_metrics``). Their default model is
+a real packed forest that predicts ``VALIDATION_PRICE + ae_p50`` for every house, so on the rows of
+``validation_csv()`` (every price ``VALIDATION_PRICE``) model-sync measures exactly the AE p50 that the
+artifact's metrics report.
 """
 
 from __future__ import annotations
@@ -25,6 +28,28 @@ from house_prices.artifacts import (
 )
 from house_prices.errors import InvalidArtifact
 from house_prices.schema import FEATURE_NAMES
+from packed_forest import format as packed_format
+
+VALIDATION_PRICE = 300_000.0
+_DEFAULT_AE_P50 = 21_000.0
+
+
+def constant_forest(prediction: float, features: tuple[str, ...] | list[str] = FEATURE_NAMES) -> bytes:
+    """forest.npz bytes of a one-leaf forest that predicts ``prediction`` for any house."""
+    import numpy as np
+
+    nodes = np.zeros(1, dtype=packed_format.NODE_DTYPE)
+    meta = packed_format.make_meta(list(features), 1, 1, {"estimator": "test-constant"})
+    arrays = packed_format.validate(meta, np.array([0, 1], dtype=np.int64), nodes, np.array([float(prediction)]))
+    buffer = io.BytesIO()
+    packed_format.write(buffer, arrays)
+    return buffer.getvalue()
+
+
+def validation_csv(rows: int = 20) -> bytes:
+    """The seed's headerless validation CSV (PRICE first); every price is VALIDATION_PRICE."""
+    line = f"{int(VALIDATION_PRICE)},2005,3100,4,2.5,1.1,2\n"
+    return (line * rows).encode()
 
 
 def realistic_metrics(
@@ -66,17 +91,24 @@ def build_artifact(
     extra: Callable[[tarfile.TarFile], None] | None = None,
     prefix: str = "",
 ) -> bytes:
-    """A gzip tar with model.joblib + metrics.json at its root (model-sync never unpickles, any bytes do)."""
-    model_bytes = model if model is not None else b"joblib-model-bytes:" + os.urandom(2048)
-    metrics_bytes = metrics if isinstance(metrics, bytes) else json.dumps(metrics or realistic_metrics()).encode()
+    """A gzip tar with forest.npz + metrics.json at its root; the forest agrees with the reported AE p50."""
+    metrics = realistic_metrics() if metrics is None else metrics
+    model_bytes = model if model is not None else constant_forest(VALIDATION_PRICE + _reported_ae_p50(metrics))
+    metrics_bytes = metrics if isinstance(metrics, bytes) else json.dumps(metrics).encode()
 
     def members(archive: tarfile.TarFile) -> None:
-        add_file(archive, f"{prefix}model.joblib", model_bytes)
+        add_file(archive, f"{prefix}forest.npz", model_bytes)
         add_file(archive, f"{prefix}metrics.json", metrics_bytes)
         if extra:
             extra(archive)
 
     return gzip.compress(_tar_bytes(members), mtime=0)
+
+
+def _reported_ae_p50(metrics: dict[str, Any] | bytes) -> float:
+    validation = metrics.get("validation") if isinstance(metrics, dict) else None
+    value = validation.get("ae_p50") if isinstance(validation, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _DEFAULT_AE_P50
 
 
 def _special(name: str, kind: bytes, linkname: str = "") -> Callable[[tarfile.TarFile], None]:
@@ -104,13 +136,15 @@ def test_valid_artifact_is_described_with_sha256_members_and_metrics() -> None:
     assert isinstance(report, ArtifactReport)
     assert report.sha256 == hashlib.sha256(data).hexdigest()
     assert report.size_bytes == len(data)
-    assert report.members == ("model.joblib", "metrics.json")
+    assert report.members == ("forest.npz", "metrics.json")
     assert report.metrics["validation"]["ae_p50"] == 12_345.5
-    assert report.unpacked_bytes == 2048 + len(b"joblib-model-bytes:") + len(json.dumps(report.metrics).encode())
+    # and hands back the packed model's bytes for model-sync to validate and measure
+    assert report.packed_model == constant_forest(VALIDATION_PRICE + 12_345.5)
+    assert report.unpacked_bytes == len(report.packed_model) + len(json.dumps(report.metrics).encode())
 
 
 def test_dot_slash_member_names_count_as_the_archive_root() -> None:
-    # Given `tar czf model.tar.gz -C model_dir .` style names ("./model.joblib" and a "." directory)
+    # Given `tar czf model.tar.gz -C model_dir .` style names ("./forest.npz" and a "." directory)
     def dot_dir(archive: tarfile.TarFile) -> None:
         info = tarfile.TarInfo(".")
         info.type = tarfile.DIRTYPE
@@ -119,7 +153,7 @@ def test_dot_slash_member_names_count_as_the_archive_root() -> None:
     data = build_artifact(prefix="./", extra=dot_dir)
     # Then the required files are found at the root
     report = inspect_artifact(io.BytesIO(data))
-    assert set(report.members) == {"model.joblib", "metrics.json", "."}
+    assert set(report.members) == {"forest.npz", "metrics.json", "."}
 
 
 def test_subdirectories_with_regular_files_are_allowed() -> None:
@@ -140,11 +174,11 @@ def test_subdirectories_with_regular_files_are_allowed() -> None:
         (lambda a: add_file(a, "code/../../evil.py", b"x"), "escapes the archive root"),
         (lambda a: add_file(a, "/etc/cron.d/evil", b"x"), "absolute path"),
         (_special("link", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link"),
-        (_special("hard", tarfile.LNKTYPE, "model.joblib"), "hard link"),
+        (_special("hard", tarfile.LNKTYPE, "forest.npz"), "hard link"),
         (_special("tty", tarfile.CHRTYPE), "device file"),
         (_special("disk", tarfile.BLKTYPE), "device file"),
         (_special("pipe", tarfile.FIFOTYPE), "FIFO"),
-        (lambda a: add_file(a, "model.joblib", b"second copy"), "appears more than once"),
+        (lambda a: add_file(a, "forest.npz", b"second copy"), "appears more than once"),
         (lambda a: add_file(a, "dir\\evil", b"x"), "backslash"),
     ],
     ids=["traversal", "nested-traversal", "absolute", "symlink", "hardlink", "chr", "blk", "fifo", "dup", "bslash"],
@@ -191,7 +225,7 @@ def test_corrupted_crc_is_rejected() -> None:
 
 
 def test_plain_tar_is_not_gzip() -> None:
-    raw = _tar_bytes(lambda a: add_file(a, "model.joblib", b"x"))
+    raw = _tar_bytes(lambda a: add_file(a, "forest.npz", b"x"))
     assert "not valid gzip" in _reject(raw)
 
 
@@ -207,9 +241,9 @@ def test_trailing_bytes_after_gzip_are_rejected() -> None:
     assert "trailing bytes" in _reject(build_artifact() + b"garbage")
 
 
-@pytest.mark.parametrize("missing", ["model.joblib", "metrics.json"])
+@pytest.mark.parametrize("missing", ["forest.npz", "metrics.json"])
 def test_missing_required_file_is_named(missing: str) -> None:
-    present = "metrics.json" if missing == "model.joblib" else "model.joblib"
+    present = "metrics.json" if missing == "forest.npz" else "forest.npz"
     data = gzip.compress(_tar_bytes(lambda a: add_file(a, present, b"{}")))
     message = _reject(data)
     assert "lacks required file" in message
@@ -218,13 +252,24 @@ def test_missing_required_file_is_named(missing: str) -> None:
 
 def test_required_file_in_a_subdirectory_does_not_count() -> None:
     data = gzip.compress(
-        _tar_bytes(lambda a: (add_file(a, "out/model.joblib", b"m"), add_file(a, "out/metrics.json", b"{}")))
+        _tar_bytes(lambda a: (add_file(a, "out/forest.npz", b"m"), add_file(a, "out/metrics.json", b"{}")))
     )
-    assert "lacks required file(s) at its root: model.joblib, metrics.json" in _reject(data)
+    assert "lacks required file(s) at its root: forest.npz, metrics.json" in _reject(data)
 
 
 def test_empty_model_is_rejected() -> None:
-    assert "model.joblib is empty" in _reject(build_artifact(model=b""))
+    assert "forest.npz is empty" in _reject(build_artifact(model=b""))
+
+
+def test_a_pickle_only_artifact_is_rejected_with_the_remedy() -> None:
+    # Given an artifact that holds a pickled estimator instead of a packed forest
+    data = gzip.compress(
+        _tar_bytes(lambda a: (add_file(a, "model.joblib", b"\x80\x04pickle"), add_file(a, "metrics.json", b"{}")))
+    )
+    # Then it is rejected without being read, and the reason names the converter
+    message = _reject(data)
+    assert "only a pickled model (model.joblib)" in message
+    assert "python -m training.convert" in message
 
 
 @pytest.mark.parametrize(
@@ -236,8 +281,11 @@ def test_empty_model_is_rejected() -> None:
         (b"[1, 2, 3]", "must hold a JSON object, got list"),
         (b"\xff\xfe", "metrics.json is not valid JSON"),
         (b'{"pad": "' + b"x" * MAX_METRICS_BYTES + b'"}', "more than the limit of 65536"),
+        (b"[" * 5000 + b"]" * 5000, "nested"),
+        (b'{"a":' * 40 + b"1" + b"}" * 40, "nested more than 32 levels"),
+        (b'{"validation": {"ae_p50": 1' + b"0" * 4000 + b"}}", "too large for a float"),
     ],
-    ids=["syntax", "nan", "inf", "not-object", "not-utf8", "too-big"],
+    ids=["syntax", "nan", "inf", "not-object", "not-utf8", "too-big", "deep-5000", "deep-40", "huge-int"],
 )
 def test_bad_metrics_json_is_rejected(metrics: bytes, reason: str) -> None:
     assert reason in _reject(build_artifact(metrics=metrics))

@@ -1,4 +1,4 @@
-"""Quality-gate policy parsing, the decision table, column-order rejection and settings."""
+"""Quality-gate policy parsing, the decision table on measured errors, reported-vs-measured checks, settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from house_prices.naming import DEFAULT_PREFIX
 from house_prices.schema import FEATURE_NAMES
-from model_sync.gate import GatePolicy, decide, metrics_problem
+from model_sync.gate import GatePolicy, Measured, decide, disagreement, metrics_problem, reported_ae_p50
 from model_sync.settings import SyncSettings
 from tests.unit.test_artifacts_inspection import realistic_metrics
 
@@ -36,6 +36,10 @@ def test_bad_policies_name_the_variable_and_the_valid_forms(text: str) -> None:
         GatePolicy.parse(text)
 
 
+def measured(ae_p50: float, rows: int = 300) -> Measured:
+    return Measured(ae_p50=ae_p50, rows=rows, metrics={"ae_p50": ae_p50, "rows": rows})
+
+
 @pytest.mark.parametrize(
     ("policy", "candidate", "live", "promote", "why"),
     [
@@ -46,28 +50,50 @@ def test_bad_policies_name_the_variable_and_the_valid_forms(text: str) -> None:
         (NOT_WORSE_5, 10_000, 20_000, True, "passed"),
         (GatePolicy("not-worse-than-live-by", 0), 20_001, 20_000, False, "held back"),
         (GatePolicy("always"), 90_000, 20_000, True, "always"),
-        (NOT_WORSE_5, 20_000, "missing", True, "live version has no usable"),
-        (NOT_WORSE_5, "missing", 20_000, False, "candidate has no usable"),
+        (NOT_WORSE_5, 20_000, "unmeasurable", True, "live version could not be measured"),
+        (NOT_WORSE_5, "unmeasurable", 20_000, False, "only the 'always' gate can promote"),
+        (NOT_WORSE_5, "unmeasurable", None, False, "only the 'always' gate can promote"),
+        (GatePolicy("always"), "unmeasurable", 20_000, True, "not measured: no validation rows"),
     ],
 )
 def test_decision_table(policy: GatePolicy, candidate: Any, live: Any, promote: bool, why: str) -> None:
-    def metrics(value: Any) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        return {"validation": {}} if value == "missing" else realistic_metrics(ae_p50=float(value))
+    # Given the measured errors of candidate and live ("unmeasurable": no rows / no packed live model)
+    def of(value: Any) -> Measured | None:
+        return None if value in (None, "unmeasurable") else measured(float(value))
 
-    candidate_metrics = metrics(candidate)
-    assert candidate_metrics is not None
-    decision = decide(policy, candidate_metrics, metrics(live))
+    # When the gate decides
+    decision = decide(
+        policy, of(candidate), of(live), has_live=live is not None, unmeasured_reason="no validation rows at s3://b/k"
+    )
+    # Then the outcome and its reason follow the policy
     assert decision.promote is promote
     assert why in decision.reason
 
 
-def test_held_back_reason_shows_both_numbers_and_the_limit() -> None:
-    decision = decide(NOT_WORSE_5, realistic_metrics(ae_p50=22_000), realistic_metrics(ae_p50=20_000))
+def test_held_back_reason_shows_both_numbers_the_rows_and_the_limit() -> None:
+    decision = decide(NOT_WORSE_5, measured(22_000), measured(20_000), has_live=True)
     assert decision.reason == (
-        "held back: validation.ae_p50 22000 vs live 20000 (limit 21000, not-worse-than-live-by:5)"
+        "held back: measured validation.ae_p50 22000 vs live 20000 on the same 300 rows "
+        "(limit 21000, not-worse-than-live-by:5)"
     )
+
+
+@pytest.mark.parametrize(
+    ("reported", "actual", "believed"),
+    [(20_000, 20_000, True), (20_000, 20_150, True), (20_000, 20_300, False), (1_000, 20_000, False)],
+)
+def test_reported_errors_must_match_the_measured_ones(reported: float, actual: float, believed: bool) -> None:
+    # Given an artifact whose metrics.json reports one AE p50 while model-sync measures another
+    problem = disagreement(realistic_metrics(ae_p50=reported), measured(actual))
+    # Then a gap beyond the tolerance is a reason to reject, naming both numbers
+    assert (problem is None) is believed
+    if not believed:
+        assert f"reports validation.ae_p50={reported:g} but model-sync measured {actual:g}" in str(problem)
+
+
+def test_a_huge_reported_number_is_unusable_not_an_overflow() -> None:
+    assert reported_ae_p50({"validation": {"ae_p50": 10**4000}}) is None
+    assert disagreement({"validation": {"ae_p50": 10**4000}}, measured(1.0)) is not None
 
 
 @pytest.mark.parametrize(
@@ -91,27 +117,6 @@ def test_metrics_that_make_a_model_unservable(metrics: dict[str, Any], problem: 
         assert problem in found
 
 
-@pytest.mark.parametrize(
-    ("trained", "serving", "servable"),
-    [
-        ("1.4.2", "1.4", True),
-        ("1.4.2", "1.4.0", True),
-        ("1.4.2", None, True),
-        ("1.9.1", "1.4", False),
-        ("1.2.1", "1.4", False),
-        (None, "1.4", False),
-    ],
-)
-def test_pickles_must_match_the_serving_sklearn_minor_version(
-    trained: str | None, serving: str | None, servable: bool
-) -> None:
-    metrics = {**realistic_metrics(), "versions": {"sklearn": trained} if trained else {}}
-    problem = metrics_problem(metrics, serving)
-    assert (problem is None) is servable
-    if not servable:
-        assert f"endpoint serves {serving}" in str(problem)
-
-
 def test_settings_read_from_the_environment_with_defaults() -> None:
     settings = SyncSettings.from_env({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t"})
     assert settings.artifact_bucket == "b"
@@ -119,13 +124,6 @@ def test_settings_read_from_the_environment_with_defaults() -> None:
     assert settings.layout.prefix == DEFAULT_PREFIX
     assert settings.gate == NOT_WORSE_5
     assert settings.max_unpacked_bytes == 268_435_456
-    assert settings.serving_sklearn_version is None
-    assert (
-        SyncSettings.from_env(
-            {"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "SERVING_SKLEARN_VERSION": "1.4"}
-        ).serving_sklearn_version
-        == "1.4"
-    )
 
 
 @pytest.mark.parametrize(
@@ -137,10 +135,6 @@ def test_settings_read_from_the_environment_with_defaults() -> None:
         ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MAX_UNPACKED_BYTES": "1GB"}, "MAX_UNPACKED_BYTES='1GB'"),
         ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MAX_UNPACKED_BYTES": "0"}, "MAX_UNPACKED_BYTES='0'"),
         ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MODEL_PREFIX": "a/../b"}, "MODEL_PREFIX"),
-        (
-            {"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "SERVING_SKLEARN_VERSION": "1.4-2"},
-            "SERVING_SKLEARN_VERSION",
-        ),
     ],
 )
 def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:

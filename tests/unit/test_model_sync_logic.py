@@ -18,7 +18,7 @@ from house_prices.registry import LiveModel, ModelVersion, Status
 from model_sync.adapters.s3 import ObjectInfo
 from model_sync.gate import GatePolicy
 from model_sync.logic import PENDING, ModelSync
-from tests.unit.test_artifacts_inspection import build_artifact, realistic_metrics
+from tests.unit.test_artifacts_inspection import build_artifact, realistic_metrics, validation_csv
 
 BUCKET = "bucket"
 LAYOUT = KeyLayout()
@@ -40,6 +40,9 @@ class MemoryStore:
             return None
         data, at, meta = self.objects[key]
         return ObjectInfo(bucket, key, len(data), f'"{hash(data)}"', at, dict(meta))
+
+    def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes | None:
+        return self.objects[key][0][: max_bytes + 1] if key in self.objects else None
 
     def open(self, source: ObjectInfo) -> io.BytesIO:
         return io.BytesIO(self.objects[source.key][0])
@@ -112,6 +115,10 @@ class World:
     store: MemoryStore = field(default_factory=MemoryStore)
     registry: MemoryRegistry = field(default_factory=MemoryRegistry)
     gate: GatePolicy = field(default_factory=lambda: GatePolicy.parse("not-worse-than-live-by:5"))
+
+    def __post_init__(self) -> None:
+        # The city's held-out rows, which the gate measures every model on.
+        self.store.put(LAYOUT.prep_key(CITY, "val"), validation_csv(), T0)
 
     @property
     def sync(self) -> ModelSync:
@@ -224,6 +231,7 @@ def test_transient_failure_in_one_record_is_raised_after_the_others_are_done() -
     good = world.upload("good")
     other_city_key = LAYOUT.training_output_key("Dallas_TX", "x")
     world.store.put(other_city_key, build_artifact(), T0)
+    world.store.put(LAYOUT.prep_key("Dallas_TX", "val"), validation_csv(), T0)
 
     def record(key: str) -> dict[str, Any]:
         return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}}

@@ -1,9 +1,13 @@
-"""Serving hooks: decoding, validation, single-threaded loading and the three response formats."""
+"""Serving hooks: packed loading (no unpickling by default), decoding, validation and the response formats."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import joblib
@@ -11,20 +15,48 @@ import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
+import packed_forest
 from house_prices import naming, schema
+from packed_forest import PackedForest
+from packed_forest.pack import pack_forest
 from training import data, inference
 
 ROWS = np.array([[1990, 2500, 3, 2.0, 1.0, 2], [2015, 4100, 5, 3.0, 1.25, 3]], dtype=np.float64)
+TRAINING_DIR = Path(inference.__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def forest() -> RandomForestRegressor:
     """A small forest pickled with n_jobs=-1, as a careless trainer would leave it."""
     rows = data.generate_houses("Chicago_IL", n=200)
-    model = RandomForestRegressor(n_estimators=5, random_state=0, n_jobs=-1).fit(rows[:, 1:], rows[:, 0])
+    return RandomForestRegressor(n_estimators=5, random_state=0, n_jobs=-1).fit(rows[:, 1:], rows[:, 0])
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, forest: RandomForestRegressor) -> Path:
+    """An unpacked model.tar.gz as train.py writes it: the packed forest, no pickle."""
     directory = tmp_path_factory.mktemp("model")
-    joblib.dump(model, directory / naming.MODEL_FILENAME)
+    packed_forest.write(directory / naming.PACKED_MODEL_FILENAME, pack_forest(forest, schema.FEATURE_NAMES).arrays)
     return directory
+
+
+class _Marker:
+    """Unpickling this writes a file: proof that a pickle ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.write_text, (self.path, "pickle executed"))
+
+
+@pytest.fixture
+def pickle_only_dir(tmp_path: Path) -> tuple[Path, Path]:
+    directory = tmp_path / "model"
+    directory.mkdir()
+    marker = tmp_path / "marker"
+    (directory / naming.PICKLED_MODEL_FILENAME).write_bytes(pickle.dumps(_Marker(marker)))
+    return directory, marker
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -33,15 +65,62 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_model_fn_serves_single_threaded(model_dir: Path) -> None:
-    assert joblib.load(model_dir / naming.MODEL_FILENAME).n_jobs == -1
-    assert inference.model_fn(str(model_dir)).n_jobs == 1
+def test_model_fn_loads_the_packed_forest(model_dir: Path) -> None:
+    model = inference.model_fn(str(model_dir))
+    assert isinstance(model, PackedForest)
+    assert model.feature_names == schema.FEATURE_NAMES
+
+
+def test_serving_imports_neither_sklearn_nor_joblib(model_dir: Path) -> None:
+    # Given a fresh interpreter with only the serving program, as the container runs it
+    script = (
+        "import sys, inference; model = inference.model_fn(sys.argv[1]);"
+        "print(inference.predict_fn(inference.input_fn('1990,2500,3,2.0,1.0,2', 'text/csv'), model)[0]);"
+        "print(sorted(m for m in ('sklearn', 'joblib', 'pickle') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TRAINING_DIR), *sys.path])}
+    out = subprocess.run([sys.executable, "-c", script, str(model_dir)], env=env, capture_output=True, text=True)
+    # Then it predicts, and nothing that can unpickle or needs sklearn was imported
+    assert out.returncode == 0, out.stderr
+    price, modules = out.stdout.splitlines()
+    assert float(price) > 0
+    assert "sklearn" not in modules
+    assert "joblib" not in modules
+
+
+def test_a_pickle_only_model_is_refused_with_the_remedy_and_never_unpickled(
+    pickle_only_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, marker = pickle_only_dir
+    monkeypatch.delenv(inference.ALLOW_PICKLE_VARIABLE, raising=False)
+    with pytest.raises(ValueError, match=r"python -m training\.convert") as refused:
+        inference.model_fn(str(directory))
+    assert inference.ALLOW_PICKLE_VARIABLE in str(refused.value)
+    assert not marker.exists()
+
+
+def test_the_opt_in_loads_a_users_estimator_single_threaded(
+    tmp_path: Path, forest: RandomForestRegressor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a trusted estimator pickled with n_jobs=-1 and the explicit opt-in
+    joblib.dump(forest, tmp_path / naming.PICKLED_MODEL_FILENAME)
+    monkeypatch.setenv(inference.ALLOW_PICKLE_VARIABLE, "true")
+    # Then it loads, serves single-threaded and predicts with its own predict
+    model = inference.model_fn(str(tmp_path))
+    assert forest.n_jobs == -1
+    assert model.n_jobs == 1
+    assert np.array_equal(inference.predict_fn(ROWS, model), model.predict(ROWS))
 
 
 def test_model_fn_rejects_a_model_with_other_features(tmp_path: Path) -> None:
     model = RandomForestRegressor(n_estimators=2).fit(np.zeros((4, 3)), np.arange(4.0))
-    joblib.dump(model, tmp_path / naming.MODEL_FILENAME)
-    with pytest.raises(ValueError, match="model expects 3 features"):
+    packed_forest.write(tmp_path / naming.PACKED_MODEL_FILENAME, pack_forest(model, ["a", "b", "c"]).arrays)
+    with pytest.raises(ValueError, match="differ from the serving order"):
+        inference.model_fn(str(tmp_path))
+
+
+def test_model_fn_without_any_model_names_the_format(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"no forest\.npz"):
         inference.model_fn(str(tmp_path))
 
 
@@ -93,6 +172,8 @@ def test_wrong_column_count_names_the_expected_features(body: str | bytes, conte
         ("[1990, 2500, 3, 2.0, NaN, 2]", "application/json", "LOT_ACRES must be a finite number"),
         ("[]", "application/json", "expected rows of 6 features"),
         ("1,2", "application/octet-stream", "unsupported content type 'application/octet-stream'"),
+        (npy(ROWS.astype(np.complex128) + 1j), "application/x-npy", "must hold real numbers, got dtype complex128"),
+        (npy(np.array(["1990", "2500"])), "application/x-npy", "must hold real numbers"),
     ],
 )
 def test_bad_bodies_raise_value_errors_that_say_why(body: str, content_type: str, message: str) -> None:
@@ -100,9 +181,10 @@ def test_bad_bodies_raise_value_errors_that_say_why(body: str, content_type: str
         inference.input_fn(body, content_type)
 
 
-def test_predict_fn_matches_the_model(model_dir: Path) -> None:
+def test_predict_fn_matches_the_model(model_dir: Path, forest: RandomForestRegressor) -> None:
     model = inference.model_fn(str(model_dir))
-    assert np.array_equal(inference.predict_fn(ROWS, model), model.predict(ROWS))
+    forest.n_jobs = 1
+    assert np.array_equal(inference.predict_fn(ROWS, model), forest.predict(ROWS))
 
 
 PREDICTIONS = np.array([123456.789, 654321.0])
@@ -138,17 +220,18 @@ def test_unsupported_accept_is_an_error() -> None:
         inference.output_fn(PREDICTIONS, "image/png")
 
 
-@pytest.mark.parametrize("forest", [RandomForestRegressor, ExtraTreesRegressor])
-def test_forest_fast_path_is_bit_identical_to_sklearn(forest: type) -> None:
-    # Given a forest fitted on seed-like houses and set to serve single-threaded, as model_fn does
+@pytest.mark.parametrize("kind", [RandomForestRegressor, ExtraTreesRegressor])
+def test_packed_forests_are_bit_identical_to_sklearn(kind: type) -> None:
+    # Given a forest fitted on seed-like houses, predicting single-threaded
     # (with n_jobs=-1 sklearn's own sums arrive in thread order, so only n_jobs=1 is reproducible)
     rng = np.random.default_rng(7)
     houses = data.generate_houses("Chicago_IL", 400, 11)
-    model = forest(n_estimators=25, min_samples_leaf=3, n_jobs=1, random_state=1).fit(houses[:, 1:], houses[:, 0])
+    model = kind(n_estimators=25, min_samples_leaf=3, n_jobs=1, random_state=1).fit(houses[:, 1:], houses[:, 0])
+    packed = pack_forest(model, schema.FEATURE_NAMES)
     rows = houses[rng.permutation(len(houses))[:50], 1:]
-    # When predict_fn sums the trees itself / Then the prices equal sklearn's to the last bit
-    for batch in (rows[:1], rows):
-        assert np.array_equal(inference.predict_fn(batch, model), model.predict(batch))
+    # When predict_fn evaluates the packed trees / Then the prices equal sklearn's to the last bit
+    for batch in (rows[:1], rows[:2], rows):
+        assert np.array_equal(inference.predict_fn(batch, packed), model.predict(batch))
 
 
 def test_other_models_use_their_own_predict() -> None:
@@ -159,7 +242,7 @@ def test_other_models_use_their_own_predict() -> None:
     assert inference.predict_fn(np.array([[1.0, 2.0]]), Doubler()).tolist() == [6.0]
 
 
-def test_forest_fast_path_refuses_non_finite_input(model_dir: Path) -> None:
+def test_packed_forest_refuses_non_finite_input(model_dir: Path) -> None:
     model = inference.model_fn(str(model_dir))
     row = np.array([[1995, 3000, 4, 2.5, np.nan, 2]])
     with pytest.raises(ValueError, match="finite"):

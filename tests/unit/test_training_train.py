@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from house_prices import naming, schema
+from packed_forest import PackedForest
+from packed_forest.evaluation import error_metrics
 from training import data
 from training import train as train_script
 
@@ -81,7 +83,10 @@ def test_training_writes_model_and_documented_metrics(
     assert train_script.main(argv) == 0
     metrics = json.loads((model_dir / naming.METRICS_FILENAME).read_text())
     # Then metrics.json has exactly the documented keys
-    assert set(metrics) == {"validation", "test", "rows", "features", "versions", "hyperparameters", "model_name"}
+    assert set(metrics) == {
+        "validation", "test", "rows", "features", "versions", "hyperparameters", "model_name", "model_format",
+    }  # fmt: skip
+    assert metrics["model_format"] == {"name": "house-prices/packed-forest", "version": 1}
     assert set(metrics["validation"]) == {"ae_p10", "ae_p50", "ae_p90", "r2", "rows"}
     assert set(metrics["test"]) == {"ae_p10", "ae_p50", "ae_p90", "r2", "rows", "median_price"}
     assert metrics["rows"] == {"train": 120, "validation": 60, "test": 20}
@@ -95,11 +100,24 @@ def test_training_writes_model_and_documented_metrics(
     scraped = METRIC_REGEX.search(capsys.readouterr().out)
     assert scraped is not None
     assert float(scraped.group(1)) == pytest.approx(v["ae_p50"], abs=1e-4)
-    # And the saved model reproduces the recorded validation error, single-threaded
-    model = joblib.load(model_dir / naming.MODEL_FILENAME)
+    # And the saved model is the packed forest alone (no pickle), and it reproduces the recorded error exactly
+    assert {path.name for path in model_dir.iterdir()} == {naming.METRICS_FILENAME, naming.PACKED_MODEL_FILENAME}
+    model = PackedForest.load(model_dir / naming.PACKED_MODEL_FILENAME)
     features, prices = train_script.load_channel(channels["val"])
-    assert model.n_jobs == 1
-    assert np.median(np.abs(prices - model.predict(features))) == pytest.approx(v["ae_p50"])
+    assert np.median(np.abs(prices - model.predict(features))) == v["ae_p50"]
+
+
+def test_keep_joblib_also_writes_the_estimator_which_predicts_the_same(
+    channels: dict[str, Path], tmp_path: Path
+) -> None:
+    # Given the opt-in flag as SageMaker passes hyperparameters (a string value)
+    argv = ["--n-estimators", "5", "--random-state", "3", "--model-dir", str(tmp_path), "--keep-joblib", "true"]
+    train_script.main([*argv, "--train", str(channels["train"]), "--validation", str(channels["val"])])
+    # Then the pickled estimator sits beside the packed forest and both predict the same prices
+    estimator = joblib.load(tmp_path / naming.PICKLED_MODEL_FILENAME)
+    packed = PackedForest.load(tmp_path / naming.PACKED_MODEL_FILENAME)
+    features, _ = train_script.load_channel(channels["val"])
+    assert np.array_equal(estimator.predict(features), packed.predict(features))
 
 
 def test_without_test_channel_metrics_have_no_test_section(channels: dict[str, Path], tmp_path: Path) -> None:
@@ -111,4 +129,4 @@ def test_without_test_channel_metrics_have_no_test_section(channels: dict[str, P
 
 
 def test_single_row_r2_is_null_not_nan() -> None:
-    assert train_script.error_metrics(np.array([10.0]), np.array([12.0]))["r2"] is None
+    assert error_metrics(np.array([10.0]), np.array([12.0]))["r2"] is None

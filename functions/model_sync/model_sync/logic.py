@@ -3,6 +3,8 @@
 Every step is idempotent, so Lambda may re-run an event (retry or duplicate delivery) at any point:
 
 1. the version is derived from the source object itself (LastModified + sha256), never from the event;
+   the packed forest is validated structurally and measured on the city's validation rows (same rows,
+   same code, same result on every run), and the live model is measured on the same rows for the gate;
 2. the copy is skipped when the destination already holds the same sha256, and never overwrites a
    different one;
 3. the version record is created once (conditional put) in the ``standby`` state with the
@@ -18,13 +20,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 from house_prices.artifacts import ArtifactReport, HashingReader, inspect_artifact
 from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused
-from house_prices.naming import KeyLayout, TrainingOutput, make_version
+from house_prices.naming import PACKED_MODEL_FILENAME, KeyLayout, TrainingOutput, make_version
 from house_prices.observability import MetricUnit, logger, metrics
 from house_prices.registry import LiveModel, ModelVersion, Status
+from house_prices.schema import FEATURE_NAMES
 from model_sync.adapters.s3 import ObjectInfo
-from model_sync.gate import GatePolicy, decide, metrics_problem
+from model_sync.gate import GatePolicy, Measured, decide, disagreement, metrics_problem
+from model_sync.measure import MAX_VALIDATION_BYTES, ValidationRowsProblem, measure, parse_rows
+from packed_forest import PackedForest, PackedForestError
 
 Action = Literal["promoted", "standby", "duplicate", "rejected", "ignored"]
 PENDING = "pending: quality gate not applied yet"
@@ -47,6 +54,7 @@ class Closeable(Protocol):
 
 class ArtifactStore(Protocol):
     def head(self, bucket: str, key: str) -> ObjectInfo | None: ...
+    def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes | None: ...
     def open(self, source: ObjectInfo) -> Closeable: ...
     def copy(self, source: ObjectInfo, bucket: str, key: str, metadata: dict[str, str]) -> None: ...
 
@@ -79,6 +87,16 @@ class SyncResult:
 
 
 @dataclass(frozen=True)
+class ValidationRows:
+    """A city's held-out rows (or why there are none): what candidate and live are measured on."""
+
+    where: str
+    features: np.ndarray | None = None
+    prices: np.ndarray | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class ModelSync:
     store: ArtifactStore
     registry: Registry
@@ -86,7 +104,6 @@ class ModelSync:
     layout: KeyLayout
     gate: GatePolicy
     max_unpacked_bytes: int
-    serving_sklearn_version: str | None = None
 
     # entry points
     def sync_event_records(self, records: Iterable[Any]) -> list[SyncResult]:
@@ -142,15 +159,32 @@ class ModelSync:
         finally:
             body.close()
         version = make_version(source.last_modified, report.sha256)
-        problem = metrics_problem(report.metrics, self.serving_sklearn_version)
+        try:
+            forest = PackedForest.from_bytes(report.packed_model)
+        except PackedForestError as error:
+            reason = f"{PACKED_MODEL_FILENAME} is not a servable packed forest: {error}"
+            return self._reject(output, source, version, reason, report.sha256, report.metrics)
+        if forest.feature_names != FEATURE_NAMES:
+            reason = f"model features {list(forest.feature_names)} differ from the serving order {list(FEATURE_NAMES)}"
+            return self._reject(output, source, version, reason, report.sha256, report.metrics)
+        problem = metrics_problem(report.metrics)
         if problem:
             return self._reject(output, source, version, problem, report.sha256, report.metrics)
+        rows = self._validation_rows(output.city)
+        measured = self._measure(forest, rows)
+        if measured is not None:
+            lie = disagreement(report.metrics, measured)
+            if lie:
+                return self._reject(output, source, version, lie, report.sha256, report.metrics)
 
         artifact_key = self.layout.mme_key(output.city, version)
         conflict = self._copy_once(source, report, artifact_key, output, version)
         if conflict:
             return self._result("rejected", conflict, output, version)
 
+        recorded_metrics = dict(report.metrics)
+        if measured is not None:
+            recorded_metrics["measured"] = {"validation": dict(measured.metrics), "rows_key": rows.where}
         record, created = self.registry.record_version(
             ModelVersion(
                 city=output.city,
@@ -160,7 +194,7 @@ class ModelSync:
                 source_key=output.key,
                 sha256=report.sha256,
                 created_at=source.last_modified.isoformat(),
-                metrics=report.metrics,
+                metrics=recorded_metrics,
                 reason=PENDING,
             )
         )
@@ -170,7 +204,48 @@ class ModelSync:
             if not (record.status == "standby" and record.reason == PENDING):
                 return self._result("duplicate", f"already {record.status}: {record.reason}", output, version)
             logger.info("resuming a version whose gate decision was interrupted")
-        return self._decide(output, version, report.metrics)
+        return self._decide(output, version, measured, rows)
+
+    def _validation_rows(self, city: str) -> ValidationRows:
+        key = self.layout.prep_key(city, "val")
+        where = f"s3://{self.bucket}/{key}"
+        raw = self.store.read_bytes(self.bucket, key, MAX_VALIDATION_BYTES)
+        if raw is None:
+            return ValidationRows(where, problem=f"no validation rows at {where}")
+        if len(raw) > MAX_VALIDATION_BYTES:
+            return ValidationRows(where, problem=f"validation rows at {where} exceed {MAX_VALIDATION_BYTES} bytes")
+        try:
+            features, prices = parse_rows(raw)
+        except ValidationRowsProblem as problem:
+            return ValidationRows(where, problem=f"{where}: {problem}")
+        return ValidationRows(where, features, prices)
+
+    @staticmethod
+    def _measure(forest: PackedForest, rows: ValidationRows) -> Measured | None:
+        if rows.features is None or rows.prices is None:
+            return None
+        try:
+            return measure(forest, rows.features, rows.prices)
+        except ValidationRowsProblem as problem:
+            logger.warning("model could not be measured", extra={"reason": str(problem)})
+            return None
+
+    def _measure_live(self, live: LiveModel, rows: ValidationRows) -> tuple[Measured | None, str]:
+        """The live model measured on the same rows, or None and why (a pickled legacy model, say)."""
+        key = self.registry.version(live.city, live.version).artifact_key
+        info = self.store.head(self.bucket, key) if key else None
+        if info is None:
+            return None, f"live artifact s3://{self.bucket}/{key} is missing"
+        body = self.store.open(info)
+        try:
+            report = inspect_artifact(body, max_unpacked_bytes=self.max_unpacked_bytes)
+            forest = PackedForest.from_bytes(report.packed_model)
+        except (InvalidArtifact, PackedForestError) as error:
+            return None, f"live artifact is not a packed forest: {error}"
+        finally:
+            body.close()
+        measured = self._measure(forest, rows)
+        return measured, "" if measured else "live model cannot be evaluated on the validation rows"
 
     def _copy_once(
         self, source: ObjectInfo, report: ArtifactReport, artifact_key: str, output: TrainingOutput, version: str
@@ -190,7 +265,9 @@ class ModelSync:
         )
         return None
 
-    def _decide(self, output: TrainingOutput, version: str, candidate: Mapping[str, Any]) -> SyncResult:
+    def _decide(
+        self, output: TrainingOutput, version: str, candidate: Measured | None, rows: ValidationRows
+    ) -> SyncResult:
         city = output.city
         live = self.registry.find_live(city)
         if live is not None and live.version == version:
@@ -199,8 +276,10 @@ class ModelSync:
             reason = f"not promoted: newer version {live.version} is live"
             self.registry.set_status(city, version, "standby", reason)
             return self._result("standby", reason, output, version)
-        live_metrics = self.registry.version(city, live.version).metrics if live else None
-        decision = decide(self.gate, candidate, live_metrics)
+        live_measured, unmeasured = None, rows.problem
+        if live is not None and candidate is not None and self.gate.mode != "always":
+            live_measured, unmeasured = self._measure_live(live, rows)
+        decision = decide(self.gate, candidate, live_measured, has_live=live is not None, unmeasured_reason=unmeasured)
         if not decision.promote:
             self.registry.set_status(city, version, "standby", decision.reason)
             return self._result("standby", decision.reason, output, version)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -11,7 +10,6 @@ from house_prices.naming import DEFAULT_PREFIX, KeyLayout
 from model_sync.gate import GatePolicy
 
 DEFAULT_QUALITY_GATE = "not-worse-than-live-by:5"
-_SKLEARN_VERSION = re.compile(r"\d+\.\d+(\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -21,8 +19,6 @@ class SyncSettings:
     registry_table: str
     gate: GatePolicy
     max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
-    # scikit-learn major.minor of the serving container; None skips the check.
-    serving_sklearn_version: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SyncSettings:
@@ -46,14 +42,10 @@ class SyncSettings:
             limit = 0
         if limit <= 0:
             raise ValueError(f"MAX_UNPACKED_BYTES={raw_limit!r} must be a positive integer (bytes)")
-        serving_sklearn = environ.get("SERVING_SKLEARN_VERSION", "").strip() or None
-        if serving_sklearn is not None and not _SKLEARN_VERSION.fullmatch(serving_sklearn):
-            raise ValueError(f"SERVING_SKLEARN_VERSION={serving_sklearn!r} must look like 1.4 or 1.4.2")
         return cls(
             artifact_bucket=required("ARTIFACT_BUCKET"),
             layout=layout,
             registry_table=required("REGISTRY_TABLE"),
             gate=GatePolicy.parse(environ.get("QUALITY_GATE", "").strip() or DEFAULT_QUALITY_GATE),
             max_unpacked_bytes=limit,
-            serving_sklearn_version=serving_sklearn,
         )

@@ -22,5 +22,4 @@ def build_service(settings: SyncSettings) -> ModelSync:
         layout=settings.layout,
         gate=settings.gate,
         max_unpacked_bytes=settings.max_unpacked_bytes,
-        serving_sklearn_version=settings.serving_sklearn_version,
     )

@@ -6,7 +6,8 @@ checked before any of its content is read, so a hostile archive is rejected as e
 never costs more than ``max_unpacked_bytes`` of decompression.
 
 Pure standard library on purpose: this module ships in the Lambda layer (no numpy, no sklearn) and
-never unpickles the model.
+never unpickles anything. It hands the packed model's bytes back (``ArtifactReport.packed_model``) for
+model-sync to validate structurally and to measure.
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from house_prices.errors import InvalidArtifact
-from house_prices.naming import METRICS_FILENAME, MODEL_FILENAME, REQUIRED_ARTIFACT_FILES
+from house_prices.naming import (
+    METRICS_FILENAME,
+    PACKED_MODEL_FILENAME,
+    PICKLED_MODEL_FILENAME,
+    REQUIRED_ARTIFACT_FILES,
+)
 
 DEFAULT_MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 MAX_METRICS_BYTES = 64 * 1024
+MAX_METRICS_DEPTH = 32
+_MAX_FINITE_INT = 2**1023
 _CHUNK = 64 * 1024
 
 
@@ -39,6 +47,7 @@ class ArtifactReport:
     unpacked_bytes: int
     members: tuple[str, ...]
     metrics: dict[str, Any] = field(default_factory=dict)
+    packed_model: bytes = b""
 
 
 class HashingReader:
@@ -172,18 +181,36 @@ def parse_metrics(raw: bytes) -> dict[str, Any]:
 
     try:
         metrics = json.loads(raw.decode("utf-8"), parse_constant=reject_constant)
+    except RecursionError as error:
+        raise InvalidArtifact(f"{METRICS_FILENAME} is nested too deeply to be metrics") from error
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidArtifact(f"{METRICS_FILENAME} is not valid JSON: {error}") from error
     if not isinstance(metrics, dict):
         raise InvalidArtifact(f"{METRICS_FILENAME} must hold a JSON object, got {type(metrics).__name__}")
+    if _depth(metrics) > MAX_METRICS_DEPTH:
+        raise InvalidArtifact(f"{METRICS_FILENAME} is nested more than {MAX_METRICS_DEPTH} levels deep")
     if _has_non_finite(metrics):
-        raise InvalidArtifact(f"{METRICS_FILENAME} holds a non-finite number")
+        raise InvalidArtifact(f"{METRICS_FILENAME} holds a non-finite number (or an integer too large for a float)")
     return metrics
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively: a hostile file must not exhaust the stack of the checks that follow."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _has_non_finite(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # A huge integer (10**4000) is finite in JSON but overflows every float comparison.
+        return abs(value) > _MAX_FINITE_INT
     if isinstance(value, dict):
         return any(_has_non_finite(v) for v in value.values())
     if isinstance(value, list):
@@ -207,7 +234,7 @@ def inspect_artifact(
     members: list[str] = []
     unpacked_files = 0
     metrics: dict[str, Any] | None = None
-    model_size: int | None = None
+    packed_model: bytes | None = None
     try:
         with tarfile.open(fileobj=gunzip, mode="r|") as archive:  # type: ignore[call-overload]
             for member in archive:
@@ -223,8 +250,10 @@ def inspect_artifact(
                 unpacked_files += member.size
                 if unpacked_files > max_unpacked_bytes:
                     raise InvalidArtifact(f"artifact unpacks to more than the limit of {max_unpacked_bytes} bytes")
-                if name == MODEL_FILENAME:
-                    model_size = member.size
+                if name == PACKED_MODEL_FILENAME:
+                    handle = archive.extractfile(member)
+                    assert handle is not None  # a regular file always has a handle
+                    packed_model = handle.read(member.size)
                 elif name == METRICS_FILENAME:
                     if member.size > MAX_METRICS_BYTES:
                         raise InvalidArtifact(
@@ -243,10 +272,15 @@ def inspect_artifact(
         raise InvalidArtifact(f"artifact is not a readable tar archive: {error}") from error
 
     missing = [name for name in required_files if name not in members]
+    if PACKED_MODEL_FILENAME in missing and PICKLED_MODEL_FILENAME in members:
+        raise InvalidArtifact(
+            f"artifact holds only a pickled model ({PICKLED_MODEL_FILENAME}), which is never served because "
+            f"unpickling runs code; convert it to {PACKED_MODEL_FILENAME} with `python -m training.convert`"
+        )
     if missing:
         raise InvalidArtifact(f"artifact lacks required file(s) at its root: {', '.join(missing)}")
-    if model_size == 0:
-        raise InvalidArtifact(f"{MODEL_FILENAME} is empty")
+    if packed_model is not None and not packed_model:
+        raise InvalidArtifact(f"{PACKED_MODEL_FILENAME} is empty")
     reader.drain()
     return ArtifactReport(
         sha256=reader.sha256,
@@ -254,4 +288,5 @@ def inspect_artifact(
         unpacked_bytes=unpacked_files,
         members=tuple(members),
         metrics=metrics or {},
+        packed_model=packed_model or b"",
     )

@@ -28,10 +28,12 @@ CODE_DIR = "code"
 ARTIFACT_FILENAME = "model.tar.gz"
 SPLITS = ("train", "val", "test")
 
-# Required files at the root of model.tar.gz (SageMaker packs SM_MODEL_DIR's contents there).
-MODEL_FILENAME = "model.joblib"
+# Files at the root of model.tar.gz (SageMaker packs SM_MODEL_DIR's contents there). The packed forest
+# (``packed_forest``; docs/model-format.md) is what serves; a pickle is only there if the user asked.
+PACKED_MODEL_FILENAME = "forest.npz"
+PICKLED_MODEL_FILENAME = "model.joblib"
 METRICS_FILENAME = "metrics.json"
-REQUIRED_ARTIFACT_FILES = (MODEL_FILENAME, METRICS_FILENAME)
+REQUIRED_ARTIFACT_FILES = (PACKED_MODEL_FILENAME, METRICS_FILENAME)
 
 CITY_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
 _CITY = re.compile(CITY_PATTERN)

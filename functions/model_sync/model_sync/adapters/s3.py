@@ -80,6 +80,23 @@ class S3Artifacts:
             content_type=str(response.get("ContentType", "")),
         )
 
+    def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes | None:
+        """At most ``max_bytes + 1`` bytes of an object (so the caller sees it was too big), None if absent."""
+        where = f"s3://{bucket}/{key}"
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if _code(error) in _NOT_FOUND:
+                return None
+            raise DependencyFailure(f"S3 GetObject {where} failed: {error}") from error
+        except BotoCoreError as error:
+            raise DependencyFailure(f"S3 GetObject {where} failed: {error}") from error
+        body = _GuardedBody(response["Body"], where)
+        try:
+            return body.read(max_bytes + 1)
+        finally:
+            body.close()
+
     def open(self, source: ObjectInfo) -> _GuardedBody:
         """Stream exactly the object version that was HEADed (IfMatch), or fail transiently."""
         where = f"s3://{source.bucket}/{source.key}"
