@@ -359,19 +359,6 @@ def test_endpoint_autoscaling_targets_the_variant(template: dict[str, Any]) -> N
     assert policy["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
 
 
-def test_image_accounts_agree_with_the_training_image_table(template: dict[str, Any]) -> None:
-    """Given training/images.json (the project's image table), then the template's mapping is a subset
-    of it and the allowed image versions are the same."""
-    table = json.loads((ROOT / "training" / "images.json").read_text())
-    mapping = template["Mappings"]["SklearnImageAccounts"]
-    assert {"us-east-1", "us-west-2", "eu-west-1"} <= set(mapping)
-    for region, row in mapping.items():
-        assert table["accounts"][region] == row["Account"], region
-    parameter = template["Parameters"]["SklearnImageVersion"]
-    assert sorted(parameter["AllowedValues"]) == sorted(table["versions"])
-    assert parameter["Default"] == table["default_version"]
-
-
 @pytest.mark.parametrize(
     ("value", "allowed"),
     [
