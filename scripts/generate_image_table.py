@@ -27,7 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     table_text = json.dumps(table, indent=2) + "\n"
     template_text = images.TEMPLATE_FILE.read_text()
     new_template = images.replace_template_mapping(template_text, table)
-    outputs = {images.IMAGES_FILE: (table_text, images.IMAGES_FILE.read_text()), images.TEMPLATE_FILE: (new_template, template_text)}
+    outputs = {
+        images.IMAGES_FILE: (table_text, images.IMAGES_FILE.read_text()),
+        images.TEMPLATE_FILE: (new_template, template_text),
+    }
     stale = [path for path, (new, old) in outputs.items() if new != old]
     if args.check:
         for path in stale:
@@ -37,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.write_text(outputs[path][0])
         print(f"wrote {path.relative_to(images.REPO_ROOT)}")
     sdk = table["sdk"]
-    print(f"SageMaker Python SDK {sdk['version']} ({sdk['commit'][:12]}): {table['versions']}, {len(table['accounts'])} regions")
+    regions = len(table["accounts"])
+    print(f"SageMaker Python SDK {sdk['version']} ({sdk['commit'][:12]}): {table['versions']}, {regions} regions")
     return 0
 
 

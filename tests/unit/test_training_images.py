@@ -48,7 +48,8 @@ def test_table_agrees_with_the_sdk_tags_and_accounts(sdk_source: dict[str, Any])
     assert table.default_version in table.versions["inference"]
     assert table.default_version in table.versions["training"]
     # And 1.4-2 is a training image only (the SDK lists no 1.4-2 inference image)
-    assert "1.4-2" in sdk["training"]["versions"] and "1.4-2" not in sdk["inference"]["versions"]
+    assert "1.4-2" in sdk["training"]["versions"]
+    assert "1.4-2" not in sdk["inference"]["versions"]
     assert "1.4-2" not in table.versions["inference"]
 
 
