@@ -167,3 +167,27 @@ def test_browser_preflights_are_answered_by_api_gateway(transformed: dict[str, A
     assert cors["allowOrigins"] == ["*"]
     assert {"GET", "POST", "OPTIONS"} <= set(cors["allowMethods"])
     assert "authorization" in cors["allowHeaders"]
+
+
+def test_functions_run_with_their_own_roles_without_account_wide_log_rights(transformed: dict[str, Any]) -> None:
+    """Given the transformed template, then each function runs with its declared role, no role carries a
+    managed policy (AWSLambdaBasicExecutionRole grants logs:* on *), and a function's log rights name
+    only its own log group."""
+    resources = transformed["Resources"]
+    roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert not [name for name, role in roles.items() if role["Properties"].get("ManagedPolicyArns")]
+    for function, role, group in (
+        ("RouterFunction", "RouterFunctionRole", "RouterLogGroup"),
+        ("ModelSyncFunction", "ModelSyncFunctionRole", "ModelSyncLogGroup"),
+    ):
+        assert resources[function]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+        statements = [s for p in roles[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        log_statements = [s for s in statements if any(str(a).startswith("logs:") for a in _as_list(s["Action"]))]
+        assert log_statements, role
+        for statement in log_statements:
+            assert set(_as_list(statement["Action"])) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+            assert statement["Resource"] == {"Fn::GetAtt": [group, "Arn"]}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
