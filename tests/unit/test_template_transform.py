@@ -6,20 +6,14 @@ HttpApi Auth.DefaultAuthorizer is one), so the transform itself is exercised her
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from boto3.session import Session
-from cfnlint.decode import decode
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
-ROOT = Path(__file__).resolve().parents[2]
-PARAMETERS = {"SourceDirS3Uri": "s3://deploy-bucket/house-prices-mme/sourcedir/abc/sourcedir.tar.gz"}
+from tests.sam_transform import source_template as load_source_template
+from tests.sam_transform import transform
 
 
 def _without_intrinsics(value: Any, conditions: dict[str, bool]) -> Any:
@@ -37,23 +31,12 @@ def _without_intrinsics(value: Any, conditions: dict[str, bool]) -> Any:
 
 @pytest.fixture(scope="module")
 def source_template() -> dict[str, Any]:
-    loaded, problems = decode(str(ROOT / "template.yaml"))
-    assert not problems, problems
-    # Local paths are what `sam package` would replace with S3 locations.
-    for resource in loaded["Resources"].values():
-        for key in ("CodeUri", "ContentUri"):
-            if key in resource.get("Properties", {}):
-                resource["Properties"][key] = "s3://deploy-bucket/code.zip"
-    return loaded
+    return load_source_template()
 
 
 @pytest.fixture(scope="module")
 def transformed(source_template: dict[str, Any]) -> dict[str, Any]:
-    # An explicit offline session: module fixtures run before the autouse fake-AWS environment.
-    session = Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    translator = Translator(None, Parser(), boto_session=session)
-    # The template names no managed policies, so the translator never needs to look one up.
-    return translator.translate(copy.deepcopy(source_template), dict(PARAMETERS), get_managed_policy_map=dict)
+    return transform(source_template)
 
 
 def _references(node: Any) -> Iterator[str]:
