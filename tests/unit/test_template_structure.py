@@ -417,3 +417,11 @@ def test_outputs(template: dict[str, Any]) -> None:
         "ModelSyncDeadLetterQueueUrl",
     } <= set(template["Outputs"])
     assert props(template, "Endpoint")["EndpointName"] == {"Ref": "EndpointName"}
+
+
+def test_functions_with_their_own_role_carry_no_policies(template: dict[str, Any]) -> None:
+    """SAM silently ignores Policies on a function that names its Role: grants belong on the role."""
+    for name in FUNCTIONS:
+        function = props(template, name)
+        assert "Role" in function, name
+        assert "Policies" not in function, f"{name}: move these statements to its role"
