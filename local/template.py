@@ -524,12 +524,16 @@ _NAME_PROPERTY = {
     "AWS::SQS::Queue": "QueueName",
     "AWS::SageMaker::Model": "ModelName",
     "AWS::SageMaker::EndpointConfig": "EndpointConfigName",
+    "AWS::Logs::LogGroup": "LogGroupName",
 }
 _ARN_FORMAT = {
     "AWS::S3::Bucket": "arn:aws:s3:::{name}",
     "AWS::DynamoDB::Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
     "AWS::Serverless::Function": "arn:aws:lambda:{region}:{account}:function:{name}",
     "AWS::Lambda::Function": "arn:aws:lambda:{region}:{account}:function:{name}",
+    "AWS::SQS::Queue": "arn:aws:sqs:{region}:{account}:{name}",
+    # A log group's Arn attribute covers its streams.
+    "AWS::Logs::LogGroup": "arn:aws:logs:{region}:{account}:log-group:{name}:*",
 }
 
 

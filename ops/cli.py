@@ -5,9 +5,12 @@
     python -m ops promote CITY VERSION            make VERSION live now (rollback or roll forward)
     python -m ops publish CITY model.tar.gz       upload as a training output; the S3 trigger does the rest
     python -m ops sync CITY model.tar.gz          upload and run model-sync's logic right here (no trigger)
+    python -m ops status                          live versions, failed model-sync events, alarm states
 
-Bucket, prefix and table come from --bucket/--prefix/--table, else ARTIFACT_BUCKET/MODEL_PREFIX/
-REGISTRY_TABLE, else ``.local/stack.json`` (written by ``make up``). Add ``--json`` for scripts.
+Bucket, prefix, table, failure queue and alarm prefix come from --bucket/--prefix/--table/--queue-url/
+--alarm-prefix, else ARTIFACT_BUCKET/MODEL_PREFIX/REGISTRY_TABLE/MODEL_SYNC_FAILURE_QUEUE_URL/
+ALARM_NAME_PREFIX, else the outputs of ``--stack NAME`` (a deployed stack), else ``.local/stack.json``
+(written by ``make up``). Add ``--json`` for scripts.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
@@ -36,6 +40,7 @@ from model_sync.gate import GatePolicy, recorded_ae_p50
 from model_sync.logic import ModelSync
 from model_sync.settings import DEFAULT_QUALITY_GATE
 from ops.config import ConfigError, OpsConfig, process_environ, resolve
+from ops.status import MAX_PEEKED_MESSAGES, Status, alarm_states, failed_events
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,10 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prefix", help="key prefix [MODEL_PREFIX, default DEMO_MME_SCIKIT_V1]")
     parser.add_argument("--table", help="registry table [REGISTRY_TABLE]")
     parser.add_argument("--stack-file", type=Path, help="local stack description (default .local/stack.json)")
+    parser.add_argument("--stack", help="deployed CloudFormation stack whose outputs name the resources")
+    parser.add_argument("--queue-url", help="model-sync failure queue [MODEL_SYNC_FAILURE_QUEUE_URL]")
+    parser.add_argument("--alarm-prefix", help="alarm name prefix [ALARM_NAME_PREFIX, default '<stack>-']")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("cities", help="live version per city")
+    status = commands.add_parser("status", help="live versions, failed model-sync events and alarm states")
+    status.add_argument("--peek", type=int, default=MAX_PEEKED_MESSAGES, help="failed events to show")
     versions = commands.add_parser("versions", help="all versions of a city, newest first")
     versions.add_argument("city")
 
@@ -85,6 +95,13 @@ class Ops:
 
     def store(self) -> S3Artifacts:
         return S3Artifacts(boto3.client("s3"))
+
+    def status(self, peek: int) -> Status:
+        return Status(
+            live=self.cities(),
+            failed_events=failed_events(boto3.client("sqs"), self.config.failure_queue_url, peek),
+            alarms=alarm_states(boto3.client("cloudwatch"), self.config.alarm_prefix),
+        )
 
     def cities(self) -> list[dict[str, Any]]:
         return [model.__dict__ for model in self.registry().live_models()]
@@ -170,7 +187,25 @@ def _run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     environ = process_environ()
     try:
-        ops = Ops(resolve(args.bucket, args.prefix, args.table, args.stack_file, environ))
+        ops = Ops(
+            resolve(
+                args.bucket,
+                args.prefix,
+                args.table,
+                args.stack_file,
+                environ,
+                queue_url=args.queue_url,
+                alarm_prefix=args.alarm_prefix,
+                stack_outputs=_stack_outputs(args.stack) if args.stack else None,
+            )
+        )
+        if args.command == "status":
+            report = ops.status(args.peek)
+            if args.json:
+                print(json.dumps(report.as_dict(), indent=2, default=str))
+            else:
+                _print_status(out, report)
+            return 0
         if args.command == "cities":
             rows = ops.cities()
             columns: Sequence[str] = ("city", "version", "target_model", "promoted_at")
@@ -190,7 +225,7 @@ def _run(args: argparse.Namespace) -> int:
             gate = args.gate or environ.get("QUALITY_GATE") or DEFAULT_QUALITY_GATE
             result = ops.sync(args.city, args.path, args.job, args.max_unpacked_bytes, gate)
             rows, columns, title = [result], ("city", "version", "action", "reason"), "Synced"
-    except (DomainError, ConfigError, ValueError, BotoCoreError) as error:
+    except (DomainError, ConfigError, ValueError, BotoCoreError, ClientError) as error:
         message = error.message if isinstance(error, DomainError) else str(error)
         if args.json:
             print(json.dumps({"error": type(error).__name__, "message": message}), file=sys.stderr)
@@ -202,3 +237,30 @@ def _run(args: argparse.Namespace) -> int:
     else:
         out.print(_table(rows, columns, title))
     return 1 if args.command == "sync" and result["action"] == "rejected" else 0
+
+
+def _stack_outputs(stack_name: str) -> dict[str, str]:
+    try:
+        stacks = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        raise ConfigError(f"cannot read stack {stack_name}: {error}") from error
+    return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+
+
+def _print_status(out: Console, report: Status) -> None:
+    out.print(_table(list(report.live), ("city", "version", "promoted_at"), "Live models"))
+    events = report.failed_events
+    if events.unavailable:
+        out.print(f"Failed model-sync events: {events.unavailable}", markup=False, highlight=False)
+    else:
+        rows = [asdict(event) for event in events.peeked]
+        title = f"Failed model-sync events: {events.approximate_count} waiting in {events.queue_url}"
+        out.print(_table(rows, ("sent_at", "key", "condition", "error", "receive_count"), title))
+    alarms = report.alarms
+    if alarms.unavailable:
+        out.print(f"Alarms: {alarms.unavailable}", markup=False, highlight=False)
+    else:
+        rows = [asdict(alarm) for alarm in alarms.alarms]
+        out.print(_table(rows, ("name", "state", "updated_at", "reason"), f"Alarms {alarms.prefix}*"))
+    verdict = "needs attention" if report.needs_attention else "nothing waiting, no alarm firing"
+    out.print(f"Status: {verdict}", markup=False, highlight=False)

@@ -1,4 +1,5 @@
-"""Where the operator CLI finds its bucket, prefix and table: flags, then env, then .local/stack.json."""
+"""Where the operator CLI finds its resources: flags, then env, then a deployed stack's outputs
+(``--stack``), then ``.local/stack.json``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ class OpsConfig:
     layout: KeyLayout
     registry_table: str | None
     stack_file: Path | None = None
+    # model-sync's failure destination (the template's ModelSyncDeadLetterQueue) and alarm name prefix.
+    failure_queue_url: str | None = None
+    alarm_prefix: str | None = None
 
     def require_bucket(self) -> str:
         if not self.bucket:
@@ -33,9 +37,25 @@ class OpsConfig:
             )
         return self.registry_table
 
+    def require_failure_queue(self) -> str:
+        if not self.failure_queue_url:
+            raise ConfigError(
+                "no failure queue: pass --queue-url or --stack, set MODEL_SYNC_FAILURE_QUEUE_URL, or run `make up`"
+            )
+        return self.failure_queue_url
+
 
 class ConfigError(Exception):
     pass
+
+
+# CloudFormation outputs of template.yaml -> what they fill in.
+STACK_OUTPUTS = {
+    "ArtifactBucketName": "bucket",
+    "RegistryTableName": "registry_table",
+    "ModelSyncDeadLetterQueueUrl": "failure_queue_url",
+    "AlarmNamePrefix": "alarm_prefix",
+}
 
 
 def load_stack_file(path: Path) -> dict[str, Any]:
@@ -54,16 +74,25 @@ def resolve(
     table: str | None,
     stack_file: Path | None,
     environ: MutableMapping[str, str],
+    *,
+    queue_url: str | None = None,
+    alarm_prefix: str | None = None,
+    stack_outputs: Mapping[str, str] | None = None,
 ) -> OpsConfig:
     """Combine flags, environment and the local stack file; point boto3 at the local stack if used.
 
     The stack file only fills what flags and env leave open, and its endpoints go into the process
-    environment (``AWS_ENDPOINT_URL_S3``/``_DYNAMODB``) so boto3 needs no special casing.
+    environment (``AWS_ENDPOINT_URL_S3``/``_DYNAMODB``/``_SQS``/``_CLOUDWATCH``) so boto3 needs no
+    special casing. ``stack_outputs`` (a deployed stack's CloudFormation outputs) rank below env.
     """
+    deployed = {STACK_OUTPUTS[key]: value for key, value in (stack_outputs or {}).items() if key in STACK_OUTPUTS}
     stack: Mapping[str, Any] = {}
     path = stack_file if stack_file is not None else DEFAULT_STACK_FILE
     used_file: Path | None = None
-    if path.is_file():
+    # A deployed stack was named: the local stack's file (and its endpoints) must not leak in.
+    if stack_outputs is not None and stack_file is None:
+        pass
+    elif path.is_file():
         stack = load_stack_file(path)
         used_file = path
     elif stack_file is not None:
@@ -73,6 +102,9 @@ def resolve(
         environ.setdefault("AWS_ENDPOINT_URL_S3", str(endpoint))
         # moto serves DynamoDB on the same port.
         environ.setdefault("AWS_ENDPOINT_URL_DYNAMODB", str(endpoint))
+        environ.setdefault("AWS_ENDPOINT_URL_SQS", str(stack.get("sqs_endpoint_url") or endpoint))
+        # The same moto server answers CloudWatch; the local stack creates no alarms in it.
+        environ.setdefault("AWS_ENDPOINT_URL_CLOUDWATCH", str(endpoint))
         # moto accepts any credentials; without some, botocore refuses to sign.
         environ.setdefault("AWS_ACCESS_KEY_ID", "local")
         environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
@@ -83,11 +115,24 @@ def resolve(
         layout = KeyLayout(str(chosen_prefix))
     except ValueError as error:
         raise ConfigError(str(error)) from error
+    local_queue = ((stack.get("queues") or {}).get("ModelSyncFunction") or {}).get("dlq_url")
+    local_stack_name = (stack.get("resources") or {}).get("stack_name")
     return OpsConfig(
-        bucket=bucket or environ.get("ARTIFACT_BUCKET") or stack.get("bucket"),
+        bucket=bucket or environ.get("ARTIFACT_BUCKET") or deployed.get("bucket") or stack.get("bucket"),
         layout=layout,
-        registry_table=table or environ.get("REGISTRY_TABLE") or stack.get("registry_table"),
+        registry_table=table
+        or environ.get("REGISTRY_TABLE")
+        or deployed.get("registry_table")
+        or stack.get("registry_table"),
         stack_file=used_file,
+        failure_queue_url=queue_url
+        or environ.get("MODEL_SYNC_FAILURE_QUEUE_URL")
+        or deployed.get("failure_queue_url")
+        or local_queue,
+        alarm_prefix=alarm_prefix
+        or environ.get("ALARM_NAME_PREFIX")
+        or deployed.get("alarm_prefix")
+        or (f"{local_stack_name}-" if local_stack_name else None),
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
+import botocore.session
 import moto.s3.models
 import pytest
 from moto import mock_aws
@@ -12,8 +15,36 @@ from moto import mock_aws
 from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry, create_table
 from house_prices.schema import SEED_CITIES
+from local.template import Template
+from tests.iam import CallRecorder
 from tests.integration.model_sync_harness import BUCKET, LAYOUT, TABLE, Clock, Stack, environment
 from tests.unit.test_artifacts_inspection import validation_csv
+
+
+@pytest.fixture(autouse=True)
+def iam_checked_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[CallRecorder]:
+    """Every AWS call a template function's handler makes in a test must be granted by template.yaml.
+
+    Records the operations through botocore's before-parameter-build event (the API parameters) and,
+    after the test, compares them with the function's role in the transformed template (tests/iam.py).
+    A denied call fails the test.
+    """
+    recorder = CallRecorder()
+    create_client = botocore.session.Session.create_client
+
+    def create_recorded_client(session: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
+        client = create_client(session, *args, **kwargs)
+        client.meta.events.register("before-parameter-build.*.*", recorder.hook)
+        return client
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", create_recorded_client)
+    for spec in Template.load().functions().values():
+        module = importlib.import_module(spec.module)
+        monkeypatch.setattr(module, spec.attribute, recorder.wrap(spec.logical_id, getattr(module, spec.attribute)))
+    yield recorder
+    problems = recorder.denials()
+    if problems:
+        pytest.fail("IAM would deny calls made by the handlers:\n" + "\n".join(problems), pytrace=False)
 
 
 @pytest.fixture

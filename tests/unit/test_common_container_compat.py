@@ -1,6 +1,7 @@
 """The code SageMaker runs inside its scikit-learn containers must work on their Pythons.
 
-The 1.2-1 image runs Python 3.9 and 1.4-2 runs 3.10; `sourcedir.tar.gz` carries train.py,
+Each supported image tag's Python comes from training/images.json (1.2-1: 3.9, 1.4-2: 3.10,
+1.4-2-py312: 3.12); `sourcedir.tar.gz` carries train.py,
 inference.py and the stdlib-only parts of `house_prices` there. A `datetime.UTC` or `zip(strict=)`
 slipping into them would only fail on AWS, so import them under those interpreters here.
 """
@@ -13,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.pythons import find_python
+from training import images
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTAINER_PYTHONS = ("3.9", "3.10")
+CONTAINER_PYTHONS = sorted({facts["python"] for facts in images.load_table().containers.values()})
 
 
 @pytest.mark.parametrize("version", CONTAINER_PYTHONS)

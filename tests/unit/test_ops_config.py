@@ -57,3 +57,45 @@ def test_without_anything_the_error_says_where_to_look(tmp_path: Path, monkeypat
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ConfigError, match="cannot read"):
         resolve(None, None, None, tmp_path / "broken.json", {})
+
+
+def test_stack_file_names_the_failure_queue_alarm_prefix_and_local_endpoints(tmp_path: Path) -> None:
+    path = tmp_path / "stack.json"
+    path.write_text(
+        json.dumps(
+            {
+                "s3_endpoint_url": "http://127.0.0.1:4566",
+                "region": "us-east-1",
+                "queues": {"ModelSyncFunction": {"queue_url": "q", "dlq_url": "http://127.0.0.1:4566/1/dlq"}},
+                "resources": {"stack_name": "house-prices-local"},
+            }
+        )
+    )
+    environ: dict[str, str] = {}
+    config = resolve(None, None, None, path, environ)
+    assert config.failure_queue_url == "http://127.0.0.1:4566/1/dlq"
+    assert config.alarm_prefix == "house-prices-local-"
+    assert environ["AWS_ENDPOINT_URL_SQS"] == "http://127.0.0.1:4566"
+    assert environ["AWS_ENDPOINT_URL_CLOUDWATCH"] == "http://127.0.0.1:4566"
+
+
+def test_deployed_stack_outputs_fill_gaps_and_keep_the_local_stack_file_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a local stack file in the working directory and a deployed stack's outputs
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".local").mkdir()
+    _stack_file(tmp_path).rename(tmp_path / ".local" / "stack.json")
+    outputs = {
+        "ArtifactBucketName": "aws-bucket",
+        "RegistryTableName": "aws-table",
+        "ModelSyncDeadLetterQueueUrl": "https://sqs.us-east-1.amazonaws.com/1/dlq",
+        "AlarmNamePrefix": "house-prices-",
+    }
+    environ: dict[str, str] = {"REGISTRY_TABLE": "env-table"}
+    config = resolve(None, None, None, None, environ, stack_outputs=outputs)
+    # Then the outputs fill what env leaves open, and no local endpoint leaks in
+    assert (config.bucket, config.registry_table) == ("aws-bucket", "env-table")
+    assert config.failure_queue_url == "https://sqs.us-east-1.amazonaws.com/1/dlq"
+    assert config.alarm_prefix == "house-prices-"
+    assert not [name for name in environ if name.startswith("AWS_ENDPOINT_URL")]

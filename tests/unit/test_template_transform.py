@@ -6,20 +6,14 @@ HttpApi Auth.DefaultAuthorizer is one), so the transform itself is exercised her
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from boto3.session import Session
-from cfnlint.decode import decode
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
-ROOT = Path(__file__).resolve().parents[2]
-PARAMETERS = {"SourceDirS3Uri": "s3://deploy-bucket/house-prices-mme/sourcedir/abc/sourcedir.tar.gz"}
+from tests.sam_transform import source_template as load_source_template
+from tests.sam_transform import transform
 
 
 def _without_intrinsics(value: Any, conditions: dict[str, bool]) -> Any:
@@ -37,23 +31,12 @@ def _without_intrinsics(value: Any, conditions: dict[str, bool]) -> Any:
 
 @pytest.fixture(scope="module")
 def source_template() -> dict[str, Any]:
-    loaded, problems = decode(str(ROOT / "template.yaml"))
-    assert not problems, problems
-    # Local paths are what `sam package` would replace with S3 locations.
-    for resource in loaded["Resources"].values():
-        for key in ("CodeUri", "ContentUri"):
-            if key in resource.get("Properties", {}):
-                resource["Properties"][key] = "s3://deploy-bucket/code.zip"
-    return loaded
+    return load_source_template()
 
 
 @pytest.fixture(scope="module")
 def transformed(source_template: dict[str, Any]) -> dict[str, Any]:
-    # An explicit offline session: module fixtures run before the autouse fake-AWS environment.
-    session = Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    translator = Translator(None, Parser(), boto_session=session)
-    # The template names no managed policies, so the translator never needs to look one up.
-    return translator.translate(copy.deepcopy(source_template), dict(PARAMETERS), get_managed_policy_map=dict)
+    return transform(source_template)
 
 
 def _references(node: Any) -> Iterator[str]:
@@ -167,3 +150,27 @@ def test_browser_preflights_are_answered_by_api_gateway(transformed: dict[str, A
     assert cors["allowOrigins"] == ["*"]
     assert {"GET", "POST", "OPTIONS"} <= set(cors["allowMethods"])
     assert "authorization" in cors["allowHeaders"]
+
+
+def test_functions_run_with_their_own_roles_without_account_wide_log_rights(transformed: dict[str, Any]) -> None:
+    """Given the transformed template, then each function runs with its declared role, no role carries a
+    managed policy (AWSLambdaBasicExecutionRole grants logs:* on *), and a function's log rights name
+    only its own log group."""
+    resources = transformed["Resources"]
+    roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert not [name for name, role in roles.items() if role["Properties"].get("ManagedPolicyArns")]
+    for function, role, group in (
+        ("RouterFunction", "RouterFunctionRole", "RouterLogGroup"),
+        ("ModelSyncFunction", "ModelSyncFunctionRole", "ModelSyncLogGroup"),
+    ):
+        assert resources[function]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+        statements = [s for p in roles[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        log_statements = [s for s in statements if any(str(a).startswith("logs:") for a in _as_list(s["Action"]))]
+        assert log_statements, role
+        for statement in log_statements:
+            assert set(_as_list(statement["Action"])) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+            assert statement["Resource"] == {"Fn::GetAtt": [group, "Arn"]}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
