@@ -311,3 +311,133 @@ def test_a_killed_supervisor_leaves_no_process_behind(tmp_path: Path) -> None:
         assert all(port_is_free(port) for port in running.ports)
     finally:
         kill_groups(running.groups)
+
+
+# --- no code from data: pickles never run; a packed model trained anywhere serves ------------------
+
+
+class _WritesMarker:
+    """A pickle payload: unpickling it writes a file, the proof that a model file ran as code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.write_text, (self.path, "pickle executed"))
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _malicious_artifact(marker: Path) -> bytes:
+    import pickle
+
+    claims = {"validation": {"ae_p50": 1.0}, "features": list(schema.FEATURE_NAMES)}
+    return _tar_gz({"model.joblib": pickle.dumps(_WritesMarker(marker)), "metrics.json": json.dumps(claims).encode()})
+
+
+def _wait_for_version_record(registry: ModelRegistry, city: str, source_key: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in registry.versions(city):
+            if record.source_key == source_key and not record.reason.startswith("pending"):
+                return record
+        time.sleep(0.2)
+    raise AssertionError(f"model-sync recorded nothing for {source_key} within {timeout} s")
+
+
+@pytest.mark.parametrize("city", ["Evil_TX", RETRAIN_CITY], ids=["new-city", "over-a-live-city"])
+def test_a_malicious_pickle_published_through_s3_never_runs(
+    stack: LocalStack, registry: ModelRegistry, trained: dict, tmp_path: Path, city: str
+) -> None:
+    # Given a model.tar.gz whose model.joblib writes a marker file when unpickled, claiming a tiny error
+    marker = tmp_path / "marker"
+    live_before = registry.find_live(city)
+    layout = KeyLayout(stack.info.prefix)
+    key = layout.training_output_key(city, f"evil-{int(time.time() * 1000)}")
+    # When it is published where training outputs go (the S3 event runs model-sync)
+    stack.client("s3").put_object(Bucket=stack.info.bucket, Key=key, Body=_malicious_artifact(marker))
+    record = _wait_for_version_record(registry, city, key)
+    # Then it is rejected with the remedy, never promoted, and nothing ran
+    assert record.status == "rejected"
+    assert "python -m training.convert" in record.reason
+    assert registry.find_live(city) == live_before
+    response = predict(stack, city, houses("Chicago_IL", 1, seed=3)[0])
+    assert response.status_code == (404 if live_before is None else 200), response.text
+    assert not marker.exists()
+
+
+def test_a_pickle_placed_under_the_mme_prefix_never_runs(stack: LocalStack, tmp_path: Path) -> None:
+    # Given the same pickle written straight under the endpoint's model prefix (bypassing model-sync)
+    marker = tmp_path / "marker"
+    target = "Evil_TX.20260101T000000Z-0badc0de.tar.gz"
+    key = KeyLayout(stack.info.prefix).mme_prefix + target
+    stack.client("s3").put_object(Bucket=stack.info.bucket, Key=key, Body=_malicious_artifact(marker))
+    # When a client invokes it by TargetModel
+    runtime = stack.client("sagemaker-runtime")
+    with pytest.raises(runtime.exceptions.ModelError) as failed:
+        runtime.invoke_endpoint(
+            EndpointName=stack.info.endpoint_name,
+            TargetModel=target,
+            ContentType="text/csv",
+            Body="2005,3100,4,2.5,1.1,2",
+        )
+    # Then the load fails with a clear error naming the remedy, and the pickle never ran
+    assert "python -m training.convert" in str(failed.value)
+    assert not marker.exists()
+
+
+def test_a_laptop_trained_packed_model_is_promoted_and_served(
+    stack: LocalStack, registry: ModelRegistry, trained: dict, tmp_path: Path
+) -> None:
+    from sklearn.ensemble import RandomForestRegressor
+
+    import packed_forest
+    from packed_forest.evaluation import error_metrics
+    from packed_forest.pack import pack_forest
+    from training import data
+
+    # Given a new city's inputs in the bucket, and a model fitted on a laptop (this venv's scikit-learn)
+    city = "Tucson_AZ"
+    layout = KeyLayout(stack.info.prefix)
+    generated = data.generate_city(city)
+    s3 = stack.client("s3")
+    for split in ("train", "val", "test"):
+        csv = io.BytesIO()
+        np.savetxt(csv, generated.split_rows(split), delimiter=",", fmt="%.6g")
+        s3.put_object(Bucket=stack.info.bucket, Key=layout.prep_key(city, split), Body=csv.getvalue())
+    validation = np.loadtxt(
+        io.BytesIO(s3.get_object(Bucket=stack.info.bucket, Key=layout.prep_key(city, "val"))["Body"].read()),
+        delimiter=",",
+    )
+    train_rows = generated.split_rows("train")
+    model = RandomForestRegressor(n_estimators=30, min_samples_leaf=3, random_state=5, n_jobs=1)
+    model.fit(train_rows[:, 1:], train_rows[:, 0])
+    packed = pack_forest(model, schema.FEATURE_NAMES)
+    forest_file = io.BytesIO()
+    packed_forest.write(forest_file, packed.arrays)
+    metrics = {
+        "validation": error_metrics(validation[:, 0], packed.predict(validation[:, 1:])),
+        "features": list(schema.FEATURE_NAMES),
+        "versions": {"sklearn": "laptop"},
+    }
+    key = layout.training_output_key(city, "laptop-1")
+    # When it is published as a training output
+    artifact = _tar_gz({"forest.npz": forest_file.getvalue(), "metrics.json": json.dumps(metrics).encode()})
+    s3.put_object(Bucket=stack.info.bucket, Key=key, Body=artifact)
+    record = _wait_for_version_record(registry, city, key)
+    # Then it is promoted and the API serves exactly what the packed forest predicts
+    assert record.status == "live", record.reason
+    assert record.metrics["measured"]["validation"]["ae_p50"] == metrics["validation"]["ae_p50"]
+    batch = houses(city, 4, seed=9)
+    response = predict(stack, city, {"houses": batch})
+    assert response.status_code == 200, response.text
+    rows = np.array([[house[name] for name in schema.FEATURE_NAMES] for house in batch])
+    assert [item["price"] for item in response.json()["predictions"]] == packed.predict(rows).tolist()
