@@ -366,3 +366,42 @@ def subtract_histograms(after: dict[str, dict[str, Any]], before: dict[str, dict
             "buckets": {b: c - base["buckets"].get(b, 0.0) for b, c in entry["buckets"].items()},
         }
     return delta
+
+
+def zipf_sequence(models: int, exponent: float, length: int, seed: int = 7) -> np.ndarray:
+    """Model indices drawn from Zipf(exponent) truncated at ``models`` ranks (rank order shuffled)."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, models + 1, dtype=np.float64) ** exponent
+    cdf = np.cumsum(weights / weights.sum())
+    ranks = np.searchsorted(cdf, rng.random(length), side="right").clip(0, models - 1)
+    return rng.permutation(models)[ranks]
+
+
+def phase_of(metric: str) -> str | None:
+    """Which part of a model load a histogram times, by name; None for the rest (tolerant by design)."""
+    lowered = metric.lower()
+    if "wait" in lowered or "unload" in lowered or "invocation" in lowered:
+        return None
+    for phase, words in (
+        ("download", ("download",)),
+        ("extract", ("extract", "unpack")),
+        ("model_fn", ("loading", "load")),
+    ):
+        if any(word in lowered for word in words):
+            return phase
+    return None
+
+
+def load_phases(histograms: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    phases: dict[str, dict[str, float]] = {}
+    for name, entry in histograms.items():
+        phase = phase_of(name)
+        if phase is None or entry["count"] <= 0:
+            continue
+        phases[f"{phase} ({name})"] = {
+            "count": entry["count"],
+            "mean_ms": entry["sum"] / entry["count"] * 1000,
+            "p50_ms": histogram_quantile(entry["buckets"], 0.5) * 1000,
+            "p99_ms": histogram_quantile(entry["buckets"], 0.99) * 1000,
+        }
+    return phases

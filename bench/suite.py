@@ -57,12 +57,14 @@ from harness import (
     cpu_seconds,
     free_port,
     histogram_quantile,
+    load_phases,
     memory_bytes,
     percentiles,
     prometheus_histograms,
     run_wrk,
     subtract_histograms,
     write_lua_requests,
+    zipf_sequence,
 )
 from peers import CEILING_BODY, TARGET_MODEL_HEADER, mlserver_infer_body, write_mlserver_repository
 
@@ -593,36 +595,6 @@ def metrics_text(url: str) -> str:
         return ""
 
 
-def phase_of(metric: str) -> str | None:
-    """Which part of a model load a histogram times, by name; None for the rest (tolerant by design)."""
-    lowered = metric.lower()
-    if "wait" in lowered or "unload" in lowered or "invocation" in lowered:
-        return None
-    for phase, words in (
-        ("download", ("download",)),
-        ("extract", ("extract", "unpack")),
-        ("model_fn", ("loading", "load")),
-    ):
-        if any(word in lowered for word in words):
-            return phase
-    return None
-
-
-def load_phases(histograms: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    phases: dict[str, dict[str, float]] = {}
-    for name, entry in histograms.items():
-        phase = phase_of(name)
-        if phase is None or entry["count"] <= 0:
-            continue
-        phases[f"{phase} ({name})"] = {
-            "count": entry["count"],
-            "mean_ms": entry["sum"] / entry["count"] * 1000,
-            "p50_ms": histogram_quantile(entry["buckets"], 0.5) * 1000,
-            "p99_ms": histogram_quantile(entry["buckets"], 0.99) * 1000,
-        }
-    return phases
-
-
 def cold_loads(
     stack: Stack, models: Mapping[str, CityModel], samples: Mapping[str, list[Sample]], options: Options
 ) -> dict[str, Any]:
@@ -664,15 +636,6 @@ def cold_loads(
         "phases": load_phases(subtract_histograms(after, before)),
         "latencies_ms": latencies,
     }
-
-
-def zipf_sequence(models: int, exponent: float, length: int, seed: int = 7) -> np.ndarray:
-    """Model indices drawn from Zipf(exponent) truncated at ``models`` ranks (rank order shuffled)."""
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, models + 1, dtype=np.float64) ** exponent
-    cdf = np.cumsum(weights / weights.sum())
-    ranks = np.searchsorted(cdf, rng.random(length), side="right").clip(0, models - 1)
-    return rng.permutation(models)[ranks]
 
 
 @dataclass
@@ -877,6 +840,9 @@ def legacy_scripts(work_dir: Path) -> list[dict[str, Any]]:
             [sys.executable, str(bench / "stack_latency.py"), "--cities", "3", "--requests", "200", "--batch", "100"],
         ),
     ]
+    api_bench = bench / "http_api_throughput.py"
+    if api_bench.exists():  # the HTTP API's own throughput bench, when it has landed: its defaults
+        commands.append(("HTTP API throughput (its own bench)", [sys.executable, str(api_bench)]))
     results = []
     for title, argv in commands:
         started = time.perf_counter()
