@@ -245,7 +245,8 @@ def write_report(results: Mapping[str, Any], path: Path) -> Path:
                     f"{row['wrk_cpu']:.0%}",
                     f"{row['server_cpu']:.0%}",
                     (
-                        f"{row['memory']['rss'] / MiB:.0f} ({row['memory']['processes']} proc)"
+                        f"{row['memory']['rss'] / MiB:.0f} ({row['memory']['processes']} proc"
+                        + (": the whole local stack)" if row["name"].startswith("HTTP API") else ")")
                         if row.get("memory")
                         else "–"
                     ),
