@@ -12,8 +12,12 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 REGION ?= $(AWS_DEFAULT_REGION)
 PYTEST_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements/bench.txt | md5sum | cut -c1-12)
+MLSERVER_VENV := build/bench/mlserver-venv
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed-$(shell cat requirements/bench-mlserver.txt | md5sum | cut -c1-12)
+BENCH_ARGS ?=
 
-.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy invoke bench clean
+.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy invoke bench bench-quick bench-deps wrk clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -70,10 +74,27 @@ invoke: $(STAMP) ## run a handler in process: make invoke FN=RouterFunction EVEN
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=<event.json>"; exit 2; }
 	$(PYTHON) -m local.lambda_runtime $(FN) $(EVENT)
 
-bench: sam-build ## benchmarks with targets: router cold import (built package), endpoint latency, stack latency
-	$(PYTHON) bench/router_import_time.py --built
-	$(PYTHON) bench/endpoint_latency.py --requests 1000 --cold-models 5
-	$(PYTHON) bench/stack_latency.py --cities 5 --requests 300 --batch 100
+wrk: ## install the wrk load generator (Debian package) if it is missing
+	@command -v wrk >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+
+$(BENCH_STAMP): $(STAMP) requirements/bench.txt
+	$(BIN)/pip install --quiet -r requirements/bench.txt -c requirements/constraints.txt
+	rm -f $(VENV)/.bench-* && touch $@
+
+# MLServer gets its own venv: its pins (fastapi, pydantic, uvloop<0.22, ...) are not this project's.
+$(MLSERVER_STAMP): requirements/bench-mlserver.txt
+	rm -rf $(MLSERVER_VENV)
+	python3.11 -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install --quiet -r requirements/bench-mlserver.txt
+	touch $@
+
+bench-deps: wrk $(BENCH_STAMP) $(MLSERVER_STAMP) ## wrk, chart and uvloop packages, MLServer's venv
+
+bench: sam-build bench-deps ## one run: endpoint vs ceiling and peers, cold loads, scale; writes docs/benchmarks.md
+	$(PYTHON) bench/suite.py --mlserver $(MLSERVER_VENV)/bin/mlserver $(BENCH_ARGS)
+
+bench-quick: bench-deps ## smoke run of the bench (short rounds, few models; report to build/bench/)
+	$(PYTHON) bench/suite.py --quick --no-legacy --mlserver $(MLSERVER_VENV)/bin/mlserver --docs build/bench/quick/benchmarks.md $(BENCH_ARGS)
 
 clean: ## remove build outputs and local state (keeps .venv)
 	rm -rf .aws-sam .local build
