@@ -832,6 +832,10 @@ def legacy_scripts(work_dir: Path) -> list[dict[str, Any]]:
     commands = [
         ("router cold import (built package)", [sys.executable, str(bench / "router_import_time.py"), "--built"]),
         (
+            "packed-forest predict and model_fn vs scikit-learn (issue 7 targets)",
+            [sys.executable, str(bench / "forest_predict.py"), "--rounds", "7"],
+        ),
+        (
             "endpoint single-client latency",
             [sys.executable, str(bench / "endpoint_latency.py"), "--requests", "500", "--cold-models", "5"],
         ),
