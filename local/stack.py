@@ -283,7 +283,8 @@ class LocalStack:
                     *self._template_args(),
                     *self._environment_args(function),
                 ],
-                aws_env,
+                # model-sync pre-warms promoted versions on the endpoint, as on AWS.
+                {**aws_env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url},
             )
             for function in plan.event_functions
         ]

@@ -124,5 +124,6 @@ class PackedForest:
             # One gather of whole 16-byte records: taking from a strided field would copy the field first.
             record = nodes.take(node)
             goes_left = flat.take(record["feature"] + row_start) <= record["threshold"]
-            node = np.where(goes_left, record["left"], record["right"])
+            # As intp: numpy converts any other index dtype on every take, which costs more than this cast.
+            node = np.where(goes_left, record["left"], record["right"]).astype(np.intp)
         return node.reshape(n_rows, self.n_trees)

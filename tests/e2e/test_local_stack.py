@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from endpoint.testing import metric_value
 from house_prices import schema
 from house_prices.naming import KeyLayout
 from house_prices.registry import ModelRegistry
@@ -433,9 +434,12 @@ def test_a_laptop_trained_packed_model_is_promoted_and_served(
     artifact = _tar_gz({"forest.npz": forest_file.getvalue(), "metrics.json": json.dumps(metrics).encode()})
     s3.put_object(Bucket=stack.info.bucket, Key=key, Body=artifact)
     record = _wait_for_version_record(registry, city, key)
-    # Then it is promoted and the API serves exactly what the packed forest predicts
+    # Then it is promoted, and model-sync pre-warmed it: the endpoint loaded it before any user asked
     assert record.status == "live", record.reason
     assert record.metrics["measured"]["validation"]["ae_p50"] == metrics["validation"]["ae_p50"]
+    target = f"{city}.{record.version}.tar.gz"
+    assert metric_value(stack.info.endpoint_url, "endpoint_model_loads_total", target_model=target) == 1
+    # And the API serves exactly what the packed forest predicts
     batch = houses(city, 4, seed=9)
     response = predict(stack, city, {"houses": batch})
     assert response.status_code == 200, response.text

@@ -111,10 +111,22 @@ def _clear_metrics() -> Iterator[None]:
 
 
 @dataclass
+class FakeWarmer:
+    warmed: list[str] = field(default_factory=list)
+    failure: str | None = None
+
+    def warm(self, target_model: str) -> None:
+        if self.failure:
+            raise DependencyFailure(self.failure)
+        self.warmed.append(target_model)
+
+
+@dataclass
 class World:
     store: MemoryStore = field(default_factory=MemoryStore)
     registry: MemoryRegistry = field(default_factory=MemoryRegistry)
     gate: GatePolicy = field(default_factory=lambda: GatePolicy.parse("not-worse-than-live-by:5"))
+    warmer: FakeWarmer = field(default_factory=lambda: FakeWarmer())
 
     def __post_init__(self) -> None:
         # The city's held-out rows, which the gate measures every model on.
@@ -122,7 +134,9 @@ class World:
 
     @property
     def sync(self) -> ModelSync:
-        return ModelSync(self.store, self.registry, BUCKET, LAYOUT, self.gate, max_unpacked_bytes=1024 * 1024)
+        return ModelSync(
+            self.store, self.registry, BUCKET, LAYOUT, self.gate, max_unpacked_bytes=1024 * 1024, warmer=self.warmer
+        )
 
     def upload(self, job: str, ae_p50: float = 20_000, minutes: int = 0, data: bytes | None = None) -> str:
         key = LAYOUT.training_output_key(CITY, job)
@@ -242,3 +256,25 @@ def test_transient_failure_in_one_record_is_raised_after_the_others_are_done() -
     world.store.fail_copy = False
     results = world.sync.sync_event_records([record(good), record(other_city_key)])
     assert [r.action for r in results] == ["promoted", "promoted"]
+
+
+def test_a_promoted_version_is_prewarmed_once_and_a_held_back_one_is_not() -> None:
+    world = World()
+    promoted = world.run(world.upload("a", ae_p50=20_000))
+    held = world.run(world.upload("b", ae_p50=40_000, minutes=1))
+    duplicate = world.run(world.upload("a", ae_p50=20_000))
+    assert (promoted.action, held.action) == ("promoted", "standby")
+    assert duplicate.action in ("duplicate", "promoted")
+    assert world.warmer.warmed == [target_model(CITY, promoted.version)]
+
+
+def test_a_failed_prewarm_never_blocks_the_promotion_and_is_counted() -> None:
+    # Given an endpoint that cannot be reached
+    world = World(warmer=FakeWarmer(failure="InvokeEndpoint timed out"))
+    # When a version is promoted
+    outcome = world.run(world.upload("a"))
+    # Then it is live all the same, and the failure is counted
+    assert outcome.action == "promoted"
+    assert world.registry.live[CITY].version == outcome.version
+    published = metrics.serialize_metric_set()["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    assert "PrewarmFailures" in {metric["Name"] for metric in published}

@@ -11,11 +11,14 @@ Every step is idempotent, so Lambda may re-run an event (retry or duplicate deli
    ``PENDING`` reason; the gate's decision replaces that reason (promotion or hold-back);
 4. a re-run finding the record still PENDING resumes at the gate; any other state is a duplicate and
    changes nothing, so an operator's rollback is never undone by a late duplicate event;
-5. promotion is a monotonic conditional write: an older version never replaces a newer live one.
+5. promotion is a monotonic conditional write: an older version never replaces a newer live one;
+6. a promoted version is pre-warmed with one tiny request (best effort: bounded by the client's
+   timeouts, logged and counted when it fails, never undoing or blocking the promotion).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
@@ -24,7 +27,7 @@ import numpy as np
 
 from house_prices.artifacts import ArtifactReport, HashingReader, inspect_artifact
 from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused
-from house_prices.naming import PACKED_MODEL_FILENAME, KeyLayout, TrainingOutput, make_version
+from house_prices.naming import PACKED_MODEL_FILENAME, KeyLayout, TrainingOutput, make_version, target_model
 from house_prices.observability import MetricUnit, logger, metrics
 from house_prices.registry import LiveModel, ModelVersion, Status
 from house_prices.schema import FEATURE_NAMES
@@ -57,6 +60,10 @@ class ArtifactStore(Protocol):
     def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes | None: ...
     def open(self, source: ObjectInfo) -> Closeable: ...
     def copy(self, source: ObjectInfo, bucket: str, key: str, metadata: dict[str, str]) -> None: ...
+
+
+class Warmer(Protocol):
+    def warm(self, target_model: str) -> None: ...
 
 
 class Registry(Protocol):
@@ -104,6 +111,7 @@ class ModelSync:
     layout: KeyLayout
     gate: GatePolicy
     max_unpacked_bytes: int
+    warmer: Warmer | None = None
 
     # entry points
     def sync_event_records(self, records: Iterable[Any]) -> list[SyncResult]:
@@ -293,7 +301,22 @@ class ModelSync:
             reason = f"{refused.message}; gate {decision.reason}"
             self.registry.set_status(city, version, "standby", reason)
             return self._result("standby", reason, output, version)
+        self._prewarm(target_model(city, version))
         return self._result("promoted", decision.reason, output, version)
+
+    def _prewarm(self, model: str) -> None:
+        if self.warmer is None:
+            return
+        started = time.perf_counter()
+        try:
+            self.warmer.warm(model)
+        except DependencyFailure as failure:
+            logger.warning("pre-warm failed; the first request will load the model", extra={"reason": failure.message})
+            metrics.add_metric(name="PrewarmFailures", unit=MetricUnit.Count, value=1)
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        logger.info("pre-warmed the promoted version", extra={"target_model": model, "milliseconds": elapsed_ms})
+        metrics.add_metric(name="PrewarmMilliseconds", unit=MetricUnit.Milliseconds, value=elapsed_ms)
 
     def _reject(
         self,

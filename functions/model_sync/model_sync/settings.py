@@ -19,6 +19,8 @@ class SyncSettings:
     registry_table: str
     gate: GatePolicy
     max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+    # The endpoint to pre-warm promoted versions on; None turns pre-warming off.
+    endpoint_name: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SyncSettings:
@@ -47,5 +49,6 @@ class SyncSettings:
             layout=layout,
             registry_table=required("REGISTRY_TABLE"),
             gate=GatePolicy.parse(environ.get("QUALITY_GATE", "").strip() or DEFAULT_QUALITY_GATE),
+            endpoint_name=environ.get("ENDPOINT_NAME", "").strip() or None,
             max_unpacked_bytes=limit,
         )
