@@ -22,6 +22,7 @@ from house_prices.errors import DependencyFailure
 COPY_OBJECT_LIMIT = 5 * 1024**3
 _MULTIPART_CHUNK = 256 * 1024**2
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_SNAKE = {"HeadObject": "head_object", "GetObject": "get_object"}
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,22 @@ class S3Artifacts:
         self._s3 = s3_client
         self._copy_object_limit = copy_object_limit
 
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+    def _unless_missing(self, operation: str, bucket: str, key: str) -> dict[str, Any] | None:
+        """``operation``'s response (e.g. HeadObject), or None for a missing object; other failures are transient."""
         try:
-            response = self._s3.head_object(Bucket=bucket, Key=key)
+            response: dict[str, Any] = getattr(self._s3, _SNAKE[operation])(Bucket=bucket, Key=key)
         except ClientError as error:
             if _code(error) in _NOT_FOUND:
                 return None
-            raise DependencyFailure(f"S3 HeadObject s3://{bucket}/{key} failed: {error}") from error
+            raise DependencyFailure(f"S3 {operation} s3://{bucket}/{key} failed: {error}") from error
         except BotoCoreError as error:
-            raise DependencyFailure(f"S3 HeadObject s3://{bucket}/{key} failed: {error}") from error
+            raise DependencyFailure(f"S3 {operation} s3://{bucket}/{key} failed: {error}") from error
+        return response
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        response = self._unless_missing("HeadObject", bucket, key)
+        if response is None:
+            return None
         return ObjectInfo(
             bucket=bucket,
             key=key,
@@ -82,16 +90,10 @@ class S3Artifacts:
 
     def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes | None:
         """At most ``max_bytes + 1`` bytes of an object (so the caller sees it was too big), None if absent."""
-        where = f"s3://{bucket}/{key}"
-        try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
-        except ClientError as error:
-            if _code(error) in _NOT_FOUND:
-                return None
-            raise DependencyFailure(f"S3 GetObject {where} failed: {error}") from error
-        except BotoCoreError as error:
-            raise DependencyFailure(f"S3 GetObject {where} failed: {error}") from error
-        body = _GuardedBody(response["Body"], where)
+        response = self._unless_missing("GetObject", bucket, key)
+        if response is None:
+            return None
+        body = _GuardedBody(response["Body"], f"s3://{bucket}/{key}")
         try:
             return body.read(max_bytes + 1)
         finally:
