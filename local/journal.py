@@ -66,7 +66,11 @@ _DYNAMODB_READS = frozenset(
 )
 _MUTATING_METHODS = frozenset({"PUT", "POST", "DELETE"})
 # Hop-by-hop or recomputed on replay.
-_DROPPED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+_DROPPED_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "x-local-stack-internal"}
+)
+# Marks the stack's own start-up requests (provisioning, replay): they pass the StartupGate.
+INTERNAL_HEADER = "x-local-stack-internal"
 _UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
 _UPLOAD_ID_PARAM = re.compile(r"(?<=[?&]uploadId=)[^&]+")
 
@@ -206,6 +210,28 @@ def ensure_unused(directory: Path) -> None:
     probe = Journal(directory)
     probe.acquire()
     probe.close()
+
+
+class StartupGate:
+    """WSGI middleware: clients wait until the state is restored, instead of seeing it half-replayed.
+
+    A restarted moto must serve its own start-up requests (provisioning, replay) before anyone
+    else; clients that reconnect meanwhile (their requests queued in the socket the supervisor
+    holds) are answered only after :meth:`open`, with the whole state in place.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], wait_seconds: float = 300.0) -> None:
+        self._app = app
+        self._open = threading.Event()
+        self._wait_seconds = wait_seconds
+
+    def open(self) -> None:
+        self._open.set()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self._open.is_set() and "HTTP_X_LOCAL_STACK_INTERNAL" not in environ:
+            self._open.wait(self._wait_seconds)
+        return self._app(environ, start_response)
 
 
 class JournalingMiddleware:
@@ -392,7 +418,8 @@ def replay(journal: Journal, server_url: str) -> ReplayReport:
                 continue
             report.requests += 1
             target = _UPLOAD_ID_PARAM.sub(lambda m: upload_ids.get(m.group(0), m.group(0)), entry["target"])
-            connection.request(entry["method"], target, body=base64.b64decode(entry["body"]), headers=entry["headers"])
+            headers = {**entry["headers"], INTERNAL_HEADER: "replay"}
+            connection.request(entry["method"], target, body=base64.b64decode(entry["body"]), headers=headers)
             response = connection.getresponse()
             payload = response.read()
             if response.status >= 300:

@@ -29,7 +29,7 @@ import boto3
 from botocore.config import Config
 
 from house_prices.registry import create_table
-from local.journal import Journal, JournalingMiddleware, install_sqs_hooks, replay
+from local.journal import INTERNAL_HEADER, Journal, JournalingMiddleware, StartupGate, install_sqs_hooks, replay
 from local.process import LOCAL_HOST
 from local.template import S3Trigger
 
@@ -49,15 +49,21 @@ class MotoServer:
         self._host, self._port, self._fd, self._journal = host, port, fd, journal
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._gate: StartupGate | None = None
         self.url = ""
 
-    def start(self) -> str:
+    def start(self, gated: bool = False) -> str:
+        """Serve; with ``gated`` only start-up requests are answered until :meth:`open`."""
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         app: Any = DomainDispatcherApplication(create_backend_app)
         if self._journal is not None:
             app = JournalingMiddleware(app, self._journal)
+        self._gate = StartupGate(app)
+        if not gated:
+            self._gate.open()
+        app = self._gate
         self._server = make_server(
             self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler, fd=self._fd
         )
@@ -66,6 +72,10 @@ class MotoServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         self._thread.start()
         return self.url
+
+    def open(self) -> None:
+        if self._gate is not None:
+            self._gate.open()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -85,7 +95,7 @@ class MotoServer:
 def client(service: str, endpoint_url: str, region: str) -> Any:
     """A boto3 client for the local services, with fake credentials and no retries to hide errors."""
     # The service is chosen at run time; boto3-stubs only types literal service names.
-    return boto3.client(  # type: ignore[call-overload]
+    created = boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint_url,
         region_name=region,
@@ -93,6 +103,13 @@ def client(service: str, endpoint_url: str, region: str) -> Any:
         aws_secret_access_key="local",
         config=Config(retries={"mode": "standard", "max_attempts": 2}),
     )
+    # Start-up requests pass moto's StartupGate (a no-op once the server is open).
+    created.meta.events.register("before-sign", _mark_internal)
+    return created
+
+
+def _mark_internal(request: Any, **_: Any) -> None:
+    request.headers[INTERNAL_HEADER] = "provision"
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,7 @@ def create_event_queue(
     max_attempts: int,
     function_timeout_seconds: int,
     on_failure_queue_name: str | None = None,
+    visibility_timeout_seconds: int | None = None,
 ) -> EventQueue:
     """The event queue, plus the OnFailure queue the dispatcher sends Lambda's invocation records to.
 
@@ -148,7 +166,11 @@ def create_event_queue(
     queue_url = sqs.create_queue(
         QueueName=queue_name,
         # A message in flight must outlive the function's own timeout, as Lambda requires of SQS sources.
-        Attributes={"VisibilityTimeout": str(max(_MIN_VISIBILITY_SECONDS, function_timeout_seconds + 5))},
+        Attributes={
+            "VisibilityTimeout": str(
+                visibility_timeout_seconds or max(_MIN_VISIBILITY_SECONDS, function_timeout_seconds + 5)
+            )
+        },
     )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return EventQueue(function_id, queue_url, queue_arn, on_failure_url, max_attempts)
@@ -203,6 +225,7 @@ def _provision(url: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], li
             function["max_attempts"],
             function["timeout"],
             function.get("on_failure_queue_name"),
+            function.get("visibility_timeout"),
         )
         queues.append(asdict(queue))
         subscriptions.extend((S3Trigger(**trigger), queue) for trigger in function["triggers"])
@@ -220,13 +243,14 @@ def serve(spec: dict[str, Any], state_dir: Path | None, port: int = 0, fd: int |
         journal.acquire()
         install_sqs_hooks(journal)
     server = MotoServer(port=port, fd=fd, journal=journal)
-    server.start()
+    server.start(gated=True)
     queues, subscriptions = _provision(server.url, spec)
     facts: dict[str, Any] = {"endpoint_url": server.url, "queues": queues}
     if journal is not None:
         report = replay(journal, server.url)
         facts["replayed"] = report.as_dict()
     subscribe(server.url, spec["region"], subscriptions)
+    server.open()
     return server, journal, facts
 
 

@@ -77,6 +77,8 @@ class StackConfig:
     ready_timeout_seconds: float = 60.0
     dispatcher_backoff_base_seconds: float = 1.0
     dispatcher_backoff_cap_seconds: float = 30.0
+    # How long an event a dead invoker had received stays hidden; default: the function's Timeout + 5 s.
+    event_visibility_timeout_seconds: int | None = None
     api_max_concurrency: int = 1
     endpoint_args: Sequence[str] = ()
     # Journal S3/SQS/DynamoDB state under state_dir/state and restore it at start; fresh discards it first.
@@ -263,6 +265,7 @@ class LocalStack:
                     "on_failure_queue_name": self._on_failure_queue_name(function),
                     "max_attempts": function.max_async_retries + 1,
                     "timeout": function.timeout,
+                    "visibility_timeout": config.event_visibility_timeout_seconds,
                     "triggers": [asdict(trigger) for trigger in function.s3_triggers],
                 }
                 for function in plan.event_functions
