@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -403,3 +404,39 @@ def test_100_concurrent_cold_requests_load_the_model_once(
     metrics = httpx.get(f"{stack.info.endpoint_url}/metrics", timeout=10).text
     loads = [line for line in metrics.splitlines() if line.startswith("endpoint_model_loads_total")]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in loads) == 1, loads
+
+
+# --- across runs -------------------------------------------------------------------------------
+
+
+def test_state_persists_across_runs_logs_are_kept_and_fresh_starts_empty(tmp_path: Path) -> None:
+    config = StackConfig(state_dir=tmp_path, write_stack_file=False)
+    item = {"city": {"S": "Chicago_IL"}, "record": {"S": "VERSION#persisted"}}
+    # Given a stack run that stored an object, a registry item and a failed-event record
+    with LocalStack(config) as first:
+        first.client("s3").put_object(Bucket=first.info.bucket, Key="kept/object.txt", Body=b"kept")
+        first.client("dynamodb").put_item(TableName=first.info.registry_table, Item=item)
+        failures = first.info.queues["ModelSyncFunction"]["on_failure_url"]
+        first.client("sqs").send_message(QueueUrl=failures, MessageBody='{"kept": true}')
+        # every child's scratch space is inside this run's directory, not /tmp
+        environ = Path(f"/proc/{first.child('moto').pid}/environ").read_bytes().split(b"\0")
+        assert f"TMPDIR={tmp_path}/run/{first.run_id}/tmp".encode() in environ
+    assert list((tmp_path / "run").iterdir()) == []  # scratch removed when the stack stops
+    # When the next run starts on the same state directory (make up again)
+    with LocalStack(config) as second:
+        # Then all of it is still there
+        body = second.client("s3").get_object(Bucket=second.info.bucket, Key="kept/object.txt")["Body"].read()
+        assert body == b"kept"
+        key = {"city": item["city"], "record": item["record"]}
+        assert second.client("dynamodb").get_item(TableName=second.info.registry_table, Key=key)["Item"] == item
+        failures = second.info.queues["ModelSyncFunction"]["on_failure_url"]
+        messages = second.client("sqs").receive_message(QueueUrl=failures, MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in messages] == ['{"kept": true}']
+    # And a fresh run (make up FRESH=1) starts empty
+    with LocalStack(replace(config, fresh=True)) as fresh:
+        listing = fresh.client("s3").list_objects_v2(Bucket=fresh.info.bucket)
+        assert listing.get("KeyCount", 0) == 0
+    # And the logs of all three runs are kept
+    runs = [p for p in (tmp_path / "logs").iterdir() if p.name != "latest"]
+    assert len(runs) == 3
+    assert all((run / "moto.log").is_file() for run in runs)
