@@ -39,6 +39,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -65,12 +66,16 @@ _DYNAMODB_READS = frozenset(
     }
 )
 _MUTATING_METHODS = frozenset({"PUT", "POST", "DELETE"})
-# Hop-by-hop or recomputed on replay.
-_DROPPED_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "x-local-stack-internal"}
-)
 # Marks the stack's own start-up requests (provisioning, replay): they pass the StartupGate.
 INTERNAL_HEADER = "x-local-stack-internal"
+# On a replayed S3 write: the object's original LastModified, which moto would otherwise set to "now"
+# (model-sync derives version names from it, so a replay must not change it).
+LAST_MODIFIED_HEADER = "x-local-stack-last-modified"
+# Hop-by-hop or recomputed on replay.
+_DROPPED_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", INTERNAL_HEADER, LAST_MODIFIED_HEADER}
+)
+
 _UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
 _UPLOAD_ID_PARAM = re.compile(r"(?<=[?&]uploadId=)[^&]+")
 
@@ -267,6 +272,7 @@ class JournalingMiddleware:
                 if close:
                     close()
             if captured["status"][:1] == "2":
+                last_modified = _keep_last_modified(environ)
                 entry: dict[str, Any] = {
                     "kind": "http",
                     "method": environ["REQUEST_METHOD"],
@@ -277,9 +283,33 @@ class JournalingMiddleware:
                 upload = _UPLOAD_ID.search(response) if environ["REQUEST_METHOD"] == "POST" else None
                 if upload and "uploads" in environ.get("QUERY_STRING", ""):
                     entry["upload_id"] = upload.group(1).decode()
+                if last_modified:
+                    entry["last_modified"] = last_modified
                 self._journal.append(entry)
         start_response(captured["status"], captured["headers"], captured["exc_info"])
         return [response]
+
+
+def _keep_last_modified(environ: dict[str, Any]) -> str | None:
+    """The LastModified of the S3 object a write touched, restored first if this is a replay."""
+    if service_of(environ) != "s3":
+        return None
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    bucket, _, key = environ.get("PATH_INFO", "").lstrip("/").partition("/")
+    if not key:
+        return None
+    try:
+        found = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(bucket, key)
+    except Exception:  # no such bucket/key (e.g. a delete): nothing to keep
+        return None
+    if found is None:
+        return None
+    original = environ.get("HTTP_" + LAST_MODIFIED_HEADER.upper().replace("-", "_"))
+    if original:
+        found.last_modified = datetime.fromisoformat(original)
+    return str(found.last_modified.isoformat())
 
 
 # --- SQS: messages, not requests ---------------------------------------------------------------
@@ -419,6 +449,8 @@ def replay(journal: Journal, server_url: str) -> ReplayReport:
             report.requests += 1
             target = _UPLOAD_ID_PARAM.sub(lambda m: upload_ids.get(m.group(0), m.group(0)), entry["target"])
             headers = {**entry["headers"], INTERNAL_HEADER: "replay"}
+            if entry.get("last_modified"):
+                headers[LAST_MODIFIED_HEADER] = entry["last_modified"]
             connection.request(entry["method"], target, body=base64.b64decode(entry["body"]), headers=headers)
             response = connection.getresponse()
             payload = response.read()

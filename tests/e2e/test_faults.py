@@ -84,7 +84,8 @@ def state(stack: LocalStack, registry: ModelRegistry) -> dict[str, Any]:
     s3 = stack.client("s3")
     objects = s3.list_objects_v2(Bucket=stack.info.bucket).get("Contents", [])
     return {
-        "objects": sorted((o["Key"], o["ETag"], o["Size"]) for o in objects),
+        # LastModified too: model-sync names versions after it, so a restore must keep it
+        "objects": sorted((o["Key"], o["ETag"], o["Size"], o["LastModified"]) for o in objects),
         "registry": {city: [v.as_dict() for v in registry.versions(city)] for city in CITIES},
         "live": {city: registry.live_model(city) for city in CITIES},
         "failed": queue_depth(stack, stack.info.queues["ModelSyncFunction"]["on_failure_url"]),
@@ -399,7 +400,7 @@ def test_100_concurrent_cold_requests_load_the_model_once(
     with ThreadPoolExecutor(50) as pool:
         responses = list(pool.map(lambda _: predict(stack, CITIES[0], timeout=60), range(100)))
     # Then all succeed with the same price, and model_fn ran once
-    assert [r.status_code for r in responses] == [200] * 100, {r.status_code for r in responses}
+    assert [r.status_code for r in responses] == [200] * 100, [r.text for r in responses if r.status_code != 200]
     assert len({json.dumps(r.json()["predictions"]) for r in responses}) == 1
     metrics = httpx.get(f"{stack.info.endpoint_url}/metrics", timeout=10).text
     loads = [line for line in metrics.splitlines() if line.startswith("endpoint_model_loads_total")]

@@ -113,6 +113,8 @@ def test_s3_dynamodb_and_sqs_state_survive_sigkill_of_moto(tmp_path: Path) -> No
         for message in received:
             if message["Body"] == "consumed":
                 aws["sqs"].delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        stamps = {o["Key"]: o["LastModified"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET)["Contents"]}
+        time.sleep(1.1)  # a replay that stamped "now" would show a different second
         # When moto is killed without any chance to save anything
         process.send_signal(signal.SIGKILL)
         process.wait(10)
@@ -121,6 +123,8 @@ def test_s3_dynamodb_and_sqs_state_survive_sigkill_of_moto(tmp_path: Path) -> No
         # Then every acknowledged write is back, and nothing that was deleted
         keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET)["Contents"]}
         assert keys == {"in/a b+c=d%.txt", "big/multipart.bin"}
+        # with the same LastModified (model-sync derives version names from it)
+        assert {o["Key"]: o["LastModified"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET)["Contents"]} == stamps
         restored = aws["s3"].get_object(Bucket=BUCKET, Key="big/multipart.bin")["Body"].read()
         assert hashlib.sha256(restored).digest() == hashlib.sha256(big).digest()
         item = aws["dynamodb"].get_item(TableName=TABLE, Key={"city": {"S": "Chicago_IL"}, "record": {"S": "V#1"}})[
