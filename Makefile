@@ -67,8 +67,8 @@ deploy: $(STAMP) ## package + upload sourcedir.tar.gz, sam build, sam deploy (DE
 demo: $(STAMP) ## the seed notebook end to end on the local stack (no AWS, no Docker)
 	$(PYTHON) -m local.demo
 
-up: $(STAMP) ## run the local stack (moto S3/SQS/DynamoDB, endpoint, HTTP API) until Ctrl-C; writes .local/stack.json
-	$(PYTHON) -m local.stack
+up: $(STAMP) ## run the local stack until Ctrl-C; state persists in .local/state (FRESH=1 starts empty)
+	$(PYTHON) -m local.stack $(if $(FRESH),--fresh)
 
 invoke: $(STAMP) ## run a handler in process: make invoke FN=RouterFunction EVENT=events/api-get-health.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=<event.json>"; exit 2; }

@@ -31,6 +31,8 @@ from endpoint.errors import ArtifactInvalid, ArtifactMissing, StorageUnavailable
 _CHUNK = 1024 * 1024
 _MAX_MEMBERS = 10_000
 # S3 answers these when the object is absent or unreadable: the caller's fault, not a transient one.
+S3_CONNECT_TIMEOUT_SECONDS = 2.0
+S3_READ_TIMEOUT_SECONDS = 2.0
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket", "403", "AccessDenied", "Forbidden"}
 
 
@@ -39,8 +41,17 @@ def make_s3_client(max_pool_connections: int = 16) -> Any:
     session = boto3.session.Session()
     # One retry only: the InvokeEndpoint caller retries the 503 we answer with, so retries would multiply.
     retries: Any = {"mode": "standard", "total_max_attempts": 2}
+    # Bounded socket waits (botocore's default read timeout is 60 s): with S3 frozen, a cold request
+    # fails in ~2 × 2 s with a retryable StorageUnavailable instead of hanging. The read timeout is per
+    # socket read, not per download, so large artifacts are unaffected.
     return session.client(
-        "s3", config=Config(max_pool_connections=max_pool_connections, retries=retries, connect_timeout=5)
+        "s3",
+        config=Config(
+            max_pool_connections=max_pool_connections,
+            retries=retries,
+            connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=S3_READ_TIMEOUT_SECONDS,
+        ),
     )
 
 

@@ -130,7 +130,9 @@ def run(console: Console, state_dir: Path, cities: Sequence[str], workers: int |
     started = time.perf_counter()
     figures: dict[str, Any] = {}
     # Never take over the stack.json of a `make up` that is still running.
-    with LocalStack(StackConfig(state_dir=state_dir, write_stack_file=not _stack_running(state_dir))) as stack:
+    # The demo starts from nothing and keeps nothing: it must not replay (or lock) `make up`'s saved state.
+    config = StackConfig(state_dir=state_dir, write_stack_file=not _stack_running(state_dir), persist=False)
+    with LocalStack(config) as stack:
         info: StackInfo = stack.info
         print_banner(info, time.perf_counter() - started)
         registry = ModelRegistry(stack.client("dynamodb"), info.registry_table)

@@ -2,10 +2,14 @@
 
 For each message: skip S3's ``s3:TestEvent``, run the function's handler in this process with
 the S3 event as sent, delete the message only when the handler returns, and otherwise make the
-message visible again after an exponential backoff. SQS's redrive policy (``maxReceiveCount`` =
-1 + the template's ``MaximumRetryAttempts``) moves a message that keeps failing to the DLQ, so
-nothing is dropped silently. Keys stay exactly as S3 encodes them in events (``/`` as ``%2F`` in
-moto); decoding is the handler's job, as on AWS.
+message visible again after an exponential backoff. After 1 + the template's
+``MaximumRetryAttempts`` failed attempts it does what Lambda does with an ``EventInvokeConfig``
+OnFailure destination: it sends an *invocation record* (the event, the attempt count and the
+error with its type and stack trace, :func:`invocation_record`) to the on-failure queue, and only
+then deletes the event, so nothing is dropped and every failure keeps its reason. Without a
+destination the event is discarded after the attempts, as Lambda discards it, with an error log.
+Keys stay exactly as S3 encodes them in events (``/`` as ``%2F`` in moto); decoding is the
+handler's job, as on AWS.
 
 ``python -m local.dispatcher --function ModelSyncFunction --queue-url URL --ready-file F`` hosts
 one function; the stack runs it as a child whose environment points boto3 at moto.
@@ -19,8 +23,10 @@ import logging
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +35,53 @@ from local.lambda_runtime import Handler, LambdaContext
 log = logging.getLogger("local.dispatcher")
 
 TEST_EVENT = "s3:TestEvent"
+RECORD_VERSION = "1.0"
+# Lambda's conditions for an on-failure record (EventAgeExceeded is not emulated: events are young).
+RETRIES_EXHAUSTED = "RetriesExhausted"
 
 
 @dataclass(frozen=True)
 class Outcome:
     message_id: str
-    status: str  # "succeeded" | "skipped" | "failed"
+    status: str  # "succeeded" | "skipped" | "failed" | "dead" (recorded to the on-failure destination)
     receive_count: int
     error: str = ""
+
+
+def invocation_record(
+    *,
+    request_id: str,
+    function_arn: str,
+    invoke_count: int,
+    payload: Any,
+    error: BaseException,
+    condition: str = RETRIES_EXHAUSTED,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The record Lambda sends to an asynchronous invocation's OnFailure destination.
+
+    Shape from the Lambda developer guide ("Capturing records of Lambda asynchronous invocations");
+    ``responsePayload`` is what the Python runtime reports for an unhandled exception.
+    """
+    stamp = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "version": RECORD_VERSION,
+        "timestamp": stamp,
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"{function_arn}:$LATEST",
+            "condition": condition,
+            "approximateInvokeCount": invoke_count,
+        },
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {
+            "errorMessage": str(error),
+            "errorType": type(error).__name__,
+            "requestId": request_id,
+            "stackTrace": traceback.format_tb(error.__traceback__),
+        },
+    }
 
 
 def is_test_event(body: Any) -> bool:
@@ -58,6 +103,9 @@ class Dispatcher:
         wait_seconds: int = 1,
         backoff_base_seconds: float = 1.0,
         backoff_cap_seconds: float = 60.0,
+        max_attempts: int = 3,
+        on_failure_queue_url: str | None = None,
+        function_arn: str = "",
     ) -> None:
         self._sqs = sqs_client
         self._queue_url = queue_url
@@ -66,6 +114,9 @@ class Dispatcher:
         self._wait_seconds = wait_seconds
         self._backoff_base = backoff_base_seconds
         self._backoff_cap = backoff_cap_seconds
+        self._max_attempts = max_attempts
+        self._on_failure_url = on_failure_queue_url
+        self._function_arn = function_arn
 
     def poll_once(self) -> list[Outcome]:
         """One long poll; handles every message it receives, one at a time, in order."""
@@ -88,21 +139,23 @@ class Dispatcher:
     def _handle(self, message: dict[str, Any]) -> Outcome:
         message_id = message["MessageId"]
         receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        event: Any
         try:
             event = json.loads(message["Body"])
         except ValueError as error:
-            # Never succeeds: let retries run out so the redrive policy parks it in the DLQ.
-            return self._failed(message, receive_count, f"body is not JSON: {error}")
+            # Never succeeds: the attempts run out and the record keeps the body and the reason.
+            return self._failed(message, receive_count, message["Body"], error, "")
         if is_test_event(event):
             self._delete(message)
             log.info("skipped %s from bucket %s", TEST_EVENT, event.get("Bucket"))
             return Outcome(message_id, "skipped", receive_count)
         started = time.perf_counter()
+        context = self._context_factory()
         try:
-            result = self._handler(event, self._context_factory())
+            result = self._handler(event, context)
         except Exception as error:
             log.exception("invocation failed (attempt %d) for message %s", receive_count, message_id)
-            return self._failed(message, receive_count, f"{type(error).__name__}: {error}")
+            return self._failed(message, receive_count, event, error, context.aws_request_id)
         self._delete(message)
         log.info(
             "invocation succeeded (attempt %d, %.0f ms): %s",
@@ -112,12 +165,35 @@ class Dispatcher:
         )
         return Outcome(message_id, "succeeded", receive_count)
 
-    def _failed(self, message: dict[str, Any], receive_count: int, error: str) -> Outcome:
-        delay = backoff_seconds(receive_count, self._backoff_base, self._backoff_cap)
-        self._sqs.change_message_visibility(
-            QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
-        )
-        return Outcome(message["MessageId"], "failed", receive_count, error)
+    def _failed(
+        self, message: dict[str, Any], receive_count: int, payload: Any, error: Exception, request_id: str
+    ) -> Outcome:
+        reason = f"{type(error).__name__}: {error}"
+        if receive_count < self._max_attempts:
+            delay = backoff_seconds(receive_count, self._backoff_base, self._backoff_cap)
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
+            )
+            return Outcome(message["MessageId"], "failed", receive_count, reason)
+        if self._on_failure_url:
+            record = invocation_record(
+                request_id=request_id or message["MessageId"],
+                function_arn=self._function_arn,
+                invoke_count=receive_count,
+                payload=payload,
+                error=error,
+            )
+            # Sent before the event is deleted: a crash in between duplicates the record, never loses it.
+            self._sqs.send_message(QueueUrl=self._on_failure_url, MessageBody=json.dumps(record, default=str))
+            log.error(
+                "attempts exhausted (%d); invocation record sent to the on-failure destination: %s",
+                receive_count,
+                reason,
+            )
+        else:
+            log.error("attempts exhausted (%d); no OnFailure destination, event discarded: %s", receive_count, reason)
+        self._delete(message)
+        return Outcome(message["MessageId"], "dead", receive_count, reason)
 
     def _delete(self, message: dict[str, Any]) -> None:
         self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -132,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="invoke a function for each S3 event on an SQS queue")
     add_function_arguments(parser)
     parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--max-attempts", type=int, default=3, help="1 + EventInvokeConfig.MaximumRetryAttempts")
+    parser.add_argument("--on-failure-queue-url", help="EventInvokeConfig OnFailure destination (SQS)")
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--backoff-base", type=float, default=1.0)
     parser.add_argument("--backoff-cap", type=float, default=30.0)
@@ -148,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         lambda: LambdaContext.for_function(function, resources.region, resources.account_id),
         backoff_base_seconds=args.backoff_base,
         backoff_cap_seconds=args.backoff_cap,
+        max_attempts=args.max_attempts,
+        on_failure_queue_url=args.on_failure_queue_url,
+        function_arn=f"arn:aws:lambda:{resources.region}:{resources.account_id}:function:{function.function_name}",
     )
     stopped = stop_event()
     write_ready_file(args.ready_file, {"function": function.logical_id, "queue_url": args.queue_url})

@@ -6,14 +6,19 @@ supports S3 → SQS notifications in server mode) and :mod:`local.dispatcher` pl
 asynchronous invoker. The notification's prefix/suffix filter, the bucket and the retry count
 come from ``template.yaml``; nothing here is specific to this project's keys.
 
-``python -m local.s3 --ready-file F`` serves until SIGTERM/SIGINT; the stack runs it as a child.
+``python -m local.s3 --ready-file F [--state-dir D] [--fd N]`` serves until SIGTERM/SIGINT; the
+stack runs it as a child. With ``--state-dir`` every change is journaled there (:mod:`local.journal`)
+and replayed at the next start, so a crash of this process, or a new ``make up``, loses nothing.
+With ``--fd`` it serves on a socket the supervisor bound, so a restarted moto keeps its URL.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -22,32 +27,62 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from house_prices.registry import create_table
+from local.journal import INTERNAL_HEADER, Journal, JournalingMiddleware, StartupGate, install_sqs_hooks, replay
 from local.process import LOCAL_HOST
 from local.template import S3Trigger
 
-DLQ_SUFFIX = "-dlq"
 # The dispatcher extends visibility on retries; this is only the first attempt's budget.
 _MIN_VISIBILITY_SECONDS = 30
+# Lambda keeps an async event up to 6 h; its on-failure queue keeps records as long as SQS allows.
+_ON_FAILURE_RETENTION_SECONDS = 1209600
 
 
 class MotoServer:
-    """moto's threaded server on 127.0.0.1 and an OS-assigned port (no port race)."""
+    """moto's WSGI app on 127.0.0.1: an OS-assigned port, or an inherited listening socket (``fd``).
 
-    def __init__(self, host: str = LOCAL_HOST, port: int = 0) -> None:
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    With a ``journal`` every successful write goes through :class:`local.journal.JournalingMiddleware`.
+    """
+
+    def __init__(self, host: str = LOCAL_HOST, port: int = 0, fd: int | None = None, journal: Journal | None = None):
+        self._host, self._port, self._fd, self._journal = host, port, fd, journal
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._gate: StartupGate | None = None
         self.url = ""
 
-    def start(self) -> str:
-        self._server.start()
-        host, port = self._server.get_host_and_port()
+    def start(self, gated: bool = False) -> str:
+        """Serve; with ``gated`` only start-up requests are answered until :meth:`open`."""
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        app: Any = DomainDispatcherApplication(create_backend_app)
+        if self._journal is not None:
+            app = JournalingMiddleware(app, self._journal)
+        self._gate = StartupGate(app)
+        if not gated:
+            self._gate.open()
+        app = self._gate
+        self._server = make_server(
+            self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler, fd=self._fd
+        )
+        host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
         return self.url
 
+    def open(self) -> None:
+        if self._gate is not None:
+            self._gate.open()
+
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
 
     def __enter__(self) -> MotoServer:
         self.start()
@@ -60,7 +95,7 @@ class MotoServer:
 def client(service: str, endpoint_url: str, region: str) -> Any:
     """A boto3 client for the local services, with fake credentials and no retries to hide errors."""
     # The service is chosen at run time; boto3-stubs only types literal service names.
-    return boto3.client(  # type: ignore[call-overload]
+    created = boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint_url,
         region_name=region,
@@ -68,17 +103,27 @@ def client(service: str, endpoint_url: str, region: str) -> Any:
         aws_secret_access_key="local",
         config=Config(retries={"mode": "standard", "max_attempts": 2}),
     )
+    # Start-up requests pass moto's StartupGate (a no-op once the server is open).
+    created.meta.events.register("before-sign", _mark_internal)
+    return created
+
+
+def _mark_internal(request: Any, **_: Any) -> None:
+    request.headers[INTERNAL_HEADER] = "provision"
 
 
 @dataclass(frozen=True)
 class EventQueue:
-    """The queue that carries one function's S3 events, and its dead-letter queue."""
+    """The queue that carries one function's S3 events (Lambda's async event queue), and where failures go.
+
+    ``on_failure_url`` is the function's ``EventInvokeConfig`` OnFailure queue ("" if it has none).
+    """
 
     function_id: str
     queue_url: str
     queue_arn: str
-    dlq_url: str
-    max_receive_count: int
+    on_failure_url: str
+    max_attempts: int
 
 
 def create_bucket(endpoint_url: str, region: str, bucket: str) -> None:
@@ -103,21 +148,32 @@ def create_event_queue(
     queue_name: str,
     max_attempts: int,
     function_timeout_seconds: int,
+    on_failure_queue_name: str | None = None,
+    visibility_timeout_seconds: int | None = None,
 ) -> EventQueue:
-    """A queue plus DLQ; SQS itself moves a message to the DLQ after ``max_attempts`` receives."""
+    """The event queue, plus the OnFailure queue the dispatcher sends Lambda's invocation records to.
+
+    No redrive policy: as on AWS, it is the invoker (the dispatcher) that counts attempts and
+    writes a record carrying the error, not SQS moving the bare event.
+    """
     sqs = client("sqs", endpoint_url, region)
-    dlq_url = sqs.create_queue(QueueName=f"{queue_name}{DLQ_SUFFIX}")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    on_failure_url = ""
+    if on_failure_queue_name:
+        on_failure_url = sqs.create_queue(
+            QueueName=on_failure_queue_name,
+            Attributes={"MessageRetentionPeriod": str(_ON_FAILURE_RETENTION_SECONDS)},
+        )["QueueUrl"]
     queue_url = sqs.create_queue(
         QueueName=queue_name,
+        # A message in flight must outlive the function's own timeout, as Lambda requires of SQS sources.
         Attributes={
-            # A message in flight must outlive the function's own timeout, as Lambda requires of SQS sources.
-            "VisibilityTimeout": str(max(_MIN_VISIBILITY_SECONDS, function_timeout_seconds + 5)),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_attempts)}),
+            "VisibilityTimeout": str(
+                visibility_timeout_seconds or max(_MIN_VISIBILITY_SECONDS, function_timeout_seconds + 5)
+            )
         },
     )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return EventQueue(function_id, queue_url, queue_arn, dlq_url, max_attempts)
+    return EventQueue(function_id, queue_url, queue_arn, on_failure_url, max_attempts)
 
 
 def subscribe(endpoint_url: str, region: str, triggers: Sequence[tuple[S3Trigger, EventQueue]]) -> None:
@@ -151,7 +207,7 @@ def subscribe(endpoint_url: str, region: str, triggers: Sequence[tuple[S3Trigger
 # --- child-process entry point -----------------------------------------------------------------
 
 
-def _provision(url: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _provision(url: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[S3Trigger, EventQueue]]]:
     """Create what ``spec`` (built by local.stack from the template) describes; return queue facts."""
     region = spec["region"]
     for bucket in spec["buckets"]:
@@ -162,12 +218,40 @@ def _provision(url: str, spec: dict[str, Any]) -> dict[str, Any]:
     subscriptions: list[tuple[S3Trigger, EventQueue]] = []
     for function in spec["functions"]:
         queue = create_event_queue(
-            url, region, function["function_id"], function["queue_name"], function["max_attempts"], function["timeout"]
+            url,
+            region,
+            function["function_id"],
+            function["queue_name"],
+            function["max_attempts"],
+            function["timeout"],
+            function.get("on_failure_queue_name"),
+            function.get("visibility_timeout"),
         )
         queues.append(asdict(queue))
         subscriptions.extend((S3Trigger(**trigger), queue) for trigger in function["triggers"])
-    subscribe(url, region, subscriptions)
-    return {"endpoint_url": url, "queues": queues}
+    return queues, subscriptions
+
+
+def serve(spec: dict[str, Any], state_dir: Path | None, port: int = 0, fd: int | None = None) -> Any:
+    """Start moto, create the template's resources, replay the journal, then subscribe the events.
+
+    The order matters: replayed uploads must not fire S3 events again, so notifications come last;
+    queues must exist before their journaled messages are put back. Returns (server, ready facts).
+    """
+    journal = Journal(state_dir) if state_dir is not None else None
+    if journal is not None:
+        journal.acquire()
+        install_sqs_hooks(journal)
+    server = MotoServer(port=port, fd=fd, journal=journal)
+    server.start(gated=True)
+    queues, subscriptions = _provision(server.url, spec)
+    facts: dict[str, Any] = {"endpoint_url": server.url, "queues": queues}
+    if journal is not None:
+        report = replay(journal, server.url)
+        facts["replayed"] = report.as_dict()
+    subscribe(server.url, spec["region"], subscriptions)
+    server.open()
+    return server, journal, facts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,11 +261,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--spec", required=True, help="JSON: region, buckets, tables, functions (see local.stack)")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--fd", type=int, help="serve on this inherited listening socket (keeps the URL on restart)")
+    parser.add_argument("--state-dir", type=Path, help="journal every change here and replay it at start")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # One line per request (a dispatcher long-polls every second) would drown the log.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     stopped = stop_event()
-    with MotoServer(port=args.port) as server:
-        write_ready_file(args.ready_file, _provision(server.url, json.loads(args.spec)))
+    server, journal, facts = serve(json.loads(args.spec), args.state_dir, args.port, args.fd)
+    try:
+        if "replayed" in facts:
+            logging.getLogger("local.s3").info("state restored from %s: %s", args.state_dir, facts["replayed"])
+        write_ready_file(args.ready_file, facts)
         stopped.wait()
+    finally:
+        server.stop()
+        if journal is not None:
+            journal.close()
     return 0
 
 

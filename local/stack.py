@@ -12,6 +12,13 @@ Names (bucket, registry table, endpoint, prefix, routes, environments) are resol
 clients where everything is; it is removed again when the stack stops (Ctrl-C / SIGTERM), and
 every child's process group is terminated, so no process or port outlives the stack.
 
+Faults: a child that dies is restarted on the same URL (moto and the endpoint serve sockets the
+supervisor holds; the HTTP API gets its old port back), with backoff; after repeated crashes the
+supervisor gives up and the stack stops with the reason. moto journals S3, SQS and DynamoDB changes
+under ``.local/state/`` and replays them at start (``--fresh`` discards them). Each run logs to
+``.local/logs/<run>/`` (earlier runs are kept) and keeps scratch files (TMPDIR, the endpoint's
+model cache) under ``.local/run/<run>/``, removed when it stops; nothing goes to /tmp.
+
 Python API (tests, the demo)::
 
     with LocalStack(StackConfig(state_dir=tmp)) as stack:
@@ -23,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -36,12 +45,17 @@ from typing import Any
 from endpoint.sockets import listening_socket
 from house_prices import schema
 from house_prices.naming import KeyLayout
+from local.journal import JournalLocked, ensure_unused
 from local.lambda_runtime import LOCAL_CREDENTIALS, local_container_environment, stack_client_environment
-from local.process import LOCAL_HOST, Child, ChildFailed, write_ready_file
+from local.process import LOCAL_HOST, Child, ChildFailed, RestartPolicy, Supervisor, write_ready_file
 from local.template import REPO_ROOT, FunctionSpec, LocalResources, Template, TemplateError
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 STACK_FILE_NAME = "stack.json"
+# Under the state dir: moto's journal (kept across runs), per-run logs (kept), per-run scratch (removed).
+JOURNAL_DIR_NAME = "state"
+LOGS_DIR_NAME = "logs"
+RUNS_DIR_NAME = "run"
 # The local endpoint reads inference.py from the working tree; the template's SourceDirS3Uri (the
 # uploaded sourcedir.tar.gz on AWS) has no default, so locally it only needs a well-formed value.
 LOCAL_SOURCE_DIR = REPO_ROOT / "training"
@@ -63,8 +77,14 @@ class StackConfig:
     ready_timeout_seconds: float = 60.0
     dispatcher_backoff_base_seconds: float = 1.0
     dispatcher_backoff_cap_seconds: float = 30.0
+    # How long an event a dead invoker had received stays hidden; default: the function's Timeout + 5 s.
+    event_visibility_timeout_seconds: int | None = None
     api_max_concurrency: int = 1
     endpoint_args: Sequence[str] = ()
+    # Journal S3/SQS/DynamoDB state under state_dir/state and restore it at start; fresh discards it first.
+    persist: bool = True
+    fresh: bool = False
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 @dataclass(frozen=True)
@@ -162,6 +182,10 @@ class StackInfo:
     log_dir: str
     pid: int
     resources: Mapping[str, Any]
+    run_id: str = ""
+    # Current pid of each child (rewritten after a restart): what a chaos test or an operator kills.
+    pids: Mapping[str, int] = field(default_factory=dict)
+    state_dir: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,9 +202,16 @@ class LocalStack:
         self.plan = plan_stack(self.template, self.config)
         self.children: list[Child] = []
         self._info: StackInfo | None = None
-        self._stack_file = Path(self.config.state_dir) / STACK_FILE_NAME
-        self._run_dir = Path(self.config.state_dir) / "run"
-        self.log_dir = Path(self.config.state_dir) / "logs"
+        root = Path(self.config.state_dir)
+        self._stack_file = root / STACK_FILE_NAME
+        self.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        self._runs_root = root / RUNS_DIR_NAME
+        self._run_dir = self._runs_root / self.run_id
+        self.journal_dir = root / JOURNAL_DIR_NAME
+        self.log_dir = root / LOGS_DIR_NAME / self.run_id
+        # Listening sockets held for the stack's life, so a restarted server keeps its URL.
+        self._sockets: list[socket.socket] = []
+        self.supervisor: Supervisor | None = None
 
     @property
     def info(self) -> StackInfo:
@@ -196,12 +227,30 @@ class LocalStack:
             self.stop()
             raise
 
+    def _prepare_directories(self) -> None:
+        if self.config.fresh:
+            ensure_unused(self.journal_dir)  # never wipe the state of a stack that is running
+            shutil.rmtree(self.journal_dir, ignore_errors=True)
+        # Scratch of runs whose supervisor died without cleaning up (SIGKILL): their pid is gone.
+        if self._runs_root.is_dir():
+            for stale in self._runs_root.iterdir():
+                owner = stale.name.rpartition("-")[2]
+                if owner.isdigit() and not _pid_alive(int(owner)):
+                    shutil.rmtree(stale, ignore_errors=True)
+        for directory in (self._run_dir / "tmp", self.log_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        latest = self.log_dir.parent / "latest"
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(self.run_id)
+
+    def _hold_socket(self) -> tuple[socket.socket, str]:
+        held = listening_socket(LOCAL_HOST, 0)
+        self._sockets.append(held)
+        return held, f"http://127.0.0.1:{held.getsockname()[1]}"
+
     def _start(self) -> StackInfo:
         plan, config = self.plan, self.config
-        self._run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.log_dir.glob("*.log"):
-            stale.unlink()
+        self._prepare_directories()
         base_env = self._base_environment()
         resources_json = json.dumps(asdict(plan.resources))
 
@@ -213,16 +262,31 @@ class LocalStack:
                 {
                     "function_id": function.logical_id,
                     "queue_name": self._queue_name(function),
+                    "on_failure_queue_name": self._on_failure_queue_name(function),
                     "max_attempts": function.max_async_retries + 1,
                     "timeout": function.timeout,
+                    "visibility_timeout": config.event_visibility_timeout_seconds,
                     "triggers": [asdict(trigger) for trigger in function.s3_triggers],
                 }
                 for function in plan.event_functions
             ],
         }
-        moto = self._spawn("moto", ["-m", "local.s3", "--spec", json.dumps(spec)], base_env)
+        moto_socket, moto_url = self._hold_socket()
+        moto = self._spawn(
+            "moto",
+            [
+                "-m",
+                "local.s3",
+                "--spec",
+                json.dumps(spec),
+                "--fd",
+                str(moto_socket.fileno()),
+                *(["--state-dir", str(self.journal_dir)] if config.persist else []),
+            ],
+            base_env,
+            pass_fds=(moto_socket.fileno(),),
+        )
         moto_facts = moto.wait_ready(config.ready_timeout_seconds)
-        moto_url = moto_facts["endpoint_url"]
         queues = {queue["function_id"]: queue for queue in moto_facts["queues"]}
 
         aws_env = {
@@ -231,39 +295,37 @@ class LocalStack:
             "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
             "AWS_ENDPOINT_URL_SQS": moto_url,
         }
-        # Bound here and inherited by the endpoint, so the API can be told its URL before the endpoint
-        # has started, and no other process can take the port in between.
-        endpoint_socket = listening_socket(LOCAL_HOST, 0)
-        endpoint_url = f"http://127.0.0.1:{endpoint_socket.getsockname()[1]}"
+        # Held here and inherited by the endpoint, so the API can be told its URL before the endpoint
+        # has started, no other process can take the port in between, and a restart keeps the URL.
+        endpoint_socket, endpoint_url = self._hold_socket()
         endpoint_env = {
             **aws_env,
             **plan.endpoint_environment,
             "SAGEMAKER_SUBMIT_DIRECTORY": str(LOCAL_SOURCE_DIR),
         }
-        try:
-            endpoint = self._spawn(
+        endpoint = self._spawn(
+            "endpoint",
+            [
+                "-m",
                 "endpoint",
-                [
-                    "-m",
-                    "endpoint",
-                    "--fd",
-                    str(endpoint_socket.fileno()),
-                    "--endpoint-name",
-                    plan.endpoint_name,
-                    "--model-data-url",
-                    plan.model_data_url,
-                    "--model-cache-setting",
-                    plan.model_cache_setting,
-                    "--exit-with-parent",
-                    *config.endpoint_args,
-                ],
-                endpoint_env,
-                ready_file=False,
-                pass_fds=(endpoint_socket.fileno(),),
-            )
-        finally:
-            # The endpoint holds its own copy; ours would keep the port open after the endpoint stops.
-            endpoint_socket.close()
+                "--fd",
+                str(endpoint_socket.fileno()),
+                "--endpoint-name",
+                plan.endpoint_name,
+                "--model-data-url",
+                plan.model_data_url,
+                "--model-cache-setting",
+                plan.model_cache_setting,
+                "--cache-dir",
+                str(self._run_dir / "endpoint-cache"),
+                "--exit-with-parent",
+                *config.endpoint_args,
+            ],
+            endpoint_env,
+            ready_file=False,
+            pass_fds=(endpoint_socket.fileno(),),
+            ping_url=f"{endpoint_url}/ping",
+        )
         dispatchers = [
             self._spawn(
                 f"dispatcher-{function.logical_id}",
@@ -274,6 +336,13 @@ class LocalStack:
                     function.logical_id,
                     "--queue-url",
                     queues[function.logical_id]["queue_url"],
+                    "--max-attempts",
+                    str(queues[function.logical_id]["max_attempts"]),
+                    *(
+                        ["--on-failure-queue-url", queues[function.logical_id]["on_failure_url"]]
+                        if queues[function.logical_id]["on_failure_url"]
+                        else []
+                    ),
                     "--resources",
                     resources_json,
                     "--backoff-base",
@@ -307,12 +376,14 @@ class LocalStack:
         # The slow part is importing sklearn/boto3/powertools in each child: wait for all at once.
         with ThreadPoolExecutor(max_workers=4) as pool:
             api_ready = pool.submit(api.wait_ready, config.ready_timeout_seconds)
-            endpoint_ready = pool.submit(endpoint.wait_http, f"{endpoint_url}/ping", config.ready_timeout_seconds)
+            endpoint_ready = pool.submit(endpoint.wait_until_ready, config.ready_timeout_seconds)
             dispatchers_ready = [pool.submit(d.wait_ready, config.ready_timeout_seconds) for d in dispatchers]
             api_facts = api_ready.result()
             endpoint_ready.result()
             for ready in dispatchers_ready:
                 ready.result()
+        # A restarted API must come back on the URL clients already have.
+        api.argv = [*api.argv, "--port", str(api_facts["port"])]
 
         self._info = StackInfo(
             api_url=api_facts["url"],
@@ -327,22 +398,59 @@ class LocalStack:
             dynamodb_endpoint_url=moto_url,
             sqs_endpoint_url=moto_url,
             queues={
-                function_id: {"queue_url": queue["queue_url"], "dlq_url": queue["dlq_url"]}
+                function_id: {"queue_url": queue["queue_url"], "on_failure_url": queue["on_failure_url"]}
                 for function_id, queue in queues.items()
             },
             log_dir=str(self.log_dir),
             pid=os.getpid(),
             resources=asdict(plan.resources),
+            run_id=self.run_id,
+            pids=self._pids(),
+            state_dir=str(self.journal_dir) if config.persist else "",
         )
-        if config.write_stack_file:
-            write_ready_file(self._stack_file, self._info.as_dict(), indent=2)
+        self._publish()
+        self.supervisor = Supervisor(
+            self.children,
+            config.restart_policy,
+            on_restarted=lambda child: self._publish(),
+            ready_timeout=config.ready_timeout_seconds,
+        )
+        self.supervisor.start()
         return self._info
+
+    def _pids(self) -> dict[str, int]:
+        return {child.name: child.pid for child in self.children if child.process is not None}
+
+    def _publish(self) -> None:
+        if self._info is None:
+            return
+        self._info = replace(self._info, pids=self._pids())
+        if self.config.write_stack_file:
+            write_ready_file(self._stack_file, self._info.as_dict(), indent=2)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the supervisor gave up on a child (the stack is then unusable), else None."""
+        return self.supervisor.failure if self.supervisor else None
+
+    def child(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(f"no child {name!r}; children: {[c.name for c in self.children]}")
 
     def stop(self) -> None:
         """Stop every child (API first, moto last, so nothing talks to a dead dependency)."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        for held in self._sockets:
+            held.close()
+        self._sockets.clear()
+        shutil.rmtree(self._run_dir, ignore_errors=True)
         if self.config.write_stack_file and self._info is not None:
             self._stack_file.unlink(missing_ok=True)
         self._info = None
@@ -353,9 +461,6 @@ class LocalStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    def dead_children(self) -> list[str]:
-        return [child.name for child in self.children if child.process and child.process.poll() is not None]
 
     # clients
     def client(self, service: str, **kwargs: Any) -> Any:
@@ -384,6 +489,12 @@ class LocalStack:
     def _queue_name(self, function: FunctionSpec) -> str:
         return f"{self.plan.resources.stack_name}-{function.logical_id}-s3-events"
 
+    def _on_failure_queue_name(self, function: FunctionSpec) -> str | None:
+        """The template's OnFailure destination, named like CloudFormation names it (stack-LogicalId)."""
+        if not function.on_failure_logical_id:
+            return None
+        return f"{self.plan.resources.stack_name}-{function.on_failure_logical_id}"
+
     def _template_args(self) -> list[str]:
         return ["--template", str(self.config.template_path)] if self.config.template_path else []
 
@@ -399,6 +510,8 @@ class LocalStack:
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "PYTHONUNBUFFERED": "1",
+                # Scratch files of every child (moto's spooled S3 bodies too) stay inside this run.
+                "TMPDIR": str(self._run_dir / "tmp"),
             }
         )
         return env
@@ -420,6 +533,7 @@ class LocalStack:
         env: Mapping[str, str],
         ready_file: bool = True,
         pass_fds: Sequence[int] = (),
+        ping_url: str | None = None,
     ) -> Child:
         ready_path = self._run_dir / f"{name}.json" if ready_file else None
         child = Child(
@@ -429,6 +543,7 @@ class LocalStack:
             log_path=self.log_dir / f"{name}.log",
             ready_file=ready_path,
             pass_fds=pass_fds,
+            ping_url=ping_url,
         )
         child.start()
         self.children.append(child)
@@ -454,6 +569,7 @@ def print_banner(info: StackInfo, started_seconds: float) -> None:
     table.add_row("Model data URL", info.model_data_url)
     table.add_row("Registry table", info.registry_table)
     table.add_row("Logs", info.log_dir)
+    table.add_row("State", info.state_dir or "in memory only")
     console.print(Panel(table, title=f"local stack up in {started_seconds:.1f}s", border_style="green"))
     sample = json.dumps(schema.EXAMPLE_HOUSE)
     console.print("[bold]Try:[/bold]")
@@ -476,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=None)
     parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--quiet", action="store_true", help="no banner (for scripts)")
+    parser.add_argument("--fresh", action="store_true", help="discard the saved S3/SQS/DynamoDB state first")
+    parser.add_argument("--no-persist", action="store_true", help="keep S3/SQS/DynamoDB state in memory only")
     args = parser.parse_args(argv)
     parameters = dict(item.split("=", 1) for item in args.parameter)
 
@@ -489,10 +607,18 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
     started = time.perf_counter()
-    stack = LocalStack(StackConfig(template_path=args.template, state_dir=args.state_dir, parameters=parameters))
+    stack = LocalStack(
+        StackConfig(
+            template_path=args.template,
+            state_dir=args.state_dir,
+            parameters=parameters,
+            fresh=args.fresh,
+            persist=not args.no_persist,
+        )
+    )
     try:
         info = stack.start()
-    except (ChildFailed, TemplateError) as error:
+    except (ChildFailed, TemplateError, JournalLocked) as error:
         print(f"local stack failed to start: {error}", file=sys.stderr)
         return 1
     try:
@@ -500,15 +626,24 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"ready": True, "api_url": info.api_url}), flush=True)
         else:
             print_banner(info, time.perf_counter() - started)
-        while not stopped.wait(1.0):
-            dead = stack.dead_children()
-            if dead:
-                print(f"stopping: {', '.join(dead)} exited (see {stack.log_dir})", file=sys.stderr)
+        while not stopped.wait(0.5):
+            if stack.failure:
+                print(f"stopping: {stack.failure.splitlines()[0]} (logs: {stack.log_dir})", file=sys.stderr)
                 return 1
         return 0
     finally:
         stack.stop()
         print("local stack stopped", file=sys.stderr, flush=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 if __name__ == "__main__":

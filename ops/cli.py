@@ -6,6 +6,8 @@
     python -m ops publish CITY model.tar.gz       upload as a training output; the S3 trigger does the rest
     python -m ops sync CITY model.tar.gz          upload and run model-sync's logic right here (no trigger)
     python -m ops status                          live versions, failed model-sync events, alarm states
+    python -m ops failed                          model-sync events that exhausted their attempts, with the error
+    python -m ops redrive [ID ...]                run model-sync again on them (ops/failures.py)
 
 Bucket, prefix, table, failure queue and alarm prefix come from --bucket/--prefix/--table/--queue-url/
 --alarm-prefix, else ARTIFACT_BUCKET/MODEL_PREFIX/REGISTRY_TABLE/MODEL_SYNC_FAILURE_QUEUE_URL/
@@ -39,6 +41,7 @@ from model_sync.adapters.s3 import S3Artifacts
 from model_sync.gate import GatePolicy, recorded_ae_p50
 from model_sync.logic import ModelSync
 from model_sync.settings import DEFAULT_QUALITY_GATE
+from ops import failures
 from ops.config import ConfigError, OpsConfig, process_environ, resolve
 from ops.status import MAX_PEEKED_MESSAGES, Status, alarm_states, failed_events
 
@@ -82,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "sync":
             command.add_argument("--gate", help=f"quality gate [QUALITY_GATE, default {DEFAULT_QUALITY_GATE}]")
+    failures.add_commands(commands)
     return parser
 
 
@@ -186,6 +190,9 @@ def _run(args: argparse.Namespace) -> int:
     out = Console(soft_wrap=True)
     err = Console(stderr=True)
     environ = process_environ()
+    exit_code = 0
+    columns: Sequence[str]
+    result: Any
     try:
         ops = Ops(
             resolve(
@@ -206,10 +213,12 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 _print_status(out, report)
             return 0
-        if args.command == "cities":
+        if args.command in failures.COMMANDS:
+            result, rows, columns, title, exit_code = failures.run(args, ops.config, environ)
+        elif args.command == "cities":
             rows = ops.cities()
-            columns: Sequence[str] = ("city", "version", "target_model", "promoted_at")
-            result: Any = rows
+            columns = ("city", "version", "target_model", "promoted_at")
+            result = rows
             title = "Live models"
         elif args.command == "versions":
             rows = ops.versions(args.city)
@@ -236,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, default=str))
     else:
         out.print(_table(rows, columns, title))
-    return 1 if args.command == "sync" and result["action"] == "rejected" else 0
+    return 1 if exit_code or (args.command == "sync" and result["action"] == "rejected") else 0
 
 
 def _stack_outputs(stack_name: str) -> dict[str, str]:

@@ -115,7 +115,7 @@ def resolve(
         layout = KeyLayout(str(chosen_prefix))
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    local_queue = ((stack.get("queues") or {}).get("ModelSyncFunction") or {}).get("dlq_url")
+    local_queue = ((stack.get("queues") or {}).get("ModelSyncFunction") or {}).get("on_failure_url")
     local_stack_name = (stack.get("resources") or {}).get("stack_name")
     return OpsConfig(
         bucket=bucket or environ.get("ARTIFACT_BUCKET") or deployed.get("bucket") or stack.get("bucket"),

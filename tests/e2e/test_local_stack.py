@@ -193,7 +193,7 @@ def test_a_duplicate_s3_event_changes_nothing(stack: LocalStack, registry: Model
     _queue_drained(stack, queues["queue_url"])
     # Then the registry and the MME prefix are exactly as before, and nothing was dead-lettered
     assert _snapshot(stack, registry, city) == before
-    _queue_drained(stack, queues["dlq_url"], timeout=0.5)
+    _queue_drained(stack, queues["on_failure_url"], timeout=0.5)
 
 
 VALID = houses("Chicago_IL", 1, seed=3)[0]

@@ -1,4 +1,5 @@
-"""local.s3 + local.dispatcher against a real moto server: S3 → SQS events, retries, dead-lettering."""
+"""local.s3 + local.dispatcher against a real moto server: S3 → SQS events, retries, and Lambda's
+on-failure invocation records (the event plus the error) once the attempts are exhausted."""
 
 from __future__ import annotations
 
@@ -32,9 +33,14 @@ def moto_url() -> Iterator[str]:
 def queue(moto_url: str, request: pytest.FixtureRequest) -> EventQueue:
     # A fresh queue (3 attempts, like MaximumRetryAttempts: 2) subscribed to the bucket per test
     name = f"q-{request.node.name[:40].replace('[', '-').replace(']', '')}"
-    created = create_event_queue(moto_url, REGION, "Sync", name, max_attempts=3, function_timeout_seconds=1)
+    created = create_event_queue(
+        moto_url, REGION, "Sync", name, max_attempts=3, function_timeout_seconds=1, on_failure_queue_name=f"{name}-fail"
+    )
     subscribe(moto_url, REGION, [(TRIGGER, created)])
     return created
+
+
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:house-prices-local-ModelSyncFunction"
 
 
 class Recorder:
@@ -69,7 +75,16 @@ def _count(moto_url: str, queue_url: str) -> int:
 def _dispatcher(moto_url: str, queue: EventQueue, handler: Recorder) -> Dispatcher:
     # Backoff 0: a failed message is visible again at once, so the test needs no sleeps.
     return Dispatcher(
-        client("sqs", moto_url, REGION), queue.queue_url, handler, partial(lambda_context, "ModelSyncFunction"), 0, 0, 0
+        client("sqs", moto_url, REGION),
+        queue.queue_url,
+        handler,
+        partial(lambda_context, "ModelSyncFunction"),
+        wait_seconds=0,
+        backoff_base_seconds=0,
+        backoff_cap_seconds=0,
+        max_attempts=queue.max_attempts,
+        on_failure_queue_url=queue.on_failure_url,
+        function_arn=FUNCTION_ARN,
     )
 
 
@@ -101,25 +116,49 @@ def test_failures_are_retried_then_succeed(moto_url: str, queue: EventQueue) -> 
     assert statuses == ["skipped", "failed", "failed", "succeeded"]
     assert len(handler.events) == 3
     assert _count(moto_url, queue.queue_url) == 0
-    assert _count(moto_url, queue.dlq_url) == 0
+    assert _count(moto_url, queue.on_failure_url) == 0
 
 
-def test_an_event_that_keeps_failing_is_dead_lettered_not_lost(moto_url: str, queue: EventQueue) -> None:
+def test_an_event_that_keeps_failing_becomes_an_invocation_record_with_its_error(
+    moto_url: str, queue: EventQueue
+) -> None:
+    # Given a handler that always fails
     handler = Recorder(failures=100)
     client("s3", moto_url, REGION).put_object(Bucket=BUCKET, Key=MATCHING_KEY, Body=b"artifact")
+    # When the dispatcher polls until the attempts (1 + MaximumRetryAttempts) are used up
     statuses = _drain(_dispatcher(moto_url, queue, handler))
-    # Exactly max_attempts invocations, then SQS's redrive policy moves the event to the DLQ
-    assert statuses == ["skipped", "failed", "failed", "failed"]
+    # Then exactly 3 invocations ran, the event left the queue, and one record went to the destination
+    assert statuses == ["skipped", "failed", "failed", "dead"]
+    assert len(handler.events) == 3
     assert _count(moto_url, queue.queue_url) == 0
-    dead = client("sqs", moto_url, REGION).receive_message(QueueUrl=queue.dlq_url, MaxNumberOfMessages=10)
+    dead = client("sqs", moto_url, REGION).receive_message(QueueUrl=queue.on_failure_url, MaxNumberOfMessages=10)
     (message,) = dead["Messages"]
-    assert json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"] == MATCHING_KEY.replace("/", "%2F")
+    record = json.loads(message["Body"])
+    # shaped like Lambda's on-failure record: the event, the attempts and the error with its trace
+    assert record["version"] == "1.0"
+    assert record["timestamp"].endswith("Z")
+    context = record["requestContext"]
+    assert context["condition"] == "RetriesExhausted"
+    assert context["approximateInvokeCount"] == 3
+    assert context["functionArn"] == f"{FUNCTION_ARN}:$LATEST"
+    assert context["requestId"]
+    assert record["requestPayload"]["Records"][0]["s3"]["object"]["key"] == MATCHING_KEY.replace("/", "%2F")
+    assert record["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}
+    error = record["responsePayload"]
+    assert error["errorType"] == "RuntimeError"
+    assert error["errorMessage"] == "transient failure 3"
+    assert error["requestId"] == context["requestId"]
+    assert any("Recorder.__call__" in frame or "in __call__" in frame for frame in error["stackTrace"])
 
 
-def test_a_body_that_is_not_json_ends_in_the_dlq(moto_url: str, queue: EventQueue) -> None:
+def test_a_body_that_is_not_json_ends_as_a_record_keeping_the_body(moto_url: str, queue: EventQueue) -> None:
     handler = Recorder()
     client("sqs", moto_url, REGION).send_message(QueueUrl=queue.queue_url, MessageBody="not json")
     statuses = _drain(_dispatcher(moto_url, queue, handler))
-    assert statuses == ["skipped", "failed", "failed", "failed"]
+    assert statuses == ["skipped", "failed", "failed", "dead"]
     assert handler.events == []
-    assert _count(moto_url, queue.dlq_url) == 1
+    dead = client("sqs", moto_url, REGION).receive_message(QueueUrl=queue.on_failure_url, MaxNumberOfMessages=10)
+    (message,) = dead["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestPayload"] == "not json"
+    assert record["responsePayload"]["errorType"] == "JSONDecodeError"

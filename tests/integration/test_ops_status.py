@@ -66,7 +66,7 @@ def moto_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
                     "bucket": "bucket",
                     "prefix": "P",
                     "registry_table": TABLE,
-                    "queues": {"ModelSyncFunction": {"queue_url": "unused", "dlq_url": dlq}},
+                    "queues": {"ModelSyncFunction": {"queue_url": "unused", "on_failure_url": dlq}},
                     "resources": {"stack_name": STACK},
                 }
             )

@@ -66,7 +66,7 @@ def test_stack_file_names_the_failure_queue_alarm_prefix_and_local_endpoints(tmp
             {
                 "s3_endpoint_url": "http://127.0.0.1:4566",
                 "region": "us-east-1",
-                "queues": {"ModelSyncFunction": {"queue_url": "q", "dlq_url": "http://127.0.0.1:4566/1/dlq"}},
+                "queues": {"ModelSyncFunction": {"queue_url": "q", "on_failure_url": "http://127.0.0.1:4566/1/dlq"}},
                 "resources": {"stack_name": "house-prices-local"},
             }
         )
