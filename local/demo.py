@@ -160,7 +160,9 @@ def run(console: Console, state_dir: Path, cities: Sequence[str], workers: int |
             else f"[red]{pickles} served artifact(s) hold a pickle"
         )
 
-        console.rule("4. predictions through the HTTP API: first call after promotion (model-sync pre-warmed it) and second")
+        console.rule(
+            "4. predictions through the HTTP API: first call after promotion (model-sync pre-warmed it) and second"
+        )
         cold: list[float] = []
         warm: list[float] = []
         table = Table("city", "version", "house", "price", "cold ms", "warm ms", title_justify="left")
