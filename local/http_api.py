@@ -1,12 +1,22 @@
-"""API Gateway HTTP API stand-in: HTTP request → payload-2.0 event → handler → HTTP response.
+"""API Gateway HTTP API stand-in: HTTP request → payload-2.0 event → a Lambda sandbox → HTTP response.
 
-Routes come from the function's ``HttpApi`` events in ``template.yaml``; the handler runs in this
-process (in a worker thread, so the event loop never blocks) with the function's environment and a
-fresh :class:`~local.lambda_runtime.LambdaContext` per request. Event construction and result
-mapping follow API Gateway's payload format 2.0: lower-case headers with duplicates comma-joined,
-cookies split out, query parameters comma-joined, bodies base64-encoded unless textual, and a
-result without ``statusCode`` treated as a 200 JSON body. Gateway-level failures answer as API
-Gateway does: ``{"message": "Not Found"}`` (404) and ``{"message": "Internal Server Error"}`` (500).
+Routes come from the function's ``HttpApi`` events in ``template.yaml``, CORS from its HttpApi's
+``CorsConfiguration``; each invocation runs in a sandbox process of a :class:`~local.sandboxes.SandboxPool`
+(several, like Lambda's concurrent execution environments). Event construction and result mapping
+follow API Gateway's payload format 2.0: lower-case headers with duplicates comma-joined, cookies
+split out, query parameters comma-joined, bodies base64-encoded unless textual, and a result without
+``statusCode`` treated as a 200 JSON body.
+
+Whatever API Gateway itself answers is JSON ``{"message": ...}``, as on AWS: no route for the method
+and path (any method, TRACE included, any path, ``%0A`` included) is 404 ``Not Found``; a failed or
+timed-out invocation or an unusable result is 500 ``Internal Server Error``; a body over the 10 MB
+quota is 413. With CORS configured, preflights (``OPTIONS`` with ``Origin`` and
+``Access-Control-Request-Method``) are answered 204 here and never reach the function, and the
+configured CORS headers replace any the function returns.
+
+A request body must arrive within ``body_timeout`` seconds (default :data:`BODY_TIMEOUT_SECONDS`),
+or the request is answered 408 and the connection closed: a client that stops half-way through its
+body does not hold a connection and a sandbox's worth of waiting indefinitely.
 
 ``python -m local.http_api --function RouterFunction --ready-file F`` serves one function.
 """
@@ -24,25 +34,23 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from local.lambda_runtime import Handler, LambdaContext
-from local.template import FunctionSpec, HttpRoute
+from local.sandboxes import InvocationFailed, InvocationTimedOut
+from local.template import CorsConfiguration, FunctionSpec, HttpRoute
 
 log = logging.getLogger("local.http_api")
 
 # API Gateway's request payload quota for HTTP APIs.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# API Gateway documents no bound on reading a request body, only a 30 s integration timeout; locally a
+# body must be complete within 10 s (10 MB over loopback takes milliseconds), well inside those 30 s.
+BODY_TIMEOUT_SECONDS = 10.0
 _TEXT_TYPES = re.compile(
     r"^(text/.*|application/(json|.*\+json|xml|.*\+xml|javascript|x-www-form-urlencoded|x-ndjson|csv|yaml|x-yaml))$"
 )
@@ -66,7 +74,7 @@ class CompiledRoute:
 
 def compile_route(route: HttpRoute) -> CompiledRoute:
     if route.path == "$default":
-        return CompiledRoute(route, re.compile(r"^/.*$"), (), (9,))
+        return CompiledRoute(route, re.compile(r"/.*", re.DOTALL), (), (9,))
     parts: list[str] = []
     names: list[str] = []
     rank: list[int] = []
@@ -74,7 +82,7 @@ def compile_route(route: HttpRoute) -> CompiledRoute:
         variable = re.fullmatch(r"\{([A-Za-z0-9._-]+)(\+?)\}", segment)
         if variable and variable.group(2):
             names.append(variable.group(1))
-            parts.append(f"(?P<p{len(names) - 1}>.+)")
+            parts.append(f"(?P<p{len(names) - 1}>.+)")  # compiled with DOTALL
             rank.append(2)
         elif variable:
             names.append(variable.group(1))
@@ -83,7 +91,7 @@ def compile_route(route: HttpRoute) -> CompiledRoute:
         else:
             parts.append(re.escape(segment))
             rank.append(0)
-    pattern = re.compile("^/" + "/".join(parts) + "/?$") if parts else re.compile(r"^/$")
+    pattern = re.compile("/" + "/".join(parts) + "/?", re.DOTALL) if parts else re.compile("/")
     # An explicit method beats ANY on the same path.
     return CompiledRoute(route, pattern, tuple(names), (*rank, 1 if route.method == "ANY" else 0))
 
@@ -92,11 +100,16 @@ def compile_routes(routes: Sequence[HttpRoute]) -> list[CompiledRoute]:
     return sorted((compile_route(route) for route in routes), key=lambda compiled: compiled.specificity)
 
 
-def match_route(routes: Sequence[CompiledRoute], method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+def match_route(routes: Sequence[CompiledRoute], method: str, raw_path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+    """The route for ``method`` and the path as sent (percent-encoded); parameter values decoded once.
+
+    Matching the raw path keeps an encoded ``/`` (``%2F``) inside its segment, and a decoded path is
+    never decoded a second time.
+    """
     for compiled in routes:
         if compiled.route.method not in {"ANY", method.upper()}:
             continue
-        found = compiled.pattern.match(path)
+        found = compiled.pattern.fullmatch(raw_path)
         if found:
             values = {name: unquote(found.group(f"p{index}")) for index, name in enumerate(compiled.parameters)}
             return compiled.route, values
@@ -242,27 +255,37 @@ def gateway_error(status: int, message: str) -> HttpResponse:
     return HttpResponse(status, [("content-type", "application/json")], json.dumps({"message": message}).encode())
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
 def _header_value(name: str, value: Any) -> str:
+    if not _HEADER_NAME.fullmatch(name):
+        raise InvalidProxyResult(f"header name {name!r} is not an HTTP token")
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    raise InvalidProxyResult(f"header {name!r} must be a string, got {type(value).__name__}")
+        text = "true" if value else "false"
+    elif isinstance(value, (str, int, float)):
+        text = str(value)
+    else:
+        raise InvalidProxyResult(f"header {name!r} must be a string, got {type(value).__name__}")
+    # A CR/LF would split the response; non-Latin-1 text has no HTTP/1.1 encoding.
+    if "\r" in text or "\n" in text or not _is_latin1(text):
+        raise InvalidProxyResult(f"header {name!r} has a value HTTP cannot carry")
+    return text
 
 
-async def _read_limited(request: Request) -> bytes | None:
-    """The request body, or None when it exceeds API Gateway's payload limit (never buffered past it)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _mapping(result: Mapping[str, Any], key: str) -> Mapping[Any, Any]:
+    value = result.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise InvalidProxyResult(f"{key} must be an object")
+    return value
 
 
 def map_result(result: Any) -> HttpResponse:
@@ -278,14 +301,16 @@ def map_result(result: Any) -> HttpResponse:
     if not 100 <= status <= 599:
         raise InvalidProxyResult(f"statusCode out of range: {status}")
     headers: list[tuple[str, str]] = []
-    for name, value in (result.get("headers") or {}).items():
-        headers.append((str(name).lower(), _header_value(name, value)))
-    for name, values in (result.get("multiValueHeaders") or {}).items():
+    for name, value in _mapping(result, "headers").items():
+        headers.append((str(name).lower(), _header_value(str(name), value)))
+    for name, values in _mapping(result, "multiValueHeaders").items():
         if not isinstance(values, list):
             raise InvalidProxyResult(f"multiValueHeaders[{name!r}] must be a list")
-        headers.extend((str(name).lower(), _header_value(name, value)) for value in values)
-    for cookie in result.get("cookies") or []:
-        headers.append(("set-cookie", str(cookie)))
+        headers.extend((str(name).lower(), _header_value(str(name), value)) for value in values)
+    cookies = result.get("cookies") or []
+    if not isinstance(cookies, list):
+        raise InvalidProxyResult("cookies must be a list")
+    headers.extend(("set-cookie", _header_value("set-cookie", cookie)) for cookie in cookies)
     raw_body = result.get("body")
     body: bytes
     if raw_body is None:
@@ -298,111 +323,246 @@ def map_result(result: Any) -> HttpResponse:
         except binascii.Error as error:
             raise InvalidProxyResult("isBase64Encoded is true but body is not base64") from error
     else:
-        body = raw_body.encode()
+        try:
+            body = raw_body.encode()
+        except UnicodeEncodeError as error:
+            raise InvalidProxyResult("body is not valid Unicode text") from error
     return HttpResponse(status, headers, body)
+
+
+# --- CORS, as API Gateway applies an HttpApi's CorsConfiguration ------------------------------
+
+
+def _origin_allowed(cors: CorsConfiguration, origin: str) -> bool:
+    # "*" allows any origin; "https://*" any origin of that scheme; otherwise an exact match.
+    for allowed in cors.allow_origins:
+        if allowed == "*" or allowed.lower() == origin.lower():
+            return True
+        if allowed.endswith("://*") and origin.lower().startswith(allowed[:-1].lower()):
+            return True
+    return False
+
+
+def _allow_origin_value(cors: CorsConfiguration, origin: str) -> str:
+    return "*" if "*" in cors.allow_origins and not cors.allow_credentials else origin
+
+
+def cors_headers(cors: CorsConfiguration, origin: str | None) -> list[tuple[str, str]]:
+    """Headers API Gateway adds to an integration's response for a CORS request (one with ``Origin``)."""
+    if origin is None or not _origin_allowed(cors, origin):
+        return []
+    headers = [("access-control-allow-origin", _allow_origin_value(cors, origin))]
+    if cors.allow_credentials:
+        headers.append(("access-control-allow-credentials", "true"))
+    if cors.expose_headers:
+        headers.append(("access-control-expose-headers", ",".join(cors.expose_headers)))
+    return headers
+
+
+def preflight_response(cors: CorsConfiguration, origin: str) -> HttpResponse:
+    """API Gateway's own answer to a preflight: 204, with the configured headers if the origin is allowed."""
+    if not _origin_allowed(cors, origin):
+        return HttpResponse(204, [], b"")
+    headers = [("access-control-allow-origin", _allow_origin_value(cors, origin))]
+    if cors.allow_credentials:
+        headers.append(("access-control-allow-credentials", "true"))
+    if cors.allow_methods:
+        headers.append(("access-control-allow-methods", ",".join(cors.allow_methods)))
+    if cors.allow_headers:
+        headers.append(("access-control-allow-headers", ",".join(cors.allow_headers)))
+    if cors.max_age is not None:
+        headers.append(("access-control-max-age", str(cors.max_age)))
+    return HttpResponse(204, headers, b"")
+
+
+def with_cors(response: HttpResponse, cors: CorsConfiguration, origin: str | None) -> HttpResponse:
+    """API Gateway ignores the integration's CORS headers and sends the configured ones instead."""
+    kept = [(name, value) for name, value in response.headers if not name.startswith("access-control-")]
+    return HttpResponse(response.status, [*kept, *cors_headers(cors, origin)], response.body)
 
 
 # --- the ASGI app ------------------------------------------------------------------------------
 
 
-def create_app(
-    function: FunctionSpec,
-    handler: Handler,
-    identity: ApiIdentity,
-    region: str,
-    max_concurrency: int = 1,
-    context_factory: Callable[[], LambdaContext] | None = None,
-) -> Starlette:
-    """One HTTP API in front of one function.
+class Invoker(Protocol):
+    """Runs one invocation of the function (a :class:`~local.sandboxes.SandboxPool`)."""
 
-    ``max_concurrency`` is the number of concurrent invocations; the default of 1 is one Lambda
-    sandbox, which never runs two invocations at once (handlers may rely on that).
-    """
-    routes = compile_routes(function.http_routes)
-    if not routes:
-        raise ValueError(f"{function.logical_id} has no HttpApi events in the template")
-    sandboxes = asyncio.Semaphore(max_concurrency)
-    make_context = context_factory or (lambda: LambdaContext.for_function(function, region, identity.account_id))
+    async def start(self) -> None: ...
+    async def invoke(self, event: Mapping[str, Any]) -> Any: ...
+    async def close(self) -> None: ...
 
-    async def invoke(request: Request) -> Response:
+
+class BodyTimedOut(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class HttpApi:
+    """One HTTP API in front of one function, as a raw ASGI app (no framework on the hot path)."""
+
+    function: FunctionSpec
+    invoker: Invoker
+    identity: ApiIdentity
+    cors: CorsConfiguration | None = None
+    body_timeout: float = BODY_TIMEOUT_SECONDS
+    routes: list[CompiledRoute] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.routes = compile_routes(self.function.http_routes)
+        if not self.routes:
+            raise ValueError(f"{self.function.logical_id} has no HttpApi events in the template")
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
         request_id = _request_id()
-        response = await _invoke(request, request_id)
-        headers = [*response.headers, ("apigw-requestid", request_id)]
-        reply = Response(content=response.body, status_code=response.status)
-        reply.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers] + [
-            (b"content-length", str(len(response.body)).encode())
+        try:
+            response = await self.respond(scope, receive, request_id)
+        except ClientGone:
+            return
+        headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in (*response.headers, ("apigw-requestid", request_id))
         ]
-        return reply
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
 
-    def _release_sandbox(finished: asyncio.Future[Any]) -> None:
-        sandboxes.release()
-        if not finished.cancelled():
-            finished.exception()  # a late failure after a timeout was already answered with a 500
-
-    async def _invoke(request: Request, request_id: str) -> HttpResponse:
-        matched = match_route(routes, request.method, request.url.path)
+    async def respond(self, scope: Mapping[str, Any], receive: Receive, request_id: str) -> HttpResponse:
+        method: str = scope["method"]
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+        origin = next((value for name, value in headers if name == "origin"), None)
+        preflight = method == "OPTIONS" and any(name == "access-control-request-method" for name, _ in headers)
+        if self.cors is not None and origin is not None and preflight:
+            return preflight_response(self.cors, origin)
+        matched = match_route(self.routes, method, raw_path)
         if matched is None:
             return gateway_error(404, "Not Found")
-        body = await _read_limited(request)
+        try:
+            body = await self._read_body(receive, headers)
+        except BodyTimedOut:
+            log.warning("request %s: body not received within %ss", request_id, self.body_timeout)
+            response = gateway_error(408, "Request Timeout")
+            return HttpResponse(response.status, [*response.headers, ("connection", "close")], response.body)
         if body is None:
             return gateway_error(413, "Request Entity Too Large")
-        client = request.client
+        client = scope.get("client")
+        server = scope.get("server")
         raw = RawRequest(
-            method=request.method,
-            path=request.url.path,
-            raw_path=request.scope.get("raw_path", request.url.path.encode()).decode("latin-1"),
-            raw_query=request.scope.get("query_string", b"").decode("latin-1"),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+            method=method,
+            path=scope["path"],
+            raw_path=raw_path,
+            raw_query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
             body=body,
-            source_ip=client.host if client else "127.0.0.1",
-            protocol=f"HTTP/{request.scope.get('http_version', '1.1')}",
-            scheme=request.url.scheme,
-            server_port=request.url.port or 80,
+            source_ip=client[0] if client else "127.0.0.1",
+            protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+            scheme=scope.get("scheme", "http"),
+            server_port=server[1] if server else 80,
         )
-        event = build_event(raw, matched[0], matched[1], identity, request_id=request_id)
-        await sandboxes.acquire()
-        invocation = asyncio.ensure_future(asyncio.to_thread(handler, event, make_context()))
-        # A thread cannot be killed: after a timeout the sandbox stays busy until the handler really
-        # returns, so no second invocation ever shares the process-wide Powertools state with it.
-        invocation.add_done_callback(_release_sandbox)
+        event = build_event(raw, matched[0], matched[1], self.identity, request_id=request_id)
+        name = self.function.function_name
         try:
-            result = await asyncio.wait_for(asyncio.shield(invocation), timeout=function.timeout)
-        except TimeoutError:
-            log.error("%s timed out after %ss (request %s)", function.function_name, function.timeout, request_id)
+            result = await self.invoker.invoke(event)
+            response = map_result(result)
+        except InvocationTimedOut as error:
+            log.error("%s timed out (request %s): %s", name, request_id, error)
             return gateway_error(500, "Internal Server Error")
-        except Exception:
-            log.exception("%s raised (request %s)", function.function_name, request_id)
+        except InvocationFailed as error:
+            log.error("%s failed (request %s): %s", name, request_id, error)
             return gateway_error(500, "Internal Server Error")
-        try:
-            return map_result(result)
         except InvalidProxyResult as error:
-            log.error("%s returned an invalid response (request %s): %s", function.function_name, request_id, error)
+            log.error("%s returned an invalid response (request %s): %s", name, request_id, error)
             return gateway_error(500, "Internal Server Error")
+        return response if self.cors is None else with_cors(response, self.cors, origin)
 
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
-    return Starlette(routes=[Route("/{path:path}", invoke, methods=methods)])
+    async def _read_body(self, receive: Receive, headers: Sequence[tuple[str, str]]) -> bytes | None:
+        """The request body, or None when it exceeds API Gateway's payload limit (never buffered past it)."""
+        declared = next((value for name, value in headers if name == "content-length"), "")
+        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > MAX_REQUEST_BYTES:
+                        return None
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise BodyTimedOut from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.invoker.start()
+                except Exception as error:
+                    log.exception("the function's first sandbox failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.invoker.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from endpoint.sockets import listening_socket
-    from local.lambda_runtime import add_function_arguments, load_function
+    from local.lambda_runtime import add_function_arguments, with_environment
     from local.process import LOCAL_HOST, exit_with_parent, write_ready_file
+    from local.sandboxes import SandboxPool, SandboxSpec, default_pool_size
+    from local.template import LocalResources, Template
 
     parser = argparse.ArgumentParser(description="local API Gateway HTTP API for one function")
     add_function_arguments(parser)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--ready-file", type=Path, default=None)
-    parser.add_argument("--max-concurrency", type=int, default=1)
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="sandboxes (execution environments); default: two per core, capped by ReservedConcurrentExecutions",
+    )
+    parser.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT_SECONDS, help="seconds to receive a body")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    resources, function, handler = load_function(args)
-    app = create_app(function, handler, ApiIdentity(resources.account_id), resources.region, args.max_concurrency)
+    resources = LocalResources(**json.loads(args.resources))
+    template = Template.load(args.template)
+    function = with_environment(template.function(args.function, resources), json.loads(args.environment))
+    api_ids = {route.api_id for route in function.http_routes}
+    cors = template.http_api_cors(api_ids.pop(), resources) if len(api_ids) == 1 else None
+    size = args.max_concurrency or default_pool_size(function)
+    pool = SandboxPool(SandboxSpec(function, resources.region, resources.account_id), size)
+    app = HttpApi(function, pool, ApiIdentity(resources.account_id), cors, args.body_timeout)
     sock = listening_socket(LOCAL_HOST, args.port)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", server_header=False)
     server = uvicorn.Server(config)
     if args.ready_file:
         import threading
@@ -416,15 +576,16 @@ def main(argv: list[str] | None = None) -> int:
             if stopped.is_set():
                 server.should_exit = True
                 return
-            write_ready_file(args.ready_file, {"port": port, "url": f"http://127.0.0.1:{port}", "pid": os.getpid()})
+            facts = {"port": port, "url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "sandboxes": size}
+            write_ready_file(args.ready_file, facts)
             stopped.wait()
             server.should_exit = True
 
         threading.Thread(target=publish_when_started, daemon=True).start()
     else:
-        print(f"HTTP API for {function.logical_id} on http://127.0.0.1:{port}", file=sys.stderr)
+        print(f"HTTP API for {function.logical_id} on http://127.0.0.1:{port} ({size} sandboxes)", file=sys.stderr)
     server.run(sockets=[sock])
-    return 0
+    return 0 if server.started else 1
 
 
 if __name__ == "__main__":

@@ -130,15 +130,32 @@ _NO_VALUE = _NoValue()
 
 @dataclass(frozen=True)
 class HttpRoute:
-    """One ``HttpApi`` event: ``method`` upper-case (``ANY`` allowed), ``path`` or ``$default``."""
+    """One ``HttpApi`` event: ``method`` upper-case (``ANY`` allowed), ``path`` or ``$default``.
+
+    ``api_id`` is the logical id of the ``AWS::Serverless::HttpApi`` it is attached to (``None``:
+    SAM's implicit API).
+    """
 
     event_name: str
     method: str
     path: str
+    api_id: str | None = None
 
     @property
     def route_key(self) -> str:
         return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class CorsConfiguration:
+    """An HttpApi's ``CorsConfiguration``: API Gateway answers preflights and adds these headers itself."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,8 @@ class FunctionSpec:
     # EventInvokeConfig's OnFailure destination (e.g. a dead-letter queue), by logical id.
     on_failure_logical_id: str | None = None
     layer_paths: tuple[Path, ...] = ()
+    # ReservedConcurrentExecutions: the most execution environments Lambda runs at once (None: unreserved).
+    reserved_concurrency: int | None = None
 
     @property
     def module(self) -> str:
@@ -294,6 +313,7 @@ class Template:
         # SAM lists are additive: global layers first, then the function's own.
         layer_refs = [*(globals_.get("Layers") or []), *(props.get("Layers") or [])]
         layers = tuple(path for path in (self._layer_path(layer) for layer in layer_refs) if path)
+        reserved = setting("ReservedConcurrentExecutions")
         return FunctionSpec(
             logical_id=logical_id,
             function_name=str(setting("FunctionName") or f"{resources.stack_name}-{logical_id}"),
@@ -308,6 +328,7 @@ class Template:
             max_async_retries=int(retries),
             on_failure_logical_id=_logical_id_of(on_failure),
             layer_paths=layers,
+            reserved_concurrency=None if reserved is None else int(reserved),
         )
 
     def _http_route(self, name: str, props: Mapping[str, Any], resources: LocalResources, where: str) -> HttpRoute:
@@ -318,7 +339,42 @@ class Template:
         if not isinstance(path, str) or not path.startswith("/"):
             raise TemplateError(f"{where}.Path must start with '/', got {path!r}")
         method = str(method or "ANY").upper()
-        return HttpRoute(name, "ANY" if method in {"ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD"} else method, path)
+        api_id = _logical_id_of(props.get("ApiId"))
+        return HttpRoute(name, "ANY" if method in {"ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD"} else method, path, api_id)
+
+    # HTTP APIs
+    def http_api_cors(self, api_id: str | None, resources: LocalResources | None = None) -> CorsConfiguration | None:
+        """The ``CorsConfiguration`` of an HttpApi (its own, else ``Globals.HttpApi``'s); None when CORS is off.
+
+        ``true`` is SAM's shorthand for allowing every origin.
+        """
+        resources = resources or LocalResources()
+        globals_ = (self.document.get("Globals") or {}).get("HttpApi") or {}
+        props = self._properties(api_id) if api_id and api_id in self.resources else {}
+        where = f"{api_id or 'Globals.HttpApi'}.CorsConfiguration"
+        raw = self.resolve(props.get("CorsConfiguration", globals_.get("CorsConfiguration")), resources, where)
+        if raw is None or raw is False:
+            return None
+        if raw is True:
+            return CorsConfiguration(allow_origins=("*",))
+        if not isinstance(raw, Mapping):
+            raise TemplateError(f"{where} must be true or a mapping, got {raw!r}")
+
+        def names(key: str) -> tuple[str, ...]:
+            value = raw.get(key) or []
+            if not isinstance(value, list):
+                raise TemplateError(f"{where}.{key} must be a list, got {value!r}")
+            return tuple(str(item) for item in value)
+
+        max_age = raw.get("MaxAge")
+        return CorsConfiguration(
+            allow_origins=names("AllowOrigins"),
+            allow_methods=names("AllowMethods"),
+            allow_headers=names("AllowHeaders"),
+            expose_headers=names("ExposeHeaders"),
+            max_age=None if max_age is None else int(max_age),
+            allow_credentials=bool(raw.get("AllowCredentials", False)),
+        )
 
     def _s3_trigger(self, name: str, props: Mapping[str, Any], resources: LocalResources, where: str) -> S3Trigger:
         bucket_ref = props.get("Bucket")

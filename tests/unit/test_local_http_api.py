@@ -9,16 +9,20 @@ import pytest
 
 from local.http_api import (
     ApiIdentity,
+    HttpResponse,
     InvalidProxyResult,
     RawRequest,
     build_event,
     compile_routes,
+    cors_headers,
     encode_body,
     gateway_error,
     map_result,
     match_route,
+    preflight_response,
+    with_cors,
 )
-from local.template import HttpRoute
+from local.template import CorsConfiguration, HttpRoute
 
 ROUTES = compile_routes(
     [
@@ -199,3 +203,73 @@ def test_gateway_errors_are_json() -> None:
     response = gateway_error(404, "Not Found")
     assert response.header("content-type") == "application/json"
     assert json.loads(response.body) == {"message": "Not Found"}
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "route_key", "parameters"),
+    [
+        # An encoded "/" stays inside its segment and is decoded once, into the value
+        ("/locations/a%2Fb", "GET /locations/{city}", {"city": "a/b"}),
+        # Decoded exactly once: "%2541" is the text "%41", not "A"
+        ("/locations/%2541", "GET /locations/{city}", {"city": "%41"}),
+        # An encoded newline is part of the value, not the end of the path
+        ("/locations/a%0Ab", "GET /locations/{city}", {"city": "a\nb"}),
+    ],
+)
+def test_routes_match_the_raw_path(raw_path: str, route_key: str, parameters: dict) -> None:
+    matched = match_route(ROUTES, "GET", raw_path)
+    assert matched is not None
+    assert (matched[0].route_key, matched[1]) == (route_key, parameters)
+
+
+@pytest.mark.parametrize("raw_path", ["/locations/x%0A/predictions/extra", "/locations\n", "/nowhere%0A"])
+def test_paths_with_control_characters_match_no_route(raw_path: str) -> None:
+    assert match_route(ROUTES, "GET", raw_path) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-evil": "a\r\nset-cookie: x=1"}, {"bad name": "v"}, {"x-text": "snowman ☃"}],
+)
+def test_headers_http_cannot_carry_are_an_invalid_result(headers: dict) -> None:
+    with pytest.raises(InvalidProxyResult):
+        map_result({"statusCode": 200, "headers": headers})
+
+
+CORS = CorsConfiguration(
+    allow_origins=("https://app.example", "http://*"),
+    allow_methods=("GET", "POST"),
+    allow_headers=("content-type",),
+    expose_headers=("apigw-requestid",),
+    max_age=60,
+    allow_credentials=True,
+)
+
+
+def test_preflight_from_an_allowed_origin_gets_every_configured_header() -> None:
+    response = preflight_response(CORS, "https://app.example")
+    assert response.status == 204
+    assert dict(response.headers) == {
+        "access-control-allow-origin": "https://app.example",  # credentials forbid "*"
+        "access-control-allow-credentials": "true",
+        "access-control-allow-methods": "GET,POST",
+        "access-control-allow-headers": "content-type",
+        "access-control-max-age": "60",
+    }
+
+
+@pytest.mark.parametrize(("origin", "allowed"), [("http://any.example", True), ("https://evil.example", False)])
+def test_origins_match_exactly_or_by_scheme_wildcard(origin: str, allowed: bool) -> None:
+    assert bool(preflight_response(CORS, origin).headers) is allowed
+    assert bool(cors_headers(CORS, origin)) is allowed
+
+
+def test_the_functions_cors_headers_are_replaced_by_the_configured_ones() -> None:
+    response = HttpResponse(200, [("access-control-allow-origin", "*"), ("content-type", "text/plain")], b"x")
+    replaced = with_cors(response, CORS, "https://app.example")
+    assert dict(replaced.headers) == {
+        "content-type": "text/plain",
+        "access-control-allow-origin": "https://app.example",
+        "access-control-allow-credentials": "true",
+        "access-control-expose-headers": "apigw-requestid",
+    }

@@ -130,3 +130,15 @@ def test_stack_plan_from_the_real_template() -> None:
     assert plan.registry_table in plan.tables
     assert plan.model_data_url == f"s3://{plan.bucket}/{plan.prefix}/multi_model_artifacts/"
     assert plan.endpoint_environment["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+@pytest.mark.parametrize(("reserved", "cpus", "size"), [(None, 2, 4), (None, 1, 2), (3, 8, 3), (100, 2, 4)])
+def test_the_sandbox_pool_is_sized_to_the_machine_and_capped_by_reserved_concurrency(
+    reserved: int | None, cpus: int, size: int
+) -> None:
+    from dataclasses import replace
+
+    from local.sandboxes import default_pool_size
+
+    function = replace(_function(Path(".")), reserved_concurrency=reserved)
+    assert default_pool_size(function, cpus=cpus) == size

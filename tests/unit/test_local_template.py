@@ -262,3 +262,51 @@ def test_real_template_multi_model_points_at_the_mme_prefix(real: Template) -> N
     assert model.model_data_url == layout.model_data_url(sync.environment["ARTIFACT_BUCKET"])
     assert model.program == "inference.py"
     assert model.model_cache_setting in {"Enabled", "Disabled"}
+
+
+def test_real_template_cors_is_what_api_gateway_will_apply(real: Template) -> None:
+    (api_id,) = {route.api_id for route in real.function("RouterFunction").http_routes}
+    cors = real.http_api_cors(api_id)
+    assert cors is not None
+    assert cors.allow_origins == ("*",)
+    assert set(cors.allow_methods) >= {"GET", "POST", "OPTIONS"}
+    assert "content-type" in cors.allow_headers
+    assert cors.max_age == 300
+
+
+CORS_AND_CONCURRENCY = """
+Globals:
+  HttpApi:
+    CorsConfiguration: true
+Resources:
+  Explicit:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      CorsConfiguration:
+        AllowOrigins: [https://app.example]
+        AllowCredentials: true
+  Implicit:
+    Type: AWS::Serverless::HttpApi
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: fn.handler
+      ReservedConcurrentExecutions: 3
+      Events:
+        Get: {Type: HttpApi, Properties: {ApiId: !Ref Explicit, Path: /x, Method: GET}}
+"""
+
+
+def test_cors_configuration_and_reserved_concurrency_are_read() -> None:
+    template = Template(load_yaml(CORS_AND_CONCURRENCY))
+    function = template.function("Fn")
+    assert function.reserved_concurrency == 3
+    assert function.http_routes[0].api_id == "Explicit"
+    explicit = template.http_api_cors("Explicit")
+    assert explicit is not None
+    assert (explicit.allow_origins, explicit.allow_credentials) == (("https://app.example",), True)
+    # `CorsConfiguration: true` in Globals is SAM's "any origin"
+    implicit = template.http_api_cors("Implicit")
+    assert implicit is not None
+    assert implicit.allow_origins == ("*",)
