@@ -79,7 +79,8 @@ class StackConfig:
     dispatcher_backoff_cap_seconds: float = 30.0
     # How long an event a dead invoker had received stays hidden; default: the function's Timeout + 5 s.
     event_visibility_timeout_seconds: int | None = None
-    api_max_concurrency: int = 1
+    # Sandboxes of the HTTP API's function; None: local.sandboxes.default_pool_size (machine, reserved concurrency).
+    api_max_concurrency: int | None = None
     endpoint_args: Sequence[str] = ()
     # Journal S3/SQS/DynamoDB state under state_dir/state and restore it at start; fresh discards it first.
     persist: bool = True
@@ -366,8 +367,7 @@ class LocalStack:
                 plan.api_function.logical_id,
                 "--resources",
                 resources_json,
-                "--max-concurrency",
-                str(config.api_max_concurrency),
+                *(["--max-concurrency", str(config.api_max_concurrency)] if config.api_max_concurrency else []),
                 *self._template_args(),
                 *self._environment_args(plan.api_function),
             ],

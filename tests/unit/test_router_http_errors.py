@@ -58,19 +58,25 @@ CASES: list[tuple[Exception, int, dict[str, str], list[dict[str, str]]]] = [
         ModelInvocationError("could not convert string to float: 'x'", original_status=400),
         502,
         {},
-        [{"field": "model", "problem": "could not convert string to float: 'x' (status 400)"}],
+        [
+            {
+                "field": "model",
+                "problem": "the model failed on this request (model status 400); "
+                "the operator has been told through the logs",
+            }
+        ],
     ),
     (
         EndpointBusy("Model not ready", retry_after_seconds=3),
         503,
         {"Retry-After": "3"},
-        [{"field": "model", "problem": "Model not ready"}],
+        [{"field": "model", "problem": "the model is loading or the endpoint is throttled"}],
     ),
     (
         EndpointBusy("throttled", retry_after_seconds=0),
         503,
         {"Retry-After": "1"},
-        [{"field": "model", "problem": "throttled"}],
+        [{"field": "model", "problem": "the model is loading or the endpoint is throttled"}],
     ),
     (EndpointTimeout("no answer within 8 s"), 504, {}, [{"field": "model", "problem": "no answer within 8 s"}]),
     (
@@ -103,6 +109,31 @@ def test_endpoint_unavailable_hides_sagemaker_text_from_the_caller() -> None:
     assert http_error_for(error).status == 502
     assert "secret-bucket" not in str(body)
     assert body["errors"][0]["field"] == "model"
+
+
+TRACEBACK = (
+    'Traceback (most recent call last):\n  File "/opt/ml/model/code/inference.py", line 42, in predict_fn\n'
+    "ValueError: bad input"
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ModelInvocationError(TRACEBACK, original_status=500),
+        EndpointBusy(f"The model endpoint is busy: {TRACEBACK}"),
+        EndpointUnavailable(TRACEBACK),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_what_the_model_said_never_reaches_the_caller(error: Exception) -> None:
+    # Given the endpoint's error text carrying a model's traceback with server paths
+    # When it is mapped to the client's response
+    body = str(http_error_for(error).body())
+    # Then the body says what failed in our words, and the traceback stays in the logs
+    assert "Traceback" not in body
+    assert "/opt/ml" not in body
+    assert "inference.py" not in body
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom at /var/task/x.py"), InvalidArtifact("bad tar"), KeyError("k")])

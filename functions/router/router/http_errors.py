@@ -5,6 +5,8 @@ are 4xx; only our own or our dependencies' failures are 5xx. Status choices:
 
 * every ``InvalidInput`` (malformed JSON, wrong type, out of range, unknown field) is **400**: the
   domain errors carry no syntactic/semantic split and a client would not act on one, so 422 is unused;
+* 5xx bodies carry our own fixed text: what the endpoint or the model said (tracebacks, bucket names,
+  file paths) goes to the logs only;
 * ``EndpointUnavailable`` is 502 (the endpoint answered wrongly or not at all — e.g. a live version whose
   artifact is missing is our fault, not the caller's); ``DependencyFailure`` (DynamoDB) is 503 + Retry-After.
 """
@@ -76,13 +78,15 @@ def http_error_for(error: BaseException, request_id: str = "") -> HttpError:
     if isinstance(error, NotFound):
         return HttpError(404, error.message, tuple(error.problems), kind)
     if isinstance(error, ModelInvocationError):
-        status = f" (status {error.original_status})" if error.original_status is not None else ""
-        return HttpError(502, "The model failed to predict", (FieldProblem("model", f"{error.message}{status}"),), kind)
+        # The model's own text can be a Python traceback naming server paths: logs only, never the caller.
+        status = f" (model status {error.original_status})" if error.original_status is not None else ""
+        problem = f"the model failed on this request{status}; the operator has been told through the logs"
+        return HttpError(502, "The model failed to predict", (FieldProblem("model", problem),), kind)
     if isinstance(error, EndpointBusy):
         return HttpError(
             503,
             "The model is not ready or is throttled; retry later",
-            (FieldProblem("model", error.message),),
+            (FieldProblem("model", "the model is loading or the endpoint is throttled"),),
             kind,
             {"Retry-After": str(max(1, error.retry_after_seconds))},
         )
