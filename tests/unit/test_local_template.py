@@ -237,6 +237,7 @@ def test_real_template_router_routes_and_environment(real: Template) -> None:
         "GET /locations",
         "GET /locations/{city}",
         "GET /health",
+        "GET /openapi.json",
     }
     # The endpoint name comes from the EndpointName parameter via !GetAtt Endpoint.EndpointName
     assert router.environment["ENDPOINT_NAME"] == real.parameter_defaults["EndpointName"]

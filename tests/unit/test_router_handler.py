@@ -370,3 +370,15 @@ def test_handler_module_pulls_in_no_numpy_or_sklearn() -> None:
     code = f"import sys, router.handler; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_openapi_document_is_served_with_the_routers_batch_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a router configured for at most 25 houses per request
+    monkeypatch.setenv("MAX_HOUSES_PER_REQUEST", "25")
+    handler.service.cache_clear()
+    # When a client asks for the API's description
+    status, _, body = invoke(request("GET", "/openapi.json"))
+    # Then it gets the OpenAPI document generated from the schema module, with that limit
+    assert status == 200
+    assert body == schema.openapi_document(max_houses=25)
+    assert body["components"]["schemas"]["Houses"]["properties"]["houses"]["maxItems"] == 25

@@ -19,7 +19,14 @@ PREDICTIONS = "/locations/<city>/predictions"
 LOCATION = "/locations/<city>"
 LOCATIONS = "/locations"
 HEALTH = "/health"
-ROUTES: dict[str, tuple[str, ...]] = {PREDICTIONS: ("POST",), LOCATION: ("GET",), LOCATIONS: ("GET",), HEALTH: ("GET",)}
+OPENAPI = "/openapi.json"
+ROUTES: dict[str, tuple[str, ...]] = {
+    PREDICTIONS: ("POST",),
+    LOCATION: ("GET",),
+    LOCATIONS: ("GET",),
+    HEALTH: ("GET",),
+    OPENAPI: ("GET",),
+}
 
 # Any origin may read responses (browser callers still need SigV4 when AuthType is AWS_IAM). On AWS
 # the HttpApi's CorsConfiguration answers OPTIONS preflights before they reach this function.
@@ -51,6 +58,11 @@ def list_locations() -> dict[str, Any]:
 @app.get(HEALTH)
 def health() -> dict[str, Any]:
     return service().health(deep=_query("deep") in {"1", "true"})
+
+
+@app.get(OPENAPI)
+def openapi() -> dict[str, Any]:
+    return service().openapi()
 
 
 def _query(name: str) -> str | None:

@@ -125,6 +125,10 @@ class RouterService:
             checks["registry"] = "ok"
         return {"status": "ok", "checks": checks}
 
+    def openapi(self) -> JsonObject:
+        """The API's OpenAPI document, with this router's batch limit."""
+        return schema.openapi_document(self.max_houses)
+
     def _resolve(self, city: str, version: str | None) -> tuple[str, str]:
         if version is None:
             live = self.registry.live_model(city)

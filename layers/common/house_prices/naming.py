@@ -39,7 +39,8 @@ CITY_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
 _CITY = re.compile(CITY_PATTERN)
 # SageMaker's own TrainingJobName pattern.
 _JOB = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-_VERSION = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)-(?P<digest>[0-9a-f]{8})")
+VERSION_PATTERN = r"(?P<stamp>\d{8}T\d{6}Z)-(?P<digest>[0-9a-f]{8})"
+_VERSION = re.compile(VERSION_PATTERN)
 _TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 

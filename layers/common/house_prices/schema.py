@@ -184,3 +184,226 @@ def describe_features() -> list[dict[str, Any]]:
         }
         for f in FEATURES
     ]
+
+
+# --- the HTTP API's contract as OpenAPI 3 ------------------------------------------------------
+
+# Each route of the HTTP API: (method, path) -> what it does. The template's HttpApi events and the
+# router's resolver serve exactly these (tests/unit/test_openapi.py holds the three together).
+API_ROUTES: tuple[tuple[str, str], ...] = (
+    ("post", "/locations/{city}/predictions"),
+    ("get", "/locations"),
+    ("get", "/locations/{city}"),
+    ("get", "/health"),
+    ("get", "/openapi.json"),
+)
+
+
+def _ecma_pattern(python_pattern: str) -> str:
+    """An anchored pattern without Python-only named groups (OpenAPI patterns are ECMA-262)."""
+    import re
+
+    return "^" + re.sub(r"\(\?P<\w+>", "(", python_pattern) + "$"
+
+
+def house_json_schema() -> dict[str, Any]:
+    """One house as JSON Schema, from FEATURES: every feature required, nothing else allowed."""
+    properties: dict[str, Any] = {}
+    for f in FEATURES:
+        prop: dict[str, Any] = {
+            "type": "integer" if f.integer else "number",
+            "minimum": f.minimum,
+            "maximum": f.maximum,
+            "description": f.description,
+        }
+        if f.step:
+            prop["multipleOf"] = f.step
+        properties[f.name] = prop
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(FEATURE_NAMES),
+        "additionalProperties": False,
+        "example": EXAMPLE_HOUSE,
+    }
+
+
+def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: str = "House prices") -> dict[str, Any]:
+    """The HTTP API as an OpenAPI 3.0 document: request rules from FEATURES, names from naming.
+
+    Error bodies are the router's ``{"message", "errors": [{"field", "problem"}]}``; API Gateway's own
+    errors (404 for no route, 413 over its payload quota, 500 for a failed invocation) carry only
+    ``message``, so ``errors`` is optional in the schema.
+    """
+    from house_prices.naming import CITY_PATTERN, VERSION_PATTERN
+
+    def ref(name: str) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def json_content(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"content": {"application/json": {"schema": schema}}}
+
+    def error(description: str) -> dict[str, Any]:
+        return {"description": description, **json_content(ref("Error"))}
+
+    string = {"type": "string"}
+    city = {
+        "name": "city",
+        "in": "path",
+        "required": True,
+        "description": "city name, e.g. Chicago_IL",
+        "schema": {"type": "string", "pattern": _ecma_pattern(CITY_PATTERN), "example": "Chicago_IL"},
+    }
+    version = {
+        "name": "version",
+        "in": "query",
+        "required": False,
+        "description": "a model version to use instead of the live one",
+        "schema": {"type": "string", "pattern": _ecma_pattern(VERSION_PATTERN)},
+    }
+    served_by = {
+        "type": "object",
+        "required": ["version", "target_model"],
+        "properties": {"version": string, "target_model": string},
+    }
+    live = {
+        "type": "object",
+        "required": ["version", "target_model", "promoted_at"],
+        "properties": {"version": string, "target_model": string, "promoted_at": string},
+    }
+    schemas: dict[str, Any] = {
+        "House": house_json_schema(),
+        "Houses": {
+            "type": "object",
+            "properties": {"houses": {"type": "array", "items": ref("House"), "minItems": 1, "maxItems": max_houses}},
+            "required": ["houses"],
+            "additionalProperties": False,
+        },
+        "Predictions": {
+            "type": "object",
+            "required": ["location", "model", "predictions"],
+            "properties": {
+                "location": string,
+                "model": served_by,
+                "predictions": {
+                    "type": "array",
+                    "items": {"type": "object", "required": ["price"], "properties": {"price": {"type": "number"}}},
+                },
+            },
+        },
+        "Locations": {
+            "type": "object",
+            "required": ["locations"],
+            "properties": {
+                "locations": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["location", "version", "target_model", "promoted_at"],
+                        "properties": {"location": string, **live["properties"]},
+                    },
+                }
+            },
+        },
+        "Location": {
+            "type": "object",
+            "required": ["location", "live", "versions", "features"],
+            "properties": {
+                "location": string,
+                "live": {**live, "nullable": True},
+                "versions": {"type": "array", "items": {"type": "object"}},
+                "features": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "checks"],
+            "properties": {"status": string, "checks": {"type": "object", "additionalProperties": string}},
+        },
+        "Error": {
+            "type": "object",
+            "required": ["message"],
+            "properties": {
+                "message": string,
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "problem"],
+                        "properties": {"field": string, "problem": string},
+                    },
+                },
+            },
+        },
+    }
+    unavailable = {
+        "502": error("the model or its endpoint failed"),
+        "503": error("the model is loading, the endpoint is throttled or the registry is down; retry"),
+        "504": error("the model did not answer in time"),
+    }
+    operations: dict[tuple[str, str], dict[str, Any]] = {
+        ("post", "/locations/{city}/predictions"): {
+            "operationId": "predict",
+            "summary": "Price one house, or up to max_houses in one request, with the city's live model",
+            "parameters": [city, version],
+            "requestBody": {
+                "required": True,
+                **json_content({"oneOf": [ref("House"), ref("Houses")]}),
+            },
+            "responses": {
+                "200": {"description": "one price per house, in order", **json_content(ref("Predictions"))},
+                "400": error("a field, the body, the city or the version is invalid: each problem is named"),
+                "404": error("no live model for the city, or no such version"),
+                "413": error(f"more than {max_houses} houses, or a body over the size limit"),
+                **unavailable,
+            },
+        },
+        ("get", "/locations"): {
+            "operationId": "listLocations",
+            "summary": "Every city with a live model",
+            "responses": {
+                "200": {"description": "live models", **json_content(ref("Locations"))},
+                "503": error("the registry is unavailable; retry"),
+            },
+        },
+        ("get", "/locations/{city}"): {
+            "operationId": "describeLocation",
+            "summary": "A city's live model, every version it has had, and the features it takes",
+            "parameters": [city],
+            "responses": {
+                "200": {"description": "the city", **json_content(ref("Location"))},
+                "400": error("the city name is invalid"),
+                "404": error("no model has ever been trained for the city"),
+                "503": error("the registry is unavailable; retry"),
+            },
+        },
+        ("get", "/health"): {
+            "operationId": "health",
+            "summary": "Liveness; with deep=true, the registry is checked too",
+            "parameters": [
+                {"name": "deep", "in": "query", "required": False, "schema": {"type": "string", "enum": ["true", "1"]}}
+            ],
+            "responses": {
+                "200": {"description": "healthy", **json_content(ref("Health"))},
+                "503": error("a dependency is down"),
+            },
+        },
+        ("get", "/openapi.json"): {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {"200": {"description": "the OpenAPI document", **json_content({"type": "object"})}},
+        },
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path in API_ROUTES:
+        paths.setdefault(path, {})[method] = operations[(method, path)]
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": title,
+            "version": "1.0",
+            "description": "House-price predictions: one model per city, served by a SageMaker multi-model endpoint.",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
