@@ -266,7 +266,7 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
         "required": ["version", "target_model"],
         "properties": {"version": string, "target_model": string},
     }
-    live = {
+    live: dict[str, Any] = {
         "type": "object",
         "required": ["version", "target_model", "promoted_at"],
         "properties": {"version": string, "target_model": string, "promoted_at": string},
