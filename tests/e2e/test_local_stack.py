@@ -1,8 +1,8 @@
 """The whole local stack: train → S3 event → model-sync → registry → HTTP API → router → endpoint.
 
-One stack per session (LocalStack on free ports, state in a temporary directory); the router's
-live-version cache is switched off through the stack's per-function environment overrides, so a
-promotion is visible at once instead of after LIVE_MODEL_CACHE_SECONDS.
+One stack per session (``tests/e2e/conftest.py``: LocalStack on free ports, state in a temporary
+directory); the router's live-version cache is switched off through the stack's per-function
+environment overrides, so a promotion is visible at once instead of after LIVE_MODEL_CACHE_SECONDS.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,55 +24,20 @@ from urllib.parse import quote_plus
 import httpx
 import numpy as np
 import pytest
-from rich.console import Console
 
 from endpoint.testing import metric_value
 from house_prices import schema
 from house_prices.naming import KeyLayout
 from house_prices.registry import ModelRegistry
-from local.demo import train_and_publish, wait_for_live
+from local.demo import wait_for_live
 from local.process import group_members, port_is_free
-from local.stack import LocalStack, StackConfig
+from local.stack import LocalStack
 from local.template import REPO_ROOT
+from tests.e2e.stack_harness import CITIES, QUIET, houses, train
 
 pytestmark = pytest.mark.slow
 
-CITIES = ("Chicago_IL", "Dallas_TX", "Phoenix_AZ")
 RETRAIN_CITY = "Dallas_TX"
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("stack"),
-        write_stack_file=False,
-        function_env={"RouterFunction": {"LIVE_MODEL_CACHE_SECONDS": "0"}},
-    )
-    with LocalStack(config) as running:
-        yield running
-    # Teardown check: nothing of the stack outlives it
-    assert all(child.process is None or child.process.poll() is not None for child in running.children)
-
-
-@pytest.fixture(scope="session")
-def registry(stack: LocalStack) -> ModelRegistry:
-    return ModelRegistry(stack.client("dynamodb"), stack.info.registry_table)
-
-
-# The demo's training table and progress bars would only clutter pytest's captured output.
-QUIET = Console(quiet=True)
-
-
-def train(stack: LocalStack, cities: tuple[str, ...], work_dir: Path, **options: Any) -> dict[str, str]:
-    """Train and publish as `make demo` does (real train.py processes); returns each city's artifact key."""
-    keys = train_and_publish(stack, cities, QUIET, work_dir, progress=False, workers=2, **options)
-    return {city: city_keys[-1] for city, city_keys in keys.items()}
-
-
-def houses(city: str, n: int, seed: int) -> list[dict[str, float]]:
-    from training.data import generate_houses
-
-    return [schema.house_from_row(row) for row in generate_houses(city, n, seed)[:, 1:]]
 
 
 def reference_predictions(stack: LocalStack, city: str, version: str, batch: list[dict], tmp: Path) -> list[float]:
@@ -88,13 +52,6 @@ def reference_predictions(stack: LocalStack, city: str, version: str, batch: lis
     model = inference.model_fn(str(model_dir))
     csv = schema.rows_to_csv([[house[name] for name in schema.FEATURE_NAMES] for house in batch])
     return [float(value) for value in np.ravel(inference.predict_fn(inference.input_fn(csv, "text/csv"), model))]
-
-
-@pytest.fixture(scope="session")
-def trained(stack: LocalStack, registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    keys = train(stack, CITIES, tmp_path_factory.mktemp("training"))
-    live = wait_for_live(registry, CITIES, QUIET, timeout=60)
-    return {"keys": keys, "live": live}
 
 
 def predict(stack: LocalStack, city: str, payload: Any, **params: str) -> httpx.Response:
