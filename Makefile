@@ -17,7 +17,7 @@ MLSERVER_VENV := build/bench/mlserver-venv
 MLSERVER_STAMP := $(MLSERVER_VENV)/.installed-$(shell cat requirements/bench-mlserver.txt | md5sum | cut -c1-12)
 BENCH_ARGS ?=
 
-.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy invoke bench bench-quick bench-deps wrk clean
+.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy invoke bench bench-quick bench-deps bench-http-api wrk clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,7 @@ $(STAMP): requirements/dev.txt requirements/constraints.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create .venv with the pinned dependencies
+
 
 lint: $(STAMP) ## ruff lint + format check + mypy
 	$(BIN)/ruff check .
@@ -95,6 +96,9 @@ bench: sam-build bench-deps ## one run: endpoint vs ceiling and peers, cold load
 
 bench-quick: bench-deps ## smoke run of the bench (short rounds, few models; report to build/bench/)
 	$(PYTHON) bench/suite.py --quick --no-legacy --mlserver $(MLSERVER_VENV)/bin/mlserver --docs build/bench/quick/benchmarks.md $(BENCH_ARGS)
+
+bench-http-api: wrk $(BENCH_STAMP) ## local HTTP API throughput vs a bare ceiling (wrk, interleaved; --json for reports)
+	$(PYTHON) bench/http_api_throughput.py $(BENCH_ARGS)
 
 clean: ## remove build outputs and local state (keeps .venv)
 	rm -rf .aws-sam .local build

@@ -135,7 +135,7 @@ def server_process(kind: str, work: Path, sandboxes: int) -> Iterator[str]:
 def wrk_binary() -> str:
     found = shutil.which("wrk")
     if not found:
-        raise SystemExit("wrk is not installed: `make tools` installs the Debian package")
+        raise SystemExit("wrk is not installed: `make wrk` installs the Debian package")
     return found
 
 
