@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from house_prices import schema
 from tests.sam_transform import source_template as load_source_template
 from tests.sam_transform import transform
 
@@ -117,14 +118,14 @@ def test_every_route_is_iam_protected_exactly_when_auth_type_is_aws_iam(
                 assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
             else:
                 assert "security" not in operation
-    assert len(seen) == 4
+    assert seen == {(method.upper(), path) for method, path in schema.API_ROUTES}
 
 
 def test_sam_generates_invoke_permissions_and_the_throttled_default_stage(transformed: dict[str, Any]) -> None:
     resources = transformed["Resources"]
     permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
     principals = sorted(p["Properties"]["Principal"] for p in permissions)
-    assert principals == ["apigateway.amazonaws.com"] * 4 + ["s3.amazonaws.com"]
+    assert principals == ["apigateway.amazonaws.com"] * len(schema.API_ROUTES) + ["s3.amazonaws.com"]
     stage = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage")
     assert stage["Properties"]["StageName"] == "$default"
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
