@@ -139,7 +139,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     url = f"http://{host}:{port}"
     announce = (
         f"endpoint {config.endpoint_name} listening on {url} (model data {config.model_data_url}, "
-        f"program {config.program_path}, cache {config.model_cache_setting}, {app.state.runtime.program.stack.describe()})"
+        f"program {config.program_path}, cache {config.model_cache_setting}, "
+        f"{app.state.runtime.program.stack.describe()})"
     )
     server = _Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10), announce=announce

@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from endpoint import toolkit, protocol
+from endpoint import protocol, toolkit
 from endpoint.config import PRODUCTION_VARIANT, EndpointConfig
 from endpoint.download import ArtifactCache, make_s3_client
 from endpoint.errors import (

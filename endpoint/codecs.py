@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,14 +33,11 @@ class UnsupportedFormatError(Exception):
     """``sagemaker_inference.errors.UnsupportedFormatError`` of 1.2.0, message and all."""
 
     def __init__(self, content_type: str | None) -> None:
+        # textwrap.dedent() of the toolkit's literal changes nothing (its first line is not indented).
         super().__init__(
-            textwrap.dedent(
-                """Content type %s is not supported by this framework.
-
-            Please implement input_fn to to deserialize the request data or an output_fn to
-            serialize the response. For more information, see the SageMaker Python SDK README."""
-                % content_type
-            )
+            f"Content type {content_type} is not supported by this framework.\n\n"
+            "            Please implement input_fn to to deserialize the request data or an output_fn to\n"
+            "            serialize the response. For more information, see the SageMaker Python SDK README."
         )
 
 

@@ -13,8 +13,8 @@ import hashlib
 import importlib.util
 import inspect
 import json
-import sys
 import logging
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -81,9 +81,8 @@ class ServingStack:
     def hook_error(self, error: BaseException, trace: str = "") -> ContainerError:
         """What the toolkit answers when input_fn/predict_fn/output_fn/transform_fn raise ``error``."""
         status, message, phrase = _toolkit_answer(error)
-        if "\n" in phrase or "\r" in phrase:
-            if self.rules.phrase_line_breaks == "no-response":
-                return no_response(phrase, self)
+        if ("\n" in phrase or "\r" in phrase) and self.rules.phrase_line_breaks == "no-response":
+            return no_response(phrase, self)
         if self.rules.traceback_in_body and trace:
             message = f"{message}\n{trace}"
         return ContainerError(message, status)
