@@ -51,6 +51,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         help="wait for a loading model before ModelNotReadyException (default 60) [ENDPOINT_MODEL_LOAD_WAIT_SECONDS]",
     )
+    parser.add_argument(
+        "--image-version",
+        help="scikit-learn image tag whose serving stack to emulate (default: training/images.json's default) "
+        "[SAGEMAKER_SKLEARN_VERSION]",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--exit-with-parent",
@@ -108,6 +113,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "max_memory_bytes": args.max_memory_bytes,
         "model_cache_setting": args.model_cache_setting,
         "model_load_wait_seconds": args.model_load_wait_seconds,
+        "image_version": args.image_version,
     }
     try:
         config = EndpointConfig.from_env(os.environ if environ is None else environ, **overrides)
@@ -133,7 +139,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     url = f"http://{host}:{port}"
     announce = (
         f"endpoint {config.endpoint_name} listening on {url} (model data {config.model_data_url}, "
-        f"program {config.program_path}, cache {config.model_cache_setting})"
+        f"program {config.program_path}, cache {config.model_cache_setting}, "
+        f"{app.state.runtime.program.stack.describe()})"
     )
     server = _Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10), announce=announce

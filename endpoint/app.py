@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from endpoint import protocol
+from endpoint import protocol, toolkit
 from endpoint.config import PRODUCTION_VARIANT, EndpointConfig
 from endpoint.download import ArtifactCache, make_s3_client
 from endpoint.errors import (
@@ -81,7 +81,7 @@ class Runtime:
 
 def create_app(config: EndpointConfig, *, s3_client: Any = None) -> Starlette:
     """Build the endpoint app. The inference program is imported now, so a broken one fails fast."""
-    program = InferenceProgram.from_file(config.program_path)
+    program = InferenceProgram.from_file(config.program_path, toolkit.for_image(config.image_version))
     cache_dir = Path(tempfile.mkdtemp(prefix="endpoint-cache-")) if config.cache_dir is None else config.cache_dir
     metrics = EndpointMetrics()
     load_pool = ThreadPoolExecutor(max_workers=config.load_workers, thread_name_prefix="endpoint-load")
@@ -225,8 +225,8 @@ async def _invoke(runtime: Runtime, request: Request, request_id: str) -> Respon
         protocol.INVOKED_VARIANT_HEADER: PRODUCTION_VARIANT,
         protocol.REQUEST_ID_HEADER: request_id,
     }
-    # A hook may set its own; otherwise echo the caller's (SageMaker leaves it to the container).
-    attributes = context.response_custom_attributes or custom_attributes
+    # Only what the container set: SageMaker forwards the container's header and echoes nothing.
+    attributes = context.response_custom_attributes
     if attributes:
         response_headers[protocol.CUSTOM_ATTRIBUTES_HEADER] = attributes
     return Response(prediction.body, status_code=200, headers=response_headers)

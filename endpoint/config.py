@@ -75,6 +75,8 @@ class EndpointConfig:
     predict_workers: int = 8
     region: str = "us-east-1"
     max_body_bytes: int = MAX_BODY_BYTES
+    # The scikit-learn image tag whose serving stack is emulated (endpoint.toolkit); None: the default tag.
+    image_version: str | None = None
 
     def __post_init__(self) -> None:
         if self.model_cache_setting not in ("Enabled", "Disabled"):
@@ -127,6 +129,8 @@ class EndpointConfig:
             "model_load_wait_seconds": ("ENDPOINT_MODEL_LOAD_WAIT_SECONDS", float),
             "max_unpacked_bytes": ("ENDPOINT_MAX_UNPACKED_BYTES", int),
             "region": ("AWS_REGION", str),
+            # The image itself sets this (final/Dockerfile.cpu: ENV SAGEMAKER_SKLEARN_VERSION).
+            "image_version": ("SAGEMAKER_SKLEARN_VERSION", str),
         }
         for field, (variable, convert) in env_map.items():
             raw = environ.get(variable)

@@ -1,9 +1,10 @@
 """Loads the configured ``inference.py`` and runs its hooks the way the scikit-learn container does.
 
-Hooks the program does not define fall back to the container's defaults (``endpoint.codecs``):
-``model_fn`` has none (so a program without it fails every load, as on SageMaker). A hook that takes
-one parameter more than usual also receives the request context, as in ``sagemaker_inference``.
-Anything a hook raises becomes a ``ContainerError`` carrying the status the model server would send.
+Which container: the configured image's serving stack (``endpoint.toolkit``), whose rules decide how
+hooks are called, which defaults fill in the hooks the program does not define (``endpoint.codecs``;
+``model_fn`` has none, so a program without it fails every load, as on SageMaker) and what a failing
+hook answers. Anything a hook raises becomes a ``ContainerError`` carrying the status and body the
+model server would send; tracebacks go to the endpoint's log, never to the client.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,11 +22,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from endpoint import codecs
+from endpoint import codecs, toolkit
 from endpoint.errors import ContainerError
+from endpoint.toolkit import ServingStack
 
-# MMS answers 503 "Unsupported model output data type." when an output cannot be serialised.
-_UNSERIALISABLE_STATUS = 503
+log = logging.getLogger("endpoint.loader")
 _MAX_ORIGINAL_MESSAGE = 1500
 
 
@@ -50,8 +52,10 @@ class Prediction:
 class InferenceProgram:
     """One imported ``SAGEMAKER_PROGRAM`` with its hooks resolved (defaults filled in)."""
 
-    def __init__(self, module: ModuleType) -> None:
-        self.model_fn = _Hook.of(getattr(module, "model_fn", codecs.default_model_fn))
+    def __init__(self, module: ModuleType, stack: ServingStack | None = None) -> None:
+        self.stack = stack or toolkit.for_image()
+        defaults = codecs.default_hooks(npy_allow_pickle=self.stack.npy_allow_pickle)
+        self.model_fn = _Hook.of(getattr(module, "model_fn", defaults.model_fn))
         transform_fn = getattr(module, "transform_fn", None)
         input_fn = getattr(module, "input_fn", None)
         predict_fn = getattr(module, "predict_fn", None)
@@ -59,12 +63,12 @@ class InferenceProgram:
         if transform_fn and (input_fn or predict_fn or output_fn):
             raise ValueError("Cannot use transform_fn together with input_fn, predict_fn and/or output_fn")
         self.transform_fn = _Hook.of(transform_fn) if transform_fn is not None else None
-        self.input_fn = _Hook.of(input_fn or codecs.default_input_fn)
-        self.predict_fn = _Hook.of(predict_fn or codecs.default_predict_fn)
-        self.output_fn = _Hook.of(output_fn or codecs.default_output_fn)
+        self.input_fn = _Hook.of(input_fn or defaults.input_fn)
+        self.predict_fn = _Hook.of(predict_fn or defaults.predict_fn)
+        self.output_fn = _Hook.of(output_fn or defaults.output_fn)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> InferenceProgram:
+    def from_file(cls, path: str | Path, stack: ServingStack | None = None) -> InferenceProgram:
         """Import ``path`` as a fresh module, with its directory on ``sys.path`` as in the container."""
         path = Path(path).resolve()
         if not path.is_file():
@@ -84,13 +88,15 @@ class InferenceProgram:
         except BaseException:
             sys.modules.pop(name, None)
             raise
-        return cls(module)
+        return cls(module, stack)
 
     def load_model(self, model_dir: str | Path) -> Any:
         try:
-            return _call(self.model_fn, None, str(model_dir))
+            return self._call(self.model_fn, None, str(model_dir))
         except Exception as error:
-            raise _container_error(error) from error
+            # MMS swallows model_fn's error at load and answers each request with its own 503.
+            log.warning("model_fn raised for %s", model_dir, exc_info=error)
+            raise self.stack.model_load_error() from error
 
     def invoke(self, model: Any, body: bytes, context: RequestContext) -> Prediction:
         """input_fn -> predict_fn -> output_fn (or transform_fn), then the model server's body rules."""
@@ -99,18 +105,49 @@ class InferenceProgram:
             if context.content_type in codecs.UTF8_TYPES:
                 data = body.decode("utf-8")
             if self.transform_fn is not None:
-                result = _call(self.transform_fn, context, model, data, context.content_type, context.accept)
+                result = self._call(self.transform_fn, context, model, data, context.content_type, context.accept)
             else:
-                features = _call(self.input_fn, context, data, context.content_type)
-                prediction = _call(self.predict_fn, context, features, model)
-                result = _call(self.output_fn, context, prediction, context.accept)
+                features = self._call(self.input_fn, context, data, context.content_type)
+                prediction = self._call(self.predict_fn, context, features, model)
+                result = self._call(self.output_fn, context, prediction, context.accept)
         except Exception as error:
-            raise _container_error(error) from error
+            raise self._container_error(error) from error
         content_type = context.accept
         if isinstance(result, tuple):
             # The toolkit's backwards-compatible (body, content_type) form.
             result, content_type = result[0], result[1]
-        return Prediction(body=_to_bytes(result), content_type=str(content_type))
+        return Prediction(body=self._to_bytes(result), content_type=str(content_type))
+
+    def _call(self, hook: _Hook, context: RequestContext | None, *args: Any) -> Any:
+        if not self.stack.hooks_take_context:
+            # As the toolkit calls it: a hook that wants more arguments fails with Python's TypeError.
+            return hook.func(*args)
+        arity = _arity(hook.func) if hook.arity is None else hook.arity
+        if arity == len(args):
+            return hook.func(*args)
+        if arity == len(args) + 1:
+            return hook.func(*args, context)
+        raise TypeError(f"{hook.func.__name__} takes {arity} arguments but {len(args)} were given.")
+
+    def _to_bytes(self, value: Any) -> bytes:
+        """MMS's rules: str -> UTF-8, bytes as they are, anything else JSON (or MMS's 503 if it cannot be)."""
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        try:
+            return json.dumps(value, indent=2).encode("utf-8")
+        except TypeError as error:
+            raise self.stack.unserialisable_output() from error
+
+    def _container_error(self, error: Exception) -> ContainerError:
+        if isinstance(error, ContainerError):
+            return error
+        log.warning("inference hook raised %s", type(error).__name__, exc_info=error)
+        answer = self.stack.hook_error(error, traceback.format_exc())
+        if len(answer.message) > _MAX_ORIGINAL_MESSAGE:
+            answer = ContainerError(answer.message[: _MAX_ORIGINAL_MESSAGE - 3] + "...", answer.status)
+        return answer
 
 
 @dataclass(frozen=True)
@@ -132,37 +169,3 @@ class _Hook:
 
 def _arity(func: Callable[..., Any]) -> int:
     return len(inspect.signature(func).parameters)
-
-
-def _call(hook: _Hook, context: RequestContext | None, *args: Any) -> Any:
-    arity = _arity(hook.func) if hook.arity is None else hook.arity
-    if arity == len(args):
-        return hook.func(*args)
-    if arity == len(args) + 1:
-        return hook.func(*args, context)
-    raise TypeError(f"{hook.func.__name__} takes {arity} arguments but {len(args)} were given.")
-
-
-def _to_bytes(value: Any) -> bytes:
-    """MMS's rules: str -> UTF-8, bytes as they are, anything else JSON (or 503 if it cannot be)."""
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    try:
-        return json.dumps(value, indent=2).encode("utf-8")
-    except TypeError as error:
-        raise ContainerError("Unsupported model output data type.", _UNSERIALISABLE_STATUS) from error
-
-
-def _container_error(error: Exception) -> ContainerError:
-    if isinstance(error, ContainerError):
-        return error
-    status = getattr(error, "status_code", None)
-    if not isinstance(status, int) or not 400 <= status <= 599:
-        status = 500
-    trace = traceback.format_exc()
-    message = f"{error}\n{trace}"
-    if len(message) > _MAX_ORIGINAL_MESSAGE:
-        message = message[: _MAX_ORIGINAL_MESSAGE - 3] + "..."
-    return ContainerError(message, status)

@@ -48,7 +48,8 @@ from house_prices.naming import KeyLayout
 from local.journal import JournalLocked, ensure_unused
 from local.lambda_runtime import LOCAL_CREDENTIALS, local_container_environment, stack_client_environment
 from local.process import LOCAL_HOST, Child, ChildFailed, RestartPolicy, Supervisor, write_ready_file
-from local.template import REPO_ROOT, FunctionSpec, LocalResources, Template, TemplateError
+from local.template import REPO_ROOT, FunctionSpec, LocalResources, MultiModelSpec, Template, TemplateError
+from training.images import load_table
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 STACK_FILE_NAME = "stack.json"
@@ -154,8 +155,17 @@ def plan_stack(template: Template, config: StackConfig) -> StackPlan:
         endpoint_name=api_function.environment["ENDPOINT_NAME"],
         model_data_url=model_data_url,
         model_cache_setting=multi_model.model_cache_setting,
-        endpoint_environment={k: v for k, v in multi_model.environment.items() if k in _ENDPOINT_PASSTHROUGH},
+        endpoint_environment=_endpoint_environment(multi_model),
     )
+
+
+def _endpoint_environment(multi_model: MultiModelSpec) -> dict[str, str]:
+    """The container variables the local endpoint honours, plus the one its image sets itself."""
+    environment = {k: v for k, v in multi_model.environment.items() if k in _ENDPOINT_PASSTHROUGH}
+    if multi_model.image is not None:
+        # The scikit-learn image declares ENV SAGEMAKER_SKLEARN_VERSION; the endpoint emulates that tag.
+        environment["SAGEMAKER_SKLEARN_VERSION"] = load_table().version_of(multi_model.image)
+    return environment
 
 
 def _first_trigger_bucket(template: Template, resources: LocalResources) -> str:

@@ -75,6 +75,15 @@ class ImageTable:
     def domain(self, region: str) -> str:
         return self.dns_suffixes.get(region, DEFAULT_DNS_SUFFIX)
 
+    def version_of(self, image_uri: str) -> str:
+        """The image version of an image URI: ``...:1.4-2-py312-cpu-py3`` -> ``1.4-2-py312``."""
+        repository, _, tag = image_uri.rpartition("/")[2].partition(":")
+        prefix, _, suffix = self.tag_format.partition("{version}")
+        version = tag[len(prefix) : len(tag) - len(suffix)] if suffix else tag[len(prefix) :]
+        if repository != self.repository or not tag.startswith(prefix) or not tag.endswith(suffix) or not version:
+            raise UnknownImageVersion(f"{image_uri!r} is not a {self.repository}:{self.tag_format} image")
+        return version
+
     def image_uri(self, region: str, version: str | None = None, scope: Scope = "training") -> str:
         version = version or self.default_version
         if version not in self.versions[scope]:

@@ -39,8 +39,29 @@ SUPPORTED_CONTENT_TYPES = (CSV, JSON, NPY)
 DEFAULT_ACCEPT = JSON
 
 
+class UnservableModel:
+    """A model directory that cannot be served, kept with its reason so that each request reports it.
+
+    The image's serving stack (multi-model-server 1.1.1 with sagemaker-inference 1.2.0) swallows an
+    exception from ``model_fn`` and answers every request with a bare 503 "Prediction failed", leaving
+    the reason in the container's log only. ``predict_fn`` raises it instead, which the toolkit sends
+    as the error message (a 500). One line: MMS cannot send a message with a line break at all.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = " ".join(reason.split())
+
+
 def model_fn(model_dir: str) -> Any:
-    """Load the packed forest of an unpacked ``model.tar.gz`` (memory-mapped: processes share its pages).
+    """The packed forest of an unpacked ``model.tar.gz``, or an ``UnservableModel`` saying why not."""
+    try:
+        return load_model(model_dir)
+    except Exception as error:
+        return UnservableModel(str(error) or type(error).__name__)
+
+
+def load_model(model_dir: str) -> Any:
+    """Load the packed forest (memory-mapped: processes share its pages); raise ValueError if unservable.
 
     A directory holding only a pickle is refused with the remedy, unless pickles were explicitly allowed.
     """
@@ -144,6 +165,8 @@ def predict_fn(data: np.ndarray, model: Any) -> np.ndarray:
     """Predict one price per row: all trees at once for a packed forest (bit-identical to sklearn)."""
     if isinstance(model, PackedForest):
         return model.predict(data)
+    if isinstance(model, UnservableModel):
+        raise ValueError(f"this model cannot be served: {model.reason}")
     return np.asarray(model.predict(data), dtype=np.float64)
 
 

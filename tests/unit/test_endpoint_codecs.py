@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from endpoint import codecs
+from endpoint import codecs, toolkit
 from endpoint.download import safe_extract
 from endpoint.errors import ArtifactInvalid, ContainerError
 from endpoint.loader import InferenceProgram, RequestContext
@@ -26,42 +27,61 @@ def context(content_type: str | None = "text/csv", accept: str = "application/js
     return RequestContext(target_model="m.tar.gz", content_type=content_type, accept=accept)
 
 
-def test_default_csv_decoding_matches_genfromtxt() -> None:
-    # Given two CSV rows, Then a 2-D float32 matrix; one row stays 1-D, as in the real container
-    many = codecs.default_input_fn("1,2,3\n4,5,6", "text/csv")
+DEFAULTS = codecs.default_hooks(npy_allow_pickle=False)
+STACK = toolkit.for_image("1.4-2-py312")
+
+
+def test_default_csv_decoding_reshapes_one_row_like_the_container() -> None:
+    # Given two CSV rows, Then a 2-D float32 matrix
+    many = DEFAULTS.input_fn("1,2,3\n4,5,6", "text/csv")
     assert many.dtype == np.float32
     assert many.tolist() == [[1, 2, 3], [4, 5, 6]]
-    assert codecs.default_input_fn("1,2,3", "text/csv").shape == (3,)
+    # And one row becomes a 1-row matrix: handler_service's default_input_fn reshapes 1-D input
+    assert DEFAULTS.input_fn("1,2,3", "text/csv").shape == (1, 3)
 
 
 def test_default_json_and_npy_decoding() -> None:
-    assert codecs.default_input_fn("[[1, 2], [3, 4]]", "application/json").tolist() == [[1, 2], [3, 4]]
+    assert DEFAULTS.input_fn("[[1, 2], [3, 4]]", "application/json").tolist() == [[1, 2], [3, 4]]
+    assert DEFAULTS.input_fn("[1, 2]", "application/json").shape == (1, 2)
     buffer = io.BytesIO()
     np.save(buffer, np.arange(4, dtype=np.int64).reshape(2, 2))
-    decoded = codecs.default_input_fn(buffer.getvalue(), "application/x-npy")
+    decoded = DEFAULTS.input_fn(buffer.getvalue(), "application/x-npy")
     assert decoded.dtype == np.int64  # only UTF-8 types are cast to float32
     assert decoded.tolist() == [[0, 1], [2, 3]]
 
 
-def test_default_encoders_follow_accept() -> None:
+@pytest.mark.parametrize("allow_pickle", [False, True])
+def test_pickled_npy_bodies_are_never_unpickled(allow_pickle: bool) -> None:
+    # Given an object array (its npy holds a pickle)
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    hooks = codecs.default_hooks(npy_allow_pickle=allow_pickle)
+    # Then both the patched decoder and the stand-in for the unpatched one refuse it
+    with pytest.raises(ValueError, match="allow_pickle" if not allow_pickle else "would unpickle"):
+        hooks.input_fn(buffer.getvalue(), "application/x-npy")
+
+
+def test_default_encoders_follow_accept_and_return_it_as_the_type() -> None:
     prediction = np.array([1.5, 2.5])
-    assert json.loads(codecs.default_output_fn(prediction, "application/json")) == [1.5, 2.5]
-    assert codecs.default_output_fn(prediction, "text/csv") == "1.5\n2.5\n"
-    npy = codecs.default_output_fn(prediction, "application/x-npy")
+    body, content_type = DEFAULTS.output_fn(prediction, "application/json")
+    assert (json.loads(body), content_type) == ([1.5, 2.5], "application/json")
+    assert DEFAULTS.output_fn(prediction, "text/csv") == ("1.5\n2.5\n", "text/csv")
+    npy, _ = DEFAULTS.output_fn(prediction, "application/x-npy")
     assert np.load(io.BytesIO(npy)).tolist() == [1.5, 2.5]
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", None, "application/json; charset=utf-8"])
-def test_unsupported_formats_are_415(content_type: str | None) -> None:
+def test_unsupported_formats_raise_the_toolkits_multi_line_error(content_type: str | None) -> None:
     with pytest.raises(codecs.UnsupportedFormatError) as caught:
-        codecs.default_input_fn("1", content_type)
-    assert caught.value.status_code == 415
+        DEFAULTS.input_fn("1", content_type)
+    assert str(caught.value).startswith(f"Content type {content_type} is not supported by this framework.\n\n")
+    assert not hasattr(caught.value, "status_code")  # a plain Exception in sagemaker-inference 1.2.0
 
 
-def write(tmp_path: Path, source: str) -> InferenceProgram:
+def write(tmp_path: Path, source: str, stack: toolkit.ServingStack = STACK) -> InferenceProgram:
     path = tmp_path / "inference.py"
     path.write_text(source)
-    return InferenceProgram.from_file(path)
+    return InferenceProgram.from_file(path, stack)
 
 
 def test_program_without_hooks_uses_container_defaults(tmp_path: Path) -> None:
@@ -75,11 +95,18 @@ def test_program_without_hooks_uses_container_defaults(tmp_path: Path) -> None:
     assert program.load_model(tmp_path) == str(tmp_path)
 
 
-def test_missing_model_fn_is_a_container_error(tmp_path: Path) -> None:
+def test_a_failing_model_fn_answers_mms_prediction_failed(tmp_path: Path) -> None:
+    # Given a program without model_fn (the container has no default)
     program = write(tmp_path, "X = 1\n")
-    with pytest.raises(ContainerError, match="model_fn") as caught:
+    # When a model loads, Then MMS's own 503 JSON error answers: the reason stays in the log
+    with pytest.raises(ContainerError) as caught:
         program.load_model(tmp_path)
-    assert caught.value.status == 500
+    assert caught.value.status == 503
+    assert json.loads(caught.value.message) == {
+        "code": 503,
+        "type": "InternalServerException",
+        "message": "Prediction failed",
+    }
 
 
 def test_output_fn_return_values_follow_the_model_server(tmp_path: Path) -> None:
@@ -102,32 +129,90 @@ def test_output_fn_return_values_follow_the_model_server(tmp_path: Path) -> None
     with pytest.raises(ContainerError) as caught:
         program.invoke(None, b"", context(accept="other"))
     assert caught.value.status == 503
+    assert json.loads(caught.value.message)["message"] == "Unsupported model output data type."
 
 
-def test_hook_errors_carry_status_and_message(tmp_path: Path) -> None:
+def test_hook_errors_are_500_with_the_message_only(tmp_path: Path) -> None:
+    # Given hooks raising an exception with its own status_code, an empty one, and a toolkit error
     program = write(
         tmp_path,
+        "import types, sys\n"
+        "errors = types.ModuleType('sagemaker_inference.errors')\n"
+        "exec('class BaseInferenceToolkitError(Exception):\\n"
+        "    def __init__(self, status_code, message, phrase):\\n"
+        "        self.status_code, self.message, self.phrase = status_code, message, phrase\\n', errors.__dict__)\n"
         "class Teapot(Exception):\n    status_code = 418\n"
         "def model_fn(d):\n    return None\n"
-        "def input_fn(body, content_type):\n    raise Teapot('short and stout')\n",
+        "def input_fn(body, content_type):\n"
+        "    if body == b'teapot':\n        raise Teapot('short and stout')\n"
+        "    if body == b'empty':\n        raise ValueError()\n"
+        "    raise errors.BaseInferenceToolkitError(400, 'bad rows', 'Bad Request')\n",
     )
-    with pytest.raises(ContainerError, match="short and stout") as caught:
-        program.invoke(None, b"1", context())
-    assert caught.value.status == 418
+    # Then a plain exception is a 500 whatever its attributes, its str() the whole body (no traceback)
+    with pytest.raises(ContainerError) as caught:
+        program.invoke(None, b"teapot", context(content_type="x"))
+    assert (caught.value.status, caught.value.message) == (500, "short and stout")
+    with pytest.raises(ContainerError) as caught:
+        program.invoke(None, b"empty", context(content_type="x"))
+    assert (caught.value.status, caught.value.message) == (500, "Invalid Request")
+    # And only the toolkit's own error type carries a status
+    with pytest.raises(ContainerError) as caught:
+        program.invoke(None, b"other", context(content_type="x"))
+    assert (caught.value.status, caught.value.message) == (400, "bad rows")
 
 
-def test_context_taking_hooks_receive_the_request_context(tmp_path: Path) -> None:
+def test_an_error_message_with_a_line_break_gets_no_response_on_the_image(tmp_path: Path) -> None:
+    # Given the container's default input_fn and an unsupported content type (a multi-line toolkit error)
+    program = write(tmp_path, "def model_fn(model_dir):\n    return model_dir\n")
+    # Then MMS could not answer: locally a ModelError with status 0 that says so at once
+    with pytest.raises(ContainerError) as caught:
+        program.invoke(FakeModel(), b"1,2", context(content_type="text/plain"))
+    assert caught.value.status == toolkit.NO_RESPONSE_STATUS
+    assert "No response from the model container" in caught.value.message
+    assert "Content type text/plain is not supported" in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def test_hooks_get_no_context_in_toolkit_1_2_0(tmp_path: Path) -> None:
+    # Given a hook written for a newer toolkit (1.7.0+: one extra context parameter)
+    program = write(
+        tmp_path,
+        "def model_fn(d):\n    return None\n"
+        "def transform_fn(model, data, content_type, accept, context):\n"
+        "    return data.upper()\n",
+    )
+    # Then it fails as the image's toolkit calls it: Python's own TypeError, as a 500
+    with pytest.raises(ContainerError) as caught:
+        program.invoke(None, b"x,y", context())
+    assert caught.value.status == 500
+    assert caught.value.message == "transform_fn() missing 1 required positional argument: 'context'"
+
+
+def test_context_taking_hooks_receive_the_request_context_under_newer_rules(tmp_path: Path) -> None:
+    # Given rules that pass a context (toolkit 1.7.0+), Then a hook may read and set attributes
+    newer = replace(STACK, rules=replace(STACK.rules, hooks_take_context=True))
     program = write(
         tmp_path,
         "def model_fn(d):\n    return None\n"
         "def transform_fn(model, data, content_type, accept, context):\n"
         "    context.response_custom_attributes = 'seen=' + context.custom_attributes\n"
         "    return data.upper()\n",
+        newer,
     )
     ctx = context()
     ctx.custom_attributes = "abc"
     assert program.invoke(None, b"x,y", ctx).body == b"X,Y"
     assert ctx.response_custom_attributes == "seen=abc"
+
+
+def test_every_inference_image_has_its_serving_stack() -> None:
+    # Given the image table, Then each inference tag resolves to emulated rules, and only 1.4-2-py312 is patched
+    stacks = {version: toolkit.for_image(version) for version in ("1.2-1", "1.4-2-py312")}
+    assert {stack.sagemaker_inference for stack in stacks.values()} == {"1.2.0"}
+    assert (stacks["1.2-1"].npy_allow_pickle, stacks["1.4-2-py312"].npy_allow_pickle) == (True, False)
+    assert toolkit.for_image(None).image_version == "1.4-2-py312"
+    with pytest.raises(toolkit.UnknownServingStack, match="not an inference image"):
+        toolkit.for_image("1.4-2")
 
 
 def test_transform_fn_with_other_hooks_is_refused(tmp_path: Path) -> None:

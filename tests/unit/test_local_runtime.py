@@ -130,6 +130,18 @@ def test_stack_plan_from_the_real_template() -> None:
     assert plan.registry_table in plan.tables
     assert plan.model_data_url == f"s3://{plan.bucket}/{plan.prefix}/multi_model_artifacts/"
     assert plan.endpoint_environment["SAGEMAKER_PROGRAM"] == "inference.py"
+    # And the endpoint emulates the serving stack of the image tag the template deploys
+    assert (
+        plan.endpoint_environment["SAGEMAKER_SKLEARN_VERSION"]
+        == Template.load().parameter_defaults["SklearnImageVersion"]
+    )
+
+
+def test_stack_plan_follows_the_templates_image_version() -> None:
+    # Given the template deployed with the older inference image
+    plan = plan_stack(Template.load(), StackConfig(parameters={"SklearnImageVersion": "1.2-1"}))
+    # Then the local endpoint is told to emulate that tag
+    assert plan.endpoint_environment["SAGEMAKER_SKLEARN_VERSION"] == "1.2-1"
 
 
 @pytest.mark.parametrize(("reserved", "cpus", "size"), [(None, 2, 4), (None, 1, 2), (3, 8, 3), (100, 2, 4)])

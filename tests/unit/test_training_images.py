@@ -11,6 +11,7 @@ import pytest
 
 from local.template import load_yaml
 from training import images
+from training.images import UnknownImageVersion, load_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,3 +151,15 @@ def test_training_only_tag_is_no_inference_image() -> None:
 def test_unknown_version_is_a_clear_error() -> None:
     with pytest.raises(images.UnknownImageVersion, match=re.escape("'0.9-9' is not one of 1.2-1, 1.4-2, 1.4-2-py312")):
         images.sklearn_image_uri("us-east-1", "0.9-9")
+
+
+def test_the_version_of_an_image_uri_is_its_tag_without_the_sdk_suffix() -> None:
+    # Given the URI the template builds for the default inference image
+    table = load_table()
+    uri = table.image_uri("eu-west-1", table.default_version, "inference")
+    # Then its version reads back; a URI of another repository or tag shape is refused
+    assert table.version_of(uri) == table.default_version
+    with pytest.raises(UnknownImageVersion):
+        table.version_of("123.dkr.ecr.eu-west-1.amazonaws.com/other-repo:1.4-2-py312-cpu-py3")
+    with pytest.raises(UnknownImageVersion):
+        table.version_of(f"123.dkr.ecr.eu-west-1.amazonaws.com/{table.repository}:latest")

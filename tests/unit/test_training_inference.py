@@ -94,8 +94,22 @@ def test_a_pickle_only_model_is_refused_with_the_remedy_and_never_unpickled(
     directory, marker = pickle_only_dir
     monkeypatch.delenv(inference.ALLOW_PICKLE_VARIABLE, raising=False)
     with pytest.raises(ValueError, match=r"python -m training\.convert") as refused:
-        inference.model_fn(str(directory))
+        inference.load_model(str(directory))
     assert inference.ALLOW_PICKLE_VARIABLE in str(refused.value)
+    assert not marker.exists()
+
+
+def test_model_fn_keeps_an_unservable_model_whose_reason_every_prediction_reports(
+    pickle_only_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pickle-only model directory (the image's MMS would swallow a model_fn exception)
+    directory, marker = pickle_only_dir
+    monkeypatch.delenv(inference.ALLOW_PICKLE_VARIABLE, raising=False)
+    # When model_fn loads it, Then it returns the reason, and predict_fn raises it on one line
+    model = inference.model_fn(str(directory))
+    with pytest.raises(ValueError, match=r"cannot be served: .*python -m training\.convert") as refused:
+        inference.predict_fn(ROWS, model)
+    assert "\n" not in str(refused.value)
     assert not marker.exists()
 
 
@@ -116,12 +130,12 @@ def test_model_fn_rejects_a_model_with_other_features(tmp_path: Path) -> None:
     model = RandomForestRegressor(n_estimators=2).fit(np.zeros((4, 3)), np.arange(4.0))
     packed_forest.write(tmp_path / naming.PACKED_MODEL_FILENAME, pack_forest(model, ["a", "b", "c"]).arrays)
     with pytest.raises(ValueError, match="differ from the serving order"):
-        inference.model_fn(str(tmp_path))
+        inference.load_model(str(tmp_path))
 
 
 def test_model_fn_without_any_model_names_the_format(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no forest\.npz"):
-        inference.model_fn(str(tmp_path))
+        inference.load_model(str(tmp_path))
 
 
 @pytest.mark.parametrize(
