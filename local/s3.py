@@ -28,10 +28,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from house_prices.registry import create_table
 from local.journal import INTERNAL_HEADER, Journal, JournalingMiddleware, StartupGate, install_sqs_hooks, replay
 from local.process import LOCAL_HOST
-from local.template import S3Trigger
+from local.template import S3Trigger, Template
 
 # The dispatcher extends visibility on retries; this is only the first attempt's budget.
 _MIN_VISIBILITY_SECONDS = 30
@@ -133,6 +132,21 @@ def create_bucket(endpoint_url: str, region: str, bucket: str) -> None:
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
     with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(**kwargs)
+
+
+def create_table(dynamodb_client: Any, table: str, template: Template | None = None) -> None:
+    """Create ``table`` as template.yaml declares it (on AWS, CloudFormation creates it from the same lines).
+
+    The stack names each table ``{stack}-{LogicalId}``; a template with a single table needs no match.
+    """
+    template = template or Template.load()
+    declared = template.logical_ids("AWS::DynamoDB::Table")
+    matching = [logical for logical in declared if table.endswith(f"-{logical}")] or (
+        declared if len(declared) == 1 else []
+    )
+    if len(matching) != 1:
+        raise ValueError(f"cannot tell which of the template's tables ({', '.join(declared)}) {table!r} is")
+    dynamodb_client.create_table(TableName=table, **template.table_definition(matching[0]))
 
 
 def create_registry_table(endpoint_url: str, region: str, table: str) -> None:

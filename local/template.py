@@ -260,6 +260,23 @@ class Template:
     def _properties(self, logical_id: str) -> Mapping[str, Any]:
         return self.resources[logical_id].get("Properties") or {}
 
+    # tables
+    def table_definition(self, logical_id: str, resources: LocalResources | None = None) -> dict[str, Any]:
+        """CreateTable arguments (all but TableName) from an ``AWS::DynamoDB::Table`` declaration.
+
+        Only the properties whose CloudFormation shape is CreateTable's own are taken; the rest
+        (point-in-time recovery, SSE, deletion policy) mean nothing to a local table.
+        """
+        if logical_id not in self.logical_ids("AWS::DynamoDB::Table"):
+            tables = ", ".join(self.logical_ids("AWS::DynamoDB::Table")) or "none"
+            raise TemplateError(f"no AWS::DynamoDB::Table {logical_id!r} in template (tables: {tables})")
+        props = self._properties(logical_id)
+        return {
+            name: self.resolve(props[name], resources or LocalResources(), where=f"{logical_id}.{name}")
+            for name in _CREATE_TABLE_PROPERTIES
+            if name in props
+        }
+
     # functions
     def function_ids(self) -> list[str]:
         return [name for name, spec in self.resources.items() if spec.get("Type") in _FUNCTION_TYPES]
@@ -572,6 +589,14 @@ class Template:
         return _SUB_VARIABLE.sub(substitute, text)
 
 
+_CREATE_TABLE_PROPERTIES = (
+    "AttributeDefinitions",
+    "KeySchema",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "BillingMode",
+    "ProvisionedThroughput",
+)
 _NAME_PROPERTY = {
     "AWS::S3::Bucket": "BucketName",
     "AWS::DynamoDB::Table": "TableName",

@@ -28,21 +28,23 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
 from house_prices.artifacts import DEFAULT_MAX_UNPACKED_BYTES, inspect_artifact
-from house_prices.errors import DomainError, InvalidArtifact, UnknownCity
+from house_prices.errors import DependencyFailure, DomainError, InvalidArtifact, UnknownCity
 from house_prices.naming import job_name, validate_city, validate_job, validate_version
 from house_prices.observability import logger
 from house_prices.registry import ModelRegistry
+from house_prices.settings import process_environ
 from model_sync.adapters.s3 import S3Artifacts
 from model_sync.gate import GatePolicy, recorded_ae_p50
 from model_sync.logic import ModelSync
 from model_sync.settings import DEFAULT_QUALITY_GATE
 from ops import failures
-from ops.config import ConfigError, OpsConfig, process_environ, resolve
+from ops.config import ConfigError, OpsConfig, resolve
 from ops.status import MAX_PEEKED_MESSAGES, Status, alarm_states, failed_events
 
 
@@ -140,7 +142,7 @@ class Ops:
         except OSError as error:
             raise InvalidArtifact(f"cannot read {path}: {error}") from error
         key = self.config.layout.training_output_key(city, job)
-        self.store().upload(path, bucket, key)
+        upload_artifact(boto3.client("s3"), path, bucket, key)
         return {"bucket": bucket, "key": key, "sha256": report.sha256, "size_bytes": report.size_bytes}
 
     def sync(self, city: str, path: Path, job: str | None, max_unpacked_bytes: int, gate: str) -> dict[str, Any]:
@@ -155,6 +157,14 @@ class Ops:
         )
         result = service.sync_training_output(published["bucket"], published["key"])
         return {**published, **result.as_dict()}
+
+
+def upload_artifact(s3_client: Any, path: Path, bucket: str, key: str) -> None:
+    """Upload like a training job's output (the Lambda never uploads, so this lives with the operator)."""
+    try:
+        s3_client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "application/gzip"})
+    except (ClientError, BotoCoreError, S3UploadFailedError) as error:
+        raise DependencyFailure(f"S3 upload {path} -> s3://{bucket}/{key} failed: {error}") from error
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str], title: str) -> Table:
@@ -214,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
                 _print_status(out, report)
             return 0
         if args.command in failures.COMMANDS:
-            result, rows, columns, title, exit_code = failures.run(args, ops.config, environ)
+            result, rows, columns, title, exit_code = failures.run(args, ops.config)
         elif args.command == "cities":
             rows = ops.cities()
             columns = ("city", "version", "target_model", "promoted_at")
@@ -231,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
             result = ops.publish(args.city, args.path, args.job, args.max_unpacked_bytes)
             rows, columns, title = [result], ("bucket", "key", "sha256"), "Published"
         else:
-            gate = args.gate or environ.get("QUALITY_GATE") or DEFAULT_QUALITY_GATE
+            gate = args.gate or ops.config.quality_gate or DEFAULT_QUALITY_GATE
             result = ops.sync(args.city, args.path, args.job, args.max_unpacked_bytes, gate)
             rows, columns, title = [result], ("city", "version", "action", "reason"), "Synced"
     except (DomainError, ConfigError, ValueError, BotoCoreError, ClientError) as error:

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from house_prices.naming import DEFAULT_PREFIX, KeyLayout
+from house_prices.settings import EnvReader
 
 DEFAULT_STACK_FILE = Path(".local/stack.json")
 
@@ -24,6 +24,8 @@ class OpsConfig:
     # model-sync's failure destination (the template's ModelSyncDeadLetterQueue) and alarm name prefix.
     failure_queue_url: str | None = None
     alarm_prefix: str | None = None
+    # QUALITY_GATE, for `sync`; None leaves model-sync's default.
+    quality_gate: str | None = None
 
     def require_bucket(self) -> str:
         if not self.bucket:
@@ -110,7 +112,8 @@ def resolve(
         environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     if stack.get("region"):
         environ.setdefault("AWS_DEFAULT_REGION", str(stack["region"]))
-    chosen_prefix = prefix or environ.get("MODEL_PREFIX") or stack.get("prefix") or DEFAULT_PREFIX
+    env = EnvReader(environ)
+    chosen_prefix = prefix or env.optional("MODEL_PREFIX") or stack.get("prefix") or DEFAULT_PREFIX
     try:
         layout = KeyLayout(str(chosen_prefix))
     except ValueError as error:
@@ -118,23 +121,20 @@ def resolve(
     local_queue = ((stack.get("queues") or {}).get("ModelSyncFunction") or {}).get("on_failure_url")
     local_stack_name = (stack.get("resources") or {}).get("stack_name")
     return OpsConfig(
-        bucket=bucket or environ.get("ARTIFACT_BUCKET") or deployed.get("bucket") or stack.get("bucket"),
+        bucket=bucket or env.optional("ARTIFACT_BUCKET") or deployed.get("bucket") or stack.get("bucket"),
         layout=layout,
         registry_table=table
-        or environ.get("REGISTRY_TABLE")
+        or env.optional("REGISTRY_TABLE")
         or deployed.get("registry_table")
         or stack.get("registry_table"),
         stack_file=used_file,
         failure_queue_url=queue_url
-        or environ.get("MODEL_SYNC_FAILURE_QUEUE_URL")
+        or env.optional("MODEL_SYNC_FAILURE_QUEUE_URL")
         or deployed.get("failure_queue_url")
         or local_queue,
         alarm_prefix=alarm_prefix
-        or environ.get("ALARM_NAME_PREFIX")
+        or env.optional("ALARM_NAME_PREFIX")
         or deployed.get("alarm_prefix")
         or (f"{local_stack_name}-" if local_stack_name else None),
+        quality_gate=env.optional("QUALITY_GATE"),
     )
-
-
-def process_environ() -> MutableMapping[str, str]:
-    return os.environ

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,9 +134,7 @@ def redrive(queue: FailureQueue, sync: Any, ids: Sequence[str]) -> list[dict[str
     return results
 
 
-def run(
-    args: argparse.Namespace, config: OpsConfig, environ: MutableMapping[str, str]
-) -> tuple[Any, list[dict[str, Any]], Sequence[str], str, int]:
+def run(args: argparse.Namespace, config: OpsConfig) -> tuple[Any, list[dict[str, Any]], Sequence[str], str, int]:
     """Returns (JSON result, table rows, columns, title, exit code)."""
     url = config.require_failure_queue()
     try:
@@ -145,7 +143,7 @@ def run(
             rows = list_failed(queue)
             columns: Sequence[str] = ("id", "timestamp", "attempts", "keys", "error_type", "error")
             return rows, rows, columns, f"Failed model-sync events ({len(rows)})", 0
-        service = _model_sync(config, environ)
+        service = _model_sync(config)
         rows = redrive(queue, service.sync_event_records, args.ids)
     except ClientError as error:
         raise ConfigError(f"failure queue {url}: {error}") from error
@@ -153,7 +151,7 @@ def run(
     return rows, rows, ("id", "outcome", "detail"), f"Redriven ({len(rows)})", 1 if bad else 0
 
 
-def _model_sync(config: OpsConfig, environ: MutableMapping[str, str]) -> Any:
+def _model_sync(config: OpsConfig) -> Any:
     from house_prices.artifacts import DEFAULT_MAX_UNPACKED_BYTES
     from house_prices.registry import ModelRegistry
     from model_sync.adapters.s3 import S3Artifacts
@@ -166,6 +164,6 @@ def _model_sync(config: OpsConfig, environ: MutableMapping[str, str]) -> Any:
         registry=ModelRegistry(boto3.client("dynamodb"), config.require_table()),
         bucket=config.require_bucket(),
         layout=config.layout,
-        gate=GatePolicy.parse(environ.get("QUALITY_GATE") or DEFAULT_QUALITY_GATE),
+        gate=GatePolicy.parse(config.quality_gate or DEFAULT_QUALITY_GATE),
         max_unpacked_bytes=DEFAULT_MAX_UNPACKED_BYTES,
     )

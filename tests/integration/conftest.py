@@ -13,8 +13,9 @@ import pytest
 from moto import mock_aws
 
 from house_prices.observability import metrics
-from house_prices.registry import ModelRegistry, create_table
+from house_prices.registry import ModelRegistry
 from house_prices.schema import SEED_CITIES
+from local.s3 import create_table
 from local.template import Template
 from tests.iam import CallRecorder
 from tests.integration.model_sync_harness import BUCKET, LAYOUT, TABLE, Clock, Stack, environment

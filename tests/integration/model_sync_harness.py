@@ -1,6 +1,6 @@
 """model-sync test harness: S3 and DynamoDB from moto (mock_aws), the real handler, SAM-generated events.
 
-Events start from `sam local generate-event s3 put` (tests/fixtures/s3_put_training_output.json) with
+Events start from events/s3-put-training-output.json (the `sam local invoke` input) with
 the bucket and key adapted. moto's clock is driven by the test so that each upload gets its own
 LastModified second (versions sort by it). Used by the model-sync handler and ops CLI tests; the
 `stack` fixture lives in tests/integration/conftest.py.
@@ -25,6 +25,7 @@ from model_sync import handler
 from tests.lambda_contexts import lambda_context
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 BUCKET = "house-prices-artifacts"
 TABLE = "house-prices-registry"
 LAYOUT = KeyLayout()
@@ -64,8 +65,8 @@ class Stack:
 
 
 def s3_put_event(key: str, bucket: str = BUCKET, encode: Callable[[str], str] = quote_plus) -> dict[str, Any]:
-    """The SAM-generated event with our bucket and key; moto encodes '/' as %2F (quote_plus), S3 keeps it."""
-    event = json.loads((FIXTURES / "s3_put_training_output.json").read_text())
+    """events/s3-put-training-output.json with our bucket and key; moto encodes '/' as %2F (quote_plus), S3 keeps it."""
+    event = json.loads((EVENTS / "s3-put-training-output.json").read_text())
     record = event["Records"][0]
     record["s3"]["bucket"]["name"] = bucket
     record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"

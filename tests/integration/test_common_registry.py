@@ -10,7 +10,8 @@ import pytest
 from moto import mock_aws
 
 from house_prices.errors import PromotionRefused, UnknownCity, UnknownVersion
-from house_prices.registry import LiveModel, ModelRegistry, ModelVersion, create_table
+from house_prices.registry import LiveModel, ModelRegistry, ModelVersion
+from local.s3 import create_table
 
 TABLE = "registry-test"
 OLD, MID, NEW = "20261125T040000Z-aaaaaaaa", "20261125T050000Z-bbbbbbbb", "20261125T060000Z-cccccccc"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from house_prices.errors import EndpointBusy, EndpointTimeout, EndpointUnavailable, ModelInvocationError
+from router import wiring
 from router.adapters.endpoint import SageMakerEndpoint
 from router.settings import RouterSettings
 
@@ -102,7 +103,7 @@ def server() -> Iterator[WireServer]:
 def endpoint(monkeypatch: pytest.MonkeyPatch, server: WireServer, **overrides: int) -> SageMakerEndpoint:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{server.server_address[1]}")
     settings = RouterSettings(endpoint_name=ENDPOINT, registry_table="unused", **overrides)
-    return SageMakerEndpoint.from_settings(settings)
+    return wiring.build_endpoint(settings)
 
 
 def test_invocation_reaches_the_endpoint_named_by_the_environment(
@@ -161,7 +162,7 @@ def test_read_timeout_comes_from_settings(monkeypatch: pytest.MonkeyPatch, serve
 
 def test_nothing_listening_is_unavailable(monkeypatch: pytest.MonkeyPatch, free_port: int) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{free_port}")
-    adapter = SageMakerEndpoint.from_settings(
+    adapter = wiring.build_endpoint(
         RouterSettings(endpoint_name=ENDPOINT, registry_table="unused", endpoint_max_attempts=1)
     )
     with pytest.raises(EndpointUnavailable):

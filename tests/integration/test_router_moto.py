@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,13 +17,14 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from house_prices.observability import metrics
-from house_prices.registry import ModelRegistry, ModelVersion, create_table
+from house_prices.registry import ModelRegistry, ModelVersion
+from local.s3 import create_table
 from router import handler, wiring
 from router.logic import RouterService
 from router.settings import RouterSettings
 from tests.lambda_contexts import lambda_context
+from tests.router_doubles import EVENTS, api_event
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 TABLE = "house-prices-registry"
@@ -90,7 +90,7 @@ def stubber(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry) -> Iterato
 
 
 def event(name: str, **changes: Any) -> dict[str, Any]:
-    loaded = json.loads((FIXTURES / name).read_text())
+    loaded = api_event(name)
     if "query" in changes:
         loaded["queryStringParameters"] = changes["query"]
         loaded["rawQueryString"] = "&".join(f"{k}={v}" for k, v in changes["query"].items())
@@ -113,7 +113,7 @@ def expected_call(version: str) -> dict[str, Any]:
         "ContentType": "text/csv",
         "Accept": "application/json",
         # rows in schema.FEATURE_NAMES order: YEAR_BUILT, SQUARE_FEET, NUM_BEDROOMS, NUM_BATHROOMS, LOT_ACRES, GARAGE
-        "Body": b"2005,3100,4,2.5,1.1,2\n1990,2200,3,2.0,0.75,1\n",
+        "Body": b"1995,3000,4,2.5,1.0,2\n2010,2200,3,2.0,0.75,1\n1978,4100,6,3.5,1.42,3\n",
     }
 
 
@@ -124,21 +124,21 @@ def json_body(values: list[float]) -> dict[str, Any]:
 
 def test_live_version_is_resolved_and_invoked_once(stubber: Stubber) -> None:
     # Given Chicago_IL promoted OLD then LIVE in the registry
-    stubber.add_response("invoke_endpoint", json_body([512345.25, 301000.0]), expected_call(LIVE))
-    # When a batch of two houses is posted
-    status, _, body = invoke(event("apigw_predict.json"))
+    stubber.add_response("invoke_endpoint", json_body([512345.25, 301000.0, 705000.5]), expected_call(LIVE))
+    # When a batch of three houses is posted
+    status, _, body = invoke(event("api-predictions-batch.json"))
     # Then the live version's TargetModel got one CSV call and the prices come back in order
     assert status == 200
     assert body == {
         "location": "Chicago_IL",
         "model": {"version": LIVE, "target_model": f"Chicago_IL.{LIVE}.tar.gz"},
-        "predictions": [{"price": 512345.25}, {"price": 301000.0}],
+        "predictions": [{"price": 512345.25}, {"price": 301000.0}, {"price": 705000.5}],
     }
 
 
 def test_pinned_version_is_served(stubber: Stubber) -> None:
-    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0]), expected_call(OLD))
-    status, _, body = invoke(event("apigw_predict.json", query={"version": OLD}))
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0, 3.0]), expected_call(OLD))
+    status, _, body = invoke(event("api-predictions-batch.json", query={"version": OLD}))
     assert (status, body["model"]["version"]) == (200, OLD)
 
 
@@ -146,14 +146,14 @@ def test_pinned_version_is_served(stubber: Stubber) -> None:
     ("version", "problem"), [("20200101T000000Z-00000000", "has no version"), (REJECTED, "rejected")]
 )
 def test_unknown_or_rejected_pinned_version_is_404(stubber: Stubber, version: str, problem: str) -> None:
-    status, _, body = invoke(event("apigw_predict.json", query={"version": version}))
+    status, _, body = invoke(event("api-predictions-batch.json", query={"version": version}))
     assert status == 404
     assert body["errors"][0]["field"] == "version"
     assert problem in body["errors"][0]["problem"]
 
 
 def test_unknown_city_is_404(stubber: Stubber) -> None:
-    status, _, body = invoke(event("apigw_predict.json", city="Atlantis_XX"))
+    status, _, body = invoke(event("api-predictions-batch.json", city="Atlantis_XX"))
     assert (status, body["errors"]) == (404, [{"field": "city", "problem": "no live model for 'Atlantis_XX'"}])
 
 
@@ -166,7 +166,7 @@ def test_model_error_is_502_without_the_models_message(stubber: Stubber) -> None
         modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": "bad input: expected 6 columns"},
         expected_params=expected_call(LIVE),
     )
-    status, _, body = invoke(event("apigw_predict.json"))
+    status, _, body = invoke(event("api-predictions-batch.json"))
     assert status == 502
     (problem,) = body["errors"]
     assert problem["field"] == "model"
@@ -181,7 +181,7 @@ def test_model_not_ready_is_503_with_retry_after(stubber: Stubber) -> None:
         service_message="Model Chicago_IL is loading",
         http_status_code=429,
     )
-    status, headers, body = invoke(event("apigw_predict.json"))
+    status, headers, body = invoke(event("api-predictions-batch.json"))
     assert (status, headers["Retry-After"]) == (503, "1")
     assert body["errors"][0]["field"] == "model"
 
@@ -193,7 +193,7 @@ def test_missing_artifact_is_our_fault_502(stubber: Stubber) -> None:
         service_message="Failed to download model data(bucket: secret-bucket, key: k). Please ensure ...",
         http_status_code=400,
     )
-    status, _, body = invoke(event("apigw_predict.json"))
+    status, _, body = invoke(event("api-predictions-batch.json"))
     assert status == 502
     assert "secret-bucket" not in json.dumps(body)
 
@@ -206,16 +206,16 @@ def test_timeout_is_504(stubber: Stubber, monkeypatch: pytest.MonkeyPatch) -> No
         raise ReadTimeoutError(endpoint_url=f"https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/{ENDPOINT}")
 
     monkeypatch.setattr(client, "invoke_endpoint", timed_out)
-    status, _, body = invoke(event("apigw_predict.json"))
+    status, _, body = invoke(event("api-predictions-batch.json"))
     assert status == 504
     assert body["errors"] == [{"field": "model", "problem": "The model endpoint did not answer within 8 s"}]
 
 
 def test_locations_and_location_detail_come_from_the_registry(stubber: Stubber) -> None:
-    status, _, body = invoke(event("apigw_list_locations.json"))
+    status, _, body = invoke(event("api-get-locations.json"))
     assert status == 200
     assert [(loc["location"], loc["version"]) for loc in body["locations"]] == [("Chicago_IL", LIVE)]
-    status, _, body = invoke(event("apigw_describe_location.json"))
+    status, _, body = invoke(event("api-get-location.json"))
     assert status == 200
     assert body["live"]["version"] == LIVE
     assert [(v["version"], v["status"]) for v in body["versions"]] == [
@@ -227,32 +227,31 @@ def test_locations_and_location_detail_come_from_the_registry(stubber: Stubber) 
 
 
 def test_deep_health_reads_the_table(stubber: Stubber) -> None:
-    status, _, body = invoke(event("apigw_health.json", query={"deep": "true"}))
+    status, _, body = invoke(event("api-get-health.json", query={"deep": "true"}))
     assert (status, body["checks"]["registry"]) == (200, "ok")
 
 
 def test_promotion_is_seen_after_the_cache_ttl(stubber: Stubber, registry: ModelRegistry) -> None:
     # Given a warm container that resolved LIVE
-    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0]), expected_call(LIVE))
-    assert invoke(event("apigw_predict.json"))[2]["model"]["version"] == LIVE
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0, 3.0]), expected_call(LIVE))
+    assert invoke(event("api-predictions-batch.json"))[2]["model"]["version"] == LIVE
     # When a newer version is promoted, the cached live model serves until the TTL elapses
     newer = "20261127T040000Z-cafef00d"
     registry.record_version(model_version("Chicago_IL", newer))
     registry.promote("Chicago_IL", newer)
-    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0]), expected_call(LIVE))
-    assert invoke(event("apigw_predict.json"))[2]["model"]["version"] == LIVE
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0, 3.0]), expected_call(LIVE))
+    assert invoke(event("api-predictions-batch.json"))[2]["model"]["version"] == LIVE
     handler.service().registry.clear()  # type: ignore[attr-defined]  (stands in for 10 s passing)
-    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0]), expected_call(newer))
-    assert invoke(event("apigw_predict.json"))[2]["model"]["version"] == newer
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0, 3.0]), expected_call(newer))
+    assert invoke(event("api-predictions-batch.json"))[2]["model"]["version"] == newer
 
 
 def test_registry_outage_is_503(stubber: Stubber, registry: ModelRegistry) -> None:
     boto3.client("dynamodb").delete_table(TableName=TABLE)
-    status, headers, body = invoke(event("apigw_predict.json"))
+    status, headers, body = invoke(event("api-predictions-batch.json"))
     assert (status, headers["Retry-After"], body["errors"][0]["field"]) == (503, "1", "registry")
 
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
 # What each `sam local invoke` input in events/ must produce against a registry with Chicago_IL live.
 EVENT_STATUSES = {
     "api-get-health.json": 200,
@@ -277,7 +276,7 @@ def test_every_api_event_file_is_classified() -> None:
 @pytest.mark.parametrize(("name", "expected"), sorted(EVENT_STATUSES.items()))
 def test_event_files_get_their_status_through_the_real_handler(stubber: Stubber, name: str, expected: int) -> None:
     # Given an event from events/ (the files users pass to `sam local invoke` / `make invoke`)
-    payload = json.loads((EVENTS / name).read_text())
+    payload = api_event(name)
     if expected == 200 and payload["requestContext"]["http"]["method"] == "POST":
         body = json.loads(payload["body"])
         stubber.add_response("invoke_endpoint", json_body([250_000.0] * len(body.get("houses", [body]))))

@@ -12,16 +12,27 @@ from house_prices.naming import (
     KeyLayout,
     job_name,
     make_version,
-    parse_target_model,
     target_model,
     validate_city,
     validate_version,
-    version_created_at,
 )
 from house_prices.schema import SEED_CITIES
 
 LAYOUT = KeyLayout()
 SHA = "1a2b3c4d" + "0" * 56
+
+
+# Inverses that only these tests need (the Lambda packages never parse a TargetModel or a version back).
+def parse_target_model(name: str) -> tuple[str, str]:
+    if not name.endswith(".tar.gz"):
+        raise ValueError(f"{name!r} is not a versioned artifact name")
+    city, _, version = name[: -len(".tar.gz")].partition(".")
+    return validate_city(city), validate_version(version)
+
+
+def version_created_at(version: str) -> datetime:
+    stamp = validate_version(version).split("-")[0]
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 @pytest.mark.parametrize("city", [*SEED_CITIES, "a", "A" + "b" * 63, "St-Louis_MO", "x1"])

@@ -9,6 +9,7 @@ import pytest
 from house_prices.naming import DEFAULT_PREFIX
 from house_prices.schema import FEATURE_NAMES
 from model_sync.gate import GatePolicy, Measured, decide, disagreement, metrics_problem, reported_ae_p50
+from house_prices.settings import SettingsError
 from model_sync.settings import SyncSettings
 from tests.unit.test_artifacts_inspection import realistic_metrics
 
@@ -132,11 +133,33 @@ def test_settings_read_from_the_environment_with_defaults() -> None:
         ({"REGISTRY_TABLE": "t"}, "ARTIFACT_BUCKET is required"),
         ({"ARTIFACT_BUCKET": "b"}, "REGISTRY_TABLE is required"),
         ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "QUALITY_GATE": "best"}, "QUALITY_GATE='best'"),
-        ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MAX_UNPACKED_BYTES": "1GB"}, "MAX_UNPACKED_BYTES='1GB'"),
-        ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MAX_UNPACKED_BYTES": "0"}, "MAX_UNPACKED_BYTES='0'"),
+        (
+            {"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MAX_UNPACKED_BYTES": "1GB"},
+            "MAX_UNPACKED_BYTES must be an integer, got '1GB'",
+        ),
+        (
+            {"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MAX_UNPACKED_BYTES": "0"},
+            "MAX_UNPACKED_BYTES must be >= 1, got 0",
+        ),
         ({"ARTIFACT_BUCKET": "b", "REGISTRY_TABLE": "t", "MODEL_PREFIX": "a/../b"}, "MODEL_PREFIX"),
     ],
 )
 def test_bad_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         SyncSettings.from_env(environ)
+
+
+def test_every_bad_variable_is_named_in_one_error() -> None:
+    # Given a function with no bucket, an unknown gate, a non-integer limit and a prefix that climbs out
+    environ = {"REGISTRY_TABLE": "t", "QUALITY_GATE": "best", "MAX_UNPACKED_BYTES": "1GB", "MODEL_PREFIX": "a/../b"}
+    # When settings are read
+    with pytest.raises(SettingsError) as caught:
+        SyncSettings.from_env(environ)
+    # Then one error names each of them, in the order they are read
+    assert [p.field for p in caught.value.problems] == [
+        "ARTIFACT_BUCKET",
+        "MODEL_PREFIX",
+        "QUALITY_GATE",
+        "MAX_UNPACKED_BYTES",
+    ]
+    assert str(caught.value).startswith("Invalid model-sync settings: ARTIFACT_BUCKET is required; MODEL_PREFIX")

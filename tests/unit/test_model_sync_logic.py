@@ -15,9 +15,8 @@ from house_prices.errors import DependencyFailure, PromotionRefused, UnknownVers
 from house_prices.naming import KeyLayout, target_model
 from house_prices.observability import metrics
 from house_prices.registry import LiveModel, ModelVersion, Status
-from model_sync.adapters.s3 import ObjectInfo
 from model_sync.gate import GatePolicy
-from model_sync.logic import PENDING, ModelSync
+from model_sync.logic import PENDING, ModelSync, ObjectInfo
 from tests.unit.test_artifacts_inspection import build_artifact, realistic_metrics, validation_csv
 
 BUCKET = "bucket"

@@ -13,9 +13,9 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from house_prices.errors import EndpointBusy, EndpointTimeout, EndpointUnavailable, ModelInvocationError
-from router.adapters.endpoint import SageMakerEndpoint, parse_predictions, runtime_client
-from router.adapters.registry import registry_client
+from router.adapters.endpoint import SageMakerEndpoint, parse_predictions
 from router.settings import RouterSettings
+from router.wiring import registry_client, runtime_client
 
 TARGET = "Chicago_IL.20261125T040000Z-1a2b3c4d.tar.gz"
 CSV_BODY = "2005,3100,4,2.5,1.1,2\n1990,2200,3,2.0,0.75,1\n"

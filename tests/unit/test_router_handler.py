@@ -17,50 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from house_prices import schema
-from house_prices.errors import UnknownCity, UnknownVersion
-from house_prices.naming import target_model
 from house_prices.observability import logger, metrics
-from house_prices.registry import LiveModel, ModelVersion
 from router import handler, wiring
 from router.logic import RouterService
 from router.settings import RouterSettings
 from tests.lambda_contexts import lambda_context
+from tests.router_doubles import LIVE, FakeEndpoint, FakeRegistry, api_event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-LIVE = "20261125T040000Z-1a2b3c4d"
 HOUSE = dict(schema.EXAMPLE_HOUSE)
-
-
-class FakeRegistry:
-    def live_model(self, city: str) -> LiveModel:
-        if city != "Chicago_IL":
-            raise UnknownCity(city)
-        return LiveModel(city, LIVE, target_model(city, LIVE), "2026-11-25T04:00:01+00:00")
-
-    def version(self, city: str, version: str) -> ModelVersion:
-        if (city, version) != ("Chicago_IL", LIVE):
-            raise UnknownVersion(city, version)
-        return ModelVersion(city, version, "live", "k", "s", "ab" * 32, "t", {"r2": 0.9})
-
-    def versions(self, city: str) -> list[ModelVersion]:
-        return [self.version(city, LIVE)] if city == "Chicago_IL" else []
-
-    def live_models(self) -> list[LiveModel]:
-        return [self.live_model("Chicago_IL")]
-
-    def ping(self) -> None:
-        return None
-
-
-class FakeEndpoint:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def invoke(self, target: str, csv_body: str) -> list[float]:
-        self.calls.append((target, csv_body))
-        return [float(line.split(",")[1]) * 150 for line in csv_body.splitlines()]
 
 
 @pytest.fixture
@@ -102,7 +69,7 @@ def invoke(event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
 def request(
     method: str, path: str, body: str | None = None, query: dict[str, str] | None = None, b64: bool = False
 ) -> dict[str, Any]:
-    event = copy.deepcopy(fixture("apigw_health.json"))
+    event = copy.deepcopy(api_event("api-get-health.json"))
     event["rawPath"] = path
     event["requestContext"]["http"]["method"] = method
     event["requestContext"]["http"]["path"] = path
@@ -140,7 +107,7 @@ def test_predict_fixture(
 ) -> None:
     log_stream = io.StringIO()
     monkeypatch.setattr(logger.registered_handler, "stream", log_stream)
-    event = fixture("apigw_predict.json")
+    event = api_event("api-predictions-batch.json")
     event["headers"]["origin"] = "https://example.org"
     status, headers, body = invoke(event)
     assert status == 200
@@ -149,9 +116,11 @@ def test_predict_fixture(
     assert body == {
         "location": "Chicago_IL",
         "model": {"version": LIVE, "target_model": f"Chicago_IL.{LIVE}.tar.gz"},
-        "predictions": [{"price": 465000.0}, {"price": 330000.0}],
+        "predictions": [{"price": 450000.0}, {"price": 330000.0}, {"price": 615000.0}],
     }
-    assert endpoint.calls == [(f"Chicago_IL.{LIVE}.tar.gz", "2005,3100,4,2.5,1.1,2\n1990,2200,3,2.0,0.75,1\n")]
+    assert endpoint.calls == [
+        (f"Chicago_IL.{LIVE}.tar.gz", "1995,3000,4,2.5,1.0,2\n2010,2200,3,2.0,0.75,1\n1978,4100,6,3.5,1.42,3\n")
+    ]
     # Powertools wrote EMF (cold start + request metrics) and a log line correlated with the API request id
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     names = {m["Name"] for blob in emf for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
@@ -162,21 +131,21 @@ def test_predict_fixture(
     logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     logs = [line for line in logs if line["message"] == "Predicted"]
     assert len(logs) == 1
-    assert logs[0]["correlation_id"] == "JKJaXmPLvHcESHA="
+    assert logs[0]["correlation_id"] == "predict-batch"
     assert logs[0]["city"] == "Chicago_IL"
 
 
 def test_single_house_fixture() -> None:
-    status, _, body = invoke(fixture("apigw_predict_single.json"))
-    assert (status, body["predictions"]) == (200, [{"price": 465000.0}])
+    status, _, body = invoke(api_event("api-predictions-single.json"))
+    assert (status, body["predictions"]) == (200, [{"price": 450000.0}])
 
 
 def test_list_describe_and_health_fixtures() -> None:
-    status, _, body = invoke(fixture("apigw_list_locations.json"))
+    status, _, body = invoke(api_event("api-get-locations.json"))
     assert (status, [loc["location"] for loc in body["locations"]]) == (200, ["Chicago_IL"])
-    status, _, body = invoke(fixture("apigw_describe_location.json"))
+    status, _, body = invoke(api_event("api-get-location.json"))
     assert (status, body["live"]["version"], body["versions"][0]["metrics"]) == (200, LIVE, {"r2": 0.9})
-    status, _, body = invoke(fixture("apigw_health.json"))
+    status, _, body = invoke(api_event("api-get-health.json"))
     assert (status, body) == (200, {"status": "ok", "checks": {"settings": "ok"}})
     status, _, body = invoke(request("GET", "/health", query={"deep": "true"}))
     assert (status, body["checks"]) == (200, {"settings": "ok", "registry": "ok"})
@@ -184,13 +153,13 @@ def test_list_describe_and_health_fixtures() -> None:
 
 def test_service_is_built_once_per_container(router_environment: list[RouterSettings]) -> None:
     for _ in range(3):
-        assert invoke(fixture("apigw_health.json"))[0] == 200
+        assert invoke(api_event("api-get-health.json"))[0] == 200
     assert len(router_environment) == 1
     assert router_environment[0].endpoint_name == "house-prices-mme"
 
 
 def test_stage_prefix_is_stripped() -> None:
-    event = fixture("apigw_health.json")
+    event = api_event("api-get-health.json")
     event["rawPath"] = "/prod/health"
     event["requestContext"]["stage"] = "prod"
     assert invoke(event)[0] == 200
@@ -258,12 +227,12 @@ def test_missing_settings_give_a_clear_500_and_recover(monkeypatch: pytest.Monke
     # Given a function deployed without ENDPOINT_NAME
     monkeypatch.delenv("ENDPOINT_NAME")
     # When it is called, Then the error names the variable
-    status, _, body = invoke(fixture("apigw_health.json"))
+    status, _, body = invoke(api_event("api-get-health.json"))
     assert status == 500
     assert body["errors"] == [{"field": "ENDPOINT_NAME", "problem": "is required"}]
     # and once configured the same container serves (a failed build is not cached)
     monkeypatch.setenv("ENDPOINT_NAME", "house-prices-mme")
-    assert invoke(fixture("apigw_health.json"))[0] == 200
+    assert invoke(api_event("api-get-health.json"))[0] == 200
 
 
 def test_unexpected_failure_is_a_generic_500_with_the_request_id(
@@ -273,11 +242,11 @@ def test_unexpected_failure_is_a_generic_500_with_the_request_id(
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(endpoint, "invoke", broken)
-    status, _, body = invoke(fixture("apigw_predict.json"))
+    status, _, body = invoke(api_event("api-predictions-batch.json"))
     assert status == 500
     assert body == {
         "message": "Internal server error",
-        "errors": [{"field": "request", "problem": "unexpected failure; request id JKJaXmPLvHcESHA="}],
+        "errors": [{"field": "request", "problem": "unexpected failure; request id predict-batch"}],
     }
 
 

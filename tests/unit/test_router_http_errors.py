@@ -22,8 +22,8 @@ from house_prices.errors import (
     UnknownVersion,
 )
 from house_prices.naming import CITY_PATTERN
+from house_prices.settings import SettingsError
 from router.http_errors import MAX_REPORTED_PROBLEMS, MAX_TEXT_CHARS, http_error_for, route_not_found
-from router.settings import SettingsError
 
 ROUTES = {"/locations/<city>/predictions": ("POST",), "/locations/<city>": ("GET",), "/health": ("GET",)}
 
@@ -149,7 +149,7 @@ def test_unexpected_errors_are_a_generic_500(error: Exception) -> None:
 
 
 def test_settings_error_names_each_variable() -> None:
-    mapped = http_error_for(SettingsError([FieldProblem("ENDPOINT_NAME", "is required")]))
+    mapped = http_error_for(SettingsError("router", [FieldProblem("ENDPOINT_NAME", "is required")]))
     assert (mapped.status, mapped.body()["errors"]) == (500, [{"field": "ENDPOINT_NAME", "problem": "is required"}])
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -20,70 +19,11 @@ from house_prices.errors import (
     UnknownCity,
     UnknownVersion,
 )
-from house_prices.naming import target_model
 from house_prices.observability import metrics
-from house_prices.registry import LiveModel, ModelVersion
 from router.logic import RouterService
+from tests.router_doubles import LIVE, OLDER, REJECTED, FakeEndpoint, FakeRegistry
 
-LIVE = "20261125T040000Z-1a2b3c4d"
-OLDER = "20261120T040000Z-0badcafe"
-REJECTED = "20261126T040000Z-deadbeef"
 HOUSE = dict(schema.EXAMPLE_HOUSE)
-
-
-def version(city: str, v: str, status: str) -> ModelVersion:
-    return ModelVersion(
-        city, v, status, f"p/multi_model_artifacts/{city}.{v}.tar.gz", "src", "ab" * 32, "t", {"r2": 0.9}
-    )  # type: ignore[arg-type]
-
-
-class FakeRegistry:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-        self.items = {
-            "Chicago_IL": [
-                version("Chicago_IL", REJECTED, "rejected"),
-                version("Chicago_IL", LIVE, "live"),
-                version("Chicago_IL", OLDER, "standby"),
-            ],
-            "Houston_TX": [version("Houston_TX", REJECTED, "rejected")],
-        }
-
-    def live_model(self, city: str) -> LiveModel:
-        self.calls.append(("live_model", city))
-        if city != "Chicago_IL":
-            raise UnknownCity(city)
-        return LiveModel(city, LIVE, target_model(city, LIVE), "2026-11-25T04:00:01+00:00")
-
-    def version(self, city: str, v: str) -> ModelVersion:
-        self.calls.append(("version", city, v))
-        for item in self.items.get(city, []):
-            if item.version == v:
-                return item
-        raise UnknownVersion(city, v)
-
-    def versions(self, city: str) -> list[ModelVersion]:
-        self.calls.append(("versions", city))
-        return self.items.get(city, [])
-
-    def live_models(self) -> list[LiveModel]:
-        return [self.live_model("Chicago_IL")]
-
-    def ping(self) -> None:
-        self.calls.append(("ping",))
-
-
-class FakeEndpoint:
-    def __init__(self, answer: Any = None) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.answer = answer
-
-    def invoke(self, target: str, csv_body: str) -> list[float]:
-        self.calls.append((target, csv_body))
-        if self.answer is not None:
-            return self.answer
-        # a deterministic stand-in model: price depends on the row, so rows cannot be mixed up unnoticed
-        return [float(line.split(",")[1]) * 150 for line in csv_body.splitlines()]
 
 
 @pytest.fixture(autouse=True)

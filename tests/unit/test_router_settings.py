@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from router.settings import RouterSettings, SettingsError
+from house_prices.settings import SettingsError
+from router.settings import RouterSettings
 
 REQUIRED = {"ENDPOINT_NAME": "house-prices-mme", "REGISTRY_TABLE": "house-prices-registry"}
 

@@ -12,7 +12,7 @@ import pytest
 from cfnlint.decode import decode
 
 from house_prices import naming, schema
-from house_prices.registry import LIVE_INDEX, TABLE_ATTRIBUTES, TABLE_GLOBAL_INDEXES, TABLE_KEY_SCHEMA
+from house_prices.registry import LIVE_INDEX, LIVE_PARTITION_ATTRIBUTE
 from model_sync.gate import GatePolicy
 from tests.pythons import find_python
 
@@ -272,10 +272,31 @@ def test_bucket_is_private_encrypted_and_tls_only(template: dict[str, Any]) -> N
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+# The keys ModelRegistry reads and writes; the local stack and the tests create the table from the template.
+TABLE_KEY_SCHEMA = [
+    {"AttributeName": "city", "KeyType": "HASH"},
+    {"AttributeName": "record", "KeyType": "RANGE"},
+]
+TABLE_ATTRIBUTES = [
+    {"AttributeName": "city", "AttributeType": "S"},
+    {"AttributeName": "record", "AttributeType": "S"},
+    {"AttributeName": LIVE_PARTITION_ATTRIBUTE, "AttributeType": "S"},
+]
+TABLE_GLOBAL_INDEXES = [
+    {
+        "IndexName": LIVE_INDEX,
+        "KeySchema": [
+            {"AttributeName": LIVE_PARTITION_ATTRIBUTE, "KeyType": "HASH"},
+            {"AttributeName": "city", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+]
+
+
 def test_registry_table_matches_the_registry_key_schema(template: dict[str, Any]) -> None:
     table = props(template, "RegistryTable")
     assert table["BillingMode"] == "PAY_PER_REQUEST"
-    # The registry adapter's schema is the one the local stack and tests create.
     assert table["KeySchema"] == TABLE_KEY_SCHEMA
     assert table["AttributeDefinitions"] == TABLE_ATTRIBUTES
     assert table["GlobalSecondaryIndexes"] == TABLE_GLOBAL_INDEXES

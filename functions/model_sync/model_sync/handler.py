@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
@@ -21,7 +20,7 @@ S3_REQUEST_ID = 'Records[0].responseElements."x-amz-request-id"'
 @functools.cache
 def service() -> ModelSync:
     """Built once per execution environment; a bad setting fails here with the variable's name."""
-    return wiring.build_service(SyncSettings.from_env(os.environ))
+    return wiring.build_service(SyncSettings.from_env())
 
 
 @logger.inject_lambda_context(correlation_id_path=S3_REQUEST_ID)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -31,7 +32,6 @@ from house_prices.naming import PACKED_MODEL_FILENAME, KeyLayout, TrainingOutput
 from house_prices.observability import MetricUnit, logger, metrics
 from house_prices.registry import LiveModel, ModelVersion, Status
 from house_prices.schema import FEATURE_NAMES
-from model_sync.adapters.s3 import ObjectInfo
 from model_sync.gate import GatePolicy, Measured, decide, disagreement, metrics_problem
 from model_sync.measure import MAX_VALIDATION_BYTES, ValidationRowsProblem, measure, parse_rows
 from packed_forest import PackedForest, PackedForestError
@@ -48,6 +48,19 @@ _METRIC_BY_ACTION: dict[str, str] = {
     "rejected": "ArtifactsRejected",
     "ignored": "IgnoredEvents",
 }
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What model-sync needs to know about one S3 object (its HEAD)."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str = ""
 
 
 class Closeable(Protocol):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from house_prices.artifacts import DEFAULT_MAX_UNPACKED_BYTES
 from house_prices.naming import DEFAULT_PREFIX, KeyLayout
+from house_prices.settings import EnvReader
 from model_sync.gate import GatePolicy
 
 DEFAULT_QUALITY_GATE = "not-worse-than-live-by:5"
@@ -23,32 +24,21 @@ class SyncSettings:
     endpoint_name: str | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> SyncSettings:
-        """Fail at initialisation, naming the variable, rather than on the first event."""
-
-        def required(name: str) -> str:
-            value = environ.get(name, "").strip()
-            if not value:
-                raise ValueError(f"environment variable {name} is required")
-            return value
-
-        prefix = environ.get("MODEL_PREFIX", "").strip() or DEFAULT_PREFIX
-        try:
-            layout = KeyLayout(prefix)
-        except ValueError as error:
-            raise ValueError(f"MODEL_PREFIX: {error}") from error
-        raw_limit = environ.get("MAX_UNPACKED_BYTES", "").strip() or str(DEFAULT_MAX_UNPACKED_BYTES)
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            limit = 0
-        if limit <= 0:
-            raise ValueError(f"MAX_UNPACKED_BYTES={raw_limit!r} must be a positive integer (bytes)")
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SyncSettings:
+        """Fail at initialisation with one SettingsError naming every bad variable, rather than on the first event."""
+        env = EnvReader(environ)
+        artifact_bucket = env.required("ARTIFACT_BUCKET")
+        registry_table = env.required("REGISTRY_TABLE")
+        layout = env.parsed("MODEL_PREFIX", KeyLayout, DEFAULT_PREFIX)
+        gate = env.parsed("QUALITY_GATE", GatePolicy.parse, DEFAULT_QUALITY_GATE)
+        max_unpacked_bytes = env.integer("MAX_UNPACKED_BYTES", DEFAULT_MAX_UNPACKED_BYTES)
+        endpoint_name = env.optional("ENDPOINT_NAME")
+        env.check("model-sync")
         return cls(
-            artifact_bucket=required("ARTIFACT_BUCKET"),
+            artifact_bucket=artifact_bucket,
             layout=layout,
-            registry_table=required("REGISTRY_TABLE"),
-            gate=GatePolicy.parse(environ.get("QUALITY_GATE", "").strip() or DEFAULT_QUALITY_GATE),
-            endpoint_name=environ.get("ENDPOINT_NAME", "").strip() or None,
-            max_unpacked_bytes=limit,
+            registry_table=registry_table,
+            gate=gate,
+            max_unpacked_bytes=max_unpacked_bytes,
+            endpoint_name=endpoint_name,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
@@ -37,7 +36,7 @@ http_errors.install(app, ROUTES)
 @cache
 def service() -> RouterService:
     """Built on the first request, then reused by the warm container (clients, registry cache)."""
-    return wiring.build_service(RouterSettings.from_env(os.environ))
+    return wiring.build_service(RouterSettings.from_env())
 
 
 @app.post(PREDICTIONS)

@@ -35,7 +35,7 @@ from house_prices.errors import (
     PayloadTooLarge,
 )
 from house_prices.observability import MetricUnit, logger, metrics
-from router.settings import SettingsError
+from house_prices.settings import SettingsError
 
 # A hostile body can carry thousands of unknown keys; the error echo must stay far below Lambda's
 # 6 MB response limit, or the client's mistake would turn into our 5xx.

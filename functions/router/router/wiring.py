@@ -1,16 +1,60 @@
-"""Composition root: settings -> boto3 clients -> adapters -> RouterService (once per container)."""
+"""Composition root: settings -> boto3 clients -> adapters -> RouterService (once per container).
+
+The only module of the router that builds AWS clients or reads settings; adapters receive both.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from house_prices.registry import ModelRegistry
 from router.adapters.endpoint import SageMakerEndpoint
 from router.adapters.registry import CachedRegistry
 from router.logic import RouterService
 from router.settings import RouterSettings
 
 
-def build_service(settings: RouterSettings) -> RouterService:
-    return RouterService(
-        CachedRegistry.from_settings(settings),
-        SageMakerEndpoint.from_settings(settings),
-        settings.max_houses_per_request,
+def bounded_client(service: str, connect_seconds: int, read_seconds: int, total_attempts: int) -> Any:
+    """A boto3 client whose worst case is known: the router's time budget adds these up."""
+    config = Config(
+        connect_timeout=connect_seconds,
+        read_timeout=read_seconds,
+        # botocore's "max_attempts" counts retries only; the setting is the total, first try included.
+        retries={"total_max_attempts": total_attempts, "mode": "standard"},
     )
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+def runtime_client(settings: RouterSettings) -> Any:
+    return bounded_client(
+        "sagemaker-runtime",
+        settings.endpoint_connect_timeout_seconds,
+        settings.endpoint_read_timeout_seconds,
+        settings.endpoint_max_attempts,
+    )
+
+
+def registry_client(settings: RouterSettings) -> Any:
+    """DynamoDB with timeouts that fit the function's budget; botocore's defaults (60 s) would not."""
+    return bounded_client(
+        "dynamodb",
+        settings.registry_connect_timeout_seconds,
+        settings.registry_read_timeout_seconds,
+        settings.registry_max_attempts,
+    )
+
+
+def build_endpoint(settings: RouterSettings) -> SageMakerEndpoint:
+    return SageMakerEndpoint(runtime_client(settings), settings.endpoint_name, settings.endpoint_read_timeout_seconds)
+
+
+def build_registry(settings: RouterSettings) -> CachedRegistry:
+    registry = ModelRegistry(registry_client(settings), settings.registry_table)
+    return CachedRegistry(registry, settings.live_model_cache_seconds)
+
+
+def build_service(settings: RouterSettings) -> RouterService:
+    return RouterService(build_registry(settings), build_endpoint(settings), settings.max_houses_per_request)

@@ -80,11 +80,6 @@ def make_version(created_at: datetime, sha256_hex: str) -> str:
     return f"{created_at.astimezone(timezone.utc).strftime(_TIMESTAMP_FORMAT)}-{digest}"
 
 
-def version_created_at(version: str) -> datetime:
-    stamp = _VERSION.fullmatch(validate_version(version))["stamp"]  # type: ignore[index]
-    return datetime.strptime(stamp, _TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
-
-
 @dataclass(frozen=True)
 class KeyLayout:
     """Every S3 key this project reads or writes, for one ``prefix``."""
@@ -167,14 +162,6 @@ def validate_job(job: str) -> str:
 def target_model(city: str, version: str) -> str:
     """The TargetModel for InvokeEndpoint: a flat name relative to the MME prefix."""
     return f"{validate_city(city)}.{validate_version(version)}.tar.gz"
-
-
-def parse_target_model(name: str) -> tuple[str, str]:
-    """Inverse of ``target_model``: returns (city, version)."""
-    if not name.endswith(".tar.gz"):
-        raise ValueError(f"{name!r} is not a versioned artifact name")
-    city, _, version = name[: -len(".tar.gz")].partition(".")
-    return validate_city(city), validate_version(version)
 
 
 def job_name(city: str, now: datetime | None = None) -> str:

@@ -309,35 +309,3 @@ def _model_version(item: Mapping[str, Any]) -> ModelVersion:
         metrics=dict(item.get("metrics", {})),
         reason=item.get("reason", ""),
     )
-
-
-TABLE_KEY_SCHEMA = [
-    {"AttributeName": "city", "KeyType": "HASH"},
-    {"AttributeName": "record", "KeyType": "RANGE"},
-]
-TABLE_ATTRIBUTES = [
-    {"AttributeName": "city", "AttributeType": "S"},
-    {"AttributeName": "record", "AttributeType": "S"},
-    {"AttributeName": LIVE_PARTITION_ATTRIBUTE, "AttributeType": "S"},
-]
-TABLE_GLOBAL_INDEXES = [
-    {
-        "IndexName": LIVE_INDEX,
-        "KeySchema": [
-            {"AttributeName": LIVE_PARTITION_ATTRIBUTE, "KeyType": "HASH"},
-            {"AttributeName": "city", "KeyType": "RANGE"},
-        ],
-        "Projection": {"ProjectionType": "ALL"},
-    }
-]
-
-
-def create_table(dynamodb_client: Any, table_name: str) -> None:
-    """Create the registry table as the template declares it (local stack and tests; AWS uses CloudFormation)."""
-    dynamodb_client.create_table(
-        TableName=table_name,
-        KeySchema=TABLE_KEY_SCHEMA,
-        AttributeDefinitions=TABLE_ATTRIBUTES,
-        GlobalSecondaryIndexes=TABLE_GLOBAL_INDEXES,
-        BillingMode="PAY_PER_REQUEST",
-    )

@@ -1,39 +1,25 @@
-"""S3 adapter for model-sync: HEAD, streaming GET, conditional server-side copy, upload.
+"""S3 adapter for model-sync: HEAD, small bounded reads, streaming GET, conditional server-side copy.
 
-The boto3 client is created the ordinary way, so ``AWS_ENDPOINT_URL_S3`` points it at a local S3
+``model_sync.wiring`` creates the boto3 client the ordinary way, so ``AWS_ENDPOINT_URL_S3`` points it at a local S3
 without any branch here. Every botocore failure becomes a DependencyFailure (Lambda retries); a
 missing object is a normal answer (None), not an error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from house_prices.errors import DependencyFailure
+from model_sync.logic import ObjectInfo
 
 # CopyObject copies at most 5 GiB in one request; above that only multipart UploadPartCopy works.
 COPY_OBJECT_LIMIT = 5 * 1024**3
 _MULTIPART_CHUNK = 256 * 1024**2
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _SNAKE = {"HeadObject": "head_object", "GetObject": "get_object"}
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    last_modified: datetime
-    metadata: dict[str, str] = field(default_factory=dict)
-    content_type: str = ""
 
 
 class _GuardedBody:
@@ -132,9 +118,3 @@ class S3Artifacts:
             raise DependencyFailure(
                 f"S3 copy s3://{source.bucket}/{source.key} -> s3://{bucket}/{key} failed: {error}"
             ) from error
-
-    def upload(self, path: Path, bucket: str, key: str) -> None:
-        try:
-            self._s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "application/gzip"})
-        except (ClientError, BotoCoreError, S3UploadFailedError) as error:
-            raise DependencyFailure(f"S3 upload {path} -> s3://{bucket}/{key} failed: {error}") from error

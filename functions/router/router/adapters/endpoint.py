@@ -1,7 +1,7 @@
 """SageMaker Runtime InvokeEndpoint on the multi-model endpoint, with botocore failures as domain errors.
 
-The client is created the ordinary way, so ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` points it at the
-local endpoint without any "local" branch here.
+``router.wiring`` builds the client the ordinary way, so ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` points it
+at the local endpoint without any "local" branch here.
 """
 
 from __future__ import annotations
@@ -10,13 +10,10 @@ import json
 import math
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from house_prices.errors import EndpointBusy, EndpointTimeout, EndpointUnavailable, ModelInvocationError
 from house_prices.observability import logger, tracer
-from router.settings import RouterSettings
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -26,35 +23,11 @@ _BUSY_STATUSES = frozenset({429, 503})
 DEFAULT_RETRY_AFTER_SECONDS = 1
 
 
-def bounded_client(service: str, connect_seconds: int, read_seconds: int, total_attempts: int) -> Any:
-    """A boto3 client whose worst case is known: the router's time budget adds these up."""
-    config = Config(
-        connect_timeout=connect_seconds,
-        read_timeout=read_seconds,
-        # botocore's "max_attempts" counts retries only; the setting is the total, first try included.
-        retries={"total_max_attempts": total_attempts, "mode": "standard"},
-    )
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
-
-
-def runtime_client(settings: RouterSettings) -> Any:
-    return bounded_client(
-        "sagemaker-runtime",
-        settings.endpoint_connect_timeout_seconds,
-        settings.endpoint_read_timeout_seconds,
-        settings.endpoint_max_attempts,
-    )
-
-
 class SageMakerEndpoint:
     def __init__(self, client: Any, endpoint_name: str, read_timeout_seconds: float | None = None) -> None:
         self.client = client
         self.endpoint_name = endpoint_name
         self._read_timeout = read_timeout_seconds
-
-    @classmethod
-    def from_settings(cls, settings: RouterSettings) -> SageMakerEndpoint:
-        return cls(runtime_client(settings), settings.endpoint_name, settings.endpoint_read_timeout_seconds)
 
     @tracer.capture_method
     def invoke(self, target_model: str, csv_body: str) -> list[float]:

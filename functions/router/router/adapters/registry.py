@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from house_prices.errors import UnknownCity
 from house_prices.observability import tracer
 from house_prices.registry import LiveModel, ModelRegistry, ModelVersion
-from router.adapters.endpoint import bounded_client
-from router.settings import RouterSettings
 from router.ttl_cache import TtlCache
 
 # Bounds memory when callers probe many (valid but unknown) city names.
 MAX_CACHED_CITIES = 1024
 # Fails naming.validate_city, so no real city can ever own this key.
 HEALTH_PROBE_CITY = "-health-probe-"
-
-
-def registry_client(settings: RouterSettings) -> Any:
-    """DynamoDB with timeouts that fit the function's budget; botocore's defaults (60 s) would not."""
-    return bounded_client(
-        "dynamodb",
-        settings.registry_connect_timeout_seconds,
-        settings.registry_read_timeout_seconds,
-        settings.registry_max_attempts,
-    )
 
 
 class CachedRegistry:
@@ -41,14 +28,6 @@ class CachedRegistry:
     ) -> None:
         self._registry = registry
         self._live: TtlCache[str, LiveModel | None] = TtlCache(ttl_seconds, MAX_CACHED_CITIES, clock)
-
-    @classmethod
-    def from_client(cls, dynamodb_client: Any, table_name: str, ttl_seconds: float) -> CachedRegistry:
-        return cls(ModelRegistry(dynamodb_client, table_name), ttl_seconds)
-
-    @classmethod
-    def from_settings(cls, settings: RouterSettings) -> CachedRegistry:
-        return cls.from_client(registry_client(settings), settings.registry_table, settings.live_model_cache_seconds)
 
     @tracer.capture_method
     def live_model(self, city: str) -> LiveModel:

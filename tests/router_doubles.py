@@ -1,0 +1,86 @@
+"""The one home of the router tests' fakes and API events.
+
+``FakeRegistry`` and ``FakeEndpoint`` satisfy ``router.logic``'s ``Registry`` and ``Endpoint``
+protocols; ``api_event`` loads the payload-2.0 events in ``events/`` (the same files `sam local invoke`
+and `make invoke` use), so a test and a manual invocation exercise the same request.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from house_prices.errors import UnknownCity, UnknownVersion
+from house_prices.naming import target_model
+from house_prices.registry import LiveModel, ModelVersion, Status
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+LIVE = "20261125T040000Z-1a2b3c4d"
+OLDER = "20261120T040000Z-0badcafe"
+REJECTED = "20261126T040000Z-deadbeef"
+PROMOTED_AT = "2026-11-25T04:00:01+00:00"
+
+
+def api_event(name: str) -> dict[str, Any]:
+    """A fresh copy of ``events/{name}`` (callers may change it)."""
+    return json.loads((EVENTS / name).read_text())
+
+
+def model_version(city: str, version: str, status: Status) -> ModelVersion:
+    return ModelVersion(
+        city, version, status, f"p/multi_model_artifacts/{city}.{version}.tar.gz", "src", "ab" * 32, "t", {"r2": 0.9}
+    )
+
+
+class FakeRegistry:
+    """Chicago_IL serves LIVE (OLDER on standby, REJECTED rejected); Houston_TX has only a rejected version."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.items = {
+            "Chicago_IL": [
+                model_version("Chicago_IL", REJECTED, "rejected"),
+                model_version("Chicago_IL", LIVE, "live"),
+                model_version("Chicago_IL", OLDER, "standby"),
+            ],
+            "Houston_TX": [model_version("Houston_TX", REJECTED, "rejected")],
+        }
+
+    def live_model(self, city: str) -> LiveModel:
+        self.calls.append(("live_model", city))
+        if city != "Chicago_IL":
+            raise UnknownCity(city)
+        return LiveModel(city, LIVE, target_model(city, LIVE), PROMOTED_AT)
+
+    def version(self, city: str, version: str) -> ModelVersion:
+        self.calls.append(("version", city, version))
+        for item in self.items.get(city, []):
+            if item.version == version:
+                return item
+        raise UnknownVersion(city, version)
+
+    def versions(self, city: str) -> list[ModelVersion]:
+        self.calls.append(("versions", city))
+        return self.items.get(city, [])
+
+    def live_models(self) -> list[LiveModel]:
+        return [self.live_model("Chicago_IL")]
+
+    def ping(self) -> None:
+        self.calls.append(("ping",))
+
+
+class FakeEndpoint:
+    """Records each call; answers ``answer`` if given, else a price derived from each row."""
+
+    def __init__(self, answer: list[float] | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.answer = answer
+
+    def invoke(self, target: str, csv_body: str) -> list[float]:
+        self.calls.append((target, csv_body))
+        if self.answer is not None:
+            return self.answer
+        # A deterministic stand-in model (SQUARE_FEET x 150): rows cannot be mixed up unnoticed.
+        return [float(line.split(",")[1]) * 150 for line in csv_body.splitlines()]
