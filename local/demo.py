@@ -94,8 +94,9 @@ def wait_for_live(
 def train_and_publish(
     stack: LocalStack, cities: Sequence[str], console: Console, work_dir: Path, **train_options: Any
 ) -> dict[str, list[str]]:
-    """Train through ``training.jobs`` and upload like a training job would; returns each city's keys, artifact last."""
-    from training.jobs import S3Publisher, publish_local_run, train_locally
+    """Train like ``training.jobs`` and upload like a training job would; returns each city's keys, artifact last."""
+    from training.local_runs import train_locally
+    from training.publishing import S3Publisher, publish_local_run
     from training.report import print_results
 
     report = train_locally(cities, work_dir, console=console, **train_options)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from training.jobs import CityFailure, CityResult
+from training.results import CityFailure, CityResult
 
 
 def make_console(*, stderr: bool = False) -> Console:

@@ -15,17 +15,17 @@ import pytest
 from endpoint.testing import moto_s3, s3_client
 from house_prices import naming, schema
 from packed_forest import PackedForest
-from training import jobs
+from training import inputs, local_runs, results
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def seed_run(tmp_path_factory: pytest.TempPathFactory) -> jobs.RunReport:
-    return jobs.train_locally(schema.SEED_CITIES, tmp_path_factory.mktemp("cities"), progress=False)
+def seed_run(tmp_path_factory: pytest.TempPathFactory) -> results.RunReport:
+    return local_runs.train_locally(schema.SEED_CITIES, tmp_path_factory.mktemp("cities"), progress=False)
 
 
-def test_every_seed_city_trains(seed_run: jobs.RunReport) -> None:
+def test_every_seed_city_trains(seed_run: results.RunReport) -> None:
     assert seed_run.ok, [failure.stderr_tail() for failure in seed_run.failures]
     assert [result.city for result in seed_run.results] == list(schema.SEED_CITIES)
     assert len({result.job_name for result in seed_run.results}) == len(schema.SEED_CITIES)
@@ -35,7 +35,7 @@ def test_every_seed_city_trains(seed_run: jobs.RunReport) -> None:
         naming.validate_job(result.job_name)
 
 
-def test_each_city_test_median_error_is_under_5_percent_of_its_median_price(seed_run: jobs.RunReport) -> None:
+def test_each_city_test_median_error_is_under_5_percent_of_its_median_price(seed_run: results.RunReport) -> None:
     """Acceptance: computed here from the packaged artifact and the test CSV, not taken from metrics.json."""
     for result in seed_run.results:
         with tarfile.open(result.artifact, "r:gz") as tar:
@@ -51,8 +51,8 @@ def test_each_city_test_median_error_is_under_5_percent_of_its_median_price(seed
 
 def test_a_failing_city_is_reported_with_its_stderr(tmp_path: Path) -> None:
     # Given a hyperparameter sklearn refuses / When one city trains
-    report = jobs.train_locally(
-        ["Dallas_TX"], tmp_path, hyperparameters=jobs.Hyperparameters(n_estimators=0), progress=False
+    report = local_runs.train_locally(
+        ["Dallas_TX"], tmp_path, hyperparameters=inputs.Hyperparameters(n_estimators=0), progress=False
     )
     # Then the failure carries the process's exit code and the real error
     assert not report.results
@@ -60,7 +60,7 @@ def test_a_failing_city_is_reported_with_its_stderr(tmp_path: Path) -> None:
     assert failure.city == "Dallas_TX"
     assert failure.returncode != 0
     assert "n_estimators" in failure.stderr
-    with pytest.raises(jobs.TrainingJobFailed, match="n_estimators"):
+    with pytest.raises(results.TrainingJobFailed, match="n_estimators"):
         report.raise_for_failures()
 
 
@@ -78,7 +78,7 @@ def test_cli_trains_and_publishes_through_a_real_s3_endpoint(s3_server: str, tmp
     completed = subprocess.run(
         [sys.executable, "-m", "training.jobs", "--cities", "Phoenix_AZ", "--publish", "--bucket", "training-bucket",
          "--prefix", "TEST_PREFIX", "--no-progress", "--work-dir", str(tmp_path), "--n-estimators", "20"],
-        env=env, cwd=jobs.REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        env=env, cwd=local_runs.REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     # Then the inputs sit at the prep keys and the artifact at a training-output key model-sync accepts

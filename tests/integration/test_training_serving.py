@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from house_prices import naming, schema
-from training import data, jobs, packaging
+from training import data, local_runs, packaging
 
 pytestmark = pytest.mark.slow
 
@@ -47,9 +47,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dirs = {"train": root / "train", "val": root / "validation", "test": root / "test"}
     data.write_city_csvs(city, dirs)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-    env["PYTHONPATH"] = jobs.python_path()
+    env["PYTHONPATH"] = local_runs.python_path()
     completed = subprocess.run(
-        [sys.executable, str(jobs.TRAIN_SCRIPT), "--n-estimators", "100", "--min-samples-leaf", "3",
+        [sys.executable, str(local_runs.TRAIN_SCRIPT), "--n-estimators", "100", "--min-samples-leaf", "3",
          "--model-name", "Houston_TX", "--random-state", "3", "--model-dir", str(root / "model"),
          "--train", str(dirs["train"]), "--validation", str(dirs["val"]), "--test", str(dirs["test"])],
         env=env, cwd=root, capture_output=True, text=True, timeout=120, check=False,

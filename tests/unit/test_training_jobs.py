@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from house_prices import naming
 from house_prices.errors import DependencyFailure
-from training import jobs, packaging
+from training import inputs, jobs, local_runs, packaging, results, sagemaker_jobs
 
 BUCKET = "house-prices-test"
 LAYOUT = naming.KeyLayout("DEMO_MME_SCIKIT_V1")
@@ -23,8 +23,8 @@ SOURCEDIR = "s3://house-prices-test/DEMO_MME_SCIKIT_V1/code/sourcedir-0123456789
 
 
 def test_environment_points_sm_variables_at_the_city_dir(tmp_path: Path) -> None:
-    hps = jobs.Hyperparameters(n_estimators=50).for_city("Chicago_IL")
-    env = jobs.training_environment(tmp_path, hps, base={"PYTHONPATH": "/elsewhere", "HOME": "/root"})
+    hps = inputs.Hyperparameters(n_estimators=50).for_city("Chicago_IL")
+    env = local_runs.training_environment(tmp_path, hps, base={"PYTHONPATH": "/elsewhere", "HOME": "/root"})
     assert env["SM_MODEL_DIR"] == str(tmp_path / "model")
     assert env["SM_OUTPUT_DATA_DIR"] == str(tmp_path / "output" / "data")
     assert env["SM_CHANNEL_TRAIN"] == str(tmp_path / "input" / "data" / "train")
@@ -37,27 +37,27 @@ def test_environment_points_sm_variables_at_the_city_dir(tmp_path: Path) -> None
         "random-state": 0,
     }
     # The common layer comes first, computed from the repo (not from the venv's .pth)
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(jobs.REPO_ROOT / "layers" / "common"), "/elsewhere"]
-    assert (jobs.REPO_ROOT / "layers" / "common" / "house_prices" / "schema.py").is_file()
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(local_runs.REPO_ROOT / "layers" / "common"), "/elsewhere"]
+    assert (local_runs.REPO_ROOT / "layers" / "common" / "house_prices" / "schema.py").is_file()
     assert env["HOME"] == "/root"
 
 
 def test_train_command_passes_hyperparameters_as_script_mode_does() -> None:
-    command = jobs.train_command({"n-estimators": 100, "model-name": "Dallas_TX"})
-    assert command[1:] == [str(jobs.TRAIN_SCRIPT), "--n-estimators", "100", "--model-name", "Dallas_TX"]
-    assert jobs.TRAIN_SCRIPT.is_file()
+    command = local_runs.train_command({"n-estimators": 100, "model-name": "Dallas_TX"})
+    assert command[1:] == [str(local_runs.TRAIN_SCRIPT), "--n-estimators", "100", "--model-name", "Dallas_TX"]
+    assert local_runs.TRAIN_SCRIPT.is_file()
 
 
 def test_write_inputs_uses_channel_dirs_and_seed_file_names(tmp_path: Path) -> None:
     from training import data
 
-    inputs = jobs.write_inputs(data.generate_city("Dallas_TX", n=10), tmp_path)
-    assert inputs == {
+    written = inputs.write_inputs(data.generate_city("Dallas_TX", n=10), tmp_path)
+    assert written == {
         "train": tmp_path / "input/data/train/Dallas_TX_train.csv",
         "val": tmp_path / "input/data/validation/Dallas_TX_val.csv",
         "test": tmp_path / "input/data/test/Dallas_TX_test.csv",
     }
-    assert [len(path.read_text().splitlines()) for path in inputs.values()] == [6, 3, 1]
+    assert [len(path.read_text().splitlines()) for path in written.values()] == [6, 3, 1]
 
 
 def expected_request(city: str, job: str, image: str) -> dict:
@@ -111,17 +111,17 @@ def expected_request(city: str, job: str, image: str) -> dict:
 def test_create_training_job_request_shape() -> None:
     # Given a SageMaker client whose API model validates every parameter
     client = boto3.client("sagemaker", region_name="us-west-2")
-    settings = jobs.SageMakerSettings(role_arn=ROLE, region="us-west-2", image_version="1.4-2")
+    settings = sagemaker_jobs.SageMakerSettings(role_arn=ROLE, region="us-west-2", image_version="1.4-2")
     image = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
     job = "SanDiego-CA-20261125-040000-123"
-    request = jobs.training_job_request(
+    request = sagemaker_jobs.training_job_request(
         "SanDiego_CA",
         job,
         bucket=BUCKET,
         layout=LAYOUT,
         settings=settings,
         sourcedir_uri=SOURCEDIR,
-        hyperparameters=jobs.Hyperparameters(),
+        hyperparameters=inputs.Hyperparameters(),
     )
     with Stubber(client) as stub:
         stub.add_response(
@@ -139,14 +139,14 @@ def test_create_training_job_request_shape() -> None:
 
 
 def test_request_without_test_channel() -> None:
-    request = jobs.training_job_request(
+    request = sagemaker_jobs.training_job_request(
         "Chicago_IL",
         "Chicago-IL-1",
         bucket=BUCKET,
         layout=LAYOUT,
-        settings=jobs.SageMakerSettings(ROLE, "us-east-1"),
+        settings=sagemaker_jobs.SageMakerSettings(ROLE, "us-east-1"),
         sourcedir_uri=SOURCEDIR,
-        hyperparameters=jobs.Hyperparameters(random_state=None),
+        hyperparameters=inputs.Hyperparameters(random_state=None),
         include_test=False,
     )
     assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "validation"]
@@ -193,7 +193,7 @@ def test_publisher_failure_is_a_dependency_failure_naming_the_key(s3, tmp_path: 
 
 def test_submit_uploads_code_and_inputs_then_starts_one_job_per_city(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
-    settings = jobs.SageMakerSettings(ROLE, "eu-west-1", instance_type="ml.m5.xlarge", image_version="1.2-1")
+    settings = sagemaker_jobs.SageMakerSettings(ROLE, "eu-west-1", instance_type="ml.m5.xlarge", image_version="1.2-1")
     with Stubber(sagemaker) as stub:
         for city in ("Chicago_IL", "Dallas_TX"):
             stub.add_response(
@@ -215,7 +215,7 @@ def test_submit_uploads_code_and_inputs_then_starts_one_job_per_city(s3, tmp_pat
                     "Tags": ANY,
                 },
             )
-        submitted = jobs.submit_sagemaker_jobs(
+        submitted = sagemaker_jobs.submit_sagemaker_jobs(
             sagemaker, jobs.S3Publisher(s3, BUCKET, LAYOUT), ["Chicago_IL", "Dallas_TX"], tmp_path, settings
         )
         stub.assert_no_pending_responses()
@@ -234,9 +234,11 @@ def test_submit_uploads_code_and_inputs_then_starts_one_job_per_city(s3, tmp_pat
 
 
 def test_report_raises_with_each_failed_city_stderr() -> None:
-    report = jobs.RunReport(failures=[jobs.CityFailure("Chicago_IL", "job", 1, "Traceback\nValueError: boom", 0.5)])
+    report = results.RunReport(
+        failures=[results.CityFailure("Chicago_IL", "job", 1, "Traceback\nValueError: boom", 0.5)]
+    )
     assert not report.ok
-    with pytest.raises(jobs.TrainingJobFailed, match=r"(?s)Chicago_IL.*ValueError: boom"):
+    with pytest.raises(results.TrainingJobFailed, match=r"(?s)Chicago_IL.*ValueError: boom"):
         report.raise_for_failures()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 from botocore.config import Config
 
+from house_prices.observability import traced
 from house_prices.registry import ModelRegistry
 from model_sync.adapters.endpoint import EndpointWarmer
 from model_sync.adapters.s3 import S3Artifacts
@@ -20,8 +21,8 @@ _WARM_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, con
 
 def build_service(settings: SyncSettings) -> ModelSync:
     return ModelSync(
-        store=S3Artifacts(boto3.client("s3", config=_CLIENT_CONFIG)),
-        registry=ModelRegistry(boto3.client("dynamodb", config=_CLIENT_CONFIG), settings.registry_table),
+        store=S3Artifacts(traced(boto3.client("s3", config=_CLIENT_CONFIG))),
+        registry=ModelRegistry(traced(boto3.client("dynamodb", config=_CLIENT_CONFIG)), settings.registry_table),
         bucket=settings.artifact_bucket,
         layout=settings.layout,
         gate=settings.gate,

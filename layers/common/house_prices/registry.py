@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any, Literal
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from house_prices.errors import DependencyFailure, PromotionRefused, UnknownCity, UnknownVersion
@@ -34,8 +33,9 @@ LIVE_INDEX = "live-models"
 LIVE_PARTITION_ATTRIBUTE = "live_partition"
 VERSION_RECORD_PREFIX = "v#"
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+# DynamoDB's number type (38 digits, exponent -130..125); a value it would round or clamp is refused,
+# as boto3's TypeSerializer refuses it.
+_DYNAMODB_NUMBER = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
 @dataclass(frozen=True)
@@ -76,32 +76,58 @@ class ModelVersion:
         }
 
 
-def _to_dynamo(value: Any) -> Any:
+def _attribute(value: Any) -> dict[str, Any]:
+    """A Python value as a DynamoDB AttributeValue; floats go through their shortest repr.
+
+    Written here rather than taken from ``boto3.dynamodb.types`` because importing any part of boto3
+    imports all of it (and s3transfer), ~40 ms of the router's cold start for a few lines of mapping.
+    tests/unit/test_common_registry_codec.py checks it against boto3's TypeSerializer.
+    """
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
     if isinstance(value, float):
-        return Decimal(repr(value))
+        value = Decimal(repr(value))
+    if isinstance(value, (int, Decimal)):
+        number = _DYNAMODB_NUMBER.create_decimal(value)
+        if not number.is_finite():
+            raise TypeError("Infinity and NaN not supported")
+        return {"N": str(number)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, (bytes, bytearray)):
+        return {"B": bytes(value)}
     if isinstance(value, Mapping):
-        return {k: _to_dynamo(v) for k, v in value.items()}
+        return {"M": {str(key): _attribute(item) for key, item in value.items()}}
     if isinstance(value, (list, tuple)):
-        return [_to_dynamo(v) for v in value]
-    return value
+        return {"L": [_attribute(item) for item in value]}
+    raise TypeError(f"cannot store {type(value).__name__} in the registry")
 
 
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, Mapping):
-        return {k: _from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_dynamo(v) for v in value]
-    return value
+def _value(attribute: Mapping[str, Any]) -> Any:
+    """The inverse of ``_attribute``; whole numbers come back as int, others as float."""
+    [(kind, raw)] = attribute.items()
+    if kind == "N":
+        number = _DYNAMODB_NUMBER.create_decimal(raw)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == "M":
+        return {key: _value(item) for key, item in raw.items()}
+    if kind == "L":
+        return [_value(item) for item in raw]
+    if kind == "NULL":
+        return None
+    if kind in {"S", "BOOL", "B"}:
+        return raw
+    raise TypeError(f"unexpected DynamoDB attribute type {kind!r}")
 
 
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items()}
+    return {key: _attribute(value) for key, value in item.items()}
 
 
 def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+    return {key: _value(attribute) for key, attribute in item.items()}
 
 
 def _version_record(version: str) -> str:

@@ -1,0 +1,40 @@
+"""What every training job is given, locally or on SageMaker: channels and hyperparameters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from training import data as data_module
+
+# SageMaker channel name -> the seed's split name in file names and prep keys.
+CHANNELS: Mapping[str, str] = {"train": "train", "validation": "val", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    n_estimators: int = 100
+    min_samples_leaf: int = 3
+    random_state: int | None = 0
+
+    def for_city(self, city: str) -> dict[str, str | int]:
+        """The script's hyperparameters by their CLI names (what SageMaker passes as ``--name value``)."""
+        values: dict[str, str | int] = {
+            "n-estimators": self.n_estimators,
+            "min-samples-leaf": self.min_samples_leaf,
+            "model-name": city,
+        }
+        if self.random_state is not None:
+            values["random-state"] = self.random_state
+        return values
+
+
+def channel_dirs(city_dir: Path) -> dict[str, Path]:
+    return {channel: city_dir / "input" / "data" / channel for channel in CHANNELS}
+
+
+def write_inputs(city_data: data_module.CityData, city_dir: Path) -> dict[str, Path]:
+    """Write the city's splits into its channel directories; returns split -> CSV path."""
+    dirs = channel_dirs(city_dir)
+    return data_module.write_city_csvs(city_data, {CHANNELS[channel]: path for channel, path in dirs.items()})
