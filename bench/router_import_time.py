@@ -7,11 +7,16 @@ and report min/median/max, the heaviest direct imports of the median run, and th
 (process time with the import minus process time without it), since ``-X importtime`` adds overhead of its
 own. The machine's other load shows up as spread: compare minimums.
 
-    .venv/bin/python bench/router_import_time.py [--runs 7] [--budget-ms 300] [--module router.handler]
+    .venv/bin/python bench/router_import_time.py [--runs 7] [--budget-ms 150] [--module router.handler]
     .venv/bin/python bench/router_import_time.py --built   # the `sam build` output under python3.13
+    .venv/bin/python bench/router_import_time.py --built --baseline /tmp/main-build   # vs another build
 
 ``--built`` measures what Lambda actually loads: ``.aws-sam/build/RouterFunction`` plus the built
 ``CommonLayer`` (boto3/botocore without the CRT extension the dev venv has), on the python3.13 runtime.
+Each round also imports ``botocore.session`` alone in the same interpreter (the floor of any function
+that calls AWS) and, with ``--baseline DIR`` (a build directory holding ``CommonLayer/`` and
+``RouterFunction/``, e.g. main's), the other build; runs are interleaved and the ratios printed, so a
+busy machine shifts all of them alike.
 """
 
 from __future__ import annotations
@@ -85,10 +90,13 @@ class Interpreter:
         return {**os.environ, **FUNCTION_ENV, **dict(self.env)}
 
 
-def built_package_interpreter() -> Interpreter:
-    build = Path(__file__).resolve().parents[1] / ".aws-sam" / "build"
+DEFAULT_BUILD = Path(__file__).resolve().parents[1] / ".aws-sam" / "build"
+FLOOR_MODULE = "botocore.session"
+
+
+def built_package_interpreter(build: Path = DEFAULT_BUILD) -> Interpreter:
     if not (build / "RouterFunction").is_dir():
-        raise SystemExit("no .aws-sam/build/RouterFunction: run `make sam-build` first")
+        raise SystemExit(f"no {build / 'RouterFunction'}: run `make sam-build` first")
     python = shutil.which("python3.13")
     if python is None:
         raise SystemExit("python3.13 not on PATH (PYENV_VERSION=3.11.7:3.13.0 provides it)")
@@ -125,20 +133,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--module", default="router.handler")
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--budget-ms", type=float, default=300.0)
+    parser.add_argument("--budget-ms", type=float, default=150.0)
     parser.add_argument("--built", action="store_true", help="measure the sam build output on python3.13")
+    parser.add_argument("--baseline", type=Path, help="with --built: another build directory to compare with")
     args = parser.parse_args(argv)
     interpreter = built_package_interpreter() if args.built else Interpreter()
+    subjects = {
+        f"import {args.module}": (args.module, interpreter),
+        f"import {FLOOR_MODULE}": (FLOOR_MODULE, interpreter),
+    }
+    if args.baseline:
+        subjects[f"baseline: import {args.module}"] = (args.module, built_package_interpreter(args.baseline))
 
-    measure(args.module, interpreter)  # warm the .pyc caches; Lambda ships compiled or compiles once per image
-    runs = sorted((measure(args.module, interpreter) for _ in range(args.runs)), key=lambda run: run.total_us)
-    totals = [run.total_us / 1000 for run in runs]
-    median = statistics.median(totals)
-    print(
-        f"{'built package, python3.13' if args.built else 'dev venv'} "
-        f"-X importtime, import {args.module}: min {totals[0]:.0f} ms, median {median:.0f} ms, "
-        f"max {totals[-1]:.0f} ms over {args.runs} runs (budget {args.budget_ms:.0f} ms)"
-    )
+    for module, subject in subjects.values():
+        measure(module, subject)  # warm the .pyc caches; Lambda ships compiled or compiles once per image
+    samples: dict[str, list[Run]] = {name: [] for name in subjects}
+    for _ in range(args.runs):  # interleaved: load on the machine hits every subject alike
+        for name, (module, subject) in subjects.items():
+            samples[name].append(measure(module, subject))
+    medians = {name: statistics.median(run.total_us / 1000 for run in runs) for name, runs in samples.items()}
+    label = "built package, python3.13" if args.built else "dev venv"
+    for name, runs in samples.items():
+        totals = sorted(run.total_us / 1000 for run in runs)
+        print(
+            f"{label} -X importtime, {name}: min {totals[0]:.0f} ms, median {medians[name]:.0f} ms, "
+            f"max {totals[-1]:.0f} ms over {args.runs} runs"
+        )
+    main_name = f"import {args.module}"
+    median = medians[main_name]
+    for name in subjects:
+        if name != main_name:
+            print(f"ratio {main_name} / {name}: {median / medians[name]:.2f} (medians)")
+    print(f"budget {args.budget_ms:.0f} ms: {'met' if median <= args.budget_ms else 'MISSED'} (median {median:.0f} ms)")
+    runs = sorted(samples[main_name], key=lambda run: run.total_us)
     print(f"wall clock, best of {args.runs}: {wall_clock_ms(args.module, args.runs, interpreter):.0f} ms")
     print("heaviest direct imports (median run):")
     for name, micros in sorted(runs[len(runs) // 2].children_us.items(), key=lambda item: -item[1])[:8]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -287,3 +288,41 @@ def test_event_files_get_their_status_through_the_real_handler(stubber: Stubber,
     if status >= 400:
         assert answer["errors"], answer
         assert all(problem["field"] for problem in answer["errors"])
+
+
+def test_a_sampled_request_traces_the_handler_the_registry_and_the_endpoint(
+    stubber: Stubber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a UDP socket standing in for Lambda's X-Ray daemon, and a sampled invocation
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(5)
+    trace_root, function_segment = "1-67a1b2c3-0123456789abcdef01234567", "53995c3f42cd8ad8"
+    monkeypatch.delenv("POWERTOOLS_TRACE_DISABLED")
+    monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", f"127.0.0.1:{daemon.getsockname()[1]}")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={trace_root};Parent={function_segment};Sampled=1")
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0, 3.0]), expected_call(LIVE))
+    # When a prediction is served
+    try:
+        assert invoke(event("api-predictions-batch.json"))[0] == 200
+        documents = []
+        while not any(d["name"] == "## lambda_handler" for d in documents):
+            header, _, body = daemon.recvfrom(65536)[0].partition(b"\n")
+            assert json.loads(header) == {"format": "json", "version": 1}
+            documents.append(json.loads(body))
+    finally:
+        daemon.close()
+    # Then the daemon got the handler's subsegment, and under it the registry read and the endpoint call
+    by_name = {d["name"]: d for d in documents}
+    handler_segment = by_name["## lambda_handler"]
+    assert (handler_segment["trace_id"], handler_segment["parent_id"]) == (trace_root, function_segment)
+    assert isinstance(handler_segment["annotations"]["ColdStart"], bool)
+    registry_call, endpoint_call = by_name["DynamoDB"], by_name["SageMaker Runtime"]
+    assert (registry_call["aws"]["operation"], registry_call["aws"]["table_name"]) == ("GetItem", TABLE)
+    assert (endpoint_call["aws"]["operation"], endpoint_call["http"]) == (
+        "InvokeEndpoint",
+        {"response": {"status": 200}},
+    )
+    assert {d["trace_id"] for d in documents} == {trace_root}
+    ids = {d["id"] for d in documents} | {function_segment}
+    assert all(d["parent_id"] in ids for d in documents)

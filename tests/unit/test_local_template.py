@@ -311,3 +311,18 @@ def test_cors_configuration_and_reserved_concurrency_are_read() -> None:
     implicit = template.http_api_cors("Implicit")
     assert implicit is not None
     assert implicit.allow_origins == ("*",)
+
+
+def test_real_template_registry_table_becomes_create_table_arguments(real: Template) -> None:
+    # Given the template's registry table / When read as CreateTable arguments
+    definition = real.table_definition("RegistryTable")
+    # Then the keys and index the registry uses are there, and CloudFormation-only properties are not
+    assert definition["KeySchema"] == [
+        {"AttributeName": "city", "KeyType": "HASH"},
+        {"AttributeName": "record", "KeyType": "RANGE"},
+    ]
+    assert [index["IndexName"] for index in definition["GlobalSecondaryIndexes"]] == ["live-models"]
+    assert definition["BillingMode"] == "PAY_PER_REQUEST"
+    assert set(definition) == {"AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode"}
+    with pytest.raises(TemplateError, match="no AWS::DynamoDB::Table 'Nope'"):
+        real.table_definition("Nope")

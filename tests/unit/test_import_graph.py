@@ -1,0 +1,139 @@
+"""The project's import graph, read with the stdlib ast: no cycles, and the layering the architecture describes.
+
+Every ``import``/``from … import`` between the project's own modules counts, including imports
+inside functions and under ``TYPE_CHECKING``: a cycle hidden in a function is still a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Where each top-level package lives (the .pth / PYTHONPATH roots).
+PACKAGE_ROOTS = {
+    "house_prices": ROOT / "layers" / "common",
+    "router": ROOT / "functions" / "router",
+    "model_sync": ROOT / "functions" / "model_sync",
+    "training": ROOT,
+    "endpoint": ROOT,
+    "local": ROOT,
+    "ops": ROOT,
+}
+LAMBDA_PACKAGES = ("house_prices", "router", "model_sync")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package, root in PACKAGE_ROOTS.items():
+        for path in sorted((root / package).rglob("*.py")):
+            found[module_name(path, root)] = path
+    return found
+
+
+def imported_names(path: Path, name: str) -> Iterator[str]:
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            yield base
+            # ``from training import jobs`` imports the module training.jobs
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+@cache
+def graph() -> dict[str, frozenset[str]]:
+    known = modules()
+    edges: dict[str, frozenset[str]] = {}
+    for name, path in known.items():
+        targets = set()
+        for imported in imported_names(path, name):
+            # importing a.b.c also runs a and a.b
+            parts = imported.split(".")
+            targets.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        edges[name] = frozenset(t for t in targets if t in known and t != name and not name.startswith(f"{t}."))
+    return edges
+
+
+def find_cycle(edges: dict[str, frozenset[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(edges[node]):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_graph_sees_the_project() -> None:
+    # A broken walker would pass the cycle test vacuously.
+    edges = graph()
+    assert len(edges) > 60
+    assert "router.logic" in edges["router.handler"]
+    assert "training.results" in edges["training.report"]
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert find_cycle({"a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"})}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": frozenset({"b"}), "b": frozenset()}) is None
+
+
+def test_no_import_cycle_among_project_modules() -> None:
+    assert find_cycle(graph()) is None
+
+
+def test_lambda_packages_import_only_each_other_and_the_layer() -> None:
+    # The router and model-sync zips carry only their own package plus the common layer.
+    for name, targets in graph().items():
+        if name.startswith(("router", "model_sync")):
+            own = name.split(".")[0]
+            assert all(t.split(".")[0] in {own, "house_prices"} for t in targets), (name, sorted(targets))
+        if name.startswith("house_prices"):
+            assert all(t.startswith("house_prices") for t in targets), (name, sorted(targets))
+
+
+def test_adapters_import_neither_settings_nor_each_other() -> None:
+    # wiring.py builds clients from settings and passes both in.
+    for name, targets in graph().items():
+        if ".adapters." not in name:
+            continue
+        package = name.split(".")[0]
+        assert f"{package}.settings" not in targets, name
+        assert not any(".adapters." in t for t in targets), (name, sorted(targets))
+
+
+def test_only_the_settings_module_touches_os_environ_in_the_lambda_packages_and_ops() -> None:
+    offenders = []
+    for name, path in modules().items():
+        if name.split(".")[0] not in {*LAMBDA_PACKAGES, "ops"} or name == "house_prices.settings":
+            continue
+        if "os.environ" in path.read_text() or "getenv(" in path.read_text():
+            offenders.append(name)
+    assert offenders == []
