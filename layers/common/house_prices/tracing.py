@@ -184,7 +184,8 @@ class XRayDaemonProvider(BaseProvider):
         try:
             yield subsegment
         except BaseException as error:
-            subsegment.add_exception(error)
+            if not isinstance(subsegment, _NoSubsegment):  # untraced: no traceback walk for a 4xx
+                subsegment.add_exception(error)
             raise
         finally:
             self._current.reset(token)
