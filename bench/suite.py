@@ -197,7 +197,8 @@ def train_and_publish(stack: Stack, work_dir: Path) -> dict[str, CityModel]:
     from house_prices.naming import KeyLayout
     from house_prices.registry import ModelRegistry
     from local.demo import wait_for_live
-    from training.jobs import S3Publisher, publish_local_run, train_locally
+    from training.local_runs import train_locally
+    from training.publishing import S3Publisher, publish_local_run
 
     cities = list(schema.SEED_CITIES)
     report = train_locally(cities, work_dir / "training", progress=False)
@@ -227,7 +228,7 @@ def fit_peer_models(cities: Sequence[str], out_dir: Path) -> dict[str, Path]:
     from sklearn.ensemble import RandomForestRegressor
 
     from training.data import generate_city
-    from training.jobs import Hyperparameters
+    from training.inputs import Hyperparameters
 
     out_dir.mkdir(parents=True, exist_ok=True)
     params = Hyperparameters()

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from house_prices import naming
 from house_prices.errors import DependencyFailure
-from training import inputs, jobs, local_runs, packaging, results, sagemaker_jobs
+from training import inputs, jobs, local_runs, packaging, publishing, results, sagemaker_jobs
 
 BUCKET = "house-prices-test"
 LAYOUT = naming.KeyLayout("DEMO_MME_SCIKIT_V1")
@@ -166,7 +166,7 @@ def all_keys(client) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_publisher_writes_prep_and_training_output_keys(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    publisher = jobs.S3Publisher(s3, BUCKET, LAYOUT)
+    publisher = publishing.S3Publisher(s3, BUCKET, LAYOUT)
     inputs = {split: tmp_path / f"{split}.csv" for split in ("train", "val", "test")}
     for path in inputs.values():
         path.write_text("1,2,3,4,5,6,7\n")
@@ -186,7 +186,7 @@ def test_publisher_writes_prep_and_training_output_keys(s3, tmp_path: Path) -> N
 
 def test_publisher_failure_is_a_dependency_failure_naming_the_key(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "f").write_text("x")
-    publisher = jobs.S3Publisher(s3, "no-such-bucket", LAYOUT)
+    publisher = publishing.S3Publisher(s3, "no-such-bucket", LAYOUT)
     with pytest.raises(DependencyFailure, match="s3://no-such-bucket/k"):
         publisher.upload(tmp_path / "f", "k")
 
@@ -216,7 +216,7 @@ def test_submit_uploads_code_and_inputs_then_starts_one_job_per_city(s3, tmp_pat
                 },
             )
         submitted = sagemaker_jobs.submit_sagemaker_jobs(
-            sagemaker, jobs.S3Publisher(s3, BUCKET, LAYOUT), ["Chicago_IL", "Dallas_TX"], tmp_path, settings
+            sagemaker, publishing.S3Publisher(s3, BUCKET, LAYOUT), ["Chicago_IL", "Dallas_TX"], tmp_path, settings
         )
         stub.assert_no_pending_responses()
     assert [job.city for job in submitted] == ["Chicago_IL", "Dallas_TX"]
