@@ -8,8 +8,8 @@ import pytest
 
 from house_prices.naming import DEFAULT_PREFIX
 from house_prices.schema import FEATURE_NAMES
-from model_sync.gate import GatePolicy, Measured, decide, disagreement, metrics_problem, reported_ae_p50
 from house_prices.settings import SettingsError
+from model_sync.gate import GatePolicy, Measured, decide, disagreement, metrics_problem, reported_ae_p50
 from model_sync.settings import SyncSettings
 from tests.unit.test_artifacts_inspection import realistic_metrics
 

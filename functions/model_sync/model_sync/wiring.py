@@ -28,7 +28,7 @@ def build_service(settings: SyncSettings) -> ModelSync:
         gate=settings.gate,
         max_unpacked_bytes=settings.max_unpacked_bytes,
         warmer=(
-            EndpointWarmer(boto3.client("sagemaker-runtime", config=_WARM_CONFIG), settings.endpoint_name)
+            EndpointWarmer(traced(boto3.client("sagemaker-runtime", config=_WARM_CONFIG)), settings.endpoint_name)
             if settings.endpoint_name
             else None
         ),
