@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from house_prices.registry import ModelRegistry, ModelVersion, create_table
-from local.s3 import MotoServer, client
+from house_prices.registry import ModelRegistry, ModelVersion
+from local.s3 import MotoServer, client, create_table
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
