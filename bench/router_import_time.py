@@ -163,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     median = medians[main_name]
     for name in subjects:
         if name != main_name:
-            print(f"ratio {main_name} / {name}: {median / medians[name]:.2f} (medians)")
+            # Paired per round (the subjects of one round ran back to back, under the same load).
+            paired = statistics.median(
+                ours.total_us / theirs.total_us for ours, theirs in zip(samples[main_name], samples[name], strict=True)
+            )
+            of_medians = median / medians[name]
+            print(f"ratio {main_name} / {name}: median of per-round ratios {paired:.2f}, of medians {of_medians:.2f}")
     print(f"budget {args.budget_ms:.0f} ms: {'met' if median <= args.budget_ms else 'MISSED'} (median {median:.0f} ms)")
     runs = sorted(samples[main_name], key=lambda run: run.total_us)
     print(f"wall clock, best of {args.runs}: {wall_clock_ms(args.module, args.runs, interpreter):.0f} ms")
