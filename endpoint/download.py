@@ -5,10 +5,20 @@ name maps to one safe path). Like SageMaker, a TargetModel name is assumed immut
 it is not fetched again until evicted from the disk cache (publish new artifacts under new names).
 Downloads stream to a temporary file with a byte cap; extraction checks every member's size before
 writing and uses ``tarfile``'s ``data`` filter (no absolute paths, no links out, no devices).
+
+Several worker processes may share one cache directory. A directory in use (being fetched or
+loaded) holds a shared ``flock`` on ``models/<digest>.lock``; eviction takes it exclusively without
+waiting and skips the directory if it cannot, so no process deletes files another is loading.
+Lock files are never deleted (an empty file per model ever fetched): deleting one would let two
+processes lock different files for the same directory. Files already memory-mapped by a loaded model
+survive eviction (Linux keeps an unlinked file until it is unmapped).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import shutil
@@ -16,7 +26,8 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,26 +42,31 @@ from endpoint.errors import ArtifactInvalid, ArtifactMissing, StorageUnavailable
 _CHUNK = 1024 * 1024
 _MAX_MEMBERS = 10_000
 # S3 answers these when the object is absent or unreadable: the caller's fault, not a transient one.
-S3_CONNECT_TIMEOUT_SECONDS = 2.0
-S3_READ_TIMEOUT_SECONDS = 2.0
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket", "403", "AccessDenied", "Forbidden"}
 
 
-def make_s3_client(max_pool_connections: int = 16) -> Any:
-    """A normal boto3 S3 client: ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` point it at a local S3."""
+def make_s3_client(
+    *,
+    max_pool_connections: int = 16,
+    connect_timeout: float = 1.0,
+    read_timeout: float = 2.0,
+    max_attempts: int = 2,
+) -> Any:
+    """A normal boto3 S3 client: ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` point it at a local S3.
+
+    Bounded: a frozen S3 fails a cold load within about ``max_attempts`` x (connect + read timeout),
+    and the caller gets a retryable 503 instead of a request hanging on a socket. Few attempts: the
+    InvokeEndpoint caller retries the 503 we answer with, so retries here would multiply.
+    """
     session = boto3.session.Session()
-    # One retry only: the InvokeEndpoint caller retries the 503 we answer with, so retries would multiply.
-    retries: Any = {"mode": "standard", "total_max_attempts": 2}
-    # Bounded socket waits (botocore's default read timeout is 60 s): with S3 frozen, a cold request
-    # fails in ~2 × 2 s with a retryable StorageUnavailable instead of hanging. The read timeout is per
-    # socket read, not per download, so large artifacts are unaffected.
+    retries: Any = {"mode": "standard", "total_max_attempts": max_attempts}
     return session.client(
         "s3",
         config=Config(
             max_pool_connections=max_pool_connections,
             retries=retries,
-            connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
-            read_timeout=S3_READ_TIMEOUT_SECONDS,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         ),
     )
 
@@ -86,7 +102,7 @@ def safe_extract(archive: Path, dest: Path, max_unpacked_bytes: int) -> int:
 
 
 class ArtifactCache:
-    """Downloads and unpacks TargetModels under ``root``, keeping at most ``max_bytes`` on disk."""
+    """Downloads and unpacks TargetModels under ``root``, keeping at most ``max_bytes`` on disk (LRU)."""
 
     def __init__(
         self,
@@ -108,8 +124,19 @@ class ArtifactCache:
         self._max_artifact_bytes = max_artifact_bytes
         self._max_unpacked_bytes = max_unpacked_bytes
         self._lock = threading.Lock()
-        self._sizes: dict[Path, int] = {}
-        self._pinned: dict[Path, int] = {}
+        # Directory name -> unpacked bytes, least recently used first. Kept in memory: listing and
+        # stat-ing thousands of directories on every load would cost more than the load.
+        self._index: OrderedDict[str, int] = OrderedDict()
+        self._bytes = 0
+        # Directory name -> (uses in this process, the open lock file holding the shared flock).
+        self._pinned: dict[str, tuple[int, int]] = {}
+        for path in sorted(self._models.iterdir(), key=_mtime):
+            if path.is_dir():
+                self._remember(path.name, _tree_size(path))
+
+    @property
+    def disk_bytes(self) -> int:
+        return self._bytes
 
     def location(self, target_model: str) -> tuple[str, str]:
         return self._url.bucket, self._url.key_for(target_model)
@@ -120,38 +147,74 @@ class ArtifactCache:
     def fetch(self, target_model: str) -> FetchResult:
         """Make ``target_model`` available on disk (downloading if needed) and pin it until ``unpin``."""
         final = self.directory_for(target_model)
-        with self._lock:
-            if final.is_dir():
-                self._pin(final)
-                os.utime(final)  # disk LRU order
-                return FetchResult(final, downloaded=False, seconds=0.0)
-        started = time.perf_counter()
-        bucket, key = self.location(target_model)
-        with tempfile.TemporaryDirectory(dir=self._tmp) as work:
-            archive = Path(work) / "model.tar.gz"
-            self._download(bucket, key, archive)
-            staging = Path(work) / "model"
-            staging.mkdir()
-            unpacked = safe_extract(archive, staging, self._max_unpacked_bytes)
+        self._pin(final.name)
+        try:
             with self._lock:
-                if not final.is_dir():
-                    os.replace(staging, final)
-                self._sizes[final] = unpacked
-                self._pin(final)
-        self._evict_disk()
-        return FetchResult(final, downloaded=True, seconds=time.perf_counter() - started)
+                if final.is_dir():
+                    if final.name not in self._index:  # fetched by another worker process
+                        self._remember(final.name, _tree_size(final))
+                    self._index.move_to_end(final.name)
+                    return FetchResult(final, downloaded=False, seconds=0.0)
+            started = time.perf_counter()
+            bucket, key = self.location(target_model)
+            with tempfile.TemporaryDirectory(dir=self._tmp) as work:
+                archive = Path(work) / "model.tar.gz"
+                try:
+                    self._download(bucket, key, archive)
+                    staging = Path(work) / "model"
+                    staging.mkdir()
+                    unpacked = safe_extract(archive, staging, self._max_unpacked_bytes)
+                except ArtifactInvalid as error:
+                    error.bucket, error.key = bucket, key
+                    raise
+                archive.unlink()
+                with self._lock:
+                    try:
+                        os.rename(staging, final)
+                    except OSError as error:
+                        # Another thread or worker process unpacked it first: use theirs.
+                        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
+                            raise
+                    if final.name not in self._index:
+                        self._remember(final.name, unpacked)
+            self._evict_disk()
+            return FetchResult(final, downloaded=True, seconds=time.perf_counter() - started)
+        except BaseException:
+            self.unpin(final)
+            raise
 
     def unpin(self, model_dir: Path) -> None:
+        name = Path(model_dir).name
         with self._lock:
-            left = self._pinned.get(model_dir, 0) - 1
-            if left > 0:
-                self._pinned[model_dir] = left
-            else:
-                self._pinned.pop(model_dir, None)
+            uses, fd = self._pinned.get(name, (0, -1))
+            if uses > 1:
+                self._pinned[name] = (uses - 1, fd)
+                return
+            self._pinned.pop(name, None)
+        if fd >= 0:
+            os.close(fd)  # releases the shared flock
         self._evict_disk()
 
-    def _pin(self, model_dir: Path) -> None:
-        self._pinned[model_dir] = self._pinned.get(model_dir, 0) + 1
+    def _pin(self, name: str) -> None:
+        with self._lock:
+            uses, fd = self._pinned.get(name, (0, -1))
+            if uses:
+                self._pinned[name] = (uses + 1, fd)
+                return
+        fd = os.open(self._models / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        # Blocks only while another process is deleting this very directory (a few milliseconds).
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        with self._lock:
+            uses, held = self._pinned.get(name, (0, -1))
+            if uses:  # another thread pinned it meanwhile: keep its lock, drop ours
+                self._pinned[name] = (uses + 1, held)
+                os.close(fd)
+            else:
+                self._pinned[name] = (1, fd)
+
+    def _remember(self, name: str, size: int) -> None:
+        self._index[name] = size
+        self._bytes += size
 
     def _download(self, bucket: str, key: str, dest: Path) -> None:
         try:
@@ -182,21 +245,42 @@ class ArtifactCache:
             body.close()
 
     def _evict_disk(self) -> None:
-        """Remove least recently used unpinned model directories while over the disk budget."""
+        """Remove least recently used directories nobody uses while over the disk budget."""
         with self._lock:
-            entries = []
-            for path in self._models.iterdir():
-                if path not in self._sizes:
-                    self._sizes[path] = _tree_size(path)
-                entries.append((path.stat().st_mtime, path))
-            total = sum(self._sizes.get(path, 0) for _, path in entries)
-            for _, path in sorted(entries):
-                if total <= self._max_bytes:
+            if self._bytes <= self._max_bytes:
+                return
+            for name in list(self._index):
+                if self._bytes <= self._max_bytes:
                     break
-                if path in self._pinned:
+                if name in self._pinned:
                     continue
-                total -= self._sizes.pop(path, 0)
-                shutil.rmtree(path, ignore_errors=True)
+                with _exclusive(self._models / f"{name}.lock") as locked:
+                    if not locked:  # another worker process is using it
+                        continue
+                    shutil.rmtree(self._models / name, ignore_errors=True)
+                self._bytes -= self._index.pop(name)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[bool]:
+    """Hold ``lock_path``'s flock exclusively if nobody holds it; yields whether it is held."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _chunks(body: Any) -> Iterable[bytes]:

@@ -185,3 +185,13 @@ def options_file(**options: Any) -> dict[str, bytes]:
     import json
 
     return {"options.json": json.dumps(options).encode()}
+
+
+def bench_model(seed: int) -> tuple[Any, bytes]:
+    """A seed-sized model (100 trees, min_samples_leaf=3, 600 rows) and its ``model.tar.gz`` for benchmarks.
+
+    Returns the fitted model (its ``predict`` is the expected answer) and the artifact the project's
+    ``training/inference.py`` serves.
+    """
+    model = fit_forest(seed=seed, n_rows=600, n_estimators=100, min_samples_leaf=3)
+    return model, model_tar_gz(model)

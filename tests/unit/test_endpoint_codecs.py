@@ -14,7 +14,7 @@ import pytest
 from endpoint import codecs, toolkit
 from endpoint.download import safe_extract
 from endpoint.errors import ArtifactInvalid, ContainerError
-from endpoint.loader import InferenceProgram, RequestContext
+from endpoint.program import InferenceProgram, RequestContext
 from endpoint.memory import measure_bytes, release_memory
 
 
