@@ -24,6 +24,7 @@ import uvicorn
 from endpoint import toolkit
 from endpoint.app import create_app
 from endpoint.config import EndpointConfig
+from endpoint.http import server_config
 from endpoint.program import InferenceProgram
 from endpoint.sockets import inherited_socket, listening_socket
 
@@ -188,19 +189,7 @@ def _serve(config: EndpointConfig, sock: socket.socket, announce: str | None, *,
     except (ValueError, OSError, ImportError) as error:
         print(f"endpoint: {error}", file=sys.stderr)
         return 2
-    uvicorn_config = uvicorn.Config(
-        app,
-        # The fast stock stack (pinned in requirements): ~2.5x the requests/s of h11 + asyncio here.
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        # Nothing sits in front of the endpoint: no X-Forwarded-* to trust, and no per-request cost for it.
-        proxy_headers=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
-    server = _Server(uvicorn_config, announce=announce)
+    server = _Server(server_config(app), announce=announce)
     # uvicorn handles SIGINT/SIGTERM (stop accepting, finish in-flight requests, run lifespan shutdown),
     # then re-raises the signal to the handlers it found: make those no-ops so a requested stop exits 0.
     stops: list[int] = []

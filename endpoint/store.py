@@ -120,6 +120,7 @@ class ModelStore(Generic[T]):
         # Which model label a failed load is counted under (callers keep unknown names out of metrics).
         self._failure_label = failure_label
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
+        self._bytes = 0  # sum of the entries' sizes, kept as they come and go (no per-request sum)
         self._pending: dict[str, _Pending[T]] = {}
         # Models whose load outlived the load timeout and is still running: the error their requests get.
         self._stuck: dict[str, LoadTimeout] = {}
@@ -135,7 +136,7 @@ class ModelStore(Generic[T]):
 
     @property
     def loaded_bytes(self) -> int:
-        return sum(entry.size_bytes for entry in self._entries.values())
+        return self._bytes
 
     def leases_of(self, name: str) -> int:
         entry = self._entries.get(name)
@@ -224,6 +225,7 @@ class ModelStore(Generic[T]):
         del self._pending[name]
         entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=pending.waiters)
         self._entries[name] = entry
+        self._bytes += entry.size_bytes
         self._metrics.model_size_bytes.labels(name).set(entry.size_bytes)
         self._evict()
         pending.future.set_result(entry)
@@ -280,27 +282,29 @@ class ModelStore(Generic[T]):
                 self._schedule_unload([entry])
                 self._update_gauges()
             return
-        if entry.leases == 0:
+        # Only over budget (every entry was leased when the last one loaded) is there anything to do.
+        if entry.leases == 0 and self._over_budget():
             self._evict()
 
     def _over_budget(self) -> bool:
         if self._max_models is not None and len(self._entries) > self._max_models:
             return True
-        return self._max_bytes is not None and self.loaded_bytes > self._max_bytes
+        return self._max_bytes is not None and self._bytes > self._max_bytes
 
     def _evict(self) -> None:
         victims: list[_Entry[T]] = []
-        for name in list(self._entries):  # least recently used first
-            if not self._over_budget():
-                break
-            entry = self._entries[name]
-            if entry.leases > 0:
-                continue
-            del self._entries[name]
-            self._metrics.model_size_bytes.remove(name)
-            victims.append(entry)
+        if self._over_budget():
+            for name, entry in list(self._entries.items()):  # least recently used first
+                if entry.leases > 0:
+                    continue
+                del self._entries[name]
+                self._bytes -= entry.size_bytes
+                self._metrics.model_size_bytes.remove(name)
+                victims.append(entry)
+                if not self._over_budget():
+                    break
         if victims:
-            log.info("evicting %s", ", ".join(entry.name for entry in victims))
+            log.debug("evicting %s", ", ".join(entry.name for entry in victims))
             self._schedule_unload(victims)
         self._update_gauges()
 
@@ -340,6 +344,7 @@ class ModelStore(Generic[T]):
         await self.drain()
         victims = list(self._entries.values())
         self._entries.clear()
+        self._bytes = 0
         if victims:
             self._schedule_unload(victims)
             await self.drain()

@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from endpoint.http import server_config
 from endpoint.sockets import listening_socket
 
 
@@ -35,7 +36,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterato
     """
     sock = listening_socket(host, port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(app, timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
