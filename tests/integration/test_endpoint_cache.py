@@ -13,7 +13,7 @@ import pytest
 
 from endpoint.app import Runtime, create_app
 from endpoint.config import EndpointConfig, ModelDataUrl
-from endpoint.memory import measure_bytes
+from endpoint.memory import model_bytes
 from endpoint.testing import (
     OPTIONS_PROGRAM,
     fit_forest,
@@ -51,7 +51,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         programs = tmp_path_factory.mktemp("programs")
         write_program(programs, OPTIONS_PROGRAM)
         # The store measures what model_fn returns; measure the same objects the same way here.
-        sizes = [measure_bytes(PackedForest.from_bytes(packed_bytes(model))) for model in models]
+        sizes = [model_bytes(PackedForest.from_bytes(packed_bytes(model))) for model in models]
         yield {"s3_url": s3_url, "programs": programs, "sizes": sizes}
 
 
