@@ -22,8 +22,7 @@ from starlette.routing import Route
 from endpoint import toolkit
 from endpoint.config import EndpointConfig
 from endpoint.download import ArtifactCache, make_s3_client
-from endpoint.errors import ArtifactMissing
-from endpoint.handlers import UNKNOWN_MODEL_LABEL, exception_handlers
+from endpoint.handlers import exception_handlers
 from endpoint.invocations import InvokeEndpoint
 from endpoint.loader import ModelLoader
 from endpoint.memory import Trimmer
@@ -84,7 +83,6 @@ def create_app(config: EndpointConfig, *, s3_client: Any = None) -> Starlette:
         wait_seconds=config.model_load_wait_seconds,
         load_timeout_seconds=config.model_load_timeout_seconds,
         release=trimmer,
-        failure_label=lambda name, error: UNKNOWN_MODEL_LABEL if isinstance(error, ArtifactMissing) else name,
     )
     invocations = InvokeEndpoint(config, program, store, predict_pool, metrics)
     runtime = Runtime(config, metrics, program, artifacts, loader, store, invocations, cache_dir)

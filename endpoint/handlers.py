@@ -2,8 +2,7 @@
 
 Routes and the store raise; nothing else builds an error response. Every error is JSON with
 ``x-amzn-ErrorType`` (what botocore reads for the code) and ``x-amzn-RequestId``, and is counted in
-``endpoint_invocations_total`` under the model's name only if the request reached a model (any
-caller can invent TargetModels; every label value is a series kept for the life of the process).
+``endpoint_invocations_total`` by its code.
 """
 
 from __future__ import annotations
@@ -34,9 +33,6 @@ from endpoint.metrics import EndpointMetrics
 
 log = logging.getLogger("endpoint")
 
-UNKNOWN_MODEL_LABEL = "-"
-_MODEL_REACHED_CODES = frozenset({"OK", "ModelError"})
-
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
@@ -44,11 +40,8 @@ def exception_handlers(config: EndpointConfig, metrics: EndpointMetrics) -> Mapp
     """Handlers for ``Starlette(exception_handlers=...)``; the most specific class of an exception wins."""
 
     def answer(request: Request, error: InvokeError, extra_headers: Mapping[str, str] | None = None) -> Response:
-        state = request.scope.get("state", {})
-        request_id = state.get("request_id") or "-"
-        target = state.get("target_model")
-        label = target if target and error.code in _MODEL_REACHED_CODES else UNKNOWN_MODEL_LABEL
-        metrics.invocation(label, error.code, None)
+        request_id = request.scope.get("state", {}).get("request_id") or "-"
+        metrics.invocation(error.code, None)
         headers = {protocol.ERROR_TYPE_HEADER: error.code, protocol.REQUEST_ID_HEADER: request_id}
         headers.update(extra_headers or {})
         return JSONResponse(error.body(), status_code=error.status, headers=headers)
@@ -79,7 +72,7 @@ def exception_handlers(config: EndpointConfig, metrics: EndpointMetrics) -> Mapp
     async def client_gone(request: Request, error: ClientGone) -> Response:
         # Nobody reads this answer, and it is not our failure.
         log.info("client disconnected before sending the whole body")
-        metrics.invocation(UNKNOWN_MODEL_LABEL, "ClientDisconnect", None)
+        metrics.invocation("ClientDisconnect", None)
         return Response(status_code=400)
 
     async def http_error(request: Request, error: HTTPException) -> Response:

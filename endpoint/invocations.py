@@ -142,7 +142,7 @@ class InvokeEndpoint:
             headers.append((_CUSTOM_ATTRIBUTES_OUT, context.response_custom_attributes.encode("latin-1")))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": prediction.body})
-        self.metrics.invocation(target, "OK", time.perf_counter() - started)
+        self.metrics.invocation("OK", time.perf_counter() - started)
 
 
 def _timed_invoke(

@@ -34,7 +34,7 @@ class ModelLoader:
     def __call__(self, target_model: str) -> Loaded[Any]:
         fetched = self._artifacts.fetch(target_model)
         if fetched.downloaded:
-            self._metrics.model_downloads.labels(target_model).inc()
+            self._metrics.model_downloads.inc()
             self._metrics.model_downloading_time.observe(fetched.seconds)
         try:
             started = time.perf_counter()
@@ -51,7 +51,7 @@ class ModelLoader:
             elapsed = time.perf_counter() - started
         finally:
             self._artifacts.unpin(fetched.model_dir)
-        self._metrics.model_loads.labels(target_model).inc()
+        self._metrics.model_loads.inc()
         self._metrics.model_loading_time.observe(elapsed)
         log.debug("loaded %s in %.4fs: %d bytes (%s), rss %+d", target_model, elapsed, size, method, rss_delta)
         return Loaded(value=model, size_bytes=size)

@@ -3,12 +3,16 @@
 The model-loading metrics reuse SageMaker's multi-model endpoint names. CloudWatch reports their
 times in microseconds; Prometheus convention is seconds, so these histograms are in seconds.
 ``ModelCacheHit`` is a summary of 1 (hit) / 0 (miss) per request, so ``_sum / _count`` is the hit
-ratio - CloudWatch's Average statistic of the same metric. Per-model series are labelled by
-``target_model``: fine locally (SageMaker itself publishes no per-model metrics).
+ratio - CloudWatch's Average statistic of the same metric.
+
+No series is labelled by model: a TargetModel names a city (never a metric dimension here), any caller
+can invent one, and SageMaker publishes no per-model metrics either. Per-model series also cost: with
+10,000 models, four labelled counters took 26 MiB and one /metrics render 1.3 s on the event loop.
+Which models are loaded is in the log (debug) and ``ModelStore.loaded_names``.
 
 The hot path pays little for metrics: a cache hit adds one to a plain integer (rendered as the
 ModelCacheHit summary at scrape time), and each (model, outcome) keeps its prometheus child objects
-so a request does not look its labels up again.
+so a request does not look its label up again.
 """
 
 from __future__ import annotations
@@ -56,11 +60,8 @@ class EndpointMetrics:
         self.loaded_model_bytes = Gauge(
             "LoadedModelBytes", "Sum of the measured sizes of the loaded models.", registry=r
         )
-        self.model_size_bytes = Gauge(
-            "endpoint_model_size_bytes", "Measured size of each loaded model.", ["target_model"], registry=r
-        )
         self.invocations = Counter(
-            "endpoint_invocations", "InvokeEndpoint requests by outcome.", ["target_model", "code"], registry=r
+            "endpoint_invocations", "InvokeEndpoint requests by outcome (OK or the error code).", ["code"], registry=r
         )
         # Not per model: a histogram child is ~20 objects, and thousands of models would make it megabytes.
         self.invocation_latency = Histogram(
@@ -69,22 +70,18 @@ class EndpointMetrics:
             buckets=_TIME_BUCKETS,
             registry=r,
         )
-        self.model_downloads = Counter(
-            "endpoint_model_downloads", "Artifacts downloaded from S3.", ["target_model"], registry=r
-        )
-        self.model_loads = Counter("endpoint_model_loads", "model_fn calls.", ["target_model"], registry=r)
-        self.model_unloads = Counter("endpoint_model_unloads", "Models unloaded.", ["target_model"], registry=r)
-        self.model_load_failures = Counter(
-            "endpoint_model_load_failures", "Failed downloads or loads.", ["target_model"], registry=r
-        )
+        self.model_downloads = Counter("endpoint_model_downloads", "Artifacts downloaded from S3.", registry=r)
+        self.model_loads = Counter("endpoint_model_loads", "model_fn calls.", registry=r)
+        self.model_unloads = Counter("endpoint_model_unloads", "Models unloaded.", registry=r)
+        self.model_load_failures = Counter("endpoint_model_load_failures", "Failed downloads or loads.", registry=r)
 
-        self._outcomes: dict[tuple[str, str], Any] = {}
+        self._outcomes: dict[str, Any] = {}
 
-    def invocation(self, target_model: str, code: str, seconds: float | None) -> None:
+    def invocation(self, code: str, seconds: float | None) -> None:
         """Count one InvokeEndpoint outcome; ``seconds`` (successes only) goes to the latency histogram."""
-        counter = self._outcomes.get((target_model, code))
+        counter = self._outcomes.get(code)
         if counter is None:
-            counter = self._outcomes[(target_model, code)] = self.invocations.labels(target_model, code)
+            counter = self._outcomes[code] = self.invocations.labels(code)
         counter.inc()
         if seconds is not None:
             self.invocation_latency.observe(seconds)

@@ -106,7 +106,6 @@ class ModelStore(Generic[T]):
         wait_seconds: float = 60.0,
         load_timeout_seconds: float | None = None,
         release: Callable[[], Any] = release_memory,
-        failure_label: Callable[[str, BaseException], str] = lambda name, _error: name,
     ) -> None:
         self._load = load
         self._executor = executor
@@ -117,8 +116,6 @@ class ModelStore(Generic[T]):
         self._wait_seconds = wait_seconds
         self._load_timeout = load_timeout_seconds
         self._release_memory = release
-        # Which model label a failed load is counted under (callers keep unknown names out of metrics).
-        self._failure_label = failure_label
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
         self._bytes = 0  # sum of the entries' sizes, kept as they come and go (no per-request sum)
         self._pending: dict[str, _Pending[T]] = {}
@@ -217,7 +214,7 @@ class ModelStore(Generic[T]):
             del self._pending[name]
             pending.future.set_exception(error)
             pending.future.exception()  # mark retrieved: waiters may all have timed out
-            self._metrics.model_load_failures.labels(self._failure_label(name, error)).inc()
+            self._metrics.model_load_failures.inc()
             if not isinstance(error, Exception):
                 raise
             return
@@ -226,7 +223,6 @@ class ModelStore(Generic[T]):
         entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=pending.waiters)
         self._entries[name] = entry
         self._bytes += entry.size_bytes
-        self._metrics.model_size_bytes.labels(name).set(entry.size_bytes)
         self._evict()
         pending.future.set_result(entry)
 
@@ -252,8 +248,8 @@ class ModelStore(Generic[T]):
             # Nobody will use this copy; unload it when it arrives.
             future.add_done_callback(lambda done: self._discard_late(name, done))
             raise self._not_ready(name) from None
-        except Exception as error:
-            self._metrics.model_load_failures.labels(self._failure_label(name, error)).inc()
+        except Exception:
+            self._metrics.model_load_failures.inc()
             raise
         entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=1, cached=False)
         self._transient += 1
@@ -299,7 +295,6 @@ class ModelStore(Generic[T]):
                     continue
                 del self._entries[name]
                 self._bytes -= entry.size_bytes
-                self._metrics.model_size_bytes.remove(name)
                 victims.append(entry)
                 if not self._over_budget():
                     break
@@ -320,9 +315,9 @@ class ModelStore(Generic[T]):
                 entry.value = None  # type: ignore[assignment]
             self._release_memory()
             elapsed = time.perf_counter() - started
-            for name in names:
+            for _ in names:
                 self._metrics.model_unloading_time.observe(elapsed / len(names))
-                self._metrics.model_unloads.labels(name).inc()
+                self._metrics.model_unloads.inc()
 
         self._track(loop.run_in_executor(self._executor, unload))
 

@@ -182,7 +182,7 @@ def test_model_fn_hanging_past_the_load_timeout_fails_cleanly_and_fast(start: St
     with pytest.raises(client.exceptions.ModelError):
         client.invoke_endpoint(EndpointName=ENDPOINT, TargetModel="hangs.tar.gz", ContentType="text/csv", Body="1")
     assert time.monotonic() - started < 0.5
-    assert metric_value(url, "endpoint_model_loads_total", target_model="hangs.tar.gz") == 0
+    assert metric_value(url, "endpoint_model_loads_total") == 0
     # And the endpoint keeps serving other models
     response = client.invoke_endpoint(
         EndpointName=ENDPOINT, TargetModel=MODELS[2], ContentType="text/csv", Body=csv(ROWS)
@@ -218,4 +218,4 @@ def test_eviction_during_in_flight_requests_is_safe(start: Start, world: dict[st
         assert response.json() == pytest.approx(world["models"][target].predict(ROWS).tolist(), rel=1e-12)
     # And once the leases are released the cache is back within its bound
     assert len(runtime.store.loaded_names) <= 1
-    assert metric_value(url, "endpoint_model_unloads_total", target_model=MODELS[0]) >= 1
+    assert metric_value(url, "endpoint_model_unloads_total") >= len(MODELS) - 1

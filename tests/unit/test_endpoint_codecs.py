@@ -14,8 +14,8 @@ import pytest
 from endpoint import codecs, toolkit
 from endpoint.download import safe_extract
 from endpoint.errors import ArtifactInvalid, ContainerError
-from endpoint.program import InferenceProgram, RequestContext
 from endpoint.memory import measure_bytes, release_memory
+from endpoint.program import InferenceProgram, RequestContext
 
 
 class FakeModel:
