@@ -9,7 +9,7 @@ written, with ``tarfile``'s ``data`` filter on top (no absolute paths, no links 
 a complete extraction is renamed into place.
 
 Several worker processes may share one cache directory. A directory in use (being fetched or
-loaded) holds a shared ``flock`` on ``models/<digest>.lock``; eviction takes it exclusively without
+loaded) holds a shared ``flock`` on ``locks/<digest>``; eviction takes it exclusively without
 waiting and skips the directory if it cannot, so no process deletes files another is loading.
 Lock files are never deleted (an empty file per model ever fetched): deleting one would let two
 processes lock different files for the same directory. Files already memory-mapped by a loaded model
@@ -145,8 +145,10 @@ class ArtifactCache:
         self._url = model_data_url
         self._root = Path(root)
         self._models = self._root / "models"
+        self._locks = self._root / "locks"
         self._tmp = self._root / "tmp"
         self._models.mkdir(parents=True, exist_ok=True)
+        self._locks.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._max_bytes = max_bytes
         self._max_artifact_bytes = max_artifact_bytes
@@ -226,7 +228,7 @@ class ArtifactCache:
             if uses:
                 self._pinned[name] = (uses + 1, fd)
                 return
-        fd = os.open(self._models / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._locks / name, os.O_RDWR | os.O_CREAT, 0o644)
         # Blocks only while another process is deleting this very directory (a few milliseconds).
         fcntl.flock(fd, fcntl.LOCK_SH)
         with self._lock:
@@ -275,7 +277,7 @@ class ArtifactCache:
                     break
                 if name in self._pinned:
                     continue
-                with _exclusive(self._models / f"{name}.lock") as locked:
+                with _exclusive(self._locks / name) as locked:
                     if not locked:  # another worker process is using it
                         continue
                     shutil.rmtree(self._models / name, ignore_errors=True)
