@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import gc
 import importlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -17,8 +22,11 @@ from typing import Any
 
 import uvicorn
 
+from endpoint import toolkit
 from endpoint.app import create_app
 from endpoint.config import EndpointConfig
+from endpoint.http import server_config
+from endpoint.program import InferenceProgram
 from endpoint.sockets import inherited_socket, listening_socket
 
 log = logging.getLogger("endpoint")
@@ -65,23 +73,46 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--preload",
         nargs="*",
-        default=os.environ.get("ENDPOINT_PRELOAD_MODULES", "sklearn.ensemble").split(),
         help="modules imported at boot, as the scikit-learn container does (default sklearn.ensemble) "
         "[ENDPOINT_PRELOAD_MODULES]",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the socket and the disk cache; each holds its own models, memory-mapped "
+        "files are shared (default 1) [ENDPOINT_WORKERS]",
+    )
+    parser.add_argument(
+        "--inline-predict-seconds",
+        type=float,
+        help="predict on the event loop when a model's recent predictions took less than this (default 0.002; "
+        "0 = always in the predict pool) [ENDPOINT_INLINE_PREDICT_SECONDS]",
+    )
+    parser.add_argument(
+        "--body-read-timeout-seconds",
+        type=float,
+        help="answer 408 and close when a body has not arrived by then (default 10) "
+        "[ENDPOINT_BODY_READ_TIMEOUT_SECONDS]",
+    )
+    parser.add_argument(
+        "--model-load-timeout-seconds",
+        type=float,
+        help="a model load (download + model_fn) still running after this fails (default 120) "
+        "[ENDPOINT_MODEL_LOAD_TIMEOUT_SECONDS]",
     )
     return parser.parse_args(argv)
 
 
 class _Server(uvicorn.Server):
-    """Logs the one startup line once the app is ready to serve."""
+    """Logs the one startup line (if any) once the app is ready to serve."""
 
-    def __init__(self, config: uvicorn.Config, announce: str) -> None:
+    def __init__(self, config: uvicorn.Config, announce: str | None) -> None:
         super().__init__(config)
         self._announce = announce
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        if not self.should_exit:
+        if not self.should_exit and self._announce:
             log.info("%s", self._announce)
 
 
@@ -113,17 +144,23 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "max_memory_bytes": args.max_memory_bytes,
         "model_cache_setting": args.model_cache_setting,
         "model_load_wait_seconds": args.model_load_wait_seconds,
+        "preload_modules": tuple(args.preload) if args.preload is not None else None,
+        "workers": args.workers,
+        "inline_predict_seconds": args.inline_predict_seconds,
+        "body_read_timeout_seconds": args.body_read_timeout_seconds,
+        "model_load_timeout_seconds": args.model_load_timeout_seconds,
         "image_version": args.image_version,
     }
     try:
         config = EndpointConfig.from_env(os.environ if environ is None else environ, **overrides)
-        app = create_app(config)
+        # Imported here once so a broken program (or an unknown image tag) fails before anything is bound or forked.
+        program = InferenceProgram.from_file(config.program_path, toolkit.for_image(config.image_version))
     except (ValueError, OSError, ImportError) as error:
         print(f"endpoint: {error}", file=sys.stderr)
         return 2
     try:
         # Otherwise the first model load of the process pays for importing sklearn (~0.7 s here).
-        for module in args.preload:
+        for module in config.preload_modules:
             importlib.import_module(module)
     except ImportError as error:
         print(f"endpoint: cannot preload {error.name}: {error}", file=sys.stderr)
@@ -136,25 +173,122 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"endpoint: cannot listen on {where}: {error}", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
     announce = (
-        f"endpoint {config.endpoint_name} listening on {url} (model data {config.model_data_url}, "
-        f"program {config.program_path}, cache {config.model_cache_setting}, "
-        f"{app.state.runtime.program.stack.describe()})"
+        f"endpoint {config.endpoint_name} listening on http://{host}:{port} (model data {config.model_data_url}, "
+        f"program {config.program_path}, cache {config.model_cache_setting}, workers {config.workers}, "
+        f"{program.stack.describe()})"
     )
-    server = _Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10), announce=announce
-    )
+    if config.workers == 1:
+        return _serve(config, sock, announce, exit_with_parent=args.exit_with_parent)
+    return _supervise(config, sock, announce, exit_with_parent=args.exit_with_parent)
+
+
+def _serve(config: EndpointConfig, sock: socket.socket, announce: str | None, *, exit_with_parent: bool) -> int:
+    """Run one server process on ``sock`` until SIGINT/SIGTERM (or its parent dies)."""
+    try:
+        app = create_app(config)
+    except (ValueError, OSError, ImportError) as error:
+        print(f"endpoint: {error}", file=sys.stderr)
+        return 2
+    # Everything built so far lives as long as the process: keep it out of the collector's generations, so an
+    # automatic full collection during serving walks only what requests allocate (and, after a fork, does
+    # not write to shared pages).
+    gc.freeze()
+    server = _Server(server_config(app), announce=announce)
     # uvicorn handles SIGINT/SIGTERM (stop accepting, finish in-flight requests, run lifespan shutdown),
     # then re-raises the signal to the handlers it found: make those no-ops so a requested stop exits 0.
     stops: list[int] = []
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda number, frame: stops.append(number))
-    if args.exit_with_parent:
+    if exit_with_parent:
         _stop_when_orphaned(server)
     server.run(sockets=[sock])
     log.info("endpoint %s stopped%s", config.endpoint_name, f" by signal {stops[0]}" if stops else "")
     return 0
+
+
+# A worker that dies this many times within the window stops the whole endpoint (a crash loop).
+_MAX_RESTARTS = 5
+_RESTART_WINDOW_SECONDS = 60.0
+
+
+def _supervise(config: EndpointConfig, sock: socket.socket, announce: str, *, exit_with_parent: bool) -> int:
+    """Fork ``config.workers`` server processes on the shared socket; restart one that dies; stop them all on a signal.
+
+    Forked after the program and preloads are imported, so workers share those pages too. Every worker
+    gets the same disk cache (a temporary one is made here when none is configured), so a model is
+    downloaded once and its memory-mapped files are shared through the page cache.
+    """
+    temporary = config.cache_dir is None
+    if temporary:
+        config = dataclasses.replace(config, cache_dir=Path(tempfile.mkdtemp(prefix="endpoint-cache-")))
+    workers: dict[int, int] = {}
+    stopping: list[int] = []
+    restarts: list[float] = []
+
+    def start(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                for stop_signal in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(stop_signal, signal.SIG_DFL)
+                code = _serve(config, sock, None, exit_with_parent=True)
+            finally:
+                os._exit(code)
+        workers[pid] = index
+
+    def stop(number: int, frame: Any) -> None:
+        stopping.append(number)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, stop)
+    gc.freeze()
+    for index in range(config.workers):
+        start(index)
+    log.info("%s", announce)
+    if exit_with_parent:
+        parent = os.getppid()
+
+        def watch() -> None:
+            while not stopping:
+                if os.getppid() != parent:
+                    log.info("parent process %d is gone; stopping", parent)
+                    stop(signal.SIGTERM, None)
+                    return
+                time.sleep(0.5)
+
+        threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    code = 0
+    try:
+        while workers:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            index = workers.pop(pid, -1)
+            if index < 0 or stopping:
+                continue
+            now = time.monotonic()
+            restarts[:] = [at for at in restarts if now - at < _RESTART_WINDOW_SECONDS] + [now]
+            log.error("worker %d (pid %d) died with status %d", index, pid, os.waitstatus_to_exitcode(status))
+            if len(restarts) > _MAX_RESTARTS:
+                log.error("workers died %d times within %g s; stopping", len(restarts), _RESTART_WINDOW_SECONDS)
+                code = 1
+                stop(signal.SIGTERM, None)
+                continue
+            start(index)
+    finally:
+        sock.close()
+        if temporary and config.cache_dir is not None:
+            shutil.rmtree(config.cache_dir, ignore_errors=True)
+    log.info("endpoint %s stopped%s", config.endpoint_name, f" by signal {stopping[0]}" if stopping else "")
+    return code
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ LOCAL_ACCOUNT_ID = "000000000000"
 MAX_BODY_BYTES = 6_291_456
 # SageMaker answers within 60 s; a model still loading by then gets ModelNotReadyException and keeps loading.
 DEFAULT_MODEL_LOAD_WAIT_SECONDS = 60.0
+# SageMaker's EndpointName pattern and length (the service model of CreateEndpoint/InvokeEndpoint).
+ENDPOINT_NAME_PATTERN = "^[a-zA-Z0-9](-*[a-zA-Z0-9])*"
+ENDPOINT_NAME_MAX_LENGTH = 63
+_ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 
 CacheSetting = Literal["Enabled", "Disabled"]
 _S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.*)")
@@ -72,9 +76,27 @@ class EndpointConfig:
     max_artifact_bytes: int = 268_435_456
     max_unpacked_bytes: int = 268_435_456
     load_workers: int = 4
-    predict_workers: int = 8
+    # Predictions slower than ``inline_predict_seconds`` run here; two threads, since more only fight over the GIL.
+    predict_workers: int = 2
     region: str = "us-east-1"
     max_body_bytes: int = MAX_BODY_BYTES
+    # A model whose recent predictions took less than this runs inline on the event loop: a thread hop
+    # costs more than a microsecond predict. 0 sends every prediction to the predict pool.
+    inline_predict_seconds: float = 0.002
+    # Server processes sharing the listening socket; each has its own model cache (see docs/endpoint.md).
+    workers: int = 1
+    # Modules imported at boot, as the scikit-learn container does, so no first request pays for them.
+    preload_modules: tuple[str, ...] = ("sklearn.ensemble",)
+    # A request body that has not fully arrived by then is answered 408 and its connection closed.
+    body_read_timeout_seconds: float = 10.0
+    # A model_fn still running after this is declared failed (its thread cannot be killed; it is not
+    # restarted until it returns). Longer than the load wait, so a slow load first means ModelNotReady.
+    model_load_timeout_seconds: float = 120.0
+    # S3 budget of one cold load: frozen or unreachable S3 fails in about
+    # attempts x (connect + read timeout) instead of hanging the request.
+    s3_connect_timeout_seconds: float = 1.0
+    s3_read_timeout_seconds: float = 2.0
+    s3_max_attempts: int = 2
     # The scikit-learn image tag whose serving stack is emulated (endpoint.toolkit); None: the default tag.
     image_version: str | None = None
 
@@ -83,12 +105,29 @@ class EndpointConfig:
             raise ValueError(f"model cache setting must be Enabled or Disabled, got {self.model_cache_setting!r}")
         if self.max_models is not None and self.max_models < 1:
             raise ValueError("max models must be at least 1")
-        for name in ("max_memory_bytes", "max_disk_bytes", "load_workers", "predict_workers", "max_body_bytes"):
+        for name in (
+            "max_memory_bytes",
+            "max_disk_bytes",
+            "load_workers",
+            "predict_workers",
+            "max_body_bytes",
+            "workers",
+            "s3_max_attempts",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
-        if self.model_load_wait_seconds <= 0:
-            raise ValueError("model load wait seconds must be positive")
-        if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", self.endpoint_name):
+        for name in (
+            "model_load_wait_seconds",
+            "model_load_timeout_seconds",
+            "body_read_timeout_seconds",
+            "s3_connect_timeout_seconds",
+            "s3_read_timeout_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.replace('_', ' ')} must be positive")
+        if self.inline_predict_seconds < 0:
+            raise ValueError("inline predict seconds must not be negative")
+        if not is_valid_endpoint_name(self.endpoint_name):
             raise ValueError(f"invalid endpoint name {self.endpoint_name!r} (SageMaker EndpointName rules)")
 
     @property
@@ -129,12 +168,21 @@ class EndpointConfig:
             "model_load_wait_seconds": ("ENDPOINT_MODEL_LOAD_WAIT_SECONDS", float),
             "max_unpacked_bytes": ("ENDPOINT_MAX_UNPACKED_BYTES", int),
             "region": ("AWS_REGION", str),
+            "workers": ("ENDPOINT_WORKERS", int),
+            "preload_modules": ("ENDPOINT_PRELOAD_MODULES", _words),
+            "inline_predict_seconds": ("ENDPOINT_INLINE_PREDICT_SECONDS", float),
+            "body_read_timeout_seconds": ("ENDPOINT_BODY_READ_TIMEOUT_SECONDS", float),
+            "model_load_timeout_seconds": ("ENDPOINT_MODEL_LOAD_TIMEOUT_SECONDS", float),
+            "s3_connect_timeout_seconds": ("ENDPOINT_S3_CONNECT_TIMEOUT_SECONDS", float),
+            "s3_read_timeout_seconds": ("ENDPOINT_S3_READ_TIMEOUT_SECONDS", float),
+            "s3_max_attempts": ("ENDPOINT_S3_MAX_ATTEMPTS", int),
             # The image itself sets this (final/Dockerfile.cpu: ENV SAGEMAKER_SKLEARN_VERSION).
             "image_version": ("SAGEMAKER_SKLEARN_VERSION", str),
         }
         for field, (variable, convert) in env_map.items():
             raw = environ.get(variable)
-            if raw not in (None, ""):
+            # An empty preload list is meaningful ("import nothing"); elsewhere empty means unset.
+            if raw is not None and (raw != "" or field == "preload_modules"):
                 try:
                     values[field] = convert(raw)
                 except ValueError as error:
@@ -143,3 +191,11 @@ class EndpointConfig:
             values["region"] = environ["AWS_DEFAULT_REGION"]
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+def is_valid_endpoint_name(name: str) -> bool:
+    return len(name) <= ENDPOINT_NAME_MAX_LENGTH and _ENDPOINT_NAME.fullmatch(name) is not None
+
+
+def _words(raw: str) -> tuple[str, ...]:
+    return tuple(raw.split())

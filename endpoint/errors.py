@@ -58,6 +58,20 @@ class ModelNotReady(InvokeError):
     status = 429
 
 
+class RequestTimeout(InvokeError):
+    """The request body did not arrive within the body read timeout; the connection is closed after this."""
+
+    code = "RequestTimeout"
+    status = 408
+
+
+class UnknownOperation(InvokeError):
+    """No InvokeEndpoint (or /ping, /metrics) at this method and path: what AWS answers for an unknown route."""
+
+    code = "UnknownOperationException"
+    status = 404
+
+
 class InternalFailure(InvokeError):
     code = "InternalFailure"
     status = 500
@@ -80,6 +94,10 @@ class ContainerError(Exception):
         self.status = status
 
 
+class LoadTimeout(ContainerError):
+    """``model_fn`` (or the download before it) outlived the load timeout; reported like a failing model_fn."""
+
+
 class ArtifactMissing(Exception):
     """The TargetModel object is absent (or unreadable) under the model data prefix."""
 
@@ -91,8 +109,20 @@ class ArtifactMissing(Exception):
 
 
 class ArtifactInvalid(Exception):
-    """The artifact was downloaded but cannot be used (unsafe tar, too large, corrupt)."""
+    """The artifact was downloaded but cannot be used (unsafe tar, too large, corrupt).
+
+    ``bucket``/``key`` are filled in by the artifact cache, which knows where the artifact came from.
+    """
+
+    def __init__(self, message: str, bucket: str = "", key: str = "") -> None:
+        super().__init__(message)
+        self.bucket = bucket
+        self.key = key
 
 
 class StorageUnavailable(Exception):
     """S3 could not be reached or failed transiently."""
+
+
+class ClientGone(Exception):
+    """The caller disconnected before its whole body arrived: nobody reads an answer."""

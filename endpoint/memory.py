@@ -1,8 +1,10 @@
 """Measuring loaded models and giving freed memory back to the OS.
 
-Size method: the bytes a model occupies are estimated by pickling it (protocol 5) into a counting
-sink, with large buffers (numpy arrays, including a forest's tree node arrays) passed out-of-band so
-they are counted but never copied. For scikit-learn estimators nearly all memory lives in those arrays,
+Size method: a model that states its own size as an integer ``nbytes`` (a numpy array, a packed
+forest: the bytes its arrays hold) is taken at its word, which costs nothing. Otherwise the bytes a
+model occupies are estimated by pickling it (protocol 5) into a counting sink, with large buffers
+(numpy arrays, including a forest's tree node arrays) passed out-of-band so they are counted but
+never copied. For scikit-learn estimators nearly all memory lives in those arrays,
 so this tracks the real footprint (see docs/endpoint.md for the measured ratio to RSS growth), unlike
 "file size x multiplier", which ignores compression and is the known cause of ModelMesh OOMs.
 RSS delta around a load is recorded too, but only as a diagnostic: loads run in parallel threads, so a
@@ -13,9 +15,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import os
 import pickle
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -46,6 +50,14 @@ def measure_bytes(obj: Any) -> int:
     return sink.size + sum(buffers)
 
 
+def model_bytes(model: Any) -> int:
+    """What a loaded model holds: its own integer ``nbytes`` if it has one, else ``measure_bytes``."""
+    stated = getattr(model, "nbytes", None)
+    if isinstance(stated, int) and not isinstance(stated, bool) and stated >= 0:
+        return stated
+    return measure_bytes(model)
+
+
 def rss_bytes() -> int:
     """Resident set size of this process (Linux /proc; 0 where unavailable)."""
     try:
@@ -73,13 +85,54 @@ _MALLOC_TRIM = _load_malloc_trim()
 
 
 def release_memory() -> bool:
-    """Collect garbage and return freed heap pages to the OS (glibc ``malloc_trim(0)``).
+    """Return freed heap pages to the OS (glibc ``malloc_trim(0)``); whether a trim was possible.
 
     Without the trim, dropped forests stay in the process (DESIGN §8: ~1 GB held after 20 unloads).
-    Returns whether a trim was possible.
+    No ``gc.collect()``: models are freed by reference counting (forests hold no reference cycles),
+    and a full collection stops every thread, the event loop included, for tens of milliseconds.
+    ctypes releases the GIL for the call, so a trim in a worker thread does not stall the loop.
     """
-    gc.collect()
     if _MALLOC_TRIM is None:
         return False
     _MALLOC_TRIM(0)
     return True
+
+
+class Trimmer:
+    """``release_memory`` at most once per ``interval`` seconds, and always once after the last request.
+
+    Each eviction asks for a trim; under a stream of misses that would be a trim per miss, each walking
+    the whole heap. Requests inside the interval are folded into one trim at its end.
+    """
+
+    def __init__(self, interval: float = 0.1, release: Callable[[], Any] = release_memory) -> None:
+        self._interval = interval
+        self._release = release
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                return  # a trim is already due
+            wait = self._last + self._interval - time.monotonic()
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._run)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            self._last = time.monotonic()
+        self._release()
+
+    def _run(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        self._release()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from endpoint.config import LOCAL_ACCOUNT_ID, EndpointConfig
-from endpoint.errors import ArtifactMissing, ModelError, ValidationError
+from endpoint.config import (
+    ENDPOINT_NAME_MAX_LENGTH,
+    ENDPOINT_NAME_PATTERN,
+    LOCAL_ACCOUNT_ID,
+    EndpointConfig,
+    is_valid_endpoint_name,
+)
+from endpoint.errors import ArtifactInvalid, ArtifactMissing, ModelError, ValidationError
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -53,8 +59,27 @@ def validate_inference_id(value: str | None) -> str | None:
 
 
 def validate_endpoint_name(requested: str, config: EndpointConfig) -> None:
-    if requested != config.endpoint_name:
-        raise ValidationError(f"Endpoint {requested} of account {LOCAL_ACCOUNT_ID} not found.")
+    """The service's own order: the name's constraints (in AWS's validation wording), then existence.
+
+    ``requested`` is the decoded path segment(s): ``a%2Fb`` arrives as ``a/b`` and fails the pattern,
+    as it does on SageMaker Runtime.
+    """
+    if requested == config.endpoint_name:
+        return
+    if not is_valid_endpoint_name(requested):
+        if len(requested) > ENDPOINT_NAME_MAX_LENGTH:
+            constraint = f"Member must have length less than or equal to {ENDPOINT_NAME_MAX_LENGTH}"
+        else:
+            constraint = f"Member must satisfy regular expression pattern: {ENDPOINT_NAME_PATTERN}"
+        shown = requested if len(requested) <= 256 else requested[:253] + "..."
+        raise ValidationError(
+            f"1 validation error detected: Value '{shown}' at 'endpointName' failed to satisfy constraint: {constraint}"
+        )
+    raise ValidationError(f"Endpoint {requested} of account {LOCAL_ACCOUNT_ID} not found.")
+
+
+def invalid_content_length() -> ValidationError:
+    return ValidationError("Content-Length must be an integer.")
 
 
 def body_too_large(size: int, limit: int) -> ValidationError:
@@ -67,6 +92,10 @@ def missing_artifact(error: ArtifactMissing) -> ValidationError:
         f"Failed to download model data (bucket: {error.bucket}, key: {error.key}). Please ensure that there is an "
         "object located at the URL and that the role passed to CreateModel has permissions to download the model."
     )
+
+
+def invalid_artifact(error: ArtifactInvalid) -> ValidationError:
+    return ValidationError(f"Failed to extract model data (bucket: {error.bucket}, key: {error.key}): {error}")
 
 
 def model_error(original_status: int, original_message: str, config: EndpointConfig) -> ModelError:

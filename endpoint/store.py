@@ -10,8 +10,15 @@ pool. Rules:
   shrinks back as leases are released;
 * a request waits at most ``wait_seconds`` for a load; then it gets ModelNotReady while the load carries on
   (SageMaker's behaviour), so a retry finds the model ready;
+* a load still running after ``load_timeout_seconds`` fails its waiters with ``LoadTimeout``; the stuck
+  thread cannot be killed, so until it returns every request for that model gets the same error at
+  once instead of starting another load that would hang too;
 * ``caching=False`` (ModelCacheSetting=Disabled) loads a private copy per request and unloads it afterwards;
-* unloading drops the model, then runs ``gc.collect()`` + ``malloc_trim(0)`` (``endpoint.memory``).
+* unloading drops the model in a pool thread (reference counting frees it), then asks ``release``
+  (``endpoint.memory.Trimmer``: a throttled ``malloc_trim(0)``) to give the pages back to the OS.
+  Nothing stop-the-world (``gc.collect()``) runs on the way.
+
+A cache hit is synchronous (``try_acquire``): the request path awaits nothing when its model is loaded.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from endpoint.errors import ModelNotReady
+from endpoint.errors import LoadTimeout, ModelNotReady
 from endpoint.memory import release_memory
 from endpoint.metrics import EndpointMetrics
 
@@ -42,13 +49,15 @@ class Loaded(Generic[T]):
     size_bytes: int
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Entry(Generic[T]):
     name: str
     value: T
     size_bytes: int
     leases: int = 0
     cached: bool = True
+    # Free for the caller to keep per-model statistics in (the endpoint: its recent predict cost).
+    cost: float | None = None
 
 
 @dataclass(eq=False)
@@ -57,7 +66,7 @@ class _Pending(Generic[T]):
     waiters: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Lease(Generic[T]):
     """A model held for one request; ``release`` exactly once (``ModelStore.lease`` does it for you)."""
 
@@ -69,6 +78,14 @@ class Lease(Generic[T]):
     @property
     def value(self) -> T:
         return self.entry.value
+
+    @property
+    def cost(self) -> float | None:
+        return self.entry.cost
+
+    @cost.setter
+    def cost(self, value: float | None) -> None:
+        self.entry.cost = value
 
     def release(self) -> None:
         if not self.released:
@@ -87,8 +104,8 @@ class ModelStore(Generic[T]):
         max_bytes: int | None = None,
         caching: bool = True,
         wait_seconds: float = 60.0,
+        load_timeout_seconds: float | None = None,
         release: Callable[[], Any] = release_memory,
-        failure_label: Callable[[str, BaseException], str] = lambda name, _error: name,
     ) -> None:
         self._load = load
         self._executor = executor
@@ -97,11 +114,13 @@ class ModelStore(Generic[T]):
         self._max_bytes = max_bytes
         self._caching = caching
         self._wait_seconds = wait_seconds
+        self._load_timeout = load_timeout_seconds
         self._release_memory = release
-        # Which model label a failed load is counted under (callers keep unknown names out of metrics).
-        self._failure_label = failure_label
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
+        self._bytes = 0  # sum of the entries' sizes, kept as they come and go (no per-request sum)
         self._pending: dict[str, _Pending[T]] = {}
+        # Models whose load outlived the load timeout and is still running: the error their requests get.
+        self._stuck: dict[str, LoadTimeout] = {}
         self._transient = 0
         self._background: set[asyncio.Future[Any]] = set()
         self._closed = False
@@ -114,7 +133,7 @@ class ModelStore(Generic[T]):
 
     @property
     def loaded_bytes(self) -> int:
-        return sum(entry.size_bytes for entry in self._entries.values())
+        return self._bytes
 
     def leases_of(self, name: str) -> int:
         entry = self._entries.get(name)
@@ -129,19 +148,29 @@ class ModelStore(Generic[T]):
         finally:
             lease.release()
 
+    def try_acquire(self, name: str) -> Lease[T] | None:
+        """A lease on ``name`` if it is loaded (a cache hit, counted), else None: no await on the hot path."""
+        entry = self._entries.get(name) if self._caching else None
+        if entry is None:
+            return None
+        entry.leases += 1
+        self._entries.move_to_end(name)
+        self._metrics.cache_hits += 1
+        return Lease(self, entry, cache_hit=True)
+
     async def acquire(self, name: str) -> Lease[T]:
         if self._closed:
             raise RuntimeError("model store is closed")
+        lease = self.try_acquire(name)
+        if lease is not None:
+            return lease
         started = time.perf_counter()
         if not self._caching:
             return await self._acquire_uncached(name, started)
-        entry = self._entries.get(name)
-        if entry is not None:
-            entry.leases += 1
-            self._entries.move_to_end(name)
-            self._metrics.model_cache_hit.observe(1)
-            return Lease(self, entry, cache_hit=True)
-        self._metrics.model_cache_hit.observe(0)
+        self._metrics.cache_misses += 1
+        stuck = self._stuck.get(name)
+        if stuck is not None:
+            raise stuck
         pending = self._pending.get(name)
         if pending is None:
             pending = self._start_load(name)
@@ -175,13 +204,17 @@ class ModelStore(Generic[T]):
 
     async def _run_load(self, name: str, pending: _Pending[T]) -> None:
         loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._load, name)
         try:
-            loaded = await loop.run_in_executor(self._executor, self._load, name)
+            try:
+                loaded = await asyncio.wait_for(asyncio.shield(future), timeout=self._load_timeout)
+            except TimeoutError:
+                raise self._timed_out(name, future) from None
         except BaseException as error:
             del self._pending[name]
             pending.future.set_exception(error)
             pending.future.exception()  # mark retrieved: waiters may all have timed out
-            self._metrics.model_load_failures.labels(self._failure_label(name, error)).inc()
+            self._metrics.model_load_failures.inc()
             if not isinstance(error, Exception):
                 raise
             return
@@ -189,12 +222,24 @@ class ModelStore(Generic[T]):
         del self._pending[name]
         entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=pending.waiters)
         self._entries[name] = entry
-        self._metrics.model_size_bytes.labels(name).set(entry.size_bytes)
+        self._bytes += entry.size_bytes
         self._evict()
         pending.future.set_result(entry)
 
+    def _timed_out(self, name: str, future: asyncio.Future[Loaded[T]]) -> LoadTimeout:
+        error = LoadTimeout(f"Model {name} did not finish loading within {self._load_timeout:g} s.")
+        self._stuck[name] = error
+        log.error("loading %s still runs after %g s; its requests fail until it returns", name, self._load_timeout)
+
+        def returned(done: asyncio.Future[Loaded[T]]) -> None:
+            del self._stuck[name]
+            self._discard_late(name, done)
+
+        future.add_done_callback(returned)
+        return error
+
     async def _acquire_uncached(self, name: str, started: float) -> Lease[T]:
-        self._metrics.model_cache_hit.observe(0)
+        self._metrics.cache_misses += 1
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._load, name)
         try:
@@ -203,8 +248,8 @@ class ModelStore(Generic[T]):
             # Nobody will use this copy; unload it when it arrives.
             future.add_done_callback(lambda done: self._discard_late(name, done))
             raise self._not_ready(name) from None
-        except Exception as error:
-            self._metrics.model_load_failures.labels(self._failure_label(name, error)).inc()
+        except Exception:
+            self._metrics.model_load_failures.inc()
             raise
         entry = _Entry(name=name, value=loaded.value, size_bytes=loaded.size_bytes, leases=1, cached=False)
         self._transient += 1
@@ -221,7 +266,7 @@ class ModelStore(Generic[T]):
         )
 
     def _discard_late(self, name: str, done: asyncio.Future[Loaded[T]]) -> None:
-        if not done.cancelled() and done.exception() is None:
+        if not done.cancelled() and done.exception() is None and not self._closed:
             self._schedule_unload([_Entry(name=name, value=done.result().value, size_bytes=0, cached=False)])
 
     # -- releasing and evicting ---------------------------------------------------------------------
@@ -233,27 +278,28 @@ class ModelStore(Generic[T]):
                 self._schedule_unload([entry])
                 self._update_gauges()
             return
-        if entry.leases == 0:
+        # Only over budget (every entry was leased when the last one loaded) is there anything to do.
+        if entry.leases == 0 and self._over_budget():
             self._evict()
 
     def _over_budget(self) -> bool:
         if self._max_models is not None and len(self._entries) > self._max_models:
             return True
-        return self._max_bytes is not None and self.loaded_bytes > self._max_bytes
+        return self._max_bytes is not None and self._bytes > self._max_bytes
 
     def _evict(self) -> None:
         victims: list[_Entry[T]] = []
-        for name in list(self._entries):  # least recently used first
-            if not self._over_budget():
-                break
-            entry = self._entries[name]
-            if entry.leases > 0:
-                continue
-            del self._entries[name]
-            self._metrics.model_size_bytes.remove(name)
-            victims.append(entry)
+        if self._over_budget():
+            for name, entry in list(self._entries.items()):  # least recently used first
+                if entry.leases > 0:
+                    continue
+                del self._entries[name]
+                self._bytes -= entry.size_bytes
+                victims.append(entry)
+                if not self._over_budget():
+                    break
         if victims:
-            log.info("evicting %s", ", ".join(entry.name for entry in victims))
+            log.debug("evicting %s", ", ".join(entry.name for entry in victims))
             self._schedule_unload(victims)
         self._update_gauges()
 
@@ -269,9 +315,9 @@ class ModelStore(Generic[T]):
                 entry.value = None  # type: ignore[assignment]
             self._release_memory()
             elapsed = time.perf_counter() - started
-            for name in names:
+            for _ in names:
                 self._metrics.model_unloading_time.observe(elapsed / len(names))
-                self._metrics.model_unloads.labels(name).inc()
+                self._metrics.model_unloads.inc()
 
         self._track(loop.run_in_executor(self._executor, unload))
 
@@ -293,6 +339,7 @@ class ModelStore(Generic[T]):
         await self.drain()
         victims = list(self._entries.values())
         self._entries.clear()
+        self._bytes = 0
         if victims:
             self._schedule_unload(victims)
             await self.drain()

@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from endpoint.http import server_config
 from endpoint.sockets import listening_socket
 
 
@@ -35,7 +36,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterato
     """
     sock = listening_socket(host, port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(app, timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -185,3 +186,13 @@ def options_file(**options: Any) -> dict[str, bytes]:
     import json
 
     return {"options.json": json.dumps(options).encode()}
+
+
+def bench_model(seed: int) -> tuple[Any, bytes]:
+    """A seed-sized model (100 trees, min_samples_leaf=3, 600 rows) and its ``model.tar.gz`` for benchmarks.
+
+    Returns the fitted model (its ``predict`` is the expected answer) and the artifact the project's
+    ``training/inference.py`` serves.
+    """
+    model = fit_forest(seed=seed, n_rows=600, n_estimators=100, min_samples_leaf=3)
+    return model, model_tar_gz(model)

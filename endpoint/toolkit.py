@@ -5,7 +5,7 @@ of them: multi-model-server (MMS: a Java frontend and a Python worker), the ``sa
 toolkit (``Transformer``: hook calls, decoding, error handling) and the container's
 ``handler_service`` (the scikit-learn default hooks). ``training/images.json`` (``containers``)
 records which versions each tag ships; this module holds what those versions *do*, and the loader
-(``endpoint.loader``) and default hooks (``endpoint.codecs``) follow it.
+(``endpoint.program``) and default hooks (``endpoint.codecs``) follow it.
 
 sagemaker-inference 1.2.0 under MMS 1.1.1 (every supported tag), read from their sources and checked
 against them, case by case, by ``tests/integration/test_toolkit_fidelity.py``:

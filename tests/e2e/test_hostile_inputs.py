@@ -349,15 +349,11 @@ def test_generated_endpoint_bodies_get_sagemaker_errors_never_5xx(
     assert_clean_endpoint_answer(_invoke(endpoint, stack.info.endpoint_name, target_model, body, ctype))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="endpoint owner's bug (issue 9): an endpoint name with %2F gets a plain 404, no x-amzn-ErrorType",
-)
 def test_endpoint_name_with_an_encoded_slash_is_a_sagemaker_error(endpoint: httpx.Client, target_model: str) -> None:
     response = _invoke(endpoint, "a%2Fb", target_model, b"2005,3100,4,2.5,1.1,2\n")
-    assert 400 <= response.status_code < 500
-    assert response.headers.get("x-amzn-ErrorType")
-    assert response.json()
+    assert response.status_code == 400
+    assert response.headers.get("x-amzn-ErrorType") == "ValidationError"
+    assert "at 'endpointName' failed to satisfy constraint" in response.json()["Message"]
 
 
 def test_complex_npy_bodies_are_refused(endpoint: httpx.Client, stack: LocalStack, target_model: str) -> None:

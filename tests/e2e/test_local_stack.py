@@ -394,11 +394,15 @@ def test_a_laptop_trained_packed_model_is_promoted_and_served(
     # Then it is promoted, and model-sync pre-warmed it: the endpoint loaded it before any user asked
     assert record.status == "live", record.reason
     assert record.metrics["measured"]["validation"]["ae_p50"] == metrics["validation"]["ae_p50"]
-    target = f"{city}.{record.version}.tar.gz"
-    assert metric_value(stack.info.endpoint_url, "endpoint_model_loads_total", target_model=target) == 1
+    requests_before = metric_value(stack.info.endpoint_url, "ModelCacheHit_count")
+    hits_before = metric_value(stack.info.endpoint_url, "ModelCacheHit_sum")
     # And the API serves exactly what the packed forest predicts
     batch = houses(city, 4, seed=9)
     response = predict(stack, city, {"houses": batch})
     assert response.status_code == 200, response.text
+    # from a model that was already loaded: the endpoint counted the API's one request as a cache hit
+    # (its metrics carry no per-model labels: a TargetModel names a city)
+    assert metric_value(stack.info.endpoint_url, "ModelCacheHit_count") == requests_before + 1
+    assert metric_value(stack.info.endpoint_url, "ModelCacheHit_sum") == hits_before + 1
     rows = np.array([[house[name] for name in schema.FEATURE_NAMES] for house in batch])
     assert [item["price"] for item in response.json()["predictions"]] == packed.predict(rows).tolist()

@@ -151,3 +151,48 @@ def test_cli_refuses_a_descriptor_that_is_not_a_listening_socket(tmp_path: Path)
     # Then it exits with a usage error naming the descriptor
     assert result.returncode == 2
     assert f"cannot listen on file descriptor {fd}" in result.stderr
+
+
+def test_cli_workers_share_one_disk_cache_restart_a_dead_worker_and_stop_together(s3_url: str, tmp_path: Path) -> None:
+    # Given two worker processes (settings from the environment) on one cache directory
+    cache = tmp_path / "cache"
+    env = {
+        **os.environ,
+        "MODEL_DATA_URL": f"s3://{BUCKET}/{PREFIX}",
+        "AWS_ENDPOINT_URL_S3": s3_url,
+        "ENDPOINT_WORKERS": "2",
+        "ENDPOINT_PRELOAD_MODULES": "",
+    }
+    process = launch(env, "--port", "0", "--cache-dir", str(cache), "--log-level", "info")
+    try:
+        url, _ = wait_for_url(process)
+        # When requests arrive on fresh connections (so both workers get some)
+        for _ in range(12):
+            client = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1")
+            response = client.invoke_endpoint(
+                EndpointName="local-mme", TargetModel=TARGET, ContentType="text/csv", Body="2000,3000,3,2.5,1.0,2"
+            )
+            assert len(json.loads(response["Body"].read())) == 1
+        # Then the model is on disk once, whichever worker fetched it
+        assert len([path for path in (cache / "models").iterdir() if path.is_dir()]) == 1
+        # And a worker killed outright is replaced, and the endpoint keeps answering
+        workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2
+        os.kill(int(workers[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the killed worker was not replaced")
+        with urllib.request.urlopen(f"{url}/ping", timeout=10) as ping:
+            assert ping.status == 200
+    finally:
+        # And SIGTERM stops the supervisor and both workers with exit 0
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "died with status" in output
+    assert subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True).returncode == 1

@@ -151,7 +151,7 @@ def test_unknown_target_model_is_a_validation_error_naming_bucket_and_key(start:
     assert f"bucket: {BUCKET}, key: {PREFIX}Nowhere_XX.tar.gz" in error["Error"]["Message"]
     assert error["ResponseMetadata"]["RetryAttempts"] == 0
     # And the made-up name never becomes a metrics label (callers could mint unbounded series)
-    assert metric_value(url, "endpoint_invocations_total", target_model="-", code="ValidationError") == 1
+    assert metric_value(url, "endpoint_invocations_total", code="ValidationError") == 1
     assert "Nowhere_XX" not in httpx.get(f"{url}/metrics", timeout=10).text
 
 
@@ -252,7 +252,7 @@ def test_model_not_ready_standard_mode_fails_and_legacy_mode_retries(start: Star
         EndpointName=ENDPOINT, TargetModel="slow.tar.gz", ContentType="text/csv", Body=rows
     )
     assert len(json.loads(response["Body"].read())) == len(ROWS)
-    assert metric_value(url, "endpoint_model_loads_total", target_model="slow.tar.gz") == 1
+    assert metric_value(url, "endpoint_model_loads_total") == 1
 
 
 def test_unreachable_s3_is_service_unavailable_and_retried(

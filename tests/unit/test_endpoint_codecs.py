@@ -14,8 +14,8 @@ import pytest
 from endpoint import codecs, toolkit
 from endpoint.download import safe_extract
 from endpoint.errors import ArtifactInvalid, ContainerError
-from endpoint.loader import InferenceProgram, RequestContext
 from endpoint.memory import measure_bytes, release_memory
+from endpoint.program import InferenceProgram, RequestContext
 
 
 class FakeModel:
@@ -272,3 +272,13 @@ def test_release_memory_trims_on_glibc() -> None:
 
     if platform.libc_ver()[0] == "glibc":
         assert release_memory() is True
+
+
+def test_safe_extract_streams_and_refuses_a_truncated_archive(tmp_path: Path) -> None:
+    # Given a valid archive as a stream (an S3 body), and the same archive cut short
+
+    whole = tar_gz([file_member("forest.npz", 3)], b"abc")
+    # Then the whole one extracts in one pass and the truncated one is an invalid artifact
+    assert safe_extract(io.BytesIO(whole), tmp_path / "whole", max_unpacked_bytes=10) == 3
+    with pytest.raises(ArtifactInvalid):
+        safe_extract(io.BytesIO(whole[: len(whole) // 2]), tmp_path / "cut", max_unpacked_bytes=10)

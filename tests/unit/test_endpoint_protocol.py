@@ -171,7 +171,7 @@ def test_a_client_hanging_up_mid_body_is_not_an_internal_failure() -> None:
     }  # fmt: skip
     # When the client disconnects before the body ends
     try:
-        asyncio.run(app.router(scope, receive, send))
+        asyncio.run(app(scope, receive, send))
     finally:
         shutil.rmtree(app.state.runtime.cache_dir, ignore_errors=True)  # lifespan never ran
     # Then it is counted as a disconnect, never as our InternalFailure

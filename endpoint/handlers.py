@@ -1,0 +1,95 @@
+"""The one map from exceptions to InvokeEndpoint's wire errors, as Starlette exception handlers.
+
+Routes and the store raise; nothing else builds an error response. Every error is JSON with
+``x-amzn-ErrorType`` (what botocore reads for the code) and ``x-amzn-RequestId``, and is counted in
+``endpoint_invocations_total`` by its code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from endpoint import protocol
+from endpoint.config import EndpointConfig
+from endpoint.errors import (
+    ArtifactInvalid,
+    ArtifactMissing,
+    ClientGone,
+    ContainerError,
+    InternalFailure,
+    InvokeError,
+    RequestTimeout,
+    ServiceUnavailable,
+    StorageUnavailable,
+    UnknownOperation,
+)
+from endpoint.metrics import EndpointMetrics
+
+log = logging.getLogger("endpoint")
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+
+def exception_handlers(config: EndpointConfig, metrics: EndpointMetrics) -> Mapping[Any, Handler]:
+    """Handlers for ``Starlette(exception_handlers=...)``; the most specific class of an exception wins."""
+
+    def answer(request: Request, error: InvokeError, extra_headers: Mapping[str, str] | None = None) -> Response:
+        request_id = request.scope.get("state", {}).get("request_id") or "-"
+        metrics.invocation(error.code, None)
+        headers = {protocol.ERROR_TYPE_HEADER: error.code, protocol.REQUEST_ID_HEADER: request_id}
+        headers.update(extra_headers or {})
+        return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+    async def invoke_error(request: Request, error: InvokeError) -> Response:
+        return answer(request, error)
+
+    async def request_timeout(request: Request, error: RequestTimeout) -> Response:
+        # The rest of the body may still come: close the connection rather than parse it as a request.
+        return answer(request, error, {"connection": "close"})
+
+    async def artifact_missing(request: Request, error: ArtifactMissing) -> Response:
+        return answer(request, protocol.missing_artifact(error))
+
+    async def artifact_invalid(request: Request, error: ArtifactInvalid) -> Response:
+        return answer(request, protocol.invalid_artifact(error))
+
+    async def storage_unavailable(request: Request, error: StorageUnavailable) -> Response:
+        log.warning("S3 unavailable: %s", error)
+        return answer(request, ServiceUnavailable("Model data could not be downloaded right now; try again."))
+
+    async def container_error(request: Request, error: ContainerError) -> Response:
+        target = request.scope.get("state", {}).get("target_model")
+        first_line = error.message.splitlines()[0] if error.message else ""
+        log.warning("model %s failed (%d): %s", target, error.status, first_line)
+        return answer(request, protocol.model_error(error.status, error.message, config))
+
+    async def client_gone(request: Request, error: ClientGone) -> Response:
+        # Nobody reads this answer, and it is not our failure.
+        log.info("client disconnected before sending the whole body")
+        metrics.invocation("ClientDisconnect", None)
+        return Response(status_code=400)
+
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        return answer(request, UnknownOperation(f"No operation {request.method} {request.url.path} on this endpoint."))
+
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.error("InvokeEndpoint failed unexpectedly", exc_info=error)
+        return answer(request, InternalFailure("An internal failure occurred."))
+
+    return {
+        InvokeError: invoke_error,
+        RequestTimeout: request_timeout,
+        ArtifactMissing: artifact_missing,
+        ArtifactInvalid: artifact_invalid,
+        StorageUnavailable: storage_unavailable,
+        ContainerError: container_error,
+        ClientGone: client_gone,
+        HTTPException: http_error,
+        Exception: unexpected,
+    }
