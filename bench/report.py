@@ -25,15 +25,22 @@ def _target(name: str, met: bool | None, measured: str) -> dict[str, Any]:
 def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each measurable target of issue 8 with met / not met (None: not measured in this run)."""
     targets = []
-    ceiling, endpoint, api = _row(results, "ceiling"), _row(results, "this endpoint"), _row(results, "HTTP API")
+    ceiling, api = _row(results, "ceiling"), _row(results, "HTTP API")
+    # The endpoint's best single-row configuration (one process, or two worker processes sharing models).
+    single_row = [
+        row
+        for row in results.get("throughput", {}).get("rows", [])
+        if row["name"] in ("this endpoint", "this endpoint, 2 worker processes")
+    ]
+    endpoint = max(single_row, key=lambda row: row["rps"]) if single_row else None
     mlservers = [row for row in results.get("throughput", {}).get("rows", []) if row["name"].startswith("MLServer")]
     if ceiling and endpoint:
         targets.append(
             _target(
                 "1. warm single-row InvokeEndpoint >= 0.5 x the ceiling",
                 endpoint["ratio_to_ceiling"] >= 0.5,
-                f"{endpoint['rps']:,.0f} req/s = {endpoint['ratio_to_ceiling']:.3f} x the ceiling "
-                f"({ceiling['rps']:,.0f})",
+                f"{endpoint['name']}: {endpoint['rps']:,.0f} req/s = {endpoint['ratio_to_ceiling']:.3f} x the "
+                f"ceiling ({ceiling['rps']:,.0f})",
             )
         )
         targets.append(

@@ -420,6 +420,16 @@ def start_servers(
         "endpoint": endpoint_server(
             "endpoint", stack.info["model_data_url"], stack.info["s3_endpoint_url"], logs, *options.endpoint_args
         ),
+        # Two worker processes on one socket, sharing the disk cache and the mmap'd packed forests.
+        "endpoint-2w": endpoint_server(
+            "endpoint-2w",
+            stack.info["model_data_url"],
+            stack.info["s3_endpoint_url"],
+            logs,
+            "--workers",
+            "2",
+            *options.endpoint_args,
+        ),
     }
     joblib_dir = options.work_dir / "peer-models-by-target"
     shutil.rmtree(joblib_dir, ignore_errors=True)
@@ -482,6 +492,7 @@ def build_targets(
     add("ceiling: Starlette, uvicorn httptools+uvloop", "ceiling", (ceiling_reqs[0], no_check), "sagemaker")
     add("Starlette, uvicorn h11+asyncio", "h11", (ceiling_reqs[0], no_check), "sagemaker")
     add("this endpoint", "endpoint", ceiling_reqs, "sagemaker")
+    add("this endpoint, 2 worker processes", "endpoint-2w", ceiling_reqs, "sagemaker")
     add(
         "Starlette + scikit-learn predict",
         "sklearn",

@@ -104,6 +104,11 @@ def model_tar_gz(model: Any, extra_files: dict[str, bytes] | None = None, *, pic
         files = {"model.joblib": _joblib_bytes(model, joblib), **(extra_files or {})}
     else:
         files = {"forest.npz": packed_bytes(model), **(extra_files or {})}
+    return tar_gz(files)
+
+
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    """A ``.tar.gz`` holding ``files`` (name -> bytes) at its root, in the given order."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, data in files.items():

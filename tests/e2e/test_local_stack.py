@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import pytest
 
-from endpoint.testing import metric_value
+from endpoint.testing import metric_value, tar_gz
 from house_prices import schema
 from house_prices.naming import KeyLayout
 from house_prices.registry import ModelRegistry
@@ -284,21 +284,11 @@ class _WritesMarker:
         return (Path.write_text, (self.path, "pickle executed"))
 
 
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def _malicious_artifact(marker: Path) -> bytes:
     import pickle
 
     claims = {"validation": {"ae_p50": 1.0}, "features": list(schema.FEATURE_NAMES)}
-    return _tar_gz({"model.joblib": pickle.dumps(_WritesMarker(marker)), "metrics.json": json.dumps(claims).encode()})
+    return tar_gz({"model.joblib": pickle.dumps(_WritesMarker(marker)), "metrics.json": json.dumps(claims).encode()})
 
 
 def _wait_for_version_record(registry: ModelRegistry, city: str, source_key: str, timeout: float = 60) -> Any:
@@ -388,7 +378,7 @@ def test_a_laptop_trained_packed_model_is_promoted_and_served(
     }
     key = layout.training_output_key(city, "laptop-1")
     # When it is published as a training output
-    artifact = _tar_gz({"forest.npz": forest_file.getvalue(), "metrics.json": json.dumps(metrics).encode()})
+    artifact = tar_gz({"forest.npz": forest_file.getvalue(), "metrics.json": json.dumps(metrics).encode()})
     s3.put_object(Bucket=stack.info.bucket, Key=key, Body=artifact)
     record = _wait_for_version_record(registry, city, key)
     # Then it is promoted, and model-sync pre-warmed it: the endpoint loaded it before any user asked

@@ -28,7 +28,15 @@ from botocore.exceptions import ClientError
 
 from endpoint.app import create_app
 from endpoint.config import EndpointConfig, ModelDataUrl
-from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client, sagemaker_runtime, serve_in_thread
+from endpoint.testing import (
+    fit_forest,
+    model_tar_gz,
+    moto_s3,
+    s3_client,
+    sagemaker_runtime,
+    serve_in_thread,
+    tar_gz,
+)
 from house_prices import naming, schema
 from tests.sagemaker_image import ROOT, serving_stack_python
 from training.images import load_table
@@ -152,8 +160,8 @@ def artifacts() -> dict[str, bytes]:
     forest = fit_forest(seed=11, n_features=len(schema.FEATURE_NAMES))
     return {
         "good": model_tar_gz(forest),
-        "pickle-only": _tar_gz({naming.PICKLED_MODEL_FILENAME: b"\x80\x04not-unpickled"}),
-        "empty": _tar_gz({"notes.txt": b"no model here"}),
+        "pickle-only": tar_gz({naming.PICKLED_MODEL_FILENAME: b"\x80\x04not-unpickled"}),
+        "empty": tar_gz({"notes.txt": b"no model here"}),
     }
 
 
@@ -279,15 +287,3 @@ def _unpack(artifacts: dict[str, bytes], root: Path) -> dict[str, Path]:
             archive.extractall(directory, filter="data")
         directories[name] = directory
     return directories
-
-
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
