@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import json
 import os
 import sys
@@ -148,13 +147,6 @@ def stack_client_environment(stack: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def local_container_environment(function: FunctionSpec) -> dict[str, str]:
-    """Those of ``function``'s variables that describe the serving container, as the local endpoint really is."""
-    sklearn = importlib.metadata.version("scikit-learn")
-    facts = {"SERVING_SKLEARN_VERSION": ".".join(sklearn.split(".")[:2])}
-    return {name: value for name, value in facts.items() if name in function.environment}
-
-
 def env_file_overrides(path: Path, logical_id: str) -> dict[str, str]:
     """``sam local invoke --env-vars`` semantics: per-function values, then ``Parameters`` for all."""
     if not path.is_file():
@@ -177,10 +169,8 @@ def invoke(
         stack["region"] if stack else os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     )
     function = template.function(function_id, resources)
-    if stack:  # the local endpoint, not the managed image, serves the models
-        overrides = local_container_environment(function)
-    else:
-        overrides = env_file_overrides(env_file or DEFAULT_ENV_FILE, function_id)
+    # Against the local stack the template's values stand (only endpoints differ); otherwise env.json's.
+    overrides = {} if stack else env_file_overrides(env_file or DEFAULT_ENV_FILE, function_id)
     if overrides:
         function = with_environment(function, overrides)
     handler = load_handler(function, region, stack_client_environment(stack) if stack else None)

@@ -46,7 +46,7 @@ from endpoint.sockets import listening_socket
 from house_prices import schema
 from house_prices.naming import KeyLayout
 from local.journal import JournalLocked, ensure_unused
-from local.lambda_runtime import LOCAL_CREDENTIALS, local_container_environment, stack_client_environment
+from local.lambda_runtime import LOCAL_CREDENTIALS, stack_client_environment
 from local.process import LOCAL_HOST, Child, ChildFailed, RestartPolicy, Supervisor, write_ready_file
 from local.template import REPO_ROOT, FunctionSpec, LocalResources, MultiModelSpec, Template, TemplateError
 from training.images import load_table
@@ -527,13 +527,8 @@ class LocalStack:
         return env
 
     def _environment_args(self, function: FunctionSpec) -> list[str]:
-        """Per-function overrides of the template's variables (`sam local --env-vars` style).
-
-        Facts of the local endpoint replace the managed image's first (it serves this venv's
-        scikit-learn, not the image's), then the caller's overrides.
-        """
-        caller_overrides = self.config.function_env.get(function.logical_id) or {}
-        overrides = {**local_container_environment(function), **caller_overrides}
+        """Per-function overrides of the template's variables (`sam local --env-vars` style)."""
+        overrides = self.config.function_env.get(function.logical_id) or {}
         return ["--environment", json.dumps(overrides)] if overrides else []
 
     def _spawn(
