@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,8 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from endpoint.app import Runtime, create_app
-from endpoint.config import EndpointConfig, ModelDataUrl
 from endpoint.memory import model_bytes
 from endpoint.testing import (
     OPTIONS_PROGRAM,
@@ -24,10 +21,10 @@ from endpoint.testing import (
     packed_bytes,
     s3_client,
     sagemaker_runtime,
-    serve_in_thread,
     write_program,
 )
 from packed_forest import PackedForest
+from tests.integration.endpoint_harness import Start, endpoint_starter
 
 pytestmark = pytest.mark.slow
 
@@ -55,25 +52,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield {"s3_url": s3_url, "programs": programs, "sizes": sizes}
 
 
-Start = Callable[..., tuple[str, Runtime]]
-
-
 @pytest.fixture
 def start(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
+    """Start endpoints on this module's bucket; their S3 clients are steered by AWS_ENDPOINT_URL_S3."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world["s3_url"])
-    with contextlib.ExitStack() as stack:
-
-        def _start(**overrides: Any) -> tuple[str, Runtime]:
-            config = EndpointConfig(
-                model_data_url=ModelDataUrl.parse(f"s3://{BUCKET}/{PREFIX}"),
-                endpoint_name=ENDPOINT,
-                submit_directory=world["programs"],
-                **overrides,
-            )
-            app = create_app(config)
-            return stack.enter_context(serve_in_thread(app)), app.state.runtime
-
-        yield _start
+    with endpoint_starter(BUCKET, PREFIX, ENDPOINT, world["programs"]) as starter:
+        yield starter
 
 
 async def invoke_many(url: str, targets: list[str]) -> list[httpx.Response]:

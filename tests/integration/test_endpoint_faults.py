@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,6 @@ import httpx
 import numpy as np
 import pytest
 
-from endpoint.app import Runtime, create_app
-from endpoint.config import EndpointConfig, ModelDataUrl
 from endpoint.sockets import listening_socket
 from endpoint.testing import (
     OPTIONS_PROGRAM,
@@ -28,9 +25,9 @@ from endpoint.testing import (
     options_file,
     s3_client,
     sagemaker_runtime,
-    serve_in_thread,
     write_program,
 )
+from tests.integration.endpoint_harness import Start, csv_rows, endpoint_starter
 
 pytestmark = pytest.mark.slow
 
@@ -70,27 +67,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield {"s3_url": s3_url, "models": dict(zip(MODELS, models, strict=True)), "programs": programs}
 
 
-Start = Callable[..., tuple[str, Runtime]]
-
-
 @pytest.fixture
 def start(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
+    """Start endpoints on this module's bucket; their S3 clients are steered by AWS_ENDPOINT_URL_S3."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world["s3_url"])
-    with contextlib.ExitStack() as stack:
-
-        def _start(**overrides: Any) -> tuple[str, Runtime]:
-            overrides.setdefault("submit_directory", world["programs"] / "options")
-            config = EndpointConfig(
-                model_data_url=ModelDataUrl.parse(f"s3://{BUCKET}/{PREFIX}"), endpoint_name=ENDPOINT, **overrides
-            )
-            app = create_app(config)
-            return stack.enter_context(serve_in_thread(app)), app.state.runtime
-
-        yield _start
-
-
-def csv(rows: np.ndarray) -> str:
-    return "\n".join(",".join(repr(float(value)) for value in row) for row in rows)
+    with endpoint_starter(BUCKET, PREFIX, ENDPOINT, world["programs"] / "options") as starter:
+        yield starter
 
 
 def test_complex_npy_body_is_a_client_error_not_a_silent_cast(start: Start) -> None:
@@ -188,7 +170,7 @@ def test_model_fn_hanging_past_the_load_timeout_fails_cleanly_and_fast(start: St
     assert metric_value(url, "endpoint_model_loads_total") == 0
     # And the endpoint keeps serving other models
     response = client.invoke_endpoint(
-        EndpointName=ENDPOINT, TargetModel=MODELS[2], ContentType="text/csv", Body=csv(ROWS)
+        EndpointName=ENDPOINT, TargetModel=MODELS[2], ContentType="text/csv", Body=csv_rows(ROWS)
     )
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert httpx.get(f"{url}/ping").status_code == 200
@@ -206,7 +188,7 @@ def test_eviction_during_in_flight_requests_is_safe(start: Start, world: dict[st
                 *(
                     client.post(
                         f"/endpoints/{ENDPOINT}/invocations",
-                        content=csv(ROWS),
+                        content=csv_rows(ROWS),
                         headers={"Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": target},
                     )
                     for target in targets

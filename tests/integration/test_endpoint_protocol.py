@@ -5,10 +5,9 @@ Each test gets a fresh endpoint (uvicorn in a thread, cold cache); moto and the 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,6 @@ import httpx
 import numpy as np
 import pytest
 
-from endpoint.app import Runtime, create_app
-from endpoint.config import EndpointConfig, ModelDataUrl
 from endpoint.testing import (
     OPTIONS_PROGRAM,
     fit_forest,
@@ -27,9 +24,9 @@ from endpoint.testing import (
     options_file,
     s3_client,
     sagemaker_runtime,
-    serve_in_thread,
     write_program,
 )
+from tests.integration.endpoint_harness import Start, csv_rows, endpoint_starter
 
 pytestmark = pytest.mark.slow
 
@@ -57,29 +54,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield {"s3_url": s3_url, "model": model, "programs": programs}
 
 
-Start = Callable[..., tuple[str, Runtime]]
-
-
 @pytest.fixture
 def start(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
-    """Start an endpoint; its S3 client is a normal boto3 client steered by AWS_ENDPOINT_URL_S3."""
+    """Start endpoints on this module's bucket; their S3 clients are steered by AWS_ENDPOINT_URL_S3."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world["s3_url"])
-    with contextlib.ExitStack() as stack:
-
-        def _start(**overrides: Any) -> tuple[str, Runtime]:
-            overrides.setdefault("submit_directory", world["programs"])
-            config = EndpointConfig(
-                model_data_url=ModelDataUrl.parse(f"s3://{BUCKET}/{PREFIX}"), endpoint_name=ENDPOINT, **overrides
-            )
-            app = create_app(config)
-            url = stack.enter_context(serve_in_thread(app))
-            return url, app.state.runtime
-
-        yield _start
-
-
-def csv_rows(rows: np.ndarray) -> str:
-    return "\n".join(",".join(repr(float(value)) for value in row) for row in rows)
+    with endpoint_starter(BUCKET, PREFIX, ENDPOINT, world["programs"]) as starter:
+        yield starter
 
 
 ROWS = np.random.default_rng(3).uniform(0, 10, size=(4, 6))
