@@ -14,18 +14,16 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from endpoint import toolkit
 from endpoint.app import create_app
 from endpoint.config import EndpointConfig
-from endpoint.http import server_config
+from endpoint.http import SocketServer, server_config
+from endpoint.lifetime import watch_parent
 from endpoint.program import InferenceProgram
 from endpoint.sockets import inherited_socket, listening_socket
 
@@ -103,34 +101,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class _Server(uvicorn.Server):
-    """Logs the one startup line (if any) once the app is ready to serve."""
-
-    def __init__(self, config: uvicorn.Config, announce: str | None) -> None:
-        super().__init__(config)
-        self._announce = announce
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if not self.should_exit and self._announce:
-            log.info("%s", self._announce)
-
-
-def _stop_when_orphaned(server: uvicorn.Server, interval_seconds: float = 0.5) -> None:
-    """Ask uvicorn for its graceful stop once the parent process is gone (we are re-parented)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while not server.should_exit:
-            if os.getppid() != parent:
-                log.info("parent process %d is gone; stopping", parent)
-                server.should_exit = True
-                return
-            time.sleep(interval_seconds)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -194,15 +164,16 @@ def _serve(config: EndpointConfig, sock: socket.socket, announce: str | None, *,
     # automatic full collection during serving walks only what requests allocate (and, after a fork, does
     # not write to shared pages).
     gc.freeze()
-    server = _Server(server_config(app), announce=announce)
+    announced = (lambda: log.info("%s", announce)) if announce else None
+    server = SocketServer(server_config(app), sock, on_started=announced)
     # uvicorn handles SIGINT/SIGTERM (stop accepting, finish in-flight requests, run lifespan shutdown),
     # then re-raises the signal to the handlers it found: make those no-ops so a requested stop exits 0.
     stops: list[int] = []
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, lambda number, frame: stops.append(number))
     if exit_with_parent:
-        _stop_when_orphaned(server)
-    server.run(sockets=[sock])
+        server.stop_with_parent()
+    server.serve_forever()
     log.info("endpoint %s stopped%s", config.endpoint_name, f" by signal {stops[0]}" if stops else "")
     return 0
 
@@ -251,17 +222,7 @@ def _supervise(config: EndpointConfig, sock: socket.socket, announce: str, *, ex
         start(index)
     log.info("%s", announce)
     if exit_with_parent:
-        parent = os.getppid()
-
-        def watch() -> None:
-            while not stopping:
-                if os.getppid() != parent:
-                    log.info("parent process %d is gone; stopping", parent)
-                    stop(signal.SIGTERM, None)
-                    return
-                time.sleep(0.5)
-
-        threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+        watch_parent(lambda: stop(signal.SIGTERM, None), done=lambda: bool(stopping))
     code = 0
     try:
         while workers:

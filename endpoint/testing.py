@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from endpoint.http import server_config
+from endpoint.http import SocketServer, server_config
 from endpoint.sockets import listening_socket
 
 
@@ -36,8 +34,8 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterato
     """
     sock = listening_socket(host, port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(app, timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True)
+    server = SocketServer(server_config(app, timeout_graceful_shutdown=5), sock)
+    thread = threading.Thread(target=server.serve_forever, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
@@ -47,7 +45,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterato
     try:
         yield f"http://{host}:{port}"
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(timeout=15)
         sock.close()
 

@@ -532,9 +532,10 @@ class HttpApi:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
+    from endpoint.http import SocketServer
     from endpoint.sockets import listening_socket
     from local.lambda_runtime import add_function_arguments, with_environment
-    from local.process import LOCAL_HOST, exit_with_parent, write_ready_file
+    from local.process import LOCAL_HOST, write_ready_file
     from local.sandboxes import SandboxPool, SandboxSpec, default_pool_size
     from local.template import LocalResources, Template
 
@@ -562,30 +563,18 @@ def main(argv: list[str] | None = None) -> int:
     app = HttpApi(function, pool, ApiIdentity(resources.account_id), cors, args.body_timeout)
     sock = listening_socket(LOCAL_HOST, args.port)
     port = sock.getsockname()[1]
+
+    def publish() -> None:
+        facts = {"port": port, "url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "sandboxes": size}
+        write_ready_file(args.ready_file, facts)
+
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", server_header=False)
-    server = uvicorn.Server(config)
+    server = SocketServer(config, sock, on_started=publish if args.ready_file else None)
     if args.ready_file:
-        import threading
-
-        stopped = threading.Event()
-        exit_with_parent(stopped)
-
-        def publish_when_started() -> None:
-            while not server.started and not stopped.is_set():
-                time.sleep(0.01)
-            if stopped.is_set():
-                server.should_exit = True
-                return
-            facts = {"port": port, "url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "sandboxes": size}
-            write_ready_file(args.ready_file, facts)
-            stopped.wait()
-            server.should_exit = True
-
-        threading.Thread(target=publish_when_started, daemon=True).start()
+        server.stop_with_parent()
     else:
         print(f"HTTP API for {function.logical_id} on http://127.0.0.1:{port} ({size} sandboxes)", file=sys.stderr)
-    server.run(sockets=[sock])
-    return 0 if server.started else 1
+    return 0 if server.serve_forever() else 1
 
 
 if __name__ == "__main__":

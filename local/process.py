@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from endpoint.lifetime import watch_parent
+
 LOCAL_HOST = "127.0.0.1"
 
 
@@ -49,24 +51,12 @@ def write_ready_file(path: Path, data: Mapping[str, Any], indent: int | None = N
     partial.replace(path)
 
 
-def exit_with_parent(stopped: threading.Event, interval: float = 0.5) -> None:
-    """Set ``stopped`` when the parent dies, so a killed supervisor never leaves servers behind."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while not stopped.wait(interval):
-            if os.getppid() != parent:
-                stopped.set()
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def stop_event() -> threading.Event:
     """Set by SIGTERM, SIGINT or the parent's death: the signal for a stack child to wind down."""
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    exit_with_parent(stopped)
+    watch_parent(stopped.set, done=stopped.is_set)
     return stopped
 
 
