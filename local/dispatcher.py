@@ -202,8 +202,9 @@ class Dispatcher:
 def main(argv: list[str] | None = None) -> int:
     import boto3
 
+    from local import ready
     from local.lambda_runtime import add_function_arguments, load_function
-    from local.process import stop_event, write_ready_file
+    from local.process import stop_event
 
     parser = argparse.ArgumentParser(description="invoke a function for each S3 event on an SQS queue")
     add_function_arguments(parser)
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         function_arn=f"arn:aws:lambda:{resources.region}:{resources.account_id}:function:{function.function_name}",
     )
     stopped = stop_event()
-    write_ready_file(args.ready_file, {"function": function.logical_id, "queue_url": args.queue_url})
+    ready.write(args.ready_file, ready.DispatcherReady(function=function.logical_id, queue_url=args.queue_url))
     dispatcher.run(stopped)
     return 0
 

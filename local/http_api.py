@@ -534,8 +534,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from endpoint.http import SocketServer
     from endpoint.sockets import listening_socket
+    from local import ready
     from local.lambda_runtime import add_function_arguments, with_environment
-    from local.process import LOCAL_HOST, write_ready_file
+    from local.process import LOCAL_HOST
     from local.sandboxes import SandboxPool, SandboxSpec, default_pool_size
     from local.template import LocalResources, Template
 
@@ -565,8 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     port = sock.getsockname()[1]
 
     def publish() -> None:
-        facts = {"port": port, "url": f"http://127.0.0.1:{port}", "pid": os.getpid(), "sandboxes": size}
-        write_ready_file(args.ready_file, facts)
+        facts = ready.HttpApiReady(port=port, url=f"http://127.0.0.1:{port}", pid=os.getpid(), sandboxes=size)
+        ready.write(args.ready_file, facts)
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", server_header=False)
     server = SocketServer(config, sock, on_started=publish if args.ready_file else None)

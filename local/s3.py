@@ -21,7 +21,6 @@ import sys
 import threading
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from botocore.config import Config
 
 from local.journal import INTERNAL_HEADER, Journal, JournalingMiddleware, StartupGate, install_sqs_hooks, replay
 from local.process import LOCAL_HOST
+from local.ready import EventQueue, MotoReady
 from local.template import S3Trigger, Template
 
 # The dispatcher extends visibility on retries; this is only the first attempt's budget.
@@ -109,20 +109,6 @@ def client(service: str, endpoint_url: str, region: str) -> Any:
 
 def _mark_internal(request: Any, **_: Any) -> None:
     request.headers[INTERNAL_HEADER] = "provision"
-
-
-@dataclass(frozen=True)
-class EventQueue:
-    """The queue that carries one function's S3 events (Lambda's async event queue), and where failures go.
-
-    ``on_failure_url`` is the function's ``EventInvokeConfig`` OnFailure queue ("" if it has none).
-    """
-
-    function_id: str
-    queue_url: str
-    queue_arn: str
-    on_failure_url: str
-    max_attempts: int
 
 
 def create_bucket(endpoint_url: str, region: str, bucket: str) -> None:
@@ -221,14 +207,14 @@ def subscribe(endpoint_url: str, region: str, triggers: Sequence[tuple[S3Trigger
 # --- child-process entry point -----------------------------------------------------------------
 
 
-def _provision(url: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[S3Trigger, EventQueue]]]:
+def _provision(url: str, spec: dict[str, Any]) -> tuple[list[EventQueue], list[tuple[S3Trigger, EventQueue]]]:
     """Create what ``spec`` (built by local.stack from the template) describes; return queue facts."""
     region = spec["region"]
     for bucket in spec["buckets"]:
         create_bucket(url, region, bucket)
     for table in spec["tables"]:
         create_registry_table(url, region, table)
-    queues: list[dict[str, Any]] = []
+    queues: list[EventQueue] = []
     subscriptions: list[tuple[S3Trigger, EventQueue]] = []
     for function in spec["functions"]:
         queue = create_event_queue(
@@ -241,12 +227,14 @@ def _provision(url: str, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], li
             function.get("on_failure_queue_name"),
             function.get("visibility_timeout"),
         )
-        queues.append(asdict(queue))
+        queues.append(queue)
         subscriptions.extend((S3Trigger(**trigger), queue) for trigger in function["triggers"])
     return queues, subscriptions
 
 
-def serve(spec: dict[str, Any], state_dir: Path | None, port: int = 0, fd: int | None = None) -> Any:
+def serve(
+    spec: dict[str, Any], state_dir: Path | None, port: int = 0, fd: int | None = None
+) -> tuple[MotoServer, Journal | None, MotoReady]:
     """Start moto, create the template's resources, replay the journal, then subscribe the events.
 
     The order matters: replayed uploads must not fire S3 events again, so notifications come last;
@@ -259,17 +247,15 @@ def serve(spec: dict[str, Any], state_dir: Path | None, port: int = 0, fd: int |
     server = MotoServer(port=port, fd=fd, journal=journal)
     server.start(gated=True)
     queues, subscriptions = _provision(server.url, spec)
-    facts: dict[str, Any] = {"endpoint_url": server.url, "queues": queues}
-    if journal is not None:
-        report = replay(journal, server.url)
-        facts["replayed"] = report.as_dict()
+    replayed = replay(journal, server.url).as_dict() if journal is not None else None
     subscribe(server.url, spec["region"], subscriptions)
     server.open()
-    return server, journal, facts
+    return server, journal, MotoReady(endpoint_url=server.url, queues=tuple(queues), replayed=replayed)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from local.process import stop_event, write_ready_file
+    from local import ready
+    from local.process import stop_event
 
     parser = argparse.ArgumentParser(description="moto server (S3/SQS/DynamoDB) for the local stack")
     parser.add_argument("--ready-file", type=Path, required=True)
@@ -284,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     stopped = stop_event()
     server, journal, facts = serve(json.loads(args.spec), args.state_dir, args.port, args.fd)
     try:
-        if "replayed" in facts:
-            logging.getLogger("local.s3").info("state restored from %s: %s", args.state_dir, facts["replayed"])
-        write_ready_file(args.ready_file, facts)
+        if facts.replayed is not None:
+            logging.getLogger("local.s3").info("state restored from %s: %s", args.state_dir, facts.replayed)
+        ready.write(args.ready_file, facts)
         stopped.wait()
     finally:
         server.stop()

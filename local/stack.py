@@ -45,9 +45,11 @@ from typing import Any
 from endpoint.sockets import listening_socket
 from house_prices import schema
 from house_prices.naming import KeyLayout
+from local import ready
 from local.journal import JournalLocked, ensure_unused
 from local.lambda_runtime import LOCAL_CREDENTIALS, stack_client_environment
 from local.process import LOCAL_HOST, Child, ChildFailed, RestartPolicy, Supervisor, write_ready_file
+from local.ready import DispatcherReady, EventQueue, HttpApiReady, MotoReady
 from local.template import REPO_ROOT, FunctionSpec, LocalResources, MultiModelSpec, Template, TemplateError
 from training.images import load_table
 
@@ -260,11 +262,50 @@ class LocalStack:
         return held, f"http://127.0.0.1:{held.getsockname()[1]}"
 
     def _start(self) -> StackInfo:
-        plan, config = self.plan, self.config
+        """moto first (everything else talks to it), then the endpoint, dispatchers and HTTP API together."""
+        config = self.config
         self._prepare_directories()
         base_env = self._base_environment()
-        resources_json = json.dumps(asdict(plan.resources))
+        moto_url, moto_facts = self._start_moto(base_env)
+        aws_env = {
+            **base_env,
+            "AWS_ENDPOINT_URL_S3": moto_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+            "AWS_ENDPOINT_URL_SQS": moto_url,
+        }
+        queues = {queue.function_id: queue for queue in moto_facts.queues}
+        endpoint, endpoint_url = self._start_endpoint(aws_env)
+        # model-sync pre-warms promoted versions on the endpoint, as on AWS; the router invokes it.
+        functions_env = {**aws_env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url}
+        dispatchers = self._start_dispatchers(functions_env, queues)
+        api = self._start_http_api(functions_env)
+        # The slow part is importing sklearn/boto3/powertools in each child: wait for all at once.
+        timeout = config.ready_timeout_seconds
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            api_ready = pool.submit(api.wait_ready, timeout)
+            endpoint_ready = pool.submit(endpoint.wait_until_ready, timeout)
+            dispatchers_ready = [pool.submit(d.wait_ready, timeout) for d in dispatchers]
+            api_facts = ready.parse(HttpApiReady, api_ready.result())
+            endpoint_ready.result()
+            for dispatcher_ready in dispatchers_ready:
+                ready.parse(DispatcherReady, dispatcher_ready.result())
+        # A restarted API must come back on the URL clients already have.
+        api.argv = [*api.argv, "--port", str(api_facts.port)]
 
+        self._info = self._stack_info(api_facts.url, endpoint_url, moto_url, queues)
+        self._publish()
+        self.supervisor = Supervisor(
+            self.children,
+            config.restart_policy,
+            on_restarted=lambda child: self._publish(),
+            ready_timeout=config.ready_timeout_seconds,
+        )
+        self.supervisor.start()
+        return self._info
+
+    def _start_moto(self, env: Mapping[str, str]) -> tuple[str, MotoReady]:
+        """S3/SQS/DynamoDB with the template's bucket, tables and event queues; waits until it serves them."""
+        plan, config = self.plan, self.config
         spec = {
             "region": plan.resources.region,
             "buckets": [plan.bucket],
@@ -294,18 +335,14 @@ class LocalStack:
                 str(moto_socket.fileno()),
                 *(["--state-dir", str(self.journal_dir)] if config.persist else []),
             ],
-            base_env,
+            env,
             pass_fds=(moto_socket.fileno(),),
         )
-        moto_facts = moto.wait_ready(config.ready_timeout_seconds)
-        queues = {queue["function_id"]: queue for queue in moto_facts["queues"]}
+        return moto_url, ready.parse(MotoReady, moto.wait_ready(config.ready_timeout_seconds))
 
-        aws_env = {
-            **base_env,
-            "AWS_ENDPOINT_URL_S3": moto_url,
-            "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
-            "AWS_ENDPOINT_URL_SQS": moto_url,
-        }
+    def _start_endpoint(self, aws_env: Mapping[str, str]) -> tuple[Child, str]:
+        """The multi-model endpoint on a socket held here; ready when it answers /ping (not waited for here)."""
+        plan = self.plan
         # Held here and inherited by the endpoint, so the API can be told its URL before the endpoint
         # has started, no other process can take the port in between, and a restart keeps the URL.
         endpoint_socket, endpoint_url = self._hold_socket()
@@ -330,45 +367,52 @@ class LocalStack:
                 "--cache-dir",
                 str(self._run_dir / "endpoint-cache"),
                 "--exit-with-parent",
-                *config.endpoint_args,
+                *self.config.endpoint_args,
             ],
             endpoint_env,
             ready_file=False,
             pass_fds=(endpoint_socket.fileno(),),
             ping_url=f"{endpoint_url}/ping",
         )
-        dispatchers = [
-            self._spawn(
-                f"dispatcher-{function.logical_id}",
-                [
-                    "-m",
-                    "local.dispatcher",
-                    "--function",
-                    function.logical_id,
-                    "--queue-url",
-                    queues[function.logical_id]["queue_url"],
-                    "--max-attempts",
-                    str(queues[function.logical_id]["max_attempts"]),
-                    *(
-                        ["--on-failure-queue-url", queues[function.logical_id]["on_failure_url"]]
-                        if queues[function.logical_id]["on_failure_url"]
-                        else []
-                    ),
-                    "--resources",
-                    resources_json,
-                    "--backoff-base",
-                    str(config.dispatcher_backoff_base_seconds),
-                    "--backoff-cap",
-                    str(config.dispatcher_backoff_cap_seconds),
-                    *self._template_args(),
-                    *self._environment_args(function),
-                ],
-                # model-sync pre-warms promoted versions on the endpoint, as on AWS.
-                {**aws_env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url},
+        return endpoint, endpoint_url
+
+    def _start_dispatchers(self, env: Mapping[str, str], queues: Mapping[str, EventQueue]) -> list[Child]:
+        """One async invoker per S3-triggered function, polling the queue moto made for it."""
+        config = self.config
+        dispatchers = []
+        for function in self.plan.event_functions:
+            queue = queues[function.logical_id]
+            dispatchers.append(
+                self._spawn(
+                    f"dispatcher-{function.logical_id}",
+                    [
+                        "-m",
+                        "local.dispatcher",
+                        "--function",
+                        function.logical_id,
+                        "--queue-url",
+                        queue.queue_url,
+                        "--max-attempts",
+                        str(queue.max_attempts),
+                        *(["--on-failure-queue-url", queue.on_failure_url] if queue.on_failure_url else []),
+                        "--resources",
+                        self._resources_json(),
+                        "--backoff-base",
+                        str(config.dispatcher_backoff_base_seconds),
+                        "--backoff-cap",
+                        str(config.dispatcher_backoff_cap_seconds),
+                        *self._template_args(),
+                        *self._environment_args(function),
+                    ],
+                    env,
+                )
             )
-            for function in plan.event_functions
-        ]
-        api = self._spawn(
+        return dispatchers
+
+    def _start_http_api(self, env: Mapping[str, str]) -> Child:
+        """API Gateway's HTTP API in front of the router function."""
+        plan, config = self.plan, self.config
+        return self._spawn(
             "http-api",
             [
                 "-m",
@@ -376,27 +420,20 @@ class LocalStack:
                 "--function",
                 plan.api_function.logical_id,
                 "--resources",
-                resources_json,
+                self._resources_json(),
                 *(["--max-concurrency", str(config.api_max_concurrency)] if config.api_max_concurrency else []),
                 *self._template_args(),
                 *self._environment_args(plan.api_function),
             ],
-            {**aws_env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url},
+            env,
         )
-        # The slow part is importing sklearn/boto3/powertools in each child: wait for all at once.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            api_ready = pool.submit(api.wait_ready, config.ready_timeout_seconds)
-            endpoint_ready = pool.submit(endpoint.wait_until_ready, config.ready_timeout_seconds)
-            dispatchers_ready = [pool.submit(d.wait_ready, config.ready_timeout_seconds) for d in dispatchers]
-            api_facts = api_ready.result()
-            endpoint_ready.result()
-            for ready in dispatchers_ready:
-                ready.result()
-        # A restarted API must come back on the URL clients already have.
-        api.argv = [*api.argv, "--port", str(api_facts["port"])]
 
-        self._info = StackInfo(
-            api_url=api_facts["url"],
+    def _stack_info(
+        self, api_url: str, endpoint_url: str, moto_url: str, queues: Mapping[str, EventQueue]
+    ) -> StackInfo:
+        plan = self.plan
+        return StackInfo(
+            api_url=api_url,
             endpoint_url=endpoint_url,
             s3_endpoint_url=moto_url,
             region=plan.resources.region,
@@ -408,7 +445,7 @@ class LocalStack:
             dynamodb_endpoint_url=moto_url,
             sqs_endpoint_url=moto_url,
             queues={
-                function_id: {"queue_url": queue["queue_url"], "on_failure_url": queue["on_failure_url"]}
+                function_id: {"queue_url": queue.queue_url, "on_failure_url": queue.on_failure_url}
                 for function_id, queue in queues.items()
             },
             log_dir=str(self.log_dir),
@@ -416,17 +453,8 @@ class LocalStack:
             resources=asdict(plan.resources),
             run_id=self.run_id,
             pids=self._pids(),
-            state_dir=str(self.journal_dir) if config.persist else "",
+            state_dir=str(self.journal_dir) if self.config.persist else "",
         )
-        self._publish()
-        self.supervisor = Supervisor(
-            self.children,
-            config.restart_policy,
-            on_restarted=lambda child: self._publish(),
-            ready_timeout=config.ready_timeout_seconds,
-        )
-        self.supervisor.start()
-        return self._info
 
     def _pids(self) -> dict[str, int]:
         return {child.name: child.pid for child in self.children if child.process is not None}
@@ -504,6 +532,9 @@ class LocalStack:
         if not function.on_failure_logical_id:
             return None
         return f"{self.plan.resources.stack_name}-{function.on_failure_logical_id}"
+
+    def _resources_json(self) -> str:
+        return json.dumps(asdict(self.plan.resources))
 
     def _template_args(self) -> list[str]:
         return ["--template", str(self.config.template_path)] if self.config.template_path else []

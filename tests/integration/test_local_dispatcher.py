@@ -12,7 +12,8 @@ import pytest
 
 from local.dispatcher import Dispatcher
 from local.lambda_runtime import LambdaContext
-from local.s3 import EventQueue, MotoServer, client, create_bucket, create_event_queue, subscribe
+from local.ready import EventQueue
+from local.s3 import MotoServer, client, create_bucket, create_event_queue, subscribe
 from local.template import S3Trigger
 from tests.lambda_contexts import lambda_context
 
