@@ -34,6 +34,7 @@ from local.process import group_members, port_is_free
 from local.stack import LocalStack
 from local.template import REPO_ROOT
 from tests.e2e.stack_harness import CITIES, QUIET, houses, train
+from tests.pickle_payloads import WritesMarker
 
 pytestmark = pytest.mark.slow
 
@@ -274,21 +275,11 @@ def test_a_killed_supervisor_leaves_no_process_behind(tmp_path: Path) -> None:
 # --- no code from data: pickles never run; a packed model trained anywhere serves ------------------
 
 
-class _WritesMarker:
-    """A pickle payload: unpickling it writes a file, the proof that a model file ran as code."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (Path.write_text, (self.path, "pickle executed"))
-
-
 def _malicious_artifact(marker: Path) -> bytes:
     import pickle
 
     claims = {"validation": {"ae_p50": 1.0}, "features": list(schema.FEATURE_NAMES)}
-    return tar_gz({"model.joblib": pickle.dumps(_WritesMarker(marker)), "metrics.json": json.dumps(claims).encode()})
+    return tar_gz({"model.joblib": pickle.dumps(WritesMarker(marker)), "metrics.json": json.dumps(claims).encode()})
 
 
 def _wait_for_version_record(registry: ModelRegistry, city: str, source_key: str, timeout: float = 60) -> Any:

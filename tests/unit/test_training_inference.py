@@ -19,6 +19,7 @@ import packed_forest
 from house_prices import naming, schema
 from packed_forest import PackedForest
 from packed_forest.pack import pack_forest
+from tests.pickle_payloads import WritesMarker
 from training import data, inference
 
 ROWS = np.array([[1990, 2500, 3, 2.0, 1.0, 2], [2015, 4100, 5, 3.0, 1.25, 3]], dtype=np.float64)
@@ -40,22 +41,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, forest: RandomForestRegr
     return directory
 
 
-class _Marker:
-    """Unpickling this writes a file: proof that a pickle ran code."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (Path.write_text, (self.path, "pickle executed"))
-
-
 @pytest.fixture
 def pickle_only_dir(tmp_path: Path) -> tuple[Path, Path]:
     directory = tmp_path / "model"
     directory.mkdir()
     marker = tmp_path / "marker"
-    (directory / naming.PICKLED_MODEL_FILENAME).write_bytes(pickle.dumps(_Marker(marker)))
+    (directory / naming.PICKLED_MODEL_FILENAME).write_bytes(pickle.dumps(WritesMarker(marker)))
     return directory, marker
 
 
