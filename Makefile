@@ -15,9 +15,11 @@ PYTEST_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements/bench.txt | md5sum | cut -c1-12)
 MLSERVER_VENV := build/bench/mlserver-venv
 MLSERVER_STAMP := $(MLSERVER_VENV)/.installed-$(shell cat requirements/bench-mlserver.txt | md5sum | cut -c1-12)
+LAMBDA_RUNTIME := build/bench/lambda-runtime
+LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-$(shell cat requirements/lambda-runtime.txt | md5sum | cut -c1-12)
 BENCH_ARGS ?=
 
-.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy invoke bench bench-quick bench-deps bench-http-api wrk clean
+.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy invoke bench bench-quick bench-deps bench-http-api lambda-runtime wrk clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -89,7 +91,16 @@ $(MLSERVER_STAMP): requirements/bench-mlserver.txt
 	$(MLSERVER_VENV)/bin/pip install --quiet -r requirements/bench-mlserver.txt
 	touch $@
 
-bench-deps: wrk $(BENCH_STAMP) $(MLSERVER_STAMP) ## wrk, chart and uvloop packages, MLServer's venv
+# The router's cold import is measured through the real Lambda runtime's bootstrap (python3.13, this machine's platform).
+$(LAMBDA_RUNTIME_STAMP): requirements/lambda-runtime.txt
+	rm -rf $(LAMBDA_RUNTIME)
+	python3.13 -m pip install --quiet --disable-pip-version-check --no-deps --root-user-action=ignore \
+		--requirement requirements/lambda-runtime.txt --target $(LAMBDA_RUNTIME)
+	touch $@
+
+lambda-runtime: $(LAMBDA_RUNTIME_STAMP) ## the Lambda runtime interface client (python3.13) for bench/router_import_time.py
+
+bench-deps: wrk $(BENCH_STAMP) $(MLSERVER_STAMP) $(LAMBDA_RUNTIME_STAMP) ## wrk, chart and uvloop packages, MLServer's venv, Lambda's runtime client
 
 bench: sam-build bench-deps ## one run: endpoint vs ceiling and peers, cold loads, scale; writes docs/benchmarks.md
 	$(PYTHON) bench/suite.py --mlserver $(MLSERVER_VENV)/bin/mlserver $(BENCH_ARGS)

@@ -842,7 +842,16 @@ def _summary_ratio(after: str, before: str, name: str) -> float | None:
 def legacy_scripts(work_dir: Path) -> list[dict[str, Any]]:
     bench = Path(__file__).resolve().parent
     commands = [
-        ("router cold import (built package)", [sys.executable, str(bench / "router_import_time.py"), "--built"]),
+        (
+            "router cold import (built package, through the Lambda runtime's bootstrap)",
+            [
+                sys.executable,
+                str(bench / "router_import_time.py"),
+                "--built",
+                "--lambda-runtime",
+                str(bench.parent / "build" / "bench" / "lambda-runtime"),
+            ],
+        ),
         (
             "packed-forest predict and model_fn vs scikit-learn (issue 7 targets)",
             [sys.executable, str(bench / "forest_predict.py"), "--rounds", "7"],

@@ -127,3 +127,29 @@ def test_targets_are_judged_from_the_same_run_and_a_miss_is_reported_not_raised(
     assert verdicts["1. p99 <= 25 ms at 50 connections"] is False
     assert verdicts["1. >= 25 x MLServer's best"] is False
     assert verdicts["4. single-house HTTP API throughput >= 0.08 x the ceiling"] is True
+
+
+IMPORTTIME_THROUGH_RUNTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       900 |        900 | site
+import time:       300 |       8000 |   logging
+import time:       400 |      24000 | awslambdaric.bootstrap
+import time:      2000 |       2000 |       botocore.compat
+import time:       500 |      80000 |     botocore.session
+import time:       700 |      90000 |   router.wiring
+import time:       800 |     150000 | router.handler
+"""
+
+
+def test_import_report_counts_only_what_comes_after_the_runtime_bootstrap() -> None:
+    # Given -X importtime output of the Lambda runtime's bootstrap followed by the handler import
+    from bench.router_import_time import RUNTIME_BOOTSTRAP, parse_report
+
+    # When it is read as Lambda's init sees it, and as a bare `python -c` would count it
+    through_runtime = parse_report(IMPORTTIME_THROUGH_RUNTIME, after=RUNTIME_BOOTSTRAP)
+    bare = parse_report(IMPORTTIME_THROUGH_RUNTIME)
+
+    # Then the runtime's own imports are not charged to the handler, and the breakdown names its children
+    assert through_runtime.total_us == 150_000
+    assert through_runtime.children_us == {"router.wiring": 90_000}
+    assert bare.total_us == 24_000 + 150_000
