@@ -7,9 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from house_prices.registry import ModelRegistry
-from local.demo import wait_for_live
 from local.stack import LocalStack, StackConfig
-from tests.e2e.stack_harness import CITIES, QUIET, train
+from tests.e2e.stack_harness import CITIES, train_until_live
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +32,4 @@ def registry(stack: LocalStack) -> ModelRegistry:
 
 @pytest.fixture(scope="session")
 def trained(stack: LocalStack, registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    keys = train(stack, CITIES, tmp_path_factory.mktemp("training"))
-    live = wait_for_live(registry, CITIES, QUIET, timeout=60)
-    return {"keys": keys, "live": live}
+    return train_until_live(stack, registry, CITIES, tmp_path_factory.mktemp("training"), timeout=60)

@@ -1,14 +1,17 @@
-"""What the e2e suites share besides fixtures: the trained cities and the demo's train-and-publish."""
+"""What the e2e suites share besides fixtures: trained cities, the demo's train-and-publish, S3 events, queues."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from rich.console import Console
 
 from house_prices import schema
-from local.demo import train_and_publish
+from house_prices.registry import ModelRegistry
+from local.demo import train_and_publish, wait_for_live
 from local.stack import LocalStack
 
 CITIES = ("Chicago_IL", "Dallas_TX", "Phoenix_AZ")
@@ -22,7 +25,47 @@ def train(stack: LocalStack, cities: tuple[str, ...], work_dir: Path, **options:
     return {city: city_keys[-1] for city, city_keys in keys.items()}
 
 
+def train_until_live(
+    stack: LocalStack, registry: ModelRegistry, cities: tuple[str, ...], work_dir: Path, timeout: float
+) -> dict[str, Any]:
+    """What a suite's ``trained`` fixture holds: each city's artifact key, and its live model once promoted."""
+    keys = train(stack, cities, work_dir)
+    live = wait_for_live(registry, cities, QUIET, timeout=timeout)
+    return {"keys": keys, "live": live}
+
+
 def houses(city: str, n: int, seed: int) -> list[dict[str, float]]:
     from training.data import generate_houses
 
     return [schema.house_from_row(row) for row in generate_houses(city, n, seed)[:, 1:]]
+
+
+def s3_event(stack: LocalStack, key: str) -> dict[str, Any]:
+    """The notification S3 sends model-sync's queue when ``key`` is written to the stack's bucket."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": stack.info.region,
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": stack.info.bucket}, "object": {"key": quote_plus(key)}},
+            }
+        ]
+    }
+
+
+def queue_depth(stack: LocalStack, queue_url: str) -> int:
+    """Messages waiting plus messages in flight (received, not yet deleted)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = stack.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def wait_drained(stack: LocalStack, queue_url: str | None = None, timeout: float = 60) -> None:
+    """Wait until ``queue_url`` (default: model-sync's event queue) is empty; fail the test if it is not."""
+    url = queue_url or stack.info.queues["ModelSyncFunction"]["queue_url"]
+    deadline = time.monotonic() + timeout
+    while (depth := queue_depth(stack, url)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert depth == 0, f"{url} not drained: {depth} message(s) left"

@@ -22,25 +22,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from rich.console import Console
 
 from house_prices import schema
 from house_prices.naming import KeyLayout
 from house_prices.registry import ModelRegistry
-from local.demo import train_and_publish, wait_for_live
+from local.demo import wait_for_live
 from local.process import RestartPolicy
 from local.stack import LocalStack, StackConfig
+from tests.e2e.stack_harness import QUIET, queue_depth, s3_event, train, train_until_live, wait_drained
 
 pytestmark = pytest.mark.slow
 
 CITIES = ("Chicago_IL", "Dallas_TX")
-QUIET = Console(quiet=True)
 MAX_UNPACKED = 32 * 1024 * 1024
 HOUSE = schema.EXAMPLE_HOUSE
 
@@ -71,9 +69,7 @@ def registry(stack: LocalStack) -> ModelRegistry:
 
 @pytest.fixture(scope="module")
 def trained(stack: LocalStack, registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    keys = train_and_publish(stack, CITIES, QUIET, tmp_path_factory.mktemp("training"), progress=False, workers=2)
-    live = wait_for_live(registry, CITIES, QUIET, timeout=90)
-    return {"keys": {city: city_keys[-1] for city, city_keys in keys.items()}, "live": live}
+    return train_until_live(stack, registry, CITIES, tmp_path_factory.mktemp("training"), timeout=90)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -90,20 +86,6 @@ def state(stack: LocalStack, registry: ModelRegistry) -> dict[str, Any]:
         "live": {city: registry.live_model(city) for city in CITIES},
         "failed": queue_depth(stack, stack.info.queues["ModelSyncFunction"]["on_failure_url"]),
     }
-
-
-def queue_depth(stack: LocalStack, url: str) -> int:
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = stack.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes[name]) for name in names)
-
-
-def wait_drained(stack: LocalStack, timeout: float = 60) -> None:
-    url = stack.info.queues["ModelSyncFunction"]["queue_url"]
-    deadline = time.monotonic() + timeout
-    while queue_depth(stack, url) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert queue_depth(stack, url) == 0, "model-sync did not finish the queued events"
 
 
 def predict(stack: LocalStack, city: str, timeout: float = 30) -> httpx.Response:
@@ -272,20 +254,6 @@ def test_s3_frozen_cold_load_fails_fast_and_retryably_then_recovers(
 # --- events ------------------------------------------------------------------------------------
 
 
-def s3_event(stack: LocalStack, key: str) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": stack.info.region,
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": stack.info.bucket}, "object": {"key": quote_plus(key)}},
-            }
-        ]
-    }
-
-
 def test_duplicate_and_out_of_order_events_leave_the_registry_monotonic(
     stack: LocalStack, registry: ModelRegistry, trained: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -293,14 +261,14 @@ def test_duplicate_and_out_of_order_events_leave_the_registry_monotonic(
     city = CITIES[0]
     old_key = trained["keys"][city]
     old_live = registry.live_model(city)
-    keys = train_and_publish(stack, (city,), QUIET, tmp_path, progress=False, houses_per_city=2000)
+    new_key = train(stack, (city,), tmp_path, houses_per_city=2000)[city]
     newest = wait_for_live(registry, (city,), QUIET, timeout=90, newer_than={city: old_live.version})[city]
     wait_drained(stack)
     before = state(stack, registry)
     # When the old event arrives again, late (out of order), followed by duplicates of the new one
     sqs = stack.client("sqs")
     queue_url = stack.info.queues["ModelSyncFunction"]["queue_url"]
-    for key in (old_key, keys[city][-1], keys[city][-1], old_key):
+    for key in (old_key, new_key, new_key, old_key):
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(s3_event(stack, key)))
     wait_drained(stack)
     # Then nothing changed: the newest version stays live, no object or version was added or lost

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import httpx
 import numpy as np
@@ -33,7 +32,7 @@ from local.demo import wait_for_live
 from local.process import group_members, port_is_free
 from local.stack import LocalStack
 from local.template import REPO_ROOT
-from tests.e2e.stack_harness import CITIES, QUIET, houses, train
+from tests.e2e.stack_harness import CITIES, QUIET, houses, s3_event, train, wait_drained
 from tests.pickle_payloads import WritesMarker
 
 pytestmark = pytest.mark.slow
@@ -117,41 +116,18 @@ def _snapshot(stack: LocalStack, registry: ModelRegistry, city: str) -> dict[str
     }
 
 
-def _queue_drained(stack: LocalStack, queue_url: str, timeout: float = 30) -> None:
-    sqs = stack.client("sqs")
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-        if all(attributes[name] == "0" for name in names):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{queue_url} not drained: {attributes}")
-
-
 def test_a_duplicate_s3_event_changes_nothing(stack: LocalStack, registry: ModelRegistry, trained: dict) -> None:
     city = CITIES[0]
     key = trained["keys"][city]
     before = _snapshot(stack, registry, city)
     queues = stack.info.queues["ModelSyncFunction"]
     # Given the exact event S3 delivered for the training output, delivered a second time
-    event = {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": stack.info.region,
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": stack.info.bucket}, "object": {"key": quote_plus(key)}},
-            }
-        ]
-    }
-    stack.client("sqs").send_message(QueueUrl=queues["queue_url"], MessageBody=json.dumps(event))
+    stack.client("sqs").send_message(QueueUrl=queues["queue_url"], MessageBody=json.dumps(s3_event(stack, key)))
     # When model-sync has handled it (the message is deleted only on success)
-    _queue_drained(stack, queues["queue_url"])
+    wait_drained(stack, queues["queue_url"])
     # Then the registry and the MME prefix are exactly as before, and nothing was dead-lettered
     assert _snapshot(stack, registry, city) == before
-    _queue_drained(stack, queues["on_failure_url"], timeout=0.5)
+    wait_drained(stack, queues["on_failure_url"], timeout=0.5)
 
 
 VALID = houses("Chicago_IL", 1, seed=3)[0]

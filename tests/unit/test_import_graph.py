@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+from tests.graphs import find_cycle
+
 ROOT = Path(__file__).resolve().parents[2]
 # Where each top-level package lives (the .pth / PYTHONPATH roots).
 PACKAGE_ROOTS = {
@@ -76,28 +78,6 @@ def graph() -> dict[str, frozenset[str]]:
             targets.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
         edges[name] = frozenset(t for t in targets if t in known and t != name and not name.startswith(f"{t}."))
     return edges
-
-
-def find_cycle(edges: dict[str, frozenset[str]]) -> list[str] | None:
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for target in sorted(edges[node]):
-            if state.get(target) == 1:
-                return [*path[path.index(target) :], target]
-            if target not in state and (cycle := visit(target)):
-                return cycle
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(edges):
-        if node not in state and (cycle := visit(node)):
-            return cycle
-    return None
 
 
 def test_the_graph_sees_the_project() -> None:

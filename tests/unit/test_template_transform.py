@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from house_prices import schema
+from tests.graphs import find_cycle
 from tests.sam_transform import source_template as load_source_template
 from tests.sam_transform import transform
 
@@ -59,28 +60,6 @@ def _references(node: Any) -> Iterator[str]:
             yield from _references(item)
 
 
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt) :], nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for start in sorted(graph):
-        if start not in state and (found := visit(start)):
-            return found
-    return None
-
-
 def test_transform_has_no_circular_dependency(transformed: dict[str, Any]) -> None:
     """Given the transformed template, when following Ref/GetAtt/Sub/DependsOn, then no resource
     depends on itself (the bucket -> notification -> function -> policy -> bucket trap)."""
@@ -91,7 +70,7 @@ def test_transform_has_no_circular_dependency(transformed: dict[str, Any]) -> No
         depends = [depends] if isinstance(depends, str) else list(depends)
         refs = set(_references(resource.get("Properties", {}))) | set(depends)
         graph[name] = {r for r in refs if r in resources and r != name}
-    assert _cycle(graph) is None, _cycle(graph)
+    assert find_cycle(graph) is None, find_cycle(graph)
     # Sanity check of the checker itself: the bucket's notification does point at the function.
     assert "ModelSyncFunction" in graph["ArtifactBucket"]
 
