@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,27 +70,13 @@ end
 """
 
 
-def wait_for_line(process: subprocess.Popen[str], timeout: float = 60) -> str:
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if match:
-            return match.group(1)
-    process.kill()
-    raise RuntimeError("server did not start: " + "".join(seen))
-
-
 @contextlib.contextmanager
 def spawn(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    from endpoint.testing import startup_url
+
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        url = wait_for_line(process)
+        url = startup_url(process)
         # Keep reading its output, or a chatty server would block on a full pipe.
         threading.Thread(target=process.stdout.read, daemon=True).start()  # type: ignore[union-attr]
         yield url, process

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import socket
+import subprocess
 import tarfile
 import threading
 import time
@@ -48,6 +50,27 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterato
         server.stop()
         thread.join(timeout=15)
         sock.close()
+
+
+def startup_url(process: subprocess.Popen[str], timeout: float = 60) -> str:
+    """Read a child server's output until its ``listening on http://127.0.0.1:PORT`` line; its base URL.
+
+    ``python -m endpoint`` announces itself so (as do the bench's peers). A child that exits or stays
+    silent past ``timeout`` is killed, and the error carries what it printed.
+    """
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return match.group(1)
+    process.kill()
+    raise RuntimeError("server did not start; its output: " + "".join(seen))
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """The one home of the router tests' fakes and API events.
 
 ``FakeRegistry`` and ``FakeEndpoint`` satisfy ``router.logic``'s ``Registry`` and ``Endpoint``
-protocols; ``api_event`` loads the payload-2.0 events in ``events/`` (the same files `sam local invoke`
-and `make invoke` use), so a test and a manual invocation exercise the same request.
+protocols; ``add_model_error`` queues SageMaker's ModelError on a Stubber; ``api_event`` loads the
+payload-2.0 events in ``events/`` (the same files `sam local invoke` and `make invoke` use), so a test
+and a manual invocation exercise the same request.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from botocore.stub import Stubber
+
 from house_prices.errors import UnknownCity, UnknownVersion
 from house_prices.naming import target_model
-from house_prices.registry import LiveModel, ModelVersion, Status
+from house_prices.registry import LiveModel, ModelVersion
+from tests.model_versions import model_version
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 LIVE = "20261125T040000Z-1a2b3c4d"
@@ -22,15 +26,24 @@ REJECTED = "20261126T040000Z-deadbeef"
 PROMOTED_AT = "2026-11-25T04:00:01+00:00"
 
 
+def add_model_error(
+    stubber: Stubber, original_status: int, original_message: str, expected_params: dict[str, Any] | None = None
+) -> None:
+    """Queue what InvokeEndpoint answers when the container failed: ModelError (424) carrying its status and body."""
+    kind = "client" if original_status < 500 else "server"
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        service_message=f'Received {kind} error ({original_status}) from primary with message "{original_message}".',
+        http_status_code=424,
+        modeled_fields={"OriginalStatusCode": original_status, "OriginalMessage": original_message},
+        expected_params=expected_params,
+    )
+
+
 def api_event(name: str) -> dict[str, Any]:
     """A fresh copy of ``events/{name}`` (callers may change it)."""
     return json.loads((EVENTS / name).read_text())
-
-
-def model_version(city: str, version: str, status: Status) -> ModelVersion:
-    return ModelVersion(
-        city, version, status, f"p/multi_model_artifacts/{city}.{version}.tar.gz", "src", "ab" * 32, "t", {"r2": 0.9}
-    )
 
 
 class FakeRegistry:

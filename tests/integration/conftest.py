@@ -1,4 +1,4 @@
-"""Fixtures shared by integration tests."""
+"""Fixtures shared by integration tests: IAM-checked calls, model-sync's moto stack, endpoints on a module's world."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from house_prices.schema import SEED_CITIES
 from local.s3 import create_table
 from local.template import Template
 from tests.iam import CallRecorder
+from tests.integration.endpoint_harness import EndpointWorld, Start, endpoint_starter
 from tests.integration.model_sync_harness import BUCKET, LAYOUT, TABLE, Clock, Stack, environment
 from tests.unit.test_artifacts_inspection import validation_csv
 
@@ -69,3 +70,14 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         yield Stack(s3, dynamodb, ModelRegistry(dynamodb, TABLE), clock)
     handler.service.cache_clear()
     metrics.clear_metrics()
+
+
+@pytest.fixture
+def start(world: EndpointWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
+    """Start endpoints on the requesting module's ``world`` (every endpoint test module defines one).
+
+    Their S3 clients are steered to the world's moto server by AWS_ENDPOINT_URL_S3, as in any process.
+    """
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world.s3_url)
+    with endpoint_starter(world) as starter:
+        yield starter

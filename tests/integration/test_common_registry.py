@@ -10,8 +10,9 @@ import pytest
 from moto import mock_aws
 
 from house_prices.errors import PromotionRefused, UnknownCity, UnknownVersion
-from house_prices.registry import LiveModel, ModelRegistry, ModelVersion
+from house_prices.registry import LiveModel, ModelRegistry, ModelVersion, Status
 from local.s3 import create_table
+from tests.model_versions import model_version
 
 TABLE = "registry-test"
 OLD, MID, NEW = "20261125T040000Z-aaaaaaaa", "20261125T050000Z-bbbbbbbb", "20261125T060000Z-cccccccc"
@@ -30,18 +31,9 @@ def registry(dynamodb: Any) -> ModelRegistry:
     return ModelRegistry(dynamodb, TABLE)
 
 
-def version(city: str, name: str, ae_p50: float = 1000.0, status: str = "standby", reason: str = "") -> ModelVersion:
-    return ModelVersion(
-        city=city,
-        version=name,
-        status=status,  # type: ignore[arg-type]
-        artifact_key=f"p/multi_model_artifacts/{city}.{name}.tar.gz",
-        source_key=f"p/model_artifacts/{city}/job/output/model.tar.gz",
-        sha256="ab" * 32,
-        created_at="2026-11-25T04:00:00+00:00",
-        metrics={"validation": {"ae_p50": ae_p50, "r2": 0.97, "rows": 300}},
-        reason=reason,
-    )
+def version(city: str, name: str, ae_p50: float = 1000.0, status: Status = "standby", reason: str = "") -> ModelVersion:
+    metrics = {"validation": {"ae_p50": ae_p50, "r2": 0.97, "rows": 300}}
+    return model_version(city, name, status, metrics=metrics, reason=reason)
 
 
 def test_recording_is_idempotent_and_keeps_the_first_record(registry: ModelRegistry) -> None:

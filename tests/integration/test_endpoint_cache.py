@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -16,15 +16,13 @@ from endpoint.testing import (
     fit_forest,
     metric_value,
     model_tar_gz,
-    moto_s3,
     options_file,
     packed_bytes,
-    s3_client,
     sagemaker_runtime,
     write_program,
 )
 from packed_forest import PackedForest
-from tests.integration.endpoint_harness import Start, endpoint_starter
+from tests.integration.endpoint_harness import EndpointWorld, Start, artifact_bucket, invoke_many
 
 pytestmark = pytest.mark.slow
 
@@ -36,50 +34,30 @@ CITIES = [f"City{index}_XX.tar.gz" for index in range(5)]
 ROW = "5.0,1.0,2.0,3.0,4.0,6.0\n1.0,2.0,3.0,4.0,5.0,6.0"
 
 
+@dataclass(frozen=True)
+class CacheWorld(EndpointWorld):
+    sizes: list[int]  # each of CITIES' loaded model, measured as the store measures it
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CacheWorld]:
     models = [fit_forest(seed=index, n_estimators=20) for index in range(len(CITIES))]
-    with moto_s3(BUCKET) as s3_url:
-        s3 = s3_client(s3_url)
-        for name, model in zip(CITIES, models, strict=True):
-            s3.put_object(Bucket=BUCKET, Key=PREFIX + name, Body=model_tar_gz(model))
-        for name in ("slow-a.tar.gz", "slow-b.tar.gz"):
-            s3.put_object(Bucket=BUCKET, Key=PREFIX + name, Body=model_tar_gz(models[0], options_file(load_delay=0.8)))
+    artifacts = {name: model_tar_gz(model) for name, model in zip(CITIES, models, strict=True)}
+    for name in ("slow-a.tar.gz", "slow-b.tar.gz"):
+        artifacts[name] = model_tar_gz(models[0], options_file(load_delay=0.8))
+    with artifact_bucket(BUCKET, PREFIX, artifacts) as s3_url:
         programs = tmp_path_factory.mktemp("programs")
         write_program(programs, OPTIONS_PROGRAM)
         # The store measures what model_fn returns; measure the same objects the same way here.
         sizes = [model_bytes(PackedForest.from_bytes(packed_bytes(model))) for model in models]
-        yield {"s3_url": s3_url, "programs": programs, "sizes": sizes}
-
-
-@pytest.fixture
-def start(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
-    """Start endpoints on this module's bucket; their S3 clients are steered by AWS_ENDPOINT_URL_S3."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world["s3_url"])
-    with endpoint_starter(BUCKET, PREFIX, ENDPOINT, world["programs"]) as starter:
-        yield starter
-
-
-async def invoke_many(url: str, targets: list[str]) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=len(targets), max_keepalive_connections=len(targets))
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        return await asyncio.gather(
-            *(
-                client.post(
-                    f"/endpoints/{ENDPOINT}/invocations",
-                    content=ROW,
-                    headers={"Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": target},
-                )
-                for target in targets
-            )
-        )
+        yield CacheWorld(BUCKET, PREFIX, ENDPOINT, s3_url, programs, sizes)
 
 
 def test_hundred_concurrent_cold_requests_download_and_load_once(start: Start) -> None:
     # Given a cold endpoint and a model that takes 0.8 s to load
     url, _ = start()
     # When 100 requests for it arrive at once
-    responses = asyncio.run(invoke_many(url, ["slow-a.tar.gz"] * 100))
+    responses = asyncio.run(invoke_many(url, ENDPOINT, ["slow-a.tar.gz"] * 100, ROW))
     # Then all succeed, from exactly one download and one load
     assert [response.status_code for response in responses] == [200] * 100
     assert metric_value(url, "endpoint_model_downloads_total") == 1
@@ -93,7 +71,7 @@ def test_different_models_load_in_parallel_without_blocking_the_loop(start: Star
 
     async def scenario() -> tuple[float, float, list[httpx.Response]]:
         started = time.perf_counter()
-        loads = asyncio.ensure_future(invoke_many(url, ["slow-a.tar.gz", "slow-b.tar.gz"]))
+        loads = asyncio.ensure_future(invoke_many(url, ENDPOINT, ["slow-a.tar.gz", "slow-b.tar.gz"], ROW))
         await asyncio.sleep(0.2)  # both loads are now sleeping in model_fn
         async with httpx.AsyncClient(timeout=5) as client:
             ping_started = time.perf_counter()
@@ -129,9 +107,9 @@ def test_max_models_two_while_cycling_five(start: Start) -> None:
     assert metric_value(url, "ModelUnloadingTime_count") == 13
 
 
-def test_memory_budget_for_two_models_while_cycling_five(start: Start, world: dict[str, Any]) -> None:
+def test_memory_budget_for_two_models_while_cycling_five(start: Start, world: CacheWorld) -> None:
     # Given a byte budget that fits two measured models but not three
-    sizes = world["sizes"]
+    sizes = world.sizes
     budget = int(max(sizes) * 2.5)
     assert 3 * min(sizes) > budget, "test models must be similar in size"
     url, runtime = start(max_memory_bytes=budget)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import boto3
 import pytest
 
 from endpoint.sockets import listening_socket
-from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client
+from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client, startup_url
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +33,8 @@ def s3_url() -> Iterator[str]:
         yield url
 
 
-def launch(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+def launch(env: dict[str, str], *args: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[str]:
+    """``python -m endpoint *args`` running, its stdout and stderr on one pipe."""
     return subprocess.Popen(
         [sys.executable, "-m", "endpoint", *args],
         cwd=REPO,
@@ -42,23 +42,21 @@ def launch(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        pass_fds=pass_fds,
     )
 
 
-def wait_for_url(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, list[str]]:
-    assert process.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if match:
-            return match.group(1), lines
-    process.kill()
-    raise AssertionError(f"no startup line; output: {''.join(lines)}")
+def run(env: dict[str, str], *args: str, pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``python -m endpoint *args`` run to its exit (for settings it refuses), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "endpoint", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        pass_fds=pass_fds,
+    )
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -72,7 +70,7 @@ def test_cli_serves_boto3_and_stops_cleanly(s3_url: str, stop_signal: signal.Sig
     }
     process = launch(env, "--port", "0", "--max-models", "2")
     try:
-        url, _ = wait_for_url(process)
+        url = startup_url(process)
         # When boto3 finds the endpoint through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME
         os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = url
         try:
@@ -99,9 +97,7 @@ def test_cli_serves_boto3_and_stops_cleanly(s3_url: str, stop_signal: signal.Sig
 
 def test_cli_refuses_bad_settings() -> None:
     env = {key: value for key, value in os.environ.items() if key != "MODEL_DATA_URL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "endpoint", "--port", "0"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run(env, "--port", "0")
     assert result.returncode == 2
     assert "model data URL is required" in result.stderr
 
@@ -111,19 +107,11 @@ def test_cli_serves_on_a_socket_inherited_from_its_parent(s3_url: str) -> None:
     parent_socket = listening_socket("127.0.0.1", 0)
     port = parent_socket.getsockname()[1]
     env = {**os.environ, "MODEL_DATA_URL": f"s3://{BUCKET}/{PREFIX}", "AWS_ENDPOINT_URL_S3": s3_url}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "endpoint", "--fd", str(parent_socket.fileno()), "--port", "1"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        pass_fds=(parent_socket.fileno(),),
-    )
+    process = launch(env, "--fd", str(parent_socket.fileno()), "--port", "1", pass_fds=(parent_socket.fileno(),))
     parent_socket.close()
     try:
         # When it starts
-        url, _ = wait_for_url(process)
+        url = startup_url(process)
         # Then it announces and serves the inherited port, not the --port it was also given
         assert url == f"http://127.0.0.1:{port}"
         with urllib.request.urlopen(f"{url}/ping", timeout=10) as response:
@@ -139,15 +127,7 @@ def test_cli_refuses_a_descriptor_that_is_not_a_listening_socket(tmp_path: Path)
     with (tmp_path / "not-a-socket").open("w") as regular_file:
         fd = regular_file.fileno()
         # When the endpoint is told to serve on it
-        result = subprocess.run(
-            [sys.executable, "-m", "endpoint", "--fd", str(fd)],
-            cwd=REPO,
-            env={**os.environ, "MODEL_DATA_URL": "s3://bucket/prefix/"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            pass_fds=(fd,),
-        )
+        result = run({**os.environ, "MODEL_DATA_URL": "s3://bucket/prefix/"}, "--fd", str(fd), pass_fds=(fd,))
     # Then it exits with a usage error naming the descriptor
     assert result.returncode == 2
     assert f"cannot listen on file descriptor {fd}" in result.stderr
@@ -165,7 +145,7 @@ def test_cli_workers_share_one_disk_cache_restart_a_dead_worker_and_stop_togethe
     }
     process = launch(env, "--port", "0", "--cache-dir", str(cache), "--log-level", "info")
     try:
-        url, _ = wait_for_url(process)
+        url = startup_url(process)
         # When requests arrive on fresh connections (so both workers get some)
         for _ in range(12):
             client = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1")

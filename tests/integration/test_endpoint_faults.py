@@ -8,12 +8,13 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from sklearn.ensemble import RandomForestRegressor
 
 from endpoint.sockets import listening_socket
 from endpoint.testing import (
@@ -21,13 +22,18 @@ from endpoint.testing import (
     fit_forest,
     metric_value,
     model_tar_gz,
-    moto_s3,
     options_file,
-    s3_client,
     sagemaker_runtime,
     write_program,
 )
-from tests.integration.endpoint_harness import Start, csv_rows, endpoint_starter
+from tests.integration.endpoint_harness import (
+    EndpointWorld,
+    Start,
+    artifact_bucket,
+    csv_rows,
+    invocation_error,
+    invoke_many,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -49,30 +55,26 @@ def predict_fn(data, model):
 )
 
 
+@dataclass(frozen=True)
+class FaultsWorld(EndpointWorld):
+    models: dict[str, RandomForestRegressor]  # behind each of MODELS
+    slow_program: Path  # SLOW_PREDICT_PROGRAM's directory; ``programs`` holds OPTIONS_PROGRAM
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    models = [fit_forest(seed=20 + index) for index in range(len(MODELS))]
-    with moto_s3(BUCKET) as s3_url:
-        s3 = s3_client(s3_url)
-        for name, model in zip(MODELS, models, strict=True):
-            s3.put_object(Bucket=BUCKET, Key=PREFIX + name, Body=model_tar_gz(model))
-        hangs = model_tar_gz(models[0], options_file(load_delay=3))
-        s3.put_object(Bucket=BUCKET, Key=PREFIX + "hangs.tar.gz", Body=hangs)
-        s3.put_object(
-            Bucket=BUCKET, Key=PREFIX + "raises.tar.gz", Body=model_tar_gz(models[0], options_file(fail="no weights"))
-        )
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultsWorld]:
+    models = dict(zip(MODELS, (fit_forest(seed=20 + index) for index in range(len(MODELS))), strict=True))
+    first = models[MODELS[0]]
+    artifacts = {
+        **{name: model_tar_gz(model) for name, model in models.items()},
+        "hangs.tar.gz": model_tar_gz(first, options_file(load_delay=3)),
+        "raises.tar.gz": model_tar_gz(first, options_file(fail="no weights")),
+    }
+    with artifact_bucket(BUCKET, PREFIX, artifacts) as s3_url:
         programs = tmp_path_factory.mktemp("programs")
         write_program(programs / "options", OPTIONS_PROGRAM)
         write_program(programs / "slow", SLOW_PREDICT_PROGRAM)
-        yield {"s3_url": s3_url, "models": dict(zip(MODELS, models, strict=True)), "programs": programs}
-
-
-@pytest.fixture
-def start(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
-    """Start endpoints on this module's bucket; their S3 clients are steered by AWS_ENDPOINT_URL_S3."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world["s3_url"])
-    with endpoint_starter(BUCKET, PREFIX, ENDPOINT, world["programs"] / "options") as starter:
-        yield starter
+        yield FaultsWorld(BUCKET, PREFIX, ENDPOINT, s3_url, programs / "options", models, programs / "slow")
 
 
 def test_complex_npy_body_is_a_client_error_not_a_silent_cast(start: Start) -> None:
@@ -135,19 +137,17 @@ def test_a_cold_load_with_s3_frozen_fails_fast_and_retryably(start: Start, monke
     assert elapsed < 5
 
 
-def test_model_fn_raising_is_a_model_error_without_traceback_or_paths(start: Start, world: dict[str, Any]) -> None:
+def test_model_fn_raising_is_a_model_error_without_traceback_or_paths(start: Start, world: FaultsWorld) -> None:
     url, runtime = start()
     client = sagemaker_runtime(url)
-    with pytest.raises(client.exceptions.ModelError) as caught:
-        client.invoke_endpoint(EndpointName=ENDPOINT, TargetModel="raises.tar.gz", ContentType="text/csv", Body="1")
+    response = invocation_error(client, "ModelError", ENDPOINT, "raises.tar.gz")
     # Then it is what the image answers (MMS swallows model_fn's error: 503 "Prediction failed"), with
     # neither the traceback nor any path of this machine; the reason is in the endpoint's log only
-    response = caught.value.response
     assert response["OriginalStatusCode"] == 503
     assert json.loads(response["OriginalMessage"])["message"] == "Prediction failed"
     assert "Traceback" not in json.dumps(response)
     assert str(runtime.cache_dir) not in json.dumps(response)
-    assert str(world["programs"]) not in json.dumps(response)
+    assert str(world.programs.parent) not in json.dumps(response)  # the directory of every program here
 
 
 def test_model_fn_hanging_past_the_load_timeout_fails_cleanly_and_fast(start: Start) -> None:
@@ -176,31 +176,17 @@ def test_model_fn_hanging_past_the_load_timeout_fails_cleanly_and_fast(start: St
     assert httpx.get(f"{url}/ping").status_code == 200
 
 
-def test_eviction_during_in_flight_requests_is_safe(start: Start, world: dict[str, Any]) -> None:
+def test_eviction_during_in_flight_requests_is_safe(start: Start, world: FaultsWorld) -> None:
     # Given room for one model and predictions that take 0.2 s
-    url, runtime = start(submit_directory=world["programs"] / "slow", max_models=1)
+    url, runtime = start(submit_directory=world.slow_program, max_models=1)
     targets = [name for name in MODELS for _ in range(4)]
 
-    async def scenario() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=len(targets))
-        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-            return await asyncio.gather(
-                *(
-                    client.post(
-                        f"/endpoints/{ENDPOINT}/invocations",
-                        content=csv_rows(ROWS),
-                        headers={"Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": target},
-                    )
-                    for target in targets
-                )
-            )
-
     # When 20 requests for 5 models run at once, so models are evicted while others predict
-    responses = asyncio.run(scenario())
+    responses = asyncio.run(invoke_many(url, ENDPOINT, targets, csv_rows(ROWS)))
     # Then every request got its own model's answer
     for target, response in zip(targets, responses, strict=True):
         assert response.status_code == 200, response.text
-        assert response.json() == pytest.approx(world["models"][target].predict(ROWS).tolist(), rel=1e-12)
+        assert response.json() == pytest.approx(world.models[target].predict(ROWS).tolist(), rel=1e-12)
     # And once the leases are released the cache is back within its bound
     assert len(runtime.store.loaded_names) <= 1
     assert metric_value(url, "endpoint_model_unloads_total") >= len(MODELS) - 1

@@ -8,25 +8,25 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from sklearn.ensemble import RandomForestRegressor
 
 from endpoint.testing import (
     OPTIONS_PROGRAM,
     fit_forest,
     metric_value,
     model_tar_gz,
-    moto_s3,
     options_file,
-    s3_client,
     sagemaker_runtime,
     write_program,
 )
-from tests.integration.endpoint_harness import Start, csv_rows, endpoint_starter
+from tests.integration.endpoint_harness import EndpointWorld, Start, artifact_bucket, csv_rows, invocation_error
 
 pytestmark = pytest.mark.slow
 
@@ -38,34 +38,32 @@ VERSIONED = "Chicago_IL.20261125T040000Z-1a2b3c4d.tar.gz"
 REPO_TRAINING_DIR = Path(__file__).resolve().parents[2] / "training"
 
 
+@dataclass(frozen=True)
+class ProtocolWorld(EndpointWorld):
+    model: RandomForestRegressor  # behind every forest artifact
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProtocolWorld]:
     """moto S3 with real forest artifacts, and a directory with the options-driven test program."""
     model = fit_forest(seed=7)
-    with moto_s3(BUCKET) as s3_url:
-        s3 = s3_client(s3_url)
-        s3.put_object(Bucket=BUCKET, Key=PREFIX + FLAT, Body=model_tar_gz(model))
-        s3.put_object(Bucket=BUCKET, Key=PREFIX + VERSIONED, Body=model_tar_gz(model))
-        s3.put_object(Bucket=BUCKET, Key=PREFIX + "broken.tar.gz", Body=model_tar_gz(model, options_file(fail="boom")))
-        s3.put_object(Bucket=BUCKET, Key=PREFIX + "slow.tar.gz", Body=model_tar_gz(model, options_file(load_delay=1)))
-        s3.put_object(Bucket=BUCKET, Key=PREFIX + "not-a-tar.tar.gz", Body=b"definitely not gzip")
+    artifacts = {
+        FLAT: model_tar_gz(model),
+        VERSIONED: model_tar_gz(model),
+        "broken.tar.gz": model_tar_gz(model, options_file(fail="boom")),
+        "slow.tar.gz": model_tar_gz(model, options_file(load_delay=1)),
+        "not-a-tar.tar.gz": b"definitely not gzip",
+    }
+    with artifact_bucket(BUCKET, PREFIX, artifacts) as s3_url:
         programs = tmp_path_factory.mktemp("programs")
         write_program(programs, OPTIONS_PROGRAM)
-        yield {"s3_url": s3_url, "model": model, "programs": programs}
-
-
-@pytest.fixture
-def start(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Start]:
-    """Start endpoints on this module's bucket; their S3 clients are steered by AWS_ENDPOINT_URL_S3."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world["s3_url"])
-    with endpoint_starter(BUCKET, PREFIX, ENDPOINT, world["programs"]) as starter:
-        yield starter
+        yield ProtocolWorld(BUCKET, PREFIX, ENDPOINT, s3_url, programs, model)
 
 
 ROWS = np.random.default_rng(3).uniform(0, 10, size=(4, 6))
 
 
-def test_success_with_the_project_inference_program(start: Start, world: dict[str, Any]) -> None:
+def test_success_with_the_project_inference_program(start: Start, world: ProtocolWorld) -> None:
     # Given the endpoint running the project's own training/inference.py
     url, _ = start(submit_directory=REPO_TRAINING_DIR)
     client = sagemaker_runtime(url)
@@ -75,17 +73,17 @@ def test_success_with_the_project_inference_program(start: Start, world: dict[st
             EndpointName=ENDPOINT, TargetModel=target, ContentType="text/csv", Body=csv_rows(ROWS)
         )
         # Then the JSON body equals model.predict, and the metadata is what SageMaker returns
-        assert json.loads(response["Body"].read()) == pytest.approx(world["model"].predict(ROWS).tolist(), rel=1e-12)
+        assert json.loads(response["Body"].read()) == pytest.approx(world.model.predict(ROWS).tolist(), rel=1e-12)
         assert response["ContentType"] == "application/json"
         assert response["InvokedProductionVariant"] == "AllTraffic"
         assert response["ResponseMetadata"]["RequestId"]
 
 
-def test_default_hooks_accept_and_custom_attributes(start: Start, world: dict[str, Any]) -> None:
+def test_default_hooks_accept_and_custom_attributes(start: Start, world: ProtocolWorld) -> None:
     # Given a program with only model_fn (container defaults for the rest)
     url, _ = start()
     client = sagemaker_runtime(url)
-    expected = world["model"].predict(ROWS.astype(np.float32))
+    expected = world.model.predict(ROWS.astype(np.float32))
     # When asked for CSV output, with custom attributes and an inference id
     response = client.invoke_endpoint(
         EndpointName=ENDPOINT,
@@ -115,7 +113,7 @@ def test_default_hooks_accept_and_custom_attributes(start: Start, world: dict[st
         Accept="application/x-npy",
         Body=buffer.getvalue(),
     )
-    assert np.load(io.BytesIO(as_npy["Body"].read())).tolist() == pytest.approx(world["model"].predict(ROWS).tolist())
+    assert np.load(io.BytesIO(as_npy["Body"].read())).tolist() == pytest.approx(world.model.predict(ROWS).tolist())
 
 
 def test_unknown_target_model_is_a_validation_error_naming_bucket_and_key(start: Start) -> None:
@@ -123,10 +121,8 @@ def test_unknown_target_model_is_a_validation_error_naming_bucket_and_key(start:
     url, _ = start()
     client = sagemaker_runtime(url, retries={"mode": "standard", "max_attempts": 3})
     # When the TargetModel does not exist under the prefix
-    with pytest.raises(client.exceptions.ValidationError) as caught:
-        client.invoke_endpoint(EndpointName=ENDPOINT, TargetModel="Nowhere_XX.tar.gz", ContentType="text/csv", Body="1")
+    error = invocation_error(client, "ValidationError", ENDPOINT, "Nowhere_XX.tar.gz")
     # Then botocore raised ValidationError naming bucket and key, and did not retry it
-    error = caught.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert f"bucket: {BUCKET}, key: {PREFIX}Nowhere_XX.tar.gz" in error["Error"]["Message"]
     assert error["ResponseMetadata"]["RetryAttempts"] == 0
@@ -139,11 +135,9 @@ def test_failing_model_fn_is_a_model_error_with_original_status(start: Start) ->
     url, _ = start()
     client = sagemaker_runtime(url, retries={"mode": "standard", "max_attempts": 3})
     # When model_fn raises
-    with pytest.raises(client.exceptions.ModelError) as caught:
-        client.invoke_endpoint(EndpointName=ENDPOINT, TargetModel="broken.tar.gz", ContentType="text/csv", Body="1")
+    response = invocation_error(client, "ModelError", ENDPOINT, "broken.tar.gz")
     # Then ModelError (424) carries what MMS answers (its 503 "Prediction failed": the image's toolkit
     # raises model_fn's error outside its own error handling), and is not retried
-    response = caught.value.response
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
     assert response["OriginalStatusCode"] == 503
     assert json.loads(response["OriginalMessage"])["message"] == "Prediction failed"

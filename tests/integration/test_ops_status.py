@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from house_prices.registry import ModelRegistry, ModelVersion
+from house_prices.registry import ModelRegistry
 from local.s3 import MotoServer, client, create_table
+from tests.model_versions import model_version
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -41,18 +42,8 @@ def moto_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         dynamodb = client("dynamodb", server.url, REGION)
         create_table(dynamodb, TABLE)
         registry = ModelRegistry(dynamodb, TABLE)
-        registry.record_version(
-            ModelVersion(
-                city="Chicago_IL",
-                version=VERSION,
-                status="standby",
-                artifact_key=f"P/multi_model_artifacts/Chicago_IL.{VERSION}.tar.gz",
-                source_key="P/model_artifacts/Chicago_IL/job/output/model.tar.gz",
-                sha256="ab" * 32,
-                created_at="2026-11-25T04:00:00+00:00",
-                metrics={"validation_ae_p50": 12000.5},
-            )
-        )
+        chicago = model_version("Chicago_IL", VERSION, metrics={"validation_ae_p50": 12000.5}, prefix="P")
+        registry.record_version(chicago)
         registry.promote("Chicago_IL", VERSION)
         sqs = client("sqs", server.url, REGION)
         dlq = sqs.create_queue(QueueName="ModelSyncFunction-dlq")["QueueUrl"]

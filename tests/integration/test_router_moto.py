@@ -18,48 +18,35 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from house_prices.observability import metrics
-from house_prices.registry import ModelRegistry, ModelVersion
+from house_prices.registry import ModelRegistry
 from local.s3 import create_table
 from router import handler, wiring
 from router.logic import RouterService
 from router.settings import RouterSettings
 from tests.lambda_contexts import lambda_context
-from tests.router_doubles import EVENTS, api_event
+from tests.model_versions import model_version
+from tests.router_doubles import EVENTS, LIVE, OLDER, REJECTED, add_model_error, api_event
 
 # Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 TABLE = "house-prices-registry"
 ENDPOINT = "house-prices-mme"
-OLD = "20261120T040000Z-0badcafe"
-LIVE = "20261125T040000Z-1a2b3c4d"
-REJECTED = "20261126T040000Z-deadbeef"
-
-
-def model_version(city: str, version: str, status: str = "standby") -> ModelVersion:
-    return ModelVersion(
-        city=city,
-        version=version,
-        status=status,  # type: ignore[arg-type]
-        artifact_key=f"DEMO_MME_SCIKIT_V1/multi_model_artifacts/{city}.{version}.tar.gz",
-        source_key=f"DEMO_MME_SCIKIT_V1/model_artifacts/{city}/job/output/model.tar.gz",
-        sha256=version[-8:] * 8,
-        created_at="2026-11-25T04:00:00+00:00",
-        metrics={"validation_ae_p50": 12000.5, "r2": 0.93, "rows": 300},
-    )
+# Chicago_IL's versions are the fakes' (LIVE, OLDER, REJECTED), so both routers see one registry;
+# every version here carries these metrics.
+METRICS = {"validation_ae_p50": 12000.5, "r2": 0.93, "rows": 300}
 
 
 @pytest.fixture
 def registry() -> Iterator[ModelRegistry]:
-    """moto DynamoDB with Chicago_IL live at LIVE (OLD on standby, REJECTED rejected)."""
+    """moto DynamoDB with Chicago_IL live at LIVE (OLDER on standby, REJECTED rejected)."""
     with mock_aws():
         client = boto3.client("dynamodb")
         create_table(client, TABLE)
         registry = ModelRegistry(client, TABLE)
-        for version in (OLD, LIVE):
-            registry.record_version(model_version("Chicago_IL", version))
+        for version in (OLDER, LIVE):
+            registry.record_version(model_version("Chicago_IL", version, metrics=METRICS))
             registry.promote("Chicago_IL", version)
-        rejected = model_version("Chicago_IL", REJECTED, "rejected")
-        registry.record_version(rejected)
+        registry.record_version(model_version("Chicago_IL", REJECTED, "rejected", metrics=METRICS))
         yield registry
 
 
@@ -124,7 +111,7 @@ def json_body(values: list[float]) -> dict[str, Any]:
 
 
 def test_live_version_is_resolved_and_invoked_once(stubber: Stubber) -> None:
-    # Given Chicago_IL promoted OLD then LIVE in the registry
+    # Given Chicago_IL promoted OLDER then LIVE in the registry
     stubber.add_response("invoke_endpoint", json_body([512345.25, 301000.0, 705000.5]), expected_call(LIVE))
     # When a batch of three houses is posted
     status, _, body = invoke(event("api-predictions-batch.json"))
@@ -138,9 +125,9 @@ def test_live_version_is_resolved_and_invoked_once(stubber: Stubber) -> None:
 
 
 def test_pinned_version_is_served(stubber: Stubber) -> None:
-    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0, 3.0]), expected_call(OLD))
-    status, _, body = invoke(event("api-predictions-batch.json", query={"version": OLD}))
-    assert (status, body["model"]["version"]) == (200, OLD)
+    stubber.add_response("invoke_endpoint", json_body([1.0, 2.0, 3.0]), expected_call(OLDER))
+    status, _, body = invoke(event("api-predictions-batch.json", query={"version": OLDER}))
+    assert (status, body["model"]["version"]) == (200, OLDER)
 
 
 @pytest.mark.parametrize(
@@ -159,15 +146,11 @@ def test_unknown_city_is_404(stubber: Stubber) -> None:
 
 
 def test_model_error_is_502_without_the_models_message(stubber: Stubber) -> None:
-    stubber.add_client_error(
-        "invoke_endpoint",
-        service_error_code="ModelError",
-        service_message='Received client error (400) from primary with message "bad input"',
-        http_status_code=424,
-        modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": "bad input: expected 6 columns"},
-        expected_params=expected_call(LIVE),
-    )
+    # Given a model that fails on the request
+    add_model_error(stubber, 400, "bad input: expected 6 columns", expected_call(LIVE))
+    # When a batch is posted
     status, _, body = invoke(event("api-predictions-batch.json"))
+    # Then the caller gets a 502 naming the model's status, never the model's words
     assert status == 502
     (problem,) = body["errors"]
     assert problem["field"] == "model"
@@ -175,26 +158,28 @@ def test_model_error_is_502_without_the_models_message(stubber: Stubber) -> None
     assert "expected 6 columns" not in problem["problem"]  # the model's words go to the logs only
 
 
-def test_model_not_ready_is_503_with_retry_after(stubber: Stubber) -> None:
+def post_batch_while_invoke_fails(stubber: Stubber, code: str, message: str, http_status: int) -> Any:
+    """The router's (status, headers, body) for the batch event while InvokeEndpoint answers SageMaker's ``code``."""
     stubber.add_client_error(
-        "invoke_endpoint",
-        service_error_code="ModelNotReadyException",
-        service_message="Model Chicago_IL is loading",
-        http_status_code=429,
+        "invoke_endpoint", service_error_code=code, service_message=message, http_status_code=http_status
     )
-    status, headers, body = invoke(event("api-predictions-batch.json"))
+    return invoke(event("api-predictions-batch.json"))
+
+
+def test_model_not_ready_is_503_with_retry_after(stubber: Stubber) -> None:
+    # Given a model still loading, when a batch is posted
+    loading = "Model Chicago_IL is loading"
+    status, headers, body = post_batch_while_invoke_fails(stubber, "ModelNotReadyException", loading, 429)
+    # Then the caller is told to retry
     assert (status, headers["Retry-After"]) == (503, "1")
     assert body["errors"][0]["field"] == "model"
 
 
 def test_missing_artifact_is_our_fault_502(stubber: Stubber) -> None:
-    stubber.add_client_error(
-        "invoke_endpoint",
-        service_error_code="ValidationError",
-        service_message="Failed to download model data(bucket: secret-bucket, key: k). Please ensure ...",
-        http_status_code=400,
-    )
-    status, _, body = invoke(event("api-predictions-batch.json"))
+    # Given a live version whose artifact is missing, when a batch is posted
+    missing = "Failed to download model data(bucket: secret-bucket, key: k). Please ensure ..."
+    status, _, body = post_batch_while_invoke_fails(stubber, "ValidationError", missing, 400)
+    # Then it is a 502 (our fault, not the caller's) that names no bucket
     assert status == 502
     assert "secret-bucket" not in json.dumps(body)
 
@@ -222,7 +207,7 @@ def test_locations_and_location_detail_come_from_the_registry(stubber: Stubber) 
     assert [(v["version"], v["status"]) for v in body["versions"]] == [
         (REJECTED, "rejected"),
         (LIVE, "live"),
-        (OLD, "standby"),
+        (OLDER, "standby"),
     ]
     assert body["versions"][1]["metrics"] == {"validation_ae_p50": 12000.5, "r2": 0.93, "rows": 300}
 

@@ -16,6 +16,7 @@ from house_prices.errors import EndpointBusy, EndpointTimeout, EndpointUnavailab
 from router.adapters.endpoint import SageMakerEndpoint, parse_predictions
 from router.settings import RouterSettings
 from router.wiring import registry_client, runtime_client
+from tests.router_doubles import add_model_error
 
 TARGET = "Chicago_IL.20261125T040000Z-1a2b3c4d.tar.gz"
 CSV_BODY = "2005,3100,4,2.5,1.1,2\n1990,2200,3,2.0,0.75,1\n"
@@ -59,14 +60,7 @@ def test_invoke_sends_csv_to_the_target_model_and_parses_json(stubbed: Any) -> N
 
 def test_model_error_carries_the_original_message_and_status(stubbed: Any) -> None:
     endpoint, stubber = stubbed
-    stubber.add_client_error(
-        "invoke_endpoint",
-        service_error_code="ModelError",
-        service_message="Received client error (400) from primary with message ...",
-        http_status_code=424,
-        modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": "could not convert string to float"},
-        expected_params=EXPECTED,
-    )
+    add_model_error(stubber, 400, "could not convert string to float", EXPECTED)
     with pytest.raises(ModelInvocationError) as caught:
         endpoint.invoke(TARGET, CSV_BODY)
     assert (caught.value.message, caught.value.original_status) == ("could not convert string to float", 400)
