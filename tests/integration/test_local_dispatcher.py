@@ -89,6 +89,20 @@ def _dispatcher(moto_url: str, queue: EventQueue, handler: Recorder) -> Dispatch
     )
 
 
+def _upload_and_drain(moto_url: str, queue: EventQueue, handler: Recorder) -> list[str]:
+    """Upload one artifact the trigger matches, then poll until its event is done; every outcome's status."""
+    client("s3", moto_url, REGION).put_object(Bucket=BUCKET, Key=MATCHING_KEY, Body=b"artifact")
+    return _drain(_dispatcher(moto_url, queue, handler))
+
+
+def _the_failure_record(moto_url: str, queue: EventQueue) -> dict[str, Any]:
+    """The one invocation record on the queue's on-failure destination (the test fails if there are more)."""
+    dead = client("sqs", moto_url, REGION).receive_message(QueueUrl=queue.on_failure_url, MaxNumberOfMessages=10)
+    (message,) = dead["Messages"]
+    record: dict[str, Any] = json.loads(message["Body"])
+    return record
+
+
 def test_matching_upload_invokes_the_handler_once_and_is_deleted(moto_url: str, queue: EventQueue) -> None:
     # Given a handler that succeeds, and an upload matching the template's prefix and suffix
     handler = Recorder()
@@ -110,10 +124,10 @@ def test_matching_upload_invokes_the_handler_once_and_is_deleted(moto_url: str, 
 
 
 def test_failures_are_retried_then_succeed(moto_url: str, queue: EventQueue) -> None:
+    # Given a handler that fails twice, when an upload's event is polled
     handler = Recorder(failures=2)
-    client("s3", moto_url, REGION).put_object(Bucket=BUCKET, Key=MATCHING_KEY, Body=b"artifact")
-    statuses = _drain(_dispatcher(moto_url, queue, handler))
-    # Two failures, then the third attempt (Lambda's 1 + 2 retries) succeeds and deletes the message
+    statuses = _upload_and_drain(moto_url, queue, handler)
+    # Then two failures, then the third attempt (Lambda's 1 + 2 retries) succeeds and deletes the message
     assert statuses == ["skipped", "failed", "failed", "succeeded"]
     assert len(handler.events) == 3
     assert _count(moto_url, queue.queue_url) == 0
@@ -125,16 +139,13 @@ def test_an_event_that_keeps_failing_becomes_an_invocation_record_with_its_error
 ) -> None:
     # Given a handler that always fails
     handler = Recorder(failures=100)
-    client("s3", moto_url, REGION).put_object(Bucket=BUCKET, Key=MATCHING_KEY, Body=b"artifact")
-    # When the dispatcher polls until the attempts (1 + MaximumRetryAttempts) are used up
-    statuses = _drain(_dispatcher(moto_url, queue, handler))
+    # When an upload's event is polled until the attempts (1 + MaximumRetryAttempts) are used up
+    statuses = _upload_and_drain(moto_url, queue, handler)
     # Then exactly 3 invocations ran, the event left the queue, and one record went to the destination
     assert statuses == ["skipped", "failed", "failed", "dead"]
     assert len(handler.events) == 3
     assert _count(moto_url, queue.queue_url) == 0
-    dead = client("sqs", moto_url, REGION).receive_message(QueueUrl=queue.on_failure_url, MaxNumberOfMessages=10)
-    (message,) = dead["Messages"]
-    record = json.loads(message["Body"])
+    record = _the_failure_record(moto_url, queue)
     # shaped like Lambda's on-failure record: the event, the attempts and the error with its trace
     assert record["version"] == "1.0"
     assert record["timestamp"].endswith("Z")
@@ -158,8 +169,6 @@ def test_a_body_that_is_not_json_ends_as_a_record_keeping_the_body(moto_url: str
     statuses = _drain(_dispatcher(moto_url, queue, handler))
     assert statuses == ["skipped", "failed", "failed", "dead"]
     assert handler.events == []
-    dead = client("sqs", moto_url, REGION).receive_message(QueueUrl=queue.on_failure_url, MaxNumberOfMessages=10)
-    (message,) = dead["Messages"]
-    record = json.loads(message["Body"])
+    record = _the_failure_record(moto_url, queue)
     assert record["requestPayload"] == "not json"
     assert record["responsePayload"]["errorType"] == "JSONDecodeError"

@@ -33,17 +33,22 @@ def transform_fn(model, data, content_type, accept):
 """
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Any]:
+def program_app(tmp_path: Path, **config: Any) -> Any:
+    """The endpoint app running PROGRAM from ``tmp_path``, with no S3 behind it (``config`` overrides settings)."""
     write_program(tmp_path / "program", PROGRAM)
-    config = EndpointConfig(
+    settings = EndpointConfig(
         model_data_url=ModelDataUrl.parse("s3://bucket-x/models/"),
         endpoint_name=ENDPOINT,
         submit_directory=tmp_path / "program",
         cache_dir=tmp_path / "cache",
+        **config,
     )
-    app = create_app(config, s3_client=object())
-    yield app
+    return create_app(settings, s3_client=object())
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Any]:
+    yield program_app(tmp_path)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
 
 
@@ -132,15 +137,7 @@ def test_unknown_operations_are_json_errors(app: Any, method: str, path: str) ->
 
 def test_a_body_that_stops_arriving_times_out_with_408_and_closes(tmp_path: Path) -> None:
     # Given a short body read timeout and a client that sends part of its body, then nothing
-    write_program(tmp_path / "program", PROGRAM)
-    config = EndpointConfig(
-        model_data_url=ModelDataUrl.parse("s3://bucket-x/models/"),
-        endpoint_name=ENDPOINT,
-        submit_directory=tmp_path / "program",
-        cache_dir=tmp_path / "cache",
-        body_read_timeout_seconds=0.2,
-    )
-    app = create_app(config, s3_client=object())
+    app = program_app(tmp_path, body_read_timeout_seconds=0.2)
     sent: list[dict[str, Any]] = []
     first = [{"type": "http.request", "body": b"1,2", "more_body": True}]
 

@@ -55,7 +55,11 @@ class MemoryStore:
 
 @dataclass
 class MemoryRegistry:
-    """Same rules as ModelRegistry: create-once records, monotonic promotion, force with expected live."""
+    """Same rules as ModelRegistry: create-once records, monotonic promotion, force with expected live.
+
+    Its methods restate model_sync.logic.Registry's signatures on purpose: that protocol is what the logic
+    takes, and this fake stands in for ModelRegistry behind it.
+    """
 
     records: dict[str, ModelVersion] = field(default_factory=dict)
     live: dict[str, LiveModel] = field(default_factory=dict)

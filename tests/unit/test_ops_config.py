@@ -10,19 +10,17 @@ import pytest
 from ops.config import ConfigError, resolve
 
 
-def _stack_file(tmp_path: Path) -> Path:
+def _stack_file(tmp_path: Path, **content: object) -> Path:
+    """``.local/stack.json`` as ``make up`` writes it (``content`` replaces its fields), in ``tmp_path``."""
     path = tmp_path / "stack.json"
-    path.write_text(
-        json.dumps(
-            {
-                "s3_endpoint_url": "http://127.0.0.1:4566",
-                "region": "eu-west-1",
-                "bucket": "stack-bucket",
-                "prefix": "STACK_PREFIX",
-                "registry_table": "stack-table",
-            }
-        )
-    )
+    fields = {
+        "s3_endpoint_url": "http://127.0.0.1:4566",
+        "region": "eu-west-1",
+        "bucket": "stack-bucket",
+        "prefix": "STACK_PREFIX",
+        "registry_table": "stack-table",
+    }
+    path.write_text(json.dumps({**fields, **content}))
     return path
 
 
@@ -60,16 +58,10 @@ def test_without_anything_the_error_says_where_to_look(tmp_path: Path, monkeypat
 
 
 def test_stack_file_names_the_failure_queue_alarm_prefix_and_local_endpoints(tmp_path: Path) -> None:
-    path = tmp_path / "stack.json"
-    path.write_text(
-        json.dumps(
-            {
-                "s3_endpoint_url": "http://127.0.0.1:4566",
-                "region": "us-east-1",
-                "queues": {"ModelSyncFunction": {"queue_url": "q", "on_failure_url": "http://127.0.0.1:4566/1/dlq"}},
-                "resources": {"stack_name": "house-prices-local"},
-            }
-        )
+    path = _stack_file(
+        tmp_path,
+        queues={"ModelSyncFunction": {"queue_url": "q", "on_failure_url": "http://127.0.0.1:4566/1/dlq"}},
+        resources={"stack_name": "house-prices-local"},
     )
     environ: dict[str, str] = {}
     config = resolve(None, None, None, path, environ)

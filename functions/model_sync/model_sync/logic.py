@@ -81,7 +81,8 @@ class Warmer(Protocol):
 
 class Registry(Protocol):
     # Restates ModelRegistry's signatures on purpose: the logic depends on this protocol, which both the
-    # DynamoDB adapter and the unit tests' in-memory registry satisfy (mypy checks both against it).
+    # DynamoDB adapter and the unit tests' in-memory registry satisfy (mypy checks the adapter against it
+    # where wiring.py passes it in; the tests are not type-checked).
     def record_version(self, version: ModelVersion) -> tuple[ModelVersion, bool]: ...
     def version(self, city: str, version: str) -> ModelVersion: ...
     def find_live(self, city: str) -> LiveModel | None: ...
