@@ -37,7 +37,7 @@ import tarfile
 import tempfile
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -322,29 +322,38 @@ def sagemaker_requests(samples: Mapping[str, list[Sample]], rows: int, price: st
     return requests, expected
 
 
-def mlserver_requests(samples: Mapping[str, list[Sample]]) -> Requests:
+def json_requests(
+    samples: Mapping[str, list[Sample]],
+    path: Callable[[str], str],
+    body: Callable[[Sample], str],
+    price: Callable[[Sample], float],
+) -> Requests:
+    """One JSON POST per sample to ``path(city)``, expecting ``price(sample)`` back (the single-row families)."""
     requests: list[HttpRequest] = []
     expected: list[Expected] = []
     for city, city_samples in samples.items():
         for sample in city_samples:
-            headers = {"Content-Type": "application/json"}
-            body = mlserver_infer_body([sample.features])
-            requests.append(HttpRequest("POST", f"/v2/models/{city}/infer", headers, body))
-            expected.append([sample.peer_price])
+            requests.append(HttpRequest("POST", path(city), {"Content-Type": "application/json"}, body(sample)))
+            expected.append([price(sample)])
     return requests, expected
+
+
+def mlserver_requests(samples: Mapping[str, list[Sample]]) -> Requests:
+    return json_requests(
+        samples,
+        lambda city: f"/v2/models/{city}/infer",
+        lambda sample: mlserver_infer_body([sample.features]),
+        lambda sample: sample.peer_price,
+    )
 
 
 def api_requests(samples: Mapping[str, list[Sample]]) -> Requests:
-    requests: list[HttpRequest] = []
-    expected: list[Expected] = []
-    for city, city_samples in samples.items():
-        for sample in city_samples:
-            body = json.dumps(sample.house)
-            requests.append(
-                HttpRequest("POST", f"/locations/{city}/predictions", {"Content-Type": "application/json"}, body)
-            )
-            expected.append([sample.project_price])
-    return requests, expected
+    return json_requests(
+        samples,
+        lambda city: f"/locations/{city}/predictions",
+        lambda sample: json.dumps(sample.house),
+        lambda sample: sample.project_price,
+    )
 
 
 def prices_in(family: str, payload: Any) -> list[float]:
