@@ -51,11 +51,21 @@ def tracer_with(
     return Tracer(service="router", provider=provider, disabled=False, auto_patch=False), provider
 
 
+@pytest.fixture
+def daemon() -> Daemon:
+    return Daemon()
+
+
+@pytest.fixture
+def sampled(monkeypatch: pytest.MonkeyPatch, daemon: Daemon) -> tuple[Tracer, XRayDaemonProvider]:
+    """A tracer and its provider inside a sampled invocation, sending to ``daemon``."""
+    return tracer_with(monkeypatch, SAMPLED, daemon)
+
+
 def test_nested_captures_become_independent_subsegments_of_the_function_segment(
-    monkeypatch: pytest.MonkeyPatch,
+    sampled: tuple[Tracer, XRayDaemonProvider], daemon: Daemon
 ) -> None:
-    daemon = Daemon()
-    tracer, _ = tracer_with(monkeypatch, SAMPLED, daemon)
+    tracer, _ = sampled
 
     @tracer.capture_method
     def inner() -> dict[str, int]:
@@ -83,9 +93,10 @@ def test_nested_captures_become_independent_subsegments_of_the_function_segment(
     assert all(len(document["id"]) == 16 for document in (first, second))
 
 
-def test_an_exception_is_recorded_as_a_fault_and_still_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    daemon = Daemon()
-    tracer, _ = tracer_with(monkeypatch, SAMPLED, daemon)
+def test_an_exception_is_recorded_as_a_fault_and_still_raised(
+    sampled: tuple[Tracer, XRayDaemonProvider], daemon: Daemon
+) -> None:
+    tracer, _ = sampled
 
     @tracer.capture_method
     def broken() -> None:
@@ -110,8 +121,9 @@ def test_an_exception_is_recorded_as_a_fault_and_still_raised(monkeypatch: pytes
     ],
     ids=["no-trace", "not-sampled", "disabled", "no-parent"],
 )
-def test_nothing_is_sent_without_a_sampled_trace(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> None:
-    daemon = Daemon()
+def test_nothing_is_sent_without_a_sampled_trace(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], daemon: Daemon
+) -> None:
     tracer, _ = tracer_with(monkeypatch, environ, daemon)
 
     @tracer.capture_method
@@ -124,10 +136,9 @@ def test_nothing_is_sent_without_a_sampled_trace(monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_document_too_large_for_one_datagram_loses_its_metadata_not_its_timing(
-    monkeypatch: pytest.MonkeyPatch,
+    sampled: tuple[Tracer, XRayDaemonProvider], daemon: Daemon
 ) -> None:
-    daemon = Daemon()
-    tracer, _ = tracer_with(monkeypatch, SAMPLED, daemon)
+    tracer, _ = sampled
 
     @tracer.capture_method
     def big() -> str:
@@ -149,9 +160,8 @@ def test_a_failing_send_never_reaches_the_caller(monkeypatch: pytest.MonkeyPatch
     assert tracer.capture_method(lambda: 7)() == 7
 
 
-def test_traced_client_calls_become_aws_subsegments(monkeypatch: pytest.MonkeyPatch) -> None:
-    daemon = Daemon()
-    _, provider = tracer_with(monkeypatch, SAMPLED, daemon)
+def test_traced_client_calls_become_aws_subsegments(sampled: tuple[Tracer, XRayDaemonProvider], daemon: Daemon) -> None:
+    _, provider = sampled
     client = trace_aws_calls(boto3.client("dynamodb", region_name="eu-west-1"), provider)
     with Stubber(client) as stub:
         stub.add_response("get_item", {"ResponseMetadata": {"RequestId": "REQ1", "HTTPStatusCode": 200}})
