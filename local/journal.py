@@ -190,8 +190,18 @@ class Journal:
         return fresh
 
     def commit_rewrite(self, fresh: Path) -> None:
+        # The rewritten journal must be on disk before it replaces the old one: a rename that reaches
+        # the disk before the data would leave an empty journal after a power loss. Appends are not
+        # synced (a killed process loses nothing; only the machine crashing could cut the last lines).
+        if self._fd is not None:
+            os.fsync(self._fd)
         # The open descriptor follows the file through the rename: appends go on without a gap.
         os.replace(fresh, self.path)
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def append(self, entry: dict[str, Any]) -> None:
         if not self.recording or self._fd is None:
