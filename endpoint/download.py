@@ -11,9 +11,11 @@ a complete extraction is renamed into place.
 Several worker processes may share one cache directory. A directory in use (being fetched or
 loaded) holds a shared ``flock`` on ``locks/<digest>``; eviction takes it exclusively without
 waiting and skips the directory if it cannot, so no process deletes files another is loading.
-Lock files are never deleted (an empty file per model ever fetched): deleting one would let two
-processes lock different files for the same directory. Files already memory-mapped by a loaded model
-survive eviction (Linux keeps an unlinked file until it is unmapped).
+Eviction deletes the lock file too, while it still holds it exclusively; a process that opened the
+old file before it went re-checks, once its shared lock is granted, that the file it locked is still
+the one at the path, and starts over if not, so two processes never lock different files for one
+directory and ``locks/`` holds no more entries than the models on disk. Files already memory-mapped
+by a loaded model survive eviction (Linux keeps an unlinked file until it is unmapped).
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ class ArtifactCache:
         for path in sorted(self._models.iterdir(), key=_mtime):
             if path.is_dir():
                 self._remember(path.name, _tree_size(path))
+        self._remove_orphan_locks()
 
     @property
     def disk_bytes(self) -> int:
@@ -228,9 +231,7 @@ class ArtifactCache:
             if uses:
                 self._pinned[name] = (uses + 1, fd)
                 return
-        fd = os.open(self._locks / name, os.O_RDWR | os.O_CREAT, 0o644)
-        # Blocks only while another process is deleting this very directory (a few milliseconds).
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        fd = _lock_shared(self._locks / name)
         with self._lock:
             uses, held = self._pinned.get(name, (0, -1))
             if uses:  # another thread pinned it meanwhile: keep its lock, drop ours
@@ -238,6 +239,16 @@ class ArtifactCache:
                 os.close(fd)
             else:
                 self._pinned[name] = (1, fd)
+
+    def _remove_orphan_locks(self) -> None:
+        """Drop lock files whose directory is gone (left by a crash mid-fetch, or by older versions)."""
+        for lock_path in self._locks.iterdir():
+            if (self._models / lock_path.name).is_dir():
+                continue
+            with _exclusive(lock_path) as locked:
+                if locked:  # not held: no process is fetching it right now
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(lock_path)
 
     def _remember(self, name: str, size: int) -> None:
         self._index[name] = size
@@ -281,7 +292,38 @@ class ArtifactCache:
                     if not locked:  # another worker process is using it
                         continue
                     shutil.rmtree(self._models / name, ignore_errors=True)
+                    # Still held: a process waiting on this file re-opens the path once we let go.
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self._locks / name)
                 self._bytes -= self._index.pop(name)
+
+
+def _lock_shared(lock_path: Path) -> int:
+    """An open descriptor holding a shared flock on the file that is at ``lock_path`` now.
+
+    Blocks only while another process evicts this very directory (a few milliseconds). Eviction
+    unlinks the lock file it held, so a lock granted on a file that is no longer at the path guards
+    nothing: open the path again.
+    """
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if _same_file(fd, lock_path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 @contextlib.contextmanager
@@ -294,7 +336,8 @@ def _exclusive(lock_path: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        yield True
+        # Another evictor may have unlinked the file we opened: then this lock guards nothing.
+        yield _same_file(fd, lock_path)
     finally:
         os.close(fd)
 
