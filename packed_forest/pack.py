@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from packed_forest.forest import PackedForest
-from packed_forest.format import NODE_DTYPE, ForestArrays, PackedForestError, make_meta, validate
+from packed_forest.format import LEAF_THRESHOLD, ForestArrays, PackedForestError, from_children, make_meta
 
 # Forests whose prediction is the plain mean of their trees' predictions.
 SUPPORTED_ESTIMATORS = ("RandomForestRegressor", "ExtraTreesRegressor")
@@ -49,7 +49,7 @@ def pack_forest(model: Any, feature_names: Sequence[str]) -> PackedForest:
         raise PackedForestError(f"the {kind} was fitted on features {list(fitted_names)}, not {list(feature_names)}")
 
     offsets = [0]
-    node_blocks, value_blocks = [], []
+    blocks: dict[str, list[np.ndarray]] = {"feature": [], "threshold": [], "left": [], "right": [], "value": []}
     for number, estimator in enumerate(trees):
         tree = estimator.tree_
         if tree.n_outputs != 1 or tree.value.shape[1:] != (1, 1):
@@ -64,19 +64,31 @@ def pack_forest(model: Any, feature_names: Sequence[str]) -> PackedForest:
                 f"tree {number} splits on missing values (infinite threshold); the packed format serves finite inputs "
                 "only — train without missing values"
             )
-        block = np.zeros(count, dtype=NODE_DTYPE)
-        block["threshold"] = np.where(leaf, np.float32(0), _float32_at_or_below(np.where(leaf, 0.0, threshold)))
-        block["feature"] = np.where(leaf, 0, tree.feature)
-        block["left"] = np.where(leaf, index, tree.children_left) + start
-        block["right"] = np.where(leaf, index, tree.children_right) + start
-        node_blocks.append(block)
-        value_blocks.append(np.asarray(tree.value[:, 0, 0], dtype=np.float64))
+        packed_threshold = np.where(leaf, LEAF_THRESHOLD, _float32_at_or_below(np.where(leaf, 0.0, threshold)))
+        if (packed_threshold[~leaf] == LEAF_THRESHOLD).any():
+            # Unreachable from scikit-learn's splitters (a threshold lies below the largest value seen);
+            # the format keeps float32 max for leaves.
+            raise PackedForestError(f"tree {number} splits at float32 max, which the packed format reserves for leaves")
+        blocks["threshold"].append(packed_threshold)
+        blocks["feature"].append(np.where(leaf, 0, tree.feature))
+        blocks["left"].append(np.where(leaf, index, tree.children_left) + start)
+        blocks["right"].append(np.where(leaf, index, tree.children_right) + start)
+        blocks["value"].append(np.asarray(tree.value[:, 0, 0], dtype=np.float64))
         offsets.append(start + count)
 
     producer = {"estimator": kind, "sklearn": _sklearn_version(), "numpy": np.__version__}
-    nodes = np.concatenate(node_blocks)
-    meta = make_meta(list(feature_names), len(trees), len(nodes), producer)
-    arrays: ForestArrays = validate(meta, np.asarray(offsets, dtype=np.int64), nodes, np.concatenate(value_blocks))
+    columns = {name: np.concatenate(parts) for name, parts in blocks.items()}
+    meta = make_meta(list(feature_names), len(trees), offsets[-1], producer)
+    # Renumbered breadth-first, siblings side by side (the format's layout), and validated.
+    arrays: ForestArrays = from_children(
+        meta,
+        np.asarray(offsets, dtype=np.int64),
+        feature=columns["feature"],
+        threshold=columns["threshold"],
+        left=columns["left"],
+        right=columns["right"],
+        value=columns["value"],
+    )
     return PackedForest(arrays)
 
 

@@ -38,9 +38,15 @@ def constant_forest(prediction: float, features: tuple[str, ...] | list[str] = F
     """forest.npz bytes of a one-leaf forest that predicts ``prediction`` for any house."""
     import numpy as np
 
-    nodes = np.zeros(1, dtype=packed_format.NODE_DTYPE)
     meta = packed_format.make_meta(list(features), 1, 1, {"estimator": "test-constant"})
-    arrays = packed_format.validate(meta, np.array([0, 1], dtype=np.int64), nodes, np.array([float(prediction)]))
+    arrays = packed_format.validate(
+        meta,
+        np.array([0, 1], dtype=np.int64),
+        feature=np.zeros(1, dtype=np.int32),
+        threshold=np.array([packed_format.LEAF_THRESHOLD], dtype=np.float32),
+        first_child=np.zeros(1, dtype=np.int32),
+        value=np.array([float(prediction)]),
+    )
     buffer = io.BytesIO()
     packed_format.write(buffer, arrays)
     return buffer.getvalue()

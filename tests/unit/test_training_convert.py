@@ -46,7 +46,7 @@ def test_a_pickled_artifact_converts_to_a_packed_one_that_predicts_the_same(
     members = _members(tmp_path / "packed.tar.gz")
     assert set(members) == {naming.PACKED_MODEL_FILENAME, naming.METRICS_FILENAME}
     metrics = json.loads(members[naming.METRICS_FILENAME])
-    assert metrics["model_format"] == {"name": "house-prices/packed-forest", "version": 1}
+    assert metrics["model_format"] == {"name": "house-prices/packed-forest", "version": 2}
     assert metrics["validation"] == {"ae_p50": 1.0}
     # And it predicts exactly what the pickled estimator predicts
     rows = data.generate_houses("Dallas_TX", n=30)[:, 1:]

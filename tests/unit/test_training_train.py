@@ -86,7 +86,7 @@ def test_training_writes_model_and_documented_metrics(
     assert set(metrics) == {
         "validation", "test", "rows", "features", "versions", "hyperparameters", "model_name", "model_format",
     }  # fmt: skip
-    assert metrics["model_format"] == {"name": "house-prices/packed-forest", "version": 1}
+    assert metrics["model_format"] == {"name": "house-prices/packed-forest", "version": 2}
     assert set(metrics["validation"]) == {"ae_p10", "ae_p50", "ae_p90", "r2", "rows"}
     assert set(metrics["test"]) == {"ae_p10", "ae_p50", "ae_p90", "r2", "rows", "median_price"}
     assert metrics["rows"] == {"train": 120, "validation": 60, "test": 20}
