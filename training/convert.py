@@ -8,6 +8,9 @@ For models trained or published before the packed format (or by your own code)::
 This *unpickles* the input, which runs whatever code the pickle holds: convert only artifacts you
 trust (your own). The output holds ``forest.npz`` and ``metrics.json`` (with ``model_format`` added),
 and ``model.joblib`` only with ``--keep-joblib``. Publish it like any training output.
+
+An artifact that holds a packed ``forest.npz`` and no pickle is upgraded instead: its forest is read
+(and checked) like any served one and rewritten in the current format version — nothing unpickles.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import packed_forest
 from house_prices import naming, schema
 from house_prices.artifacts import member_problem
+from packed_forest import PackedForest
 from packed_forest.pack import pack_forest
 from training.packaging import package_model
 
@@ -39,22 +43,32 @@ def _extract(archive_path: Path, into: Path) -> None:
 
 
 def convert_model_dir(model_dir: Path, *, keep_joblib: bool = False) -> dict[str, Any]:
-    """Write ``forest.npz`` next to ``model.joblib`` in ``model_dir``; returns the updated metrics."""
+    """Write ``forest.npz`` (current format version) in ``model_dir``; returns the updated metrics.
+
+    From ``model.joblib`` if there is one, else by rewriting an older-version ``forest.npz``.
+    """
     import joblib
 
     pickled = model_dir / naming.PICKLED_MODEL_FILENAME
-    if not pickled.is_file():
-        raise ValueError(f"{model_dir} holds no {naming.PICKLED_MODEL_FILENAME} to convert")
+    packed_path = model_dir / naming.PACKED_MODEL_FILENAME
     metrics_path = model_dir / naming.METRICS_FILENAME
     metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     features = metrics.get("features", list(schema.FEATURE_NAMES))
-    packed = pack_forest(joblib.load(pickled), features)
-    packed_forest.write(model_dir / naming.PACKED_MODEL_FILENAME, packed.arrays)
+    if pickled.is_file():
+        packed = pack_forest(joblib.load(pickled), features)
+    elif packed_path.is_file():
+        packed = PackedForest.load(packed_path)  # an older format version, read and renumbered
+        features = list(packed.feature_names)
+    else:
+        raise ValueError(
+            f"{model_dir} holds no {naming.PICKLED_MODEL_FILENAME} (or {naming.PACKED_MODEL_FILENAME}) to convert"
+        )
+    packed_forest.write(packed_path, packed.arrays)
     metrics.setdefault("features", list(features))
-    metrics["model_format"] = {"name": packed_forest.FORMAT_NAME, "version": packed.format_version}
+    metrics["model_format"] = {"name": packed_forest.FORMAT_NAME, "version": packed_forest.FORMAT_VERSION}
     metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     if not keep_joblib:
-        pickled.unlink()
+        pickled.unlink(missing_ok=True)
     return metrics
 
 

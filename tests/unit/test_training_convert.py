@@ -14,6 +14,8 @@ from sklearn.ensemble import RandomForestRegressor
 
 from house_prices import naming, schema
 from packed_forest import PackedForest
+from tests.packed_forest_v1 import npz as v1_npz
+from tests.packed_forest_v1 import v1_members
 from training import convert, data
 from training.packaging import package_model
 
@@ -51,6 +53,29 @@ def test_a_pickled_artifact_converts_to_a_packed_one_that_predicts_the_same(
     # And it predicts exactly what the pickled estimator predicts
     rows = data.generate_houses("Dallas_TX", n=30)[:, 1:]
     packed = PackedForest.from_bytes(members[naming.PACKED_MODEL_FILENAME])
+    assert np.array_equal(packed.predict(rows), model.predict(rows))
+
+
+def test_a_version_1_packed_artifact_is_upgraded_to_version_2_without_unpickling(tmp_path: Path) -> None:
+    # Given a model.tar.gz holding a format version 1 forest.npz (no pickle) and its metrics
+    houses = data.generate_houses("Chicago_IL", n=120)
+    model = RandomForestRegressor(n_estimators=4, min_samples_leaf=3, random_state=2, n_jobs=1)
+    model.fit(houses[:, 1:], houses[:, 0])
+    model_dir = tmp_path / "v1"
+    model_dir.mkdir()
+    (model_dir / naming.PACKED_MODEL_FILENAME).write_bytes(v1_npz(v1_members(model, schema.FEATURE_NAMES)))
+    metrics = {"validation": {"ae_p50": 1.0}, "model_format": {"name": "house-prices/packed-forest", "version": 1}}
+    (model_dir / naming.METRICS_FILENAME).write_text(json.dumps(metrics))
+    source = package_model(model_dir, tmp_path / "v1.tar.gz")
+    # When the converter runs on it
+    assert convert.main([str(source), "--out", str(tmp_path / "v2.tar.gz")]) == 0
+    # Then the output's forest is format version 2, says so in its metrics, and predicts the same
+    members = _members(tmp_path / "v2.tar.gz")
+    assert set(members) == {naming.PACKED_MODEL_FILENAME, naming.METRICS_FILENAME}
+    assert json.loads(members[naming.METRICS_FILENAME])["model_format"]["version"] == 2
+    packed = PackedForest.from_bytes(members[naming.PACKED_MODEL_FILENAME])
+    assert packed.format_version == 2
+    rows = data.generate_houses("Dallas_TX", n=30)[:, 1:]
     assert np.array_equal(packed.predict(rows), model.predict(rows))
 
 
