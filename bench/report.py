@@ -188,8 +188,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 # What profiling found behind each target this machine misses; the figures are in the tables above.
 WHY_MISSED = {
     "1. warm single-row InvokeEndpoint": (
-        "per request the endpoint spends ~65 µs in the packed forest's one-row predict (numpy: a handful of calls "
-        "over ~21,000 nodes, `bench/forest_predict.py`) on top of the HTTP stack the ceiling also pays (~50 µs); with "
+        "per request the endpoint spends ~38 µs in the packed forest's one-row predict (numpy: a handful of calls "
+        "over ~21,000 nodes, `bench/forest_predict.py`; ~65 µs before format version 2, when the comparison below was "
+        "measured) on top of the HTTP stack the ceiling also pays (~50 µs); with "
         "a predict_fn that returns zeros the same endpoint reaches 0.54-0.59 x, so the model evaluation, not the "
         "server, is the remaining gap (docs/endpoint.md)."
     ),
