@@ -207,9 +207,11 @@ WHY_MISSED = {
         "~37 ms when moto competes for the 2 cores with the endpoint and the client during the scale run."
     ),
     "4. single-house HTTP API": (
-        "each invocation of the real router handler costs ~3 ms of CPU (botocore's invoke_endpoint ~1.4 ms, "
-        "Powertools and the logic the rest), so two cores cap it near 500-800 req/s whatever the bridge does "
-        "(the bridge alone reaches 0.33 x, `bench/http_api_throughput.py`)."
+        "the router's sandbox spends ~3 ms of CPU per invocation under this load on the shared 2 cores (from /proc "
+        "CPU times; the same handler alone, warm: 1.2-1.6 ms, about two thirds of it botocore's invoke_endpoint, "
+        "`bench/router_invocation.py`), plus the local HTTP API and the endpoint, so two cores cap the path near "
+        "500-800 req/s whatever the bridge does (the bridge alone reaches 0.33 x, `bench/http_api_throughput.py`); "
+        "on AWS, API Gateway and Lambda run on their own machines."
     ),
 }
 

@@ -870,6 +870,10 @@ def legacy_scripts(work_dir: Path) -> list[dict[str, Any]]:
             [sys.executable, str(bench / "endpoint_latency.py"), "--requests", "500", "--cold-models", "5"],
         ),
         (
+            "router handler CPU per warm invocation (in process, against the local stack)",
+            [sys.executable, str(bench / "router_invocation.py"), "--invocations", "500"],
+        ),
+        (
             "stack single-client latency",
             [sys.executable, str(bench / "stack_latency.py"), "--cities", "3", "--requests", "200", "--batch", "100"],
         ),
