@@ -28,6 +28,10 @@ _ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 CacheSetting = Literal["Enabled", "Disabled"]
 _S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.*)")
 
+# SageMaker's framework containers read this for their model server's worker count (unset on AWS: one
+# per vCPU); the local endpoint maps it to --workers, one process per worker serving every model.
+CONTAINER_WORKERS_VARIABLE = "SAGEMAKER_MODEL_SERVER_WORKERS"
+
 
 @dataclass(frozen=True)
 class ModelDataUrl:
@@ -187,6 +191,13 @@ class EndpointConfig:
                     values[field] = convert(raw)
                 except ValueError as error:
                     raise ValueError(f"{variable}={raw!r} is not a valid {convert.__name__}") from error
+        if "workers" not in values and environ.get(CONTAINER_WORKERS_VARIABLE):
+            # The container's own knob (the model server's workers per model); ENDPOINT_WORKERS wins.
+            raw = environ[CONTAINER_WORKERS_VARIABLE]
+            try:
+                values["workers"] = int(raw)
+            except ValueError as error:
+                raise ValueError(f"{CONTAINER_WORKERS_VARIABLE}={raw!r} is not a valid int") from error
         if "region" not in values and environ.get("AWS_DEFAULT_REGION"):
             values["region"] = environ["AWS_DEFAULT_REGION"]
         values.update({name: value for name, value in overrides.items() if value is not None})

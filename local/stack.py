@@ -62,7 +62,12 @@ RUNS_DIR_NAME = "run"
 # The local endpoint reads inference.py from the working tree; the template's SourceDirS3Uri (the
 # uploaded sourcedir.tar.gz on AWS) has no default, so locally it only needs a well-formed value.
 LOCAL_SOURCE_DIR = REPO_ROOT / "training"
-_ENDPOINT_PASSTHROUGH = ("SAGEMAKER_PROGRAM", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "SAGEMAKER_CONTAINER_LOG_LEVEL")
+_ENDPOINT_PASSTHROUGH = (
+    "SAGEMAKER_PROGRAM",
+    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
+    "SAGEMAKER_CONTAINER_LOG_LEVEL",
+    "SAGEMAKER_MODEL_SERVER_WORKERS",
+)
 # Variables of the developer's shell that would point a child at real AWS or another endpoint.
 _SCRUBBED_PREFIXES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY")
 

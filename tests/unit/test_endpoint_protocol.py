@@ -127,10 +127,32 @@ def test_config_from_env_with_cli_overrides() -> None:
 
 
 @pytest.mark.parametrize(
+    ("environ", "workers"),
+    [
+        ({}, 1),
+        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"}, 3),
+        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "3", "ENDPOINT_WORKERS": "2"}, 2),
+    ],
+    ids=["default", "container-variable", "endpoint-variable-wins"],
+)
+def test_worker_processes_follow_the_containers_variable_unless_the_endpoints_is_set(
+    environ: dict[str, str], workers: int
+) -> None:
+    # Given the container's worker variable, the endpoint's own, or neither
+    config = EndpointConfig.from_env({"MODEL_DATA_URL": "s3://bucket/p/", **environ})
+    # Then the endpoint runs that many worker processes
+    assert config.workers == workers
+
+
+@pytest.mark.parametrize(
     ("environ", "fragment"),
     [
         ({}, "model data URL is required"),
         ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_MAX_MODELS": "many"}, "ENDPOINT_MAX_MODELS"),
+        (
+            {"MODEL_DATA_URL": "s3://bucket/p/", "SAGEMAKER_MODEL_SERVER_WORKERS": "all"},
+            "SAGEMAKER_MODEL_SERVER_WORKERS",
+        ),
         ({"MODEL_DATA_URL": "s3://bucket/p/", "MODEL_CACHE_SETTING": "Sometimes"}, "Enabled or Disabled"),
         ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_MAX_MODELS": "0"}, "at least 1"),
         ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_NAME": "bad_name"}, "endpoint name"),

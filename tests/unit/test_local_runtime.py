@@ -144,6 +144,19 @@ def test_stack_plan_follows_the_templates_image_version() -> None:
     assert plan.endpoint_environment["SAGEMAKER_SKLEARN_VERSION"] == "1.2-1"
 
 
+def test_the_model_servers_worker_count_reaches_the_local_endpoint(tmp_path: Path) -> None:
+    # Given the template with the container's worker variable on the Model
+    source = DEFAULT_TEMPLATE.read_text()
+    anchor = "          SAGEMAKER_PROGRAM: inference.py\n"
+    assert anchor in source
+    template = tmp_path / "template.yaml"
+    template.write_text(source.replace(anchor, anchor + '          SAGEMAKER_MODEL_SERVER_WORKERS: "2"\n'))
+    # When the local stack is planned from it
+    plan = plan_stack(Template.load(template), StackConfig(template_path=template))
+    # Then the endpoint gets it, as the container would
+    assert plan.endpoint_environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "2"
+
+
 @pytest.mark.parametrize(("reserved", "cpus", "size"), [(None, 2, 4), (None, 1, 2), (3, 8, 3), (100, 2, 4)])
 def test_the_sandbox_pool_is_sized_to_the_machine_and_capped_by_reserved_concurrency(
     reserved: int | None, cpus: int, size: int
