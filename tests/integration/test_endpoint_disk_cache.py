@@ -11,7 +11,8 @@ import pytest
 
 from endpoint.config import ModelDataUrl
 from endpoint.download import ArtifactCache
-from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client
+from endpoint.testing import fit_forest, model_tar_gz, s3_client
+from tests.integration.endpoint_harness import artifact_bucket
 
 BUCKET = "disk-cache-models"
 PREFIX = "mme/"
@@ -20,12 +21,9 @@ MODELS = [f"city-{n}/v1/model.tar.gz" for n in range(5)]
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[object]:
-    with moto_s3(BUCKET) as url:
-        client = s3_client(url)
-        artifact = model_tar_gz(fit_forest(seed=1, n_estimators=3))
-        for target in MODELS:
-            client.put_object(Bucket=BUCKET, Key=PREFIX + target, Body=artifact)
-        yield client
+    artifact = model_tar_gz(fit_forest(seed=1, n_estimators=3))
+    with artifact_bucket(BUCKET, PREFIX, dict.fromkeys(MODELS, artifact)) as url:
+        yield s3_client(url)
 
 
 def cache(s3: object, root: Path, models_on_disk: int) -> ArtifactCache:
