@@ -157,7 +157,8 @@ class EndpointConfig:
         if not url:
             raise ValueError("a model data URL is required (--model-data-url or MODEL_DATA_URL)")
         values["model_data_url"] = url if isinstance(url, ModelDataUrl) else ModelDataUrl.parse(url)
-        env_map: dict[str, tuple[str, Any]] = {
+        # Each field's variables, first set wins, and how to convert the value.
+        env_map: dict[str, tuple[str | tuple[str, ...], Any]] = {
             "endpoint_name": ("ENDPOINT_NAME", str),
             "host": ("ENDPOINT_HOST", str),
             "port": ("ENDPOINT_PORT", int),
@@ -172,7 +173,7 @@ class EndpointConfig:
             "model_load_wait_seconds": ("ENDPOINT_MODEL_LOAD_WAIT_SECONDS", float),
             "max_unpacked_bytes": ("ENDPOINT_MAX_UNPACKED_BYTES", int),
             "region": ("AWS_REGION", str),
-            "workers": ("ENDPOINT_WORKERS", int),
+            "workers": (("ENDPOINT_WORKERS", CONTAINER_WORKERS_VARIABLE), int),
             "preload_modules": ("ENDPOINT_PRELOAD_MODULES", _words),
             "inline_predict_seconds": ("ENDPOINT_INLINE_PREDICT_SECONDS", float),
             "body_read_timeout_seconds": ("ENDPOINT_BODY_READ_TIMEOUT_SECONDS", float),
@@ -183,21 +184,16 @@ class EndpointConfig:
             # The image itself sets this (final/Dockerfile.cpu: ENV SAGEMAKER_SKLEARN_VERSION).
             "image_version": ("SAGEMAKER_SKLEARN_VERSION", str),
         }
-        for field, (variable, convert) in env_map.items():
-            raw = environ.get(variable)
-            # An empty preload list is meaningful ("import nothing"); elsewhere empty means unset.
-            if raw is not None and (raw != "" or field == "preload_modules"):
-                try:
-                    values[field] = convert(raw)
-                except ValueError as error:
-                    raise ValueError(f"{variable}={raw!r} is not a valid {convert.__name__}") from error
-        if "workers" not in values and environ.get(CONTAINER_WORKERS_VARIABLE):
-            # The container's own knob (the model server's workers per model); ENDPOINT_WORKERS wins.
-            raw = environ[CONTAINER_WORKERS_VARIABLE]
-            try:
-                values["workers"] = int(raw)
-            except ValueError as error:
-                raise ValueError(f"{CONTAINER_WORKERS_VARIABLE}={raw!r} is not a valid int") from error
+        for field, (variables, convert) in env_map.items():
+            for variable in (variables,) if isinstance(variables, str) else variables:
+                raw = environ.get(variable)
+                # An empty preload list is meaningful ("import nothing"); elsewhere empty means unset.
+                if raw is not None and (raw != "" or field == "preload_modules"):
+                    try:
+                        values[field] = convert(raw)
+                    except ValueError as error:
+                        raise ValueError(f"{variable}={raw!r} is not a valid {convert.__name__}") from error
+                    break
         if "region" not in values and environ.get("AWS_DEFAULT_REGION"):
             values["region"] = environ["AWS_DEFAULT_REGION"]
         values.update({name: value for name, value in overrides.items() if value is not None})
