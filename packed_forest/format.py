@@ -424,7 +424,8 @@ def validate_v1(meta: Mapping[str, Any], trees: np.ndarray, nodes: np.ndarray, v
         raise PackedForestError(
             f"node {int(np.flatnonzero(~np.isfinite(nodes['threshold']))[0])} has a non-finite threshold"
         )
-    _max_depth(trees, left, right, leaf)
+    # from_children walks every tree level by level, and validates its result: both refuse a tree
+    # deeper than MAX_DEPTH.
     return from_children(meta, trees, nodes["feature"], nodes["threshold"], left, right, value, source_version=1)
 
 

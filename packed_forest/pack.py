@@ -64,12 +64,9 @@ def pack_forest(model: Any, feature_names: Sequence[str]) -> PackedForest:
                 f"tree {number} splits on missing values (infinite threshold); the packed format serves finite inputs "
                 "only — train without missing values"
             )
-        packed_threshold = np.where(leaf, LEAF_THRESHOLD, _float32_at_or_below(np.where(leaf, 0.0, threshold)))
-        if (packed_threshold[~leaf] == LEAF_THRESHOLD).any():
-            # Unreachable from scikit-learn's splitters (a threshold lies below the largest value seen);
-            # the format keeps float32 max for leaves.
-            raise PackedForestError(f"tree {number} splits at float32 max, which the packed format reserves for leaves")
-        blocks["threshold"].append(packed_threshold)
+        # A split at float32 max (never written by scikit-learn's splitters) is refused by the format's
+        # validation in from_children, like any file's.
+        blocks["threshold"].append(np.where(leaf, LEAF_THRESHOLD, _float32_at_or_below(np.where(leaf, 0.0, threshold))))
         blocks["feature"].append(np.where(leaf, 0, tree.feature))
         blocks["left"].append(np.where(leaf, index, tree.children_left) + start)
         blocks["right"].append(np.where(leaf, index, tree.children_right) + start)

@@ -448,3 +448,18 @@ def test_a_version_1_node_with_two_parents_is_refused() -> None:
     meta = {**packed_format.make_meta(["a"], 1, 4, {}), "format_version": 1}
     with pytest.raises(PackedForestError, match="child of two parents"):
         packed_format.validate_v1(meta, np.array([0, 4], dtype=np.int64), nodes, np.zeros(4))
+
+
+def test_a_version_1_chain_beyond_the_depth_limit_is_refused() -> None:
+    # Given a version 1 tree whose splits chain deeper than the limit (node 2k: leaf 2k+1, split 2k+2)
+    depth = packed_format.MAX_DEPTH + 2
+    count = 2 * depth + 1
+    index = np.arange(count)
+    split = (index % 2 == 0) & (index < count - 1)
+    nodes = np.zeros(count, dtype=packed_format.V1_NODE_DTYPE)
+    nodes["left"] = np.where(split, index + 1, index)
+    nodes["right"] = np.where(split, index + 2, index)
+    meta = {**packed_format.make_meta(["a"], 1, count, {}), "format_version": 1}
+    # Then reading it is refused, as version 1 readers refused it
+    with pytest.raises(PackedForestError, match="deeper than the limit"):
+        packed_format.validate_v1(meta, np.array([0, count], dtype=np.int64), nodes, np.zeros(count))
