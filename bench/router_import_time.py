@@ -196,14 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         f"import {FLOOR_MODULE}": Subject(FLOOR_MODULE, interpreter, handler=False),
         f"import {STACK_FLOOR_MODULES}": Subject(STACK_FLOOR_MODULES, interpreter, handler=False),
     }
+    if args.baseline:
+        subjects[f"baseline: import {args.module}"] = Subject(args.module, built_package_interpreter(args.baseline))
+    # Ratios compare like with like: bare imports with bare imports, imports after the runtime with each other.
+    comparisons = [(main_name, name) for name in subjects if name != main_name]
     budgeted = main_name
     if args.lambda_runtime:
         budgeted = f"{args.module} through the Lambda runtime's bootstrap"
-        subjects[budgeted] = Subject(args.module, interpreter, through_runtime=True)
         runtime_floor = f"{STACK_FLOOR_MODULES} after the Lambda runtime's bootstrap"
+        subjects[budgeted] = Subject(args.module, interpreter, through_runtime=True)
         subjects[runtime_floor] = Subject(STACK_FLOOR_MODULES, interpreter, through_runtime=True, handler=False)
-    if args.baseline:
-        subjects[f"baseline: import {args.module}"] = Subject(args.module, built_package_interpreter(args.baseline))
+        comparisons += [(main_name, budgeted), (budgeted, runtime_floor)]
 
     for subject in subjects.values():
         measure(subject)  # warm the .pyc caches; Lambda ships compiled or compiles once per image
@@ -219,10 +222,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{label} -X importtime, {name}: min {totals[0]:.0f} ms, median {medians[name]:.0f} ms, "
             f"max {totals[-1]:.0f} ms over {args.runs} runs"
         )
-    comparisons = [(main_name, name) for name in subjects if name != main_name and name != budgeted]
-    if budgeted != main_name:
-        comparisons = [(main_name, budgeted), *comparisons]
-        comparisons.append((budgeted, f"{STACK_FLOOR_MODULES} after the Lambda runtime's bootstrap"))
     for ours_name, theirs_name in comparisons:
         # Paired per round (the subjects of one round ran back to back, under the same load).
         paired = statistics.median(
