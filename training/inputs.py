@@ -29,6 +29,12 @@ class Hyperparameters:
             values["random-state"] = self.random_state
         return values
 
+    def for_shard(self, job: str) -> dict[str, str | int]:
+        """``train.py --segments``: each segment's model is named after its city by the script itself."""
+        values = self.for_city("shard")
+        del values["model-name"]
+        return {**values, "segments": "true", "job-name": job}
+
 
 def channel_dirs(city_dir: Path) -> dict[str, Path]:
     return {channel: city_dir / "input" / "data" / channel for channel in CHANNELS}

@@ -1,40 +1,105 @@
-"""``python -m training.jobs``: train N cities as local processes or SageMaker jobs, optionally publish.
+"""``python -m training.jobs``: train segments (your own file, or synthetic cities) locally or on SageMaker.
 
-Local mode runs the real ``train.py`` per city (``training.local_runs``) and prints the results table
-(``training.report``); ``--publish`` uploads inputs and artifacts where a SageMaker job would
-(``training.publishing``), which triggers model-sync. SageMaker mode submits one training job per
-city (``training.sagemaker_jobs``); ``--wait`` follows them, printing each job's status changes and
-streaming its CloudWatch logs, as the SageMaker Python SDK's ``fit(logs=True)`` does.
+Segments come from ``--data`` (a CSV with a header or Parquet file, folder or ``s3://`` URI holding many
+segments; validated before anything trains: ``training.dataset``) or from the synthetic generator
+(``--cities`` / ``--all-seed-cities``). Local mode trains them in ``--workers`` processes, each a shard
+of segments in one interpreter (``training.local_runs``); ``--publish`` uploads inputs and artifacts
+where a SageMaker job would (``training.publishing``), which triggers model-sync. SageMaker mode
+submits ceil(N / ``--segments-per-job``) training jobs (``training.sagemaker_jobs``); ``--wait``
+follows them as the SageMaker Python SDK's ``fit(logs=True)`` does. Runs over ``--data`` are
+incremental: a segment whose data and hyperparameters are as last trained is left alone
+(``training.manifest``; ``--force`` retrains all).
 
 CLI::
 
+    python -m training.jobs --data houses.csv --segment-column city --price-column sale_price \\
+        --column SQUARE_FEET=living_area --publish --bucket B
     python -m training.jobs --cities Chicago_IL Dallas_TX
-    python -m training.jobs --all-seed-cities --publish --bucket B [--prefix P]
-    python -m training.jobs --all-seed-cities --mode sagemaker --bucket B --role-arn ARN [--wait]
+    python -m training.jobs --data s3://B/raw/ ... --mode sagemaker --bucket B --role-arn ARN --segments-per-job 500
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
 
 from house_prices import naming, schema
 from house_prices.errors import DomainError
 from training import data as data_module
 from training import images
 from training.inputs import Hyperparameters
-from training.local_runs import DEFAULT_WORK_DIR, train_locally
+from training.local_runs import DEFAULT_WORK_DIR, train_segments
+from training.manifest import LOCAL_MANIFEST, LocalManifestStore, Manifest, ManifestStore, S3ManifestStore
 from training.publishing import S3Publisher, publish_local_run
 from training.report import make_console, print_results
-from training.sagemaker_jobs import SageMakerSettings, follow_jobs, submit_sagemaker_jobs
+from training.results import RunReport
+from training.run_report import RunSummary, SegmentOutcome, print_run, summarise
+from training.sagemaker_jobs import (
+    DEFAULT_SEGMENTS_PER_JOB,
+    SageMakerSettings,
+    follow_jobs,
+    publish_segment_inputs,
+    submit_sagemaker_jobs,
+)
+from training.shards import SegmentInput, synthetic_segment
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _mapping(text: str) -> tuple[str, str]:
+    feature, separator, column = text.partition("=")
+    if not separator or not feature.strip() or not column.strip():
+        raise argparse.ArgumentTypeError(f"expected FEATURE=COLUMN, got {text!r}")
+    return feature.strip(), column.strip()
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.jobs", description="Train house-price models per city.")
-    parser.add_argument("--cities", nargs="+", default=[], metavar="CITY")
-    parser.add_argument("--all-seed-cities", action="store_true", help=f"train {', '.join(schema.SEED_CITIES)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.jobs", description="Train house-price models per segment."
+    )
+    source = parser.add_argument_group("segments: your own file")
+    source.add_argument(
+        "--data", metavar="PATH", help="CSV (with a header) or Parquet: file, folder, s3://bucket/key or prefix"
+    )
+    source.add_argument("--segment-column", metavar="COL", help="the column naming each row's segment (its city)")
+    source.add_argument("--price-column", metavar="COL", help="the column holding the sale price (the target)")
+    source.add_argument(
+        "--column",
+        dest="columns",
+        action="append",
+        type=_mapping,
+        default=[],
+        metavar="FEATURE=COL",
+        help=f"map a feature ({', '.join(schema.FEATURE_NAMES)}) to a column, COL*k or COL/k, or a constant",
+    )
+    source.add_argument("--id-column", metavar="COL", help="a stable row id for the split (default: the row's values)")
+    source.add_argument("--segments", nargs="+", metavar="SEGMENT", help="only these segments (values or city names)")
+    source.add_argument("--strict", action="store_true", help="any unusable row is an error instead of dropped")
+    source.add_argument("--min-rows", type=_positive, default=30, help="usable rows a segment needs (default 30)")
+    source.add_argument("--max-bytes", type=_positive, default=None, help="refuse sources larger than this")
+    source.add_argument("--force", action="store_true", help="retrain segments whose data has not changed")
+    source.add_argument("--validate-only", action="store_true", help="validate and report; train nothing")
+    synthetic = parser.add_argument_group("segments: synthetic cities")
+    synthetic.add_argument("--cities", nargs="+", default=[], metavar="CITY")
+    synthetic.add_argument("--all-seed-cities", action="store_true", help=f"train {', '.join(schema.SEED_CITIES)}")
+    synthetic.add_argument("--houses", type=_positive, default=schema.HOUSES_PER_CITY, help="houses per city")
+    synthetic.add_argument("--seed", type=int, default=data_module.DEFAULT_SEED)
     parser.add_argument("--mode", choices=("local", "sagemaker"), default="local")
     parser.add_argument("--bucket", help="S3 bucket for --publish / sagemaker mode")
     parser.add_argument("--prefix", default=naming.DEFAULT_PREFIX)
@@ -43,77 +108,243 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", help="AWS region (default: the boto3 session's)")
     parser.add_argument("--instance-type", default="ml.m5.large")
     parser.add_argument("--image-version", choices=images.load_table().versions, default=None)
+    parser.add_argument(
+        "--segments-per-job",
+        type=_positive,
+        default=DEFAULT_SEGMENTS_PER_JOB,
+        help=f"sagemaker mode: segments trained by one job (default {DEFAULT_SEGMENTS_PER_JOB})",
+    )
     parser.add_argument("--wait", action="store_true", help="sagemaker mode: wait for the jobs to finish")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
-    parser.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
+    parser.add_argument("--workers", type=_positive, default=None, help="local worker processes (default: CPU count)")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--houses", type=int, default=schema.HOUSES_PER_CITY, help="houses per city")
-    parser.add_argument("--seed", type=int, default=data_module.DEFAULT_SEED)
+    parser.add_argument("--json", action="store_true", help="print the run (and validation) report as JSON on stdout")
     parser.add_argument("--n-estimators", type=int, default=100)
     parser.add_argument("--min-samples-leaf", type=int, default=3)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import boto3
+class _Run:
+    """One CLI invocation: where segments come from, where they go, and what is reported."""
 
-    parser = _parser()
-    args = parser.parse_args(argv)
-    cities = [*args.cities, *(schema.SEED_CITIES if args.all_seed_cities else ())]
-    if not cities:
-        parser.error("give --cities or --all-seed-cities")
-    try:
-        cities = [naming.validate_city(city, "--cities") for city in cities]
-    except DomainError as error:
-        parser.error(error.message)
-    if (args.publish or args.mode == "sagemaker") and not args.bucket:
-        parser.error("--bucket is required with --publish and with --mode sagemaker")
-    hyperparameters = Hyperparameters(args.n_estimators, args.min_samples_leaf, random_state=args.seed)
-    layout = naming.KeyLayout(args.prefix)
-    console = make_console(stderr=True)
-    region = args.region or boto3.session.Session().region_name
+    def __init__(self, parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+        self.parser = parser
+        self.args = args
+        self.console = make_console(stderr=True)
+        self.layout = naming.KeyLayout(args.prefix)
+        self.hyperparameters = Hyperparameters(args.n_estimators, args.min_samples_leaf, random_state=args.seed)
+        self.validation: dict[str, Any] | None = None
+        self.stages: dict[str, float] = {}
+        self.skipped: dict[str, str] = {}
+        self._boto3: Any = None
+        self._region: str | None = None
 
-    if args.mode == "sagemaker":
-        if not args.role_arn:
-            parser.error("--role-arn is required with --mode sagemaker")
+    # AWS clients are built only when a run needs them (validation of a local file needs none).
+    def client(self, service: str) -> Any:
+        if self._boto3 is None:
+            import boto3
+
+            self._boto3 = boto3.session.Session(region_name=self.args.region)
+            self._region = self._boto3.region_name
+        return self._boto3.client(service)
+
+    @property
+    def region(self) -> str | None:
+        self.client("s3")
+        return self._region
+
+    def publisher(self) -> S3Publisher:
+        return S3Publisher(self.client("s3"), self.args.bucket, self.layout)
+
+    def segments(self) -> list[SegmentInput]:
+        if self.args.data is None:
+            cities = [*self.args.cities, *(schema.SEED_CITIES if self.args.all_seed_cities else ())]
+            cities = [naming.validate_city(city, "--cities") for city in dict.fromkeys(cities)]
+            return [synthetic_segment(city, self.args.houses, self.args.seed) for city in cities]
+        from training.dataset import DataSpec, load_dataset, print_report
+
+        spec_options: dict[str, Any] = {"max_bytes": self.args.max_bytes} if self.args.max_bytes else {}
+        spec = DataSpec(
+            source=self.args.data,
+            segment_column=self.args.segment_column,
+            price_column=self.args.price_column,
+            columns=dict(self.args.columns),
+            id_column=self.args.id_column,
+            segments=self.args.segments,
+            strict=self.args.strict,
+            min_rows=self.args.min_rows,
+            **spec_options,
+        )
+        dataset = load_dataset(spec, s3_client=self.client("s3") if self.args.data.startswith("s3://") else None)
+        print_report(dataset.report, self.console)
+        self.validation = dataset.report.to_json()
+        self.skipped = {s.city: s.reason or "skipped" for s in dataset.report.segments if s.status == "skipped"}
+        return [
+            SegmentInput(data=segment.data, data_hash=segment.data_hash, source_value=segment.source_value)
+            for segment in dataset.segments
+        ]
+
+    def manifest_store(self) -> ManifestStore:
+        if self.args.publish or self.args.mode == "sagemaker":
+            return S3ManifestStore(self.publisher(), self.layout.training_manifest_key)
+        return LocalManifestStore(Path(self.args.work_dir).resolve() / LOCAL_MANIFEST)
+
+    def train_local(self, segments: Sequence[SegmentInput]) -> tuple[list[SegmentOutcome], dict[str, str], RunReport]:
+        started = time.perf_counter()
+        report = train_segments(
+            segments,
+            self.args.work_dir,
+            hyperparameters=self.hyperparameters,
+            workers=self.args.workers,
+            progress=not self.args.no_progress and not self.args.json,
+            console=self.console,
+        )
+        self.stages["train"] = time.perf_counter() - started
+        print_results(report.results[:200], report.failures, console=self.console, wall_seconds=report.wall_seconds)
+        published: dict[str, list[str]] = {}
+        if self.args.publish:
+            publisher = self.publisher()
+            started = time.perf_counter()
+            published = publish_local_run(publisher, report)
+            self.stages["publish"] = time.perf_counter() - started
+            if not self.args.json:
+                for city, keys in published.items():
+                    print(f"{city}\t{publisher.uri(keys[-1])}")
+        uri = self.publisher().uri if published else str
+        trained = [
+            SegmentOutcome(
+                result.city,
+                "trained",
+                job=result.job_name,
+                ae_p50=result.metrics["validation"]["ae_p50"],
+                artifact=uri(published[result.city][-1]) if published else str(result.artifact),
+            )
+            for result in report.results
+        ]
+        failed = {failure.city: failure.stderr_tail(3).replace("\n", " | ") for failure in report.failures}
+        return trained, failed, report
+
+    def submit(self, segments: Sequence[SegmentInput]) -> tuple[list[SegmentOutcome], bool]:
+        if not self.args.role_arn:
+            self.parser.error("--role-arn is required with --mode sagemaker")
+        region = self.region
         if not region:
-            parser.error("--region is required (no default region configured)")
-        settings = SageMakerSettings(args.role_arn, region, args.instance_type, image_version=args.image_version)
-        publisher = S3Publisher(boto3.client("s3", region_name=region), args.bucket, layout)
-        sagemaker = boto3.client("sagemaker", region_name=region)
+            self.parser.error("--region is required (no default region configured)")
+        settings = SageMakerSettings(
+            self.args.role_arn, region, self.args.instance_type, image_version=self.args.image_version
+        )
+        publisher = self.publisher()
+        work_dir = Path(self.args.work_dir).resolve()
+        started = time.perf_counter()
+        publish_segment_inputs(publisher, segments, work_dir)
+        self.stages["publish"] = time.perf_counter() - started
+        sagemaker = self.client("sagemaker")
+        started = time.perf_counter()
         jobs = submit_sagemaker_jobs(
             sagemaker,
             publisher,
-            cities,
-            args.work_dir,
+            segments,
+            work_dir,
             settings,
-            hyperparameters=hyperparameters,
-            houses_per_city=args.houses,
-            seed=args.seed,
+            hyperparameters=self.hyperparameters,
+            segments_per_job=self.args.segments_per_job,
         )
-        for job in jobs:
-            print(f"{job.city}\t{job.job_name}\t{publisher.uri(job.output_key)}")
-        if not args.wait:
-            return 0
-        logs = boto3.client("logs", region_name=region)
-        return 0 if follow_jobs(sagemaker, logs, jobs, echo=lambda line: console.print(line, markup=False)) else 1
+        self.stages["submit"] = time.perf_counter() - started
+        if not self.args.json:
+            for job in jobs:
+                print(f"{job.job_name}\t{len(job.cities)} segments\t{job.arn}")
+        outcomes = [
+            SegmentOutcome(city, "submitted", job=job.job_name, artifact=publisher.uri(job.output_keys[city]))
+            for job in jobs
+            for city in job.cities
+        ]
+        if not self.args.wait:
+            return outcomes, True
+        echo = lambda line: self.console.print(line, markup=False, highlight=False)  # noqa: E731
+        completed = follow_jobs(sagemaker, self.client("logs"), jobs, echo=echo)
+        return outcomes, completed
 
-    report = train_locally(
-        cities,
-        args.work_dir,
-        hyperparameters=hyperparameters,
-        houses_per_city=args.houses,
-        seed=args.seed,
-        workers=args.workers,
-        progress=not args.no_progress,
-        console=console,
-    )
-    print_results(report.results, report.failures, console=console, wall_seconds=report.wall_seconds)
-    if args.publish:
-        publisher = S3Publisher(boto3.client("s3", region_name=region), args.bucket, layout)
-        for city, keys in publish_local_run(publisher, report).items():
-            print(f"{city}\t{publisher.uri(keys[-1])}")
-    return 0 if report.ok else 1
+
+def _record(store: ManifestStore, manifest: Manifest, done: Sequence[tuple[SegmentInput, str]], run: _Run) -> None:
+    if done:
+        manifest.record(done, run.hyperparameters)
+        store.write(manifest)
+
+
+def execute(run: _Run) -> int:
+    args = run.args
+    started = time.perf_counter()
+    segments = run.segments()
+    run.stages["validate"] = time.perf_counter() - started
+    if args.validate_only:
+        _emit(run, RunSummary([], time.perf_counter() - started))
+        return 0 if segments else 1
+    if not segments:
+        run.console.print("[red]no segment can be trained[/red] (see the reasons above)")
+        _emit(run, summarise([], [], run.skipped, {}, time.perf_counter() - started))
+        return 1
+    incremental = args.data is not None
+    store = run.manifest_store()
+    manifest = store.read() if incremental else Manifest()
+    to_train, unchanged = manifest.partition(segments, run.hyperparameters, force=args.force or not incremental)
+    by_city = {segment.city: segment for segment in to_train}
+    if not to_train:
+        run.console.print("every segment is unchanged since it was last trained (--force retrains)")
+        _emit(run, summarise([], [s.city for s in unchanged], run.skipped, {}, time.perf_counter() - started))
+        return 0
+    if args.mode == "sagemaker":
+        outcomes, completed = run.submit(to_train)
+        if args.wait and completed and incremental:
+            _record(store, manifest, [(by_city[o.city], o.job) for o in outcomes], run)
+        summary = summarise(outcomes, [s.city for s in unchanged], run.skipped, {}, time.perf_counter() - started)
+        _emit(run, summary)
+        return 0 if completed else 1
+    trained, failed, _ = run.train_local(to_train)
+    if incremental:
+        _record(store, manifest, [(by_city[o.city], o.job) for o in trained], run)
+    summary = summarise(trained, [s.city for s in unchanged], run.skipped, failed, time.perf_counter() - started)
+    _emit(run, summary)
+    return 0 if summary.ok else 1
+
+
+def _emit(run: _Run, summary: RunSummary) -> None:
+    summary.stages = dict(run.stages)
+    if run.args.data is not None or summary.counts()["unchanged"]:
+        print_run(summary, run.console)
+    if run.args.json:
+        json.dump(summary.to_json(run.validation), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.data is not None:
+        if args.cities or args.all_seed_cities:
+            parser.error("give --data or --cities/--all-seed-cities, not both")
+        missing = [
+            flag for flag in ("--segment-column", "--price-column") if not getattr(args, flag[2:].replace("-", "_"))
+        ]
+        if missing:
+            parser.error(f"{' and '.join(missing)} required with --data")
+    elif not args.cities and not args.all_seed_cities:
+        parser.error("give --data, --cities or --all-seed-cities")
+    try:
+        for city in args.cities:
+            naming.validate_city(city, "--cities")
+    except DomainError as error:
+        parser.error(error.message)
+    if (args.publish or args.mode == "sagemaker") and not args.bucket and not args.validate_only:
+        parser.error("--bucket is required with --publish and with --mode sagemaker")
+    try:
+        return execute(_Run(parser, args))
+    except DomainError as error:
+        # Never a traceback: the message says what to fix.
+        Console(stderr=True).print(f"[red]error:[/red] {error.message}", highlight=False)
+        return 2
+    except (BotoCoreError, ClientError) as error:
+        Console(stderr=True).print(f"[red]error:[/red] AWS: {error}", highlight=False)
+        return 2
 
 
 if __name__ == "__main__":

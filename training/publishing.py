@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from house_prices import naming
 from house_prices.errors import DependencyFailure
-from training.results import RunReport
+from training.results import CityResult, RunReport
 
 
 class S3Publisher:
@@ -33,6 +34,24 @@ class S3Publisher:
             raise DependencyFailure(f"cannot upload {path} to s3://{self.bucket}/{key}: {error}") from error
         return key
 
+    def read_text(self, key: str) -> str | None:
+        """The object's text, or None when there is no such key."""
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise DependencyFailure(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+        except BotoCoreError as error:
+            raise DependencyFailure(f"cannot read s3://{self.bucket}/{key}: {error}") from error
+        return bytes(body).decode()
+
+    def write_text(self, key: str, text: str) -> None:
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=text.encode(), ContentType="application/json")
+        except (ClientError, BotoCoreError) as error:
+            raise DependencyFailure(f"cannot write s3://{self.bucket}/{key}: {error}") from error
+
     def publish_inputs(self, city: str, inputs: Mapping[str, Path]) -> list[str]:
         return [self.upload(path, self.layout.prep_key(city, split)) for split, path in sorted(inputs.items())]
 
@@ -44,10 +63,19 @@ class S3Publisher:
         return self.uri(self.upload(archive, self.layout.sourcedir_key(digest)))
 
 
-def publish_local_run(publisher: S3Publisher, report: RunReport) -> dict[str, list[str]]:
+# boto3 clients are thread-safe; uploads are network-bound, so a few threads hide the round trips.
+PUBLISH_THREADS = 8
+
+
+def publish_local_run(
+    publisher: S3Publisher, report: RunReport, threads: int = PUBLISH_THREADS
+) -> dict[str, list[str]]:
     """Upload each trained city's inputs, then its artifact last (the artifact triggers model-sync)."""
-    keys: dict[str, list[str]] = {}
-    for result in report.results:
-        keys[result.city] = publisher.publish_inputs(result.city, result.inputs)
-        keys[result.city].append(publisher.publish_artifact(result.city, result.job_name, result.artifact))
-    return keys
+
+    def publish(result: CityResult) -> list[str]:
+        keys = publisher.publish_inputs(result.city, result.inputs)
+        return [*keys, publisher.publish_artifact(result.city, result.job_name, result.artifact)]
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        published = list(pool.map(publish, report.results))
+    return {result.city: keys for result, keys in zip(report.results, published, strict=True)}

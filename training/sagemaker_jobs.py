@@ -1,8 +1,10 @@
-"""SageMaker training jobs: submit one ``CreateTrainingJob`` per city, then follow them to the end.
+"""SageMaker training jobs: one ``CreateTrainingJob`` per shard of segments, then follow them to the end.
 
-Submission uploads the same inputs a local run writes plus ``sourcedir.tar.gz`` and asks for
-``S3OutputPath = s3://BUCKET/PREFIX/model_artifacts/{city}/``; SageMaker writes
-``{job}/output/model.tar.gz`` below it, the training-output key that triggers model-sync.
+Thousands of segments are not thousands of jobs (each minutes of start-up, against per-account job
+quotas and API throttles): segments are packed into shards of at most ``--segments-per-job``,
+balanced by rows, and each job runs ``train.py --segments`` over its shard. The job uploads every
+segment's ``model.tar.gz`` to that segment's training-output key, so model-sync's per-city S3 event,
+gate and registry see exactly what a one-city job used to write.
 
 ``follow_jobs`` is what the SageMaker Python SDK's ``fit(wait=True, logs=True)`` does
 (``sagemaker.session.logs_for_job``), for several jobs at once: poll ``DescribeTrainingJob``, print
@@ -16,24 +18,30 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from house_prices import naming, schema
+from house_prices import naming
 from house_prices.errors import DependencyFailure
-from training import data as data_module
 from training import images, packaging
-from training.inputs import CHANNELS, Hyperparameters, write_inputs
-from training.publishing import S3Publisher
+from training.inputs import Hyperparameters, write_inputs
+from training.publishing import PUBLISH_THREADS, S3Publisher
+from training.shards import SegmentInput, plan_shards, write_shard
+from training.train import SHARD_METRIC_LINE
 
-# The seed's metric lines, as SageMaker MetricDefinitions (train.py prints them).
+# Shard jobs' metric lines (train.py --segments prints them), as SageMaker MetricDefinitions.
 METRIC_DEFINITIONS = tuple(
-    {"Name": f"validation:ae-p{q}", "Regex": f"AE-at-{q}th-percentile: ([0-9.]+).*$"} for q in (10, 50, 90)
+    {"Name": f"segments:{outcome}", "Regex": SHARD_METRIC_LINE.format(outcome=outcome, count="([0-9]+)")}
+    for outcome in ("trained", "failed")
 )
+# 500 segments of ~1,000 rows train in minutes on one ml.m5.large; 10,000 segments are 20 jobs.
+DEFAULT_SEGMENTS_PER_JOB = 500
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 DEFAULT_POLL_SECONDS = 10.0
@@ -54,32 +62,37 @@ class SageMakerSettings:
         return images.sklearn_image_uri(self.region, self.image_version)
 
 
-def training_job_request(
-    city: str,
+def shard_job_request(
     job: str,
     *,
+    segments: int,
     bucket: str,
     layout: naming.KeyLayout,
     settings: SageMakerSettings,
     sourcedir_uri: str,
     hyperparameters: Hyperparameters,
-    include_test: bool = True,
 ) -> dict[str, Any]:
-    """The CreateTrainingJob request for one city (script mode in the scikit-learn image).
+    """The CreateTrainingJob request for one shard (script mode in the scikit-learn image).
+
+    The job's train channel is its shard (``KeyLayout.shard_input_prefix``); ``train.py --segments``
+    trains each segment and uploads its ``model.tar.gz`` to
+    ``model_artifacts/{city}/{job}/output/model.tar.gz``: the per-city training-output key whose
+    S3 event runs model-sync, exactly as a one-city job's output did. The job's own output (its
+    shard report) goes under ``training_jobs/``, outside the trigger prefix.
 
     Hyperparameter values are JSON-encoded strings, as the SageMaker Python SDK sends them; the
     training toolkit ``json.loads`` each one and passes user ones to the script as ``--name value``.
     ``sagemaker_program``/``sagemaker_submit_directory`` tell it what to download and run.
     """
     hps: dict[str, Any] = {
-        **hyperparameters.for_city(city),
+        **hyperparameters.for_shard(job),
+        "artifact-prefix": f"s3://{bucket}/{layout.training_output_prefix}",
         "sagemaker_program": packaging.ENTRY_POINT,
         "sagemaker_submit_directory": sourcedir_uri,
         "sagemaker_region": settings.region,
         "sagemaker_job_name": job,
         "sagemaker_container_log_level": 20,
     }
-    channels = [name for name in CHANNELS if include_test or name != "test"]
     return {
         "TrainingJobName": naming.validate_job(job),
         "HyperParameters": {name: json.dumps(value) for name, value in hps.items()},
@@ -91,61 +104,80 @@ def training_job_request(
         "RoleArn": settings.role_arn,
         "InputDataConfig": [
             {
-                "ChannelName": channel,
+                "ChannelName": "train",
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://{bucket}/{layout.prep_split_prefix(city, CHANNELS[channel])}",
+                        "S3Uri": f"s3://{bucket}/{layout.shard_input_prefix(job)}",
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
-                "ContentType": "text/csv",
                 "CompressionType": "None",
             }
-            for channel in channels
         ],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{layout.training_output_city_prefix(city)}"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/{layout.training_jobs_prefix}"},
         "ResourceConfig": {
             "InstanceType": settings.instance_type,
             "InstanceCount": settings.instance_count,
             "VolumeSizeInGB": settings.volume_size_gb,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_seconds},
-        "Tags": [{"Key": "city", "Value": city}],
+        "Tags": [{"Key": "segments", "Value": str(segments)}],
     }
 
 
 @dataclass(frozen=True)
 class SubmittedJob:
-    city: str
     job_name: str
     arn: str
-    output_key: str
+    cities: tuple[str, ...]
+    output_keys: Mapping[str, str]
+
+    @property
+    def label(self) -> str:
+        return self.cities[0] if len(self.cities) == 1 else f"{self.job_name} ({len(self.cities)} segments)"
+
+
+def publish_segment_inputs(
+    publisher: S3Publisher, segments: Sequence[SegmentInput], work_dir: Path, threads: int = PUBLISH_THREADS
+) -> None:
+    """Each segment's split CSVs at its prep keys: the gate measures candidates on ``val``."""
+
+    def publish(segment: SegmentInput) -> None:
+        publisher.publish_inputs(segment.city, write_inputs(segment.data, work_dir / segment.city))
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        list(pool.map(publish, segments))
 
 
 def submit_sagemaker_jobs(
     sagemaker_client: Any,
     publisher: S3Publisher,
-    cities: Sequence[str],
+    segments: Sequence[SegmentInput],
     work_dir: Path,
     settings: SageMakerSettings,
     *,
     hyperparameters: Hyperparameters | None = None,
-    houses_per_city: int = schema.HOUSES_PER_CITY,
-    seed: int = data_module.DEFAULT_SEED,
+    segments_per_job: int = DEFAULT_SEGMENTS_PER_JOB,
+    now: datetime | None = None,
 ) -> list[SubmittedJob]:
-    """Upload inputs and code, then start one training job per city."""
+    """Upload the code and one shard per job (at most ``segments_per_job`` segments, balanced by rows), then
+    start ceil(N / segments_per_job) training jobs. The segments' prep CSVs must be published first
+    (``publish_segment_inputs``), so every artifact finds its validation rows when model-sync runs."""
     hyperparameters = hyperparameters or Hyperparameters()
     work_dir = Path(work_dir).resolve()
     sourcedir_uri = publisher.publish_sourcedir(packaging.build_sourcedir(work_dir / "sourcedir.tar.gz"))
+    now = now or datetime.now(UTC)
     submitted = []
-    for city in dict.fromkeys(naming.validate_city(c) for c in cities):
-        inputs = write_inputs(data_module.generate_city(city, houses_per_city, seed), work_dir / city)
-        publisher.publish_inputs(city, inputs)
-        job = naming.job_name(city)
-        request = training_job_request(
-            city,
+    for index, shard in enumerate(plan_shards(segments, max_per_shard=segments_per_job)):
+        job = naming.shard_job_name(index, now)
+        channel = work_dir / "jobs" / job / "train"
+        prefix = publisher.layout.shard_input_prefix(job)
+        for path in write_shard(shard, channel):
+            publisher.upload(path, prefix + path.name)
+        request = shard_job_request(
             job,
+            segments=len(shard),
             bucket=publisher.bucket,
             layout=publisher.layout,
             settings=settings,
@@ -155,10 +187,10 @@ def submit_sagemaker_jobs(
         try:
             response = sagemaker_client.create_training_job(**request)
         except (ClientError, BotoCoreError) as error:
-            raise DependencyFailure(f"CreateTrainingJob {job} for {city} failed: {error}") from error
-        submitted.append(
-            SubmittedJob(city, job, response["TrainingJobArn"], publisher.layout.training_output_key(city, job))
-        )
+            raise DependencyFailure(f"CreateTrainingJob {job} ({len(shard)} segments) failed: {error}") from error
+        cities = tuple(segment.city for segment in shard)
+        keys = {city: publisher.layout.training_output_key(city, job) for city in cities}
+        submitted.append(SubmittedJob(job, response["TrainingJobArn"], cities, keys))
     return submitted
 
 
@@ -213,7 +245,7 @@ def _show_status(sagemaker_client: Any, state: _FollowedJob, echo: Callable[[str
         started = transition.get("StartTime")
         stamp = started.strftime("%H:%M:%S") if hasattr(started, "strftime") else ""
         message = transition.get("StatusMessage", "")
-        echo(f"[{state.job.city}] {stamp} {transition['Status']}: {message}".rstrip(": "))
+        echo(f"[{state.job.label}] {stamp} {transition['Status']}: {message}".rstrip(": "))
     state.transitions_shown = max(state.transitions_shown, len(transitions))
     state.status = description["TrainingJobStatus"]
     return state.status in TERMINAL_STATUSES
@@ -223,7 +255,7 @@ def _show_new_log_lines(logs_client: Any, state: _FollowedJob, echo: Callable[[s
     for stream in _log_streams(logs_client, state.job.job_name):
         state.tokens.setdefault(stream, None)
     for stream, token in state.tokens.items():
-        state.tokens[stream] = _print_stream(logs_client, stream, token, f"[{state.job.city}] ", echo)
+        state.tokens[stream] = _print_stream(logs_client, stream, token, f"[{state.job.label}] ", echo)
 
 
 def _log_streams(logs_client: Any, job_name: str) -> list[str]:
@@ -269,7 +301,7 @@ def _print_stream(
 
 def _summary(state: _FollowedJob) -> str:
     description = state.description
-    parts = [f"[{state.job.city}] {state.job.job_name}: {state.status}"]
+    parts = [f"[{state.job.label}] {state.job.job_name}: {state.status}"]
     if description.get("FailureReason"):
         parts.append(f"reason: {description['FailureReason']}")
     if description.get("TrainingTimeInSeconds") is not None:

@@ -7,13 +7,14 @@ import os
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 from moto import mock_aws
 
-from house_prices import naming
+from house_prices import naming, schema
 from house_prices.errors import DependencyFailure
-from training import inputs, jobs, local_runs, packaging, publishing, results, sagemaker_jobs
+from training import data, inputs, jobs, local_runs, publishing, results, sagemaker_jobs, shards
 
 BUCKET = "house-prices-test"
 LAYOUT = naming.KeyLayout("DEMO_MME_SCIKIT_V1")
@@ -60,16 +61,17 @@ def test_write_inputs_uses_channel_dirs_and_seed_file_names(tmp_path: Path) -> N
     assert [len(path.read_text().splitlines()) for path in written.values()] == [6, 3, 1]
 
 
-def expected_request(city: str, job: str, image: str) -> dict:
-    """The CreateTrainingJob request, written out in full."""
-    prep = f"s3://{BUCKET}/DEMO_MME_SCIKIT_V1/model_prep/{city}"
+def expected_request(job: str, image: str, segments: int) -> dict:
+    """The CreateTrainingJob request of one shard, written out in full."""
     return {
         "TrainingJobName": job,
         "HyperParameters": {
             "n-estimators": "100",
             "min-samples-leaf": "3",
-            "model-name": f'"{city}"',
             "random-state": "0",
+            "segments": '"true"',
+            "job-name": f'"{job}"',
+            "artifact-prefix": f'"s3://{BUCKET}/DEMO_MME_SCIKIT_V1/model_artifacts/"',
             "sagemaker_program": '"train.py"',
             "sagemaker_submit_directory": f'"{SOURCEDIR}"',
             "sagemaker_region": '"us-west-2"',
@@ -80,31 +82,28 @@ def expected_request(city: str, job: str, image: str) -> dict:
             "TrainingImage": image,
             "TrainingInputMode": "File",
             "MetricDefinitions": [
-                {"Name": "validation:ae-p10", "Regex": "AE-at-10th-percentile: ([0-9.]+).*$"},
-                {"Name": "validation:ae-p50", "Regex": "AE-at-50th-percentile: ([0-9.]+).*$"},
-                {"Name": "validation:ae-p90", "Regex": "AE-at-90th-percentile: ([0-9.]+).*$"},
+                {"Name": "segments:trained", "Regex": "Segments-trained: ([0-9]+)"},
+                {"Name": "segments:failed", "Regex": "Segments-failed: ([0-9]+)"},
             ],
         },
         "RoleArn": ROLE,
         "InputDataConfig": [
             {
-                "ChannelName": channel,
+                "ChannelName": "train",
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"{prep}/{split}/",
+                        "S3Uri": f"s3://{BUCKET}/DEMO_MME_SCIKIT_V1/training_inputs/{job}/",
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
-                "ContentType": "text/csv",
                 "CompressionType": "None",
             }
-            for channel, split in (("train", "train"), ("validation", "val"), ("test", "test"))
         ],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/DEMO_MME_SCIKIT_V1/model_artifacts/{city}/"},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/DEMO_MME_SCIKIT_V1/training_jobs/"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
-        "Tags": [{"Key": "city", "Value": city}],
+        "Tags": [{"Key": "segments", "Value": str(segments)}],
     }
 
 
@@ -113,10 +112,10 @@ def test_create_training_job_request_shape() -> None:
     client = boto3.client("sagemaker", region_name="us-west-2")
     settings = sagemaker_jobs.SageMakerSettings(role_arn=ROLE, region="us-west-2", image_version="1.4-2")
     image = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
-    job = "SanDiego-CA-20261125-040000-123"
-    request = sagemaker_jobs.training_job_request(
-        "SanDiego_CA",
+    job = "segments-20261125-040000-123-00007"
+    request = sagemaker_jobs.shard_job_request(
         job,
+        segments=500,
         bucket=BUCKET,
         layout=LAYOUT,
         settings=settings,
@@ -127,29 +126,30 @@ def test_create_training_job_request_shape() -> None:
         stub.add_response(
             "create_training_job",
             {"TrainingJobArn": f"arn:aws:sagemaker:us-west-2:123456789012:training-job/{job}"},
-            expected_params=expected_request("SanDiego_CA", job, image),
+            expected_params=expected_request(job, image, 500),
         )
         # When the request is sent / Then it is exactly the expected, API-valid shape
         response = client.create_training_job(**request)
         stub.assert_no_pending_responses()
     assert response["TrainingJobArn"].endswith(job)
-    # And SageMaker's {job}/output/model.tar.gz under S3OutputPath is our training-output key
-    output = request["OutputDataConfig"]["S3OutputPath"].removeprefix(f"s3://{BUCKET}/") + f"{job}/output/model.tar.gz"
-    assert LAYOUT.parse_training_output_key(output).city == "SanDiego_CA"
+    # And the job's own output stays outside the prefix whose model.tar.gz objects trigger model-sync
+    assert not request["OutputDataConfig"]["S3OutputPath"].endswith(LAYOUT.training_output_prefix)
+    # While each segment's upload (artifact-prefix + {city}/{job}/output/model.tar.gz) is a training-output key
+    prefix = json.loads(request["HyperParameters"]["artifact-prefix"]).removeprefix(f"s3://{BUCKET}/")
+    assert LAYOUT.parse_training_output_key(f"{prefix}SanDiego_CA/{job}/output/model.tar.gz").city == "SanDiego_CA"
 
 
-def test_request_without_test_channel() -> None:
-    request = sagemaker_jobs.training_job_request(
-        "Chicago_IL",
-        "Chicago-IL-1",
+def test_request_without_random_state() -> None:
+    request = sagemaker_jobs.shard_job_request(
+        "segments-1",
+        segments=1,
         bucket=BUCKET,
         layout=LAYOUT,
         settings=sagemaker_jobs.SageMakerSettings(ROLE, "us-east-1"),
         sourcedir_uri=SOURCEDIR,
         hyperparameters=inputs.Hyperparameters(random_state=None),
-        include_test=False,
     )
-    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "validation"]
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train"]
     assert "random-state" not in request["HyperParameters"]
 
 
@@ -191,46 +191,84 @@ def test_publisher_failure_is_a_dependency_failure_naming_the_key(s3, tmp_path: 
         publisher.upload(tmp_path / "f", "k")
 
 
-def test_submit_uploads_code_and_inputs_then_starts_one_job_per_city(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def tiny_segment(city: str, rows: int = 10) -> shards.SegmentInput:
+    """A segment whose rows are cheap to make (values are irrelevant to job submission)."""
+    values = np.full((rows, len(schema.CSV_COLUMNS)), float(len(city)))
+    indices = np.arange(rows)
+    split = {"train": indices[: rows - 4], "val": indices[rows - 4 : rows - 1], "test": indices[rows - 1 :]}
+    return shards.SegmentInput(data.CityData(city, values, split), data_hash=city)
+
+
+def submit_with_stub(s3, tmp_path: Path, segments, per_job: int) -> tuple[list, list[dict]]:  # type: ignore[no-untyped-def]
+    """Submit through a Stubber that records every CreateTrainingJob request it answers."""
     sagemaker = boto3.client("sagemaker", region_name="eu-west-1")
     settings = sagemaker_jobs.SageMakerSettings(ROLE, "eu-west-1", instance_type="ml.m5.xlarge", image_version="1.2-1")
+    requests: list[dict] = []
+    sagemaker.meta.events.register(
+        "provide-client-params.sagemaker.CreateTrainingJob", lambda params, **_: requests.append(params)
+    )
+    expected_jobs = -(-len(segments) // per_job)
     with Stubber(sagemaker) as stub:
-        for city in ("Chicago_IL", "Dallas_TX"):
+        for index in range(expected_jobs):
             stub.add_response(
-                "create_training_job",
-                {"TrainingJobArn": f"arn:aws:sagemaker:eu-west-1:1:training-job/{city}"},
-                expected_params={
-                    "TrainingJobName": ANY,
-                    "HyperParameters": ANY,
-                    "AlgorithmSpecification": {
-                        "TrainingImage": f"141502667606.dkr.ecr.eu-west-1.amazonaws.com/{SKLEARN_REPO}:1.2-1-cpu-py3",
-                        "TrainingInputMode": "File",
-                        "MetricDefinitions": ANY,
-                    },
-                    "RoleArn": ROLE,
-                    "InputDataConfig": ANY,
-                    "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/{LAYOUT.training_output_prefix}{city}/"},
-                    "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 5},
-                    "StoppingCondition": ANY,
-                    "Tags": ANY,
-                },
+                "create_training_job", {"TrainingJobArn": f"arn:aws:sagemaker:eu-west-1:1:training-job/j{index}"}
             )
         submitted = sagemaker_jobs.submit_sagemaker_jobs(
-            sagemaker, publishing.S3Publisher(s3, BUCKET, LAYOUT), ["Chicago_IL", "Dallas_TX"], tmp_path, settings
+            sagemaker,
+            publishing.S3Publisher(s3, BUCKET, LAYOUT),
+            segments,
+            tmp_path,
+            settings,
+            segments_per_job=per_job,
         )
         stub.assert_no_pending_responses()
-    assert [job.city for job in submitted] == ["Chicago_IL", "Dallas_TX"]
-    keys = all_keys(s3)
-    code_keys = [key for key in keys if key.startswith("DEMO_MME_SCIKIT_V1/code/")]
-    assert len(code_keys) == 1
-    assert code_keys[0].endswith(".tar.gz")
-    for city in ("Chicago_IL", "Dallas_TX"):
-        assert {LAYOUT.prep_key(city, split) for split in naming.SPLITS} <= set(keys)
-    # Nothing is written under the training-output prefix: SageMaker writes the artifacts itself
+    return submitted, requests
+
+
+def test_ten_thousand_segments_at_500_per_job_make_exactly_20_training_jobs(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Given 10,000 segments and --segments-per-job 500
+    segments = [tiny_segment(f"City{index:05d}") for index in range(10_000)]
+    # When they are submitted
+    submitted, requests = submit_with_stub(s3, tmp_path, segments, per_job=500)
+    # Then exactly 20 CreateTrainingJob requests went out, each for a shard of 500, every segment in one
+    assert len(requests) == 20
+    assert [len(job.cities) for job in submitted] == [500] * 20
+    assert sorted(city for job in submitted for city in job.cities) == sorted(s.city for s in segments)
+    assert {request["Tags"][0]["Value"] for request in requests} == {"500"}
+    # And each job's train channel holds its shard, uploaded under its own prefix
+    keys = set(all_keys_paginated(s3))
+    for job in submitted:
+        assert {f"{LAYOUT.shard_input_prefix(job.job_name)}{name}" for name in ("shard.npz", "segments.json")} <= keys
+        assert job.output_keys[job.cities[0]] == LAYOUT.training_output_key(job.cities[0], job.job_name)
+    # And nothing is written under the training-output prefix: the jobs upload the artifacts themselves
     assert not [key for key in keys if key.startswith(LAYOUT.training_output_prefix)]
-    assert submitted[0].output_key == LAYOUT.training_output_key("Chicago_IL", submitted[0].job_name)
-    assert (tmp_path / "sourcedir.tar.gz").is_file()
-    assert packaging.ENTRY_POINT == "train.py"
+    assert len([key for key in keys if key.startswith("DEMO_MME_SCIKIT_V1/code/")]) == 1
+
+
+def test_shards_are_balanced_by_rows_and_respect_the_cap(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Given segments of very different sizes, 3 per job at most
+    segments = [tiny_segment(f"C{index}", rows) for index, rows in enumerate([400, 10, 10, 10, 200, 200, 10])]
+    # When they are submitted
+    submitted, requests = submit_with_stub(s3, tmp_path, segments, per_job=3)
+    # Then ceil(7 / 3) = 3 jobs, none over the cap, and the biggest segment is left to itself
+    assert len(requests) == 3
+    assert all(len(job.cities) <= 3 for job in submitted)
+    rows = {s.city: s.rows for s in segments}
+    loads = sorted(sum(rows[city] for city in job.cities) for job in submitted)
+    assert loads == [220, 220, 400]
+
+
+def test_segment_inputs_are_published_at_the_prep_keys_the_gate_reads(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    segments = [tiny_segment("Chicago_IL"), tiny_segment("Dallas_TX")]
+    sagemaker_jobs.publish_segment_inputs(publishing.S3Publisher(s3, BUCKET, LAYOUT), segments, tmp_path)
+    assert set(all_keys(s3)) == {LAYOUT.prep_key(s.city, split) for s in segments for split in naming.SPLITS}
+    val = s3.get_object(Bucket=BUCKET, Key=LAYOUT.prep_key("Dallas_TX", "val"))["Body"].read().decode()
+    assert len(val.splitlines()) == 3
+
+
+def all_keys_paginated(client) -> list[str]:  # type: ignore[no-untyped-def]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
 def test_report_raises_with_each_failed_city_stderr() -> None:

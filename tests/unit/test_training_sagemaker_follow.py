@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 
 from training.sagemaker_jobs import LOG_GROUP, SubmittedJob, follow_jobs
 
-JOB = SubmittedJob("Chicago_IL", "Chicago-IL-20261125-040000-000", "arn:job", "k")
+JOB = SubmittedJob("Chicago-IL-20261125-040000-000", "arn:job", ("Chicago_IL",), {"Chicago_IL": "k"})
 STREAM = f"{JOB.job_name}/algo-1-1764043200"
 T0 = datetime(2026, 11, 25, 4, 0, 0, tzinfo=UTC)
 

@@ -25,6 +25,10 @@ PREP_DIR = "model_prep"
 TRAINING_OUTPUT_DIR = "model_artifacts"
 MME_DIR = "multi_model_artifacts"
 CODE_DIR = "code"
+# Segments-mode training: each job's shard of inputs, and the jobs' own outputs (their shard reports).
+# Both stay outside TRAINING_OUTPUT_DIR, whose model.tar.gz objects trigger model-sync.
+TRAINING_INPUTS_DIR = "training_inputs"
+TRAINING_JOBS_DIR = "training_jobs"
 ARTIFACT_FILENAME = "model.tar.gz"
 SPLITS = ("train", "val", "test")
 
@@ -127,6 +131,18 @@ class KeyLayout:
             raise NotAModelKey(f"{key!r} has an invalid job name {job!r}")
         return TrainingOutput(city=city, job=job, key=key)
 
+    # segments-mode training: a job's shard (its train channel), the jobs' outputs, what each segment last trained on
+    def shard_input_prefix(self, job: str) -> str:
+        return f"{self.prefix}/{TRAINING_INPUTS_DIR}/{validate_job(job)}/"
+
+    @property
+    def training_jobs_prefix(self) -> str:
+        return f"{self.prefix}/{TRAINING_JOBS_DIR}/"
+
+    @property
+    def training_manifest_key(self) -> str:
+        return f"{self.prefix}/{TRAINING_INPUTS_DIR}/manifest.json"
+
     # serving/training code (SAGEMAKER_SUBMIT_DIRECTORY); content-addressed, outside the trigger prefix
     def sourcedir_key(self, sha256_hex: str) -> str:
         digest = sha256_hex.lower()[:12]
@@ -162,6 +178,14 @@ def validate_job(job: str) -> str:
 def target_model(city: str, version: str) -> str:
     """The TargetModel for InvokeEndpoint: a flat name relative to the MME prefix."""
     return f"{validate_city(city)}.{validate_version(version)}.tar.gz"
+
+
+def shard_job_name(index: int, now: datetime | None = None) -> str:
+    """The training job of shard ``index`` of a segments run started at ``now`` (unique to the millisecond)."""
+    if not 0 <= index < 100_000:
+        raise ValueError(f"shard index must be in 0..99999, got {index}")
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return validate_job(f"segments-{now.strftime('%Y%m%d-%H%M%S')}-{now.microsecond // 1000:03d}-{index:05d}")
 
 
 def job_name(city: str, now: datetime | None = None) -> str:

@@ -1,0 +1,60 @@
+"""Many segments per worker process: real train.py processes, one failing segment never fails its shard."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from house_prices import naming
+from training import data, local_runs
+from training.inputs import Hyperparameters
+from training.shards import SegmentInput, synthetic_segment
+
+pytestmark = pytest.mark.slow
+
+
+def broken_segment(city: str) -> SegmentInput:
+    """A segment with no training rows: scikit-learn refuses to fit it."""
+    good = data.generate_city(city, 40)
+    splits = {**good.splits, "train": np.array([], dtype=np.int64)}
+    return SegmentInput(data.CityData(city, good.rows, splits), data_hash="broken")
+
+
+def test_a_failing_segment_is_reported_and_its_shard_mates_still_train(tmp_path: Path) -> None:
+    # Given one worker (so every segment shares one shard and one interpreter) and one broken segment
+    segments = [
+        synthetic_segment("Austin_TX", 60, 1),
+        broken_segment("Boston_MA"),
+        synthetic_segment("Miami_FL", 60, 1),
+    ]
+    # When the shard trains
+    report = local_runs.train_segments(
+        segments, tmp_path, hyperparameters=Hyperparameters(n_estimators=5), workers=1, progress=False
+    )
+    # Then the broken segment fails with scikit-learn's reason and the other two are trained and packaged
+    assert [result.city for result in report.results] == ["Austin_TX", "Miami_FL"]
+    [failure] = report.failures
+    assert failure.city == "Boston_MA"
+    assert "ValueError" in failure.stderr
+    assert len({result.job_name for result in report.results} | {failure.job_name}) == 1
+    for result in report.results:
+        with tarfile.open(result.artifact, "r:gz") as archive:
+            assert sorted(archive.getnames()) == sorted(naming.REQUIRED_ARTIFACT_FILES)
+        # And the data's identity travels in the artifact's metrics
+        assert result.metrics["data"]["hash"] == next(s.data_hash for s in segments if s.city == result.city)
+        assert result.metrics["rows"]["train"] == result.metrics["data"]["split_rows"]["train"]
+
+
+def test_a_rerun_never_leaves_a_previous_runs_artifact_for_a_segment_that_now_fails(tmp_path: Path) -> None:
+    # Given a segment trained once
+    first = local_runs.train_segments([synthetic_segment("Austin_TX", 60, 1)], tmp_path, workers=1, progress=False)
+    artifact = first.results[0].artifact
+    assert artifact.is_file()
+    # When the same segment fails on the next run
+    second = local_runs.train_segments([broken_segment("Austin_TX")], tmp_path, workers=1, progress=False)
+    # Then it is a failure and its old artifact is gone (nothing stale can be published)
+    assert [failure.city for failure in second.failures] == ["Austin_TX"]
+    assert not artifact.exists()
