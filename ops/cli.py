@@ -8,11 +8,12 @@
     python -m ops status                          live versions, failed model-sync events, alarm states
     python -m ops failed                          model-sync events that exhausted their attempts, with the error
     python -m ops redrive [ID ...]                run model-sync again on them (ops/failures.py)
+    python -m ops plan --models N --rps R         instances and monthly cost per serving option (ops/plan.py)
 
 Bucket, prefix, table, failure queue and alarm prefix come from --bucket/--prefix/--table/--queue-url/
 --alarm-prefix, else ARTIFACT_BUCKET/MODEL_PREFIX/REGISTRY_TABLE/MODEL_SYNC_FAILURE_QUEUE_URL/
 ALARM_NAME_PREFIX, else the outputs of ``--stack NAME`` (a deployed stack), else ``.local/stack.json``
-(written by ``make up``). Add ``--json`` for scripts.
+(written by ``make up``); ``plan`` needs none of them and calls no AWS API. Add ``--json`` for scripts.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from model_sync.adapters.s3 import S3Artifacts
 from model_sync.gate import GatePolicy, recorded_ae_p50
 from model_sync.logic import ModelSync
 from model_sync.settings import DEFAULT_QUALITY_GATE
-from ops import failures
+from ops import failures, plan
 from ops.config import ConfigError, OpsConfig, resolve
 from ops.status import MAX_PEEKED_MESSAGES, Status, alarm_states, failed_events
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sync":
             command.add_argument("--gate", help=f"quality gate [QUALITY_GATE, default {DEFAULT_QUALITY_GATE}]")
     failures.add_commands(commands)
+    plan.add_command(commands)
     return parser
 
 
@@ -204,6 +206,14 @@ def _run(args: argparse.Namespace) -> int:
     columns: Sequence[str]
     result: Any
     try:
+        if args.command == plan.COMMAND:  # arithmetic on ops/serving_figures.json: no resources to resolve
+            sizing = plan.run(args)
+            if args.json:
+                print(json.dumps(sizing.as_dict(), indent=2))
+            else:
+                for part in plan.renderables(sizing):
+                    out.print(part)
+            return 0
         ops = Ops(
             resolve(
                 args.bucket,

@@ -1,6 +1,7 @@
 """Deploy the stack: package the inference code, upload it, then `sam build` and `sam deploy`.
 
-    python scripts/deploy.py [--region us-east-1] [--bucket NAME] [--dry-run] [-- extra sam deploy args]
+    python scripts/deploy.py [--region us-east-1] [--bucket NAME] [--serving-image-uri URI] [--dry-run]
+                             [-- extra sam deploy args]
 
 The SageMaker container downloads ``sourcedir.tar.gz`` (``SAGEMAKER_SUBMIT_DIRECTORY``) at start-up,
 so it must be in S3 before CloudFormation creates the endpoint. The artifact bucket belongs to the
@@ -8,6 +9,11 @@ stack and does not exist before the first deploy, so the archive goes to a deplo
 ``--bucket`` / ``DEPLOY_BUCKET`` or, by default, the bucket SAM itself creates for ``resolve_s3``.
 The key holds the archive's sha256: an unchanged archive is neither uploaded again nor does it change
 the SageMaker model, and a changed one always gives the endpoint a new model.
+
+``--serving-image-uri`` / ``SERVING_IMAGE_URI`` (``make deploy SERVING_IMAGE_URI=...``) serves with the dense
+container image instead of the managed scikit-learn one: the template's ``ServingImageUri`` parameter.
+``sam deploy`` keeps a deployed stack's previous value of any parameter it is not given, so going back
+takes ``SERVING_IMAGE_URI=managed``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ SAMCONFIG = ROOT / "samconfig.toml"
 SAM_MANAGED_STACK = "aws-sam-cli-managed-default"
 SAM_MANAGED_OUTPUT = "SourceBucket"
 PLACEHOLDER_DIGEST = "<sha256 of sourcedir.tar.gz>"
+SERVING_IMAGE_PARAMETER = "ServingImageUri"
+# --serving-image-uri value that selects the managed scikit-learn image (the parameter's empty default).
+MANAGED_IMAGE = "managed"
 
 
 class DeployError(RuntimeError):
@@ -104,6 +113,31 @@ def merge_overrides(base: Sequence[str], *extra: str) -> tuple[str, ...]:
     return tuple(f"{key}={value}" for key, value in merged.items())
 
 
+def sam_override(item: str) -> str:
+    """``Key=`` as ``Key=""``: the SAM CLI refuses an empty unquoted value but reads a quoted one as empty."""
+    return f'{item}""' if item.endswith("=") else item
+
+
+def serving_image_override(uri: str | None) -> tuple[str, ...]:
+    if not uri:
+        return ()
+    return (f"{SERVING_IMAGE_PARAMETER}={'' if uri == MANAGED_IMAGE else uri}",)
+
+
+def check_serving_image(overrides: Sequence[str], region: str) -> None:
+    """SageMaker pulls a model's image from the endpoint's region only; CloudFormation cannot check that."""
+    for item in overrides:
+        key, _, uri = item.partition("=")
+        if key != SERVING_IMAGE_PARAMETER or not uri:
+            continue
+        host = uri.split("/", 1)[0]
+        if f".dkr.ecr.{region}." not in host:
+            raise DeployError(
+                f"{SERVING_IMAGE_PARAMETER} {uri!r} is not an ECR image in {region}: SageMaker pulls the "
+                f"serving image from the endpoint's region (push it there: make image-push)"
+            )
+
+
 def sourcedir_key(s3_prefix: str, digest: str) -> str:
     layout = KeyLayout(s3_prefix.strip("/"))
     if digest == PLACEHOLDER_DIGEST:  # a dry run shows the key before the archive exists
@@ -135,7 +169,7 @@ def make_plan(config: DeployConfig, bucket: str, digest: str) -> Plan:
             "--stack-name",
             config.stack_name,
             "--parameter-overrides",
-            *overrides,
+            *(sam_override(item) for item in overrides),
             *config.extra_deploy_args,
         ),
     )
@@ -198,6 +232,14 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> tuple[
         metavar="KEY=VALUE",
         help="on top of samconfig.toml's parameter_overrides (repeatable)",
     )
+    parser.add_argument(
+        "--serving-image-uri",
+        default=environ.get("SERVING_IMAGE_URI") or None,
+        metavar="URI",
+        help=f"ECR image of the dense container -> {SERVING_IMAGE_PARAMETER} [SERVING_IMAGE_URI]; "
+        f"'{MANAGED_IMAGE}': back to the managed scikit-learn image (default for a new stack; an existing "
+        "stack keeps its previous value)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing, touch no AWS")
     parser.add_argument("sam_deploy_args", nargs="*", help="extra `sam deploy` arguments (after --)")
     args = parser.parse_args(argv)
@@ -206,7 +248,12 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> tuple[
         bucket=args.bucket,
         stack_name=args.stack_name,
         s3_prefix=str(samconfig.get("s3_prefix") or args.stack_name),
-        parameter_overrides=merge_overrides(_as_list(samconfig.get("parameter_overrides")), *args.parameter_override),
+        # samconfig.toml, then the serving image, then explicit --parameter-override entries win.
+        parameter_overrides=merge_overrides(
+            _as_list(samconfig.get("parameter_overrides")),
+            *serving_image_override(args.serving_image_uri),
+            *args.parameter_override,
+        ),
         extra_deploy_args=tuple(args.sam_deploy_args),
     )
     return args, config
@@ -216,6 +263,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     try:
         args, config = parse_args(argv, environ)
+        check_serving_image(config.parameter_overrides, config.region)
         if args.dry_run:
             bucket = config.bucket or f"<{SAM_MANAGED_STACK} {SAM_MANAGED_OUTPUT}>"
             print(make_plan(config, bucket, PLACEHOLDER_DIGEST).render())

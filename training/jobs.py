@@ -47,6 +47,7 @@ from training.sagemaker_jobs import (
     SageMakerSettings,
     follow_jobs,
     publish_segment_inputs,
+    shard_outcomes,
     submit_sagemaker_jobs,
 )
 from training.shards import SegmentInput, synthetic_segment
@@ -262,7 +263,16 @@ class _Run:
             return outcomes, True
         echo = lambda line: self.console.print(line, markup=False, highlight=False)  # noqa: E731
         completed = follow_jobs(sagemaker, self.client("logs"), jobs, echo=echo)
-        return outcomes, completed
+        finished = []
+        for job in jobs:
+            for city, entry in shard_outcomes(sagemaker, publisher, job).items():
+                if entry.get("status") == "trained":
+                    ae_p50 = entry.get("metrics", {}).get("validation", {}).get("ae_p50")
+                    uri = entry.get("uri") or publisher.uri(job.output_keys[city])
+                    finished.append(SegmentOutcome(city, "trained", job=job.job_name, ae_p50=ae_p50, artifact=uri))
+                else:
+                    finished.append(SegmentOutcome(city, "failed", str(entry.get("error", "")), job=job.job_name))
+        return finished, completed
 
 
 def _record(store: ManifestStore, manifest: Manifest, done: Sequence[tuple[SegmentInput, str]], run: _Run) -> None:
@@ -294,11 +304,15 @@ def execute(run: _Run) -> int:
         return 0
     if args.mode == "sagemaker":
         outcomes, completed = run.submit(to_train)
-        if args.wait and completed and incremental:
-            _record(store, manifest, [(by_city[o.city], o.job) for o in outcomes], run)
-        summary = summarise(outcomes, [s.city for s in unchanged], run.skipped, {}, time.perf_counter() - started)
+        done = [o for o in outcomes if o.outcome == "trained"]
+        if incremental:
+            # Only what is known to have trained (after --wait) is recorded; submitted segments retrain next run.
+            _record(store, manifest, [(by_city[o.city], o.job) for o in done], run)
+        failed = {o.city: o.reason for o in outcomes if o.outcome == "failed"}
+        listed = [o for o in outcomes if o.outcome != "failed"]
+        summary = summarise(listed, [s.city for s in unchanged], run.skipped, failed, time.perf_counter() - started)
         _emit(run, summary)
-        return 0 if completed else 1
+        return 0 if completed and summary.ok else 1
     trained, failed, _ = run.train_local(to_train)
     if incremental:
         _record(store, manifest, [(by_city[o.city], o.job) for o in trained], run)

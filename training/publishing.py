@@ -36,15 +36,22 @@ class S3Publisher:
 
     def read_text(self, key: str) -> str | None:
         """The object's text, or None when there is no such key."""
+        body = self.read_bytes(key)
+        return None if body is None else body.decode()
+
+    def read_bytes(self, key: str, limit: int = 64 * 2**20) -> bytes | None:
+        """The object's bytes (at most ``limit``: these are small reports and manifests), or None if absent."""
         try:
-            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read(limit + 1)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise DependencyFailure(f"cannot read s3://{self.bucket}/{key}: {error}") from error
         except BotoCoreError as error:
             raise DependencyFailure(f"cannot read s3://{self.bucket}/{key}: {error}") from error
-        return bytes(body).decode()
+        if len(body) > limit:
+            raise DependencyFailure(f"s3://{self.bucket}/{key} is larger than {limit} bytes")
+        return bytes(body)
 
     def write_text(self, key: str, text: str) -> None:
         try:

@@ -16,7 +16,9 @@ last lines after the status changes.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +35,7 @@ from training import images, packaging
 from training.inputs import Hyperparameters, write_inputs
 from training.publishing import PUBLISH_THREADS, S3Publisher
 from training.shards import SegmentInput, plan_shards, write_shard
-from training.train import SHARD_METRIC_LINE
+from training.train import SHARD_METRIC_LINE, SHARD_REPORT
 
 # Shard jobs' metric lines (train.py --segments prints them), as SageMaker MetricDefinitions.
 METRIC_DEFINITIONS = tuple(
@@ -192,6 +194,30 @@ def submit_sagemaker_jobs(
         keys = {city: publisher.layout.training_output_key(city, job) for city in cities}
         submitted.append(SubmittedJob(job, response["TrainingJobArn"], cities, keys))
     return submitted
+
+
+def shard_outcomes(sagemaker_client: Any, publisher: S3Publisher, job: SubmittedJob) -> dict[str, dict[str, Any]]:
+    """Each segment's outcome in a finished shard job: its ``report.json`` entry, or the job's failure reason.
+
+    A completed job's own ``model.tar.gz`` (under ``training_jobs/``) holds the shard report that
+    ``train.py --segments`` wrote; a job that failed or stopped fails every segment it had not reported.
+    """
+    try:
+        description = sagemaker_client.describe_training_job(TrainingJobName=job.job_name)
+    except (ClientError, BotoCoreError) as error:
+        raise DependencyFailure(f"DescribeTrainingJob {job.job_name} failed: {error}") from error
+    status = description.get("TrainingJobStatus", "")
+    reason = description.get("FailureReason") or f"job {job.job_name} {status.lower() or 'did not finish'}"
+    reported: dict[str, dict[str, Any]] = {}
+    if status == "Completed":
+        archive = publisher.read_bytes(f"{publisher.layout.training_jobs_prefix}{job.job_name}/output/model.tar.gz")
+        if archive is not None:
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+                member = tar.extractfile(SHARD_REPORT)
+                report = json.loads(member.read()) if member is not None else {"segments": []}
+            reported = {str(entry.get("city")): entry for entry in report.get("segments", [])}
+    missing = {"status": "failed", "error": reason}
+    return {city: reported.get(city, missing) for city in job.cities}
 
 
 @dataclass

@@ -58,3 +58,40 @@ def test_a_rerun_never_leaves_a_previous_runs_artifact_for_a_segment_that_now_fa
     # Then it is a failure and its old artifact is gone (nothing stale can be published)
     assert [failure.city for failure in second.failures] == ["Austin_TX"]
     assert not artifact.exists()
+
+
+def test_a_shard_trains_from_the_unpacked_sourcedir_on_the_images_python_and_scikit_learn(tmp_path: Path) -> None:
+    """As SageMaker runs it: only sourcedir.tar.gz on the path, the image's Python 3.10 + scikit-learn 1.4.2."""
+    import json
+    import subprocess
+
+    from tests.sagemaker_image import image_python
+    from training import packaging
+    from training.local_runs import training_environment
+    from training.shards import write_shard
+
+    python = image_python()
+    if python is None:
+        pytest.skip("python3.10 is not installed")
+    # Given the sourcedir unpacked as the training toolkit does, and a shard of two segments
+    code = tmp_path / "code"
+    with tarfile.open(packaging.build_sourcedir(tmp_path / "sourcedir.tar.gz"), "r:gz") as archive:
+        archive.extractall(code, filter="data")
+    job_dir = tmp_path / "job"
+    write_shard(
+        [synthetic_segment("Austin_TX", 60, 1), synthetic_segment("Miami_FL", 60, 1)], job_dir / "input/data/train"
+    )
+    hps = {**Hyperparameters(n_estimators=5).for_shard("segments-1-00000"), "artifacts-dir": str(tmp_path / "out")}
+    env = training_environment(job_dir, hps, base={"PATH": "/usr/bin:/bin"}, channels=("train",))
+    env["PYTHONPATH"] = str(code)
+    # When the image's interpreter runs train.py from there
+    command = [str(python), "train.py", *[item for name, value in hps.items() for item in (f"--{name}", str(value))]]
+    completed = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True, timeout=120, check=False)
+    # Then both segments train, each packed where the runner expects it, with the image's versions recorded
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads((job_dir / "model" / "report.json").read_text())
+    assert [entry["status"] for entry in report["segments"]] == ["trained", "trained"]
+    assert report["segments"][0]["metrics"]["versions"]["sklearn"] == "1.4.2"
+    for city in ("Austin_TX", "Miami_FL"):
+        assert (tmp_path / "out" / city / "output" / naming.ARTIFACT_FILENAME).is_file()
+    assert "Segments-trained: 2" in completed.stdout

@@ -29,7 +29,7 @@ def test_container_side_code_imports_on_the_container_python(version: str) -> No
     # When the stdlib-only layer modules are used and the scripts are byte-compiled
     script = (
         "from datetime import datetime, timezone\n"
-        "from house_prices import errors, naming, schema\n"
+        "from house_prices import archives, errors, naming, schema\n"
         "v = naming.make_version(datetime(2026, 1, 1, tzinfo=timezone.utc), 'ab' * 32)\n"
         "assert naming.target_model('Chicago_IL', v) == 'Chicago_IL.' + naming.validate_version(v) + '.tar.gz'\n"
         "assert schema.parse_houses({'YEAR_BUILT': 2000, 'SQUARE_FEET': 2000, 'NUM_BEDROOMS': 3,"

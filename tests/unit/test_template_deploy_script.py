@@ -166,3 +166,44 @@ def test_failed_command_is_reported_with_a_nonzero_exit(
     monkeypatch.setattr(deploy, "run", failing_run)
     assert deploy.main(["--bucket", "deploy-bucket"], {}) == 1
     assert "exited with 3" in capsys.readouterr().err
+
+
+DENSE_IMAGE = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/house-prices/dense-mme:1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        ([], {}, None),  # not passed: the default (managed) for a new stack, the previous value for an existing one
+        ([], {"SERVING_IMAGE_URI": DENSE_IMAGE}, DENSE_IMAGE),  # make deploy SERVING_IMAGE_URI=...
+        (["--serving-image-uri", DENSE_IMAGE], {"SERVING_IMAGE_URI": "ignored"}, DENSE_IMAGE),
+        ([], {"SERVING_IMAGE_URI": "managed"}, ""),  # back to the managed scikit-learn image
+        # An explicit --parameter-override wins over the serving image flag
+        (["--serving-image-uri", DENSE_IMAGE, "--parameter-override", "ServingImageUri="], {}, ""),
+    ],
+)
+def test_serving_image_uri_becomes_the_serving_image_parameter(
+    deploy: ModuleType, argv: list[str], environ: dict[str, str], expected: str | None
+) -> None:
+    from samcli.cli.types import CfnParameterOverridesType
+
+    # Given the serving image from the flag or the environment, when the deploy is planned
+    _, config = deploy.parse_args(["--region", "eu-west-1", *argv], environ)
+    deploy.check_serving_image(config.parameter_overrides, config.region)
+    command = deploy.make_plan(config, "b", "abc123").deploy
+    # Then the SAM CLI, parsing the arguments it is given, sees it as ServingImageUri or not at all
+    parsed = CfnParameterOverridesType().convert(tuple(overrides_of(command)), None, None)
+    assert parsed.get("ServingImageUri") == expected
+    assert parsed["SourceDirS3Uri"] == "s3://b/house-prices-mme/code/sourcedir-abc123.tar.gz"
+
+
+def test_a_serving_image_from_another_region_is_refused_before_anything_runs(
+    deploy: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an image pushed to eu-west-1 and a stack in us-east-1
+    code = deploy.main(["--dry-run", "--region", "us-east-1", "--serving-image-uri", DENSE_IMAGE], {})
+    # Then the deploy stops with the reason: SageMaker pulls from the endpoint's region only
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert "is not an ECR image in us-east-1" in captured.err

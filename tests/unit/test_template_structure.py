@@ -216,7 +216,10 @@ def test_model_data_url_is_the_naming_mme_prefix(template: dict[str, Any]) -> No
     assert url == naming.KeyLayout(parameter_default(template, "ArtifactPrefix")).model_data_url(bucket)
     env = container["Environment"]
     assert env["SAGEMAKER_PROGRAM"] == "inference.py"
-    assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == {"Ref": "SourceDirS3Uri"}
+    # The sourcedir is the managed image's (the default); test_template_serving_image.py resolves both images.
+    assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == {
+        "Fn::If": ["UseServingImage", {"Ref": "AWS::NoValue"}, {"Ref": "SourceDirS3Uri"}]
+    }
     assert env["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "application/json"
     assert container["MultiModelConfig"] == {"ModelCacheSetting": {"Ref": "ModelCacheSetting"}}
     outputs = template["Outputs"]
@@ -450,3 +453,44 @@ def test_functions_with_their_own_role_carry_no_policies(template: dict[str, Any
         function = props(template, name)
         assert "Role" in function, name
         assert "Policies" not in function, f"{name}: move these statements to its role"
+
+
+def training_role_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training role's statements with every ${...} filled in (resources and conditions alike)."""
+
+    def filled(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return substitute(template, node["Fn::Sub"])
+        if isinstance(node, dict):
+            return {key: filled(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [filled(value) for value in node]
+        return node
+
+    policies = props(template, "SageMakerTrainingRole")["Policies"]
+    return [filled(s) for policy in policies for s in policy["PolicyDocument"]["Statement"]]
+
+
+def test_shard_jobs_read_their_shard_and_write_each_segments_artifact_and_their_report(
+    template: dict[str, Any],
+) -> None:
+    from tests.iam import Permission, is_allowed
+
+    # Given the training role and the key layout shard jobs use
+    grants = training_role_statements(template)
+    layout = naming.KeyLayout(parameter_default(template, "ArtifactPrefix"))
+    bucket = f"arn:aws:s3:::{substitute(template, BUCKET_NAME_SUB)}"
+    job = "segments-20261207-020000-000-00003"
+
+    def allowed(action: str, key: str | None = None, **context: str) -> bool:
+        return is_allowed(grants, Permission(action, f"{bucket}/{key}" if key else bucket, context))
+
+    # Then a job may read its shard (and list it), upload each segment's artifact and its own report
+    assert allowed("s3:GetObject", f"{layout.shard_input_prefix(job)}shard.npz")
+    assert allowed("s3:ListBucket", None, **{"s3:prefix": layout.shard_input_prefix(job)})
+    assert allowed("s3:PutObject", layout.training_output_key("Chicago_IL", job))
+    assert allowed("s3:PutObject", f"{layout.training_jobs_prefix}{job}/output/model.tar.gz")
+    # And never write what serves, nor read what the gate measures on
+    assert not allowed("s3:PutObject", layout.mme_key("Chicago_IL", "20261207T020000Z-0123abcd"))
+    assert not allowed("s3:PutObject", layout.prep_key("Chicago_IL", "val"))
+    assert not allowed("s3:PutObject", layout.training_manifest_key)

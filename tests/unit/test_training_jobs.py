@@ -290,3 +290,52 @@ def test_cli_rejects_invalid_city_names(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         jobs.main(["--cities", "../etc"])
     assert "Invalid city name" in capsys.readouterr().err
+
+
+def put_shard_report(s3, tmp_path: Path, job: str, segments: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    """What a finished shard job leaves under training_jobs/: its model.tar.gz holding report.json."""
+    from house_prices.archives import package_model
+
+    model_dir = tmp_path / job
+    model_dir.mkdir()
+    (model_dir / "report.json").write_text(json.dumps({"job": job, "segments": segments}))
+    archive = package_model(model_dir, tmp_path / f"{job}.tar.gz")
+    s3.upload_file(str(archive), BUCKET, f"{LAYOUT.training_jobs_prefix}{job}/output/model.tar.gz")
+
+
+def test_a_finished_shard_job_reports_each_segment_and_a_failed_job_fails_every_one(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Given a completed job whose report has one trained and one failed segment, and a job that failed outright
+    done = sagemaker_jobs.SubmittedJob("segments-1-00000", "arn:1", ("A_city", "B_city"), {})
+    lost = sagemaker_jobs.SubmittedJob("segments-1-00001", "arn:2", ("C_city",), {})
+    put_shard_report(
+        s3,
+        tmp_path,
+        done.job_name,
+        [{"city": "A_city", "status": "trained", "metrics": {}}, {"city": "B_city", "status": "failed", "error": "E"}],
+    )
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    publisher = publishing.S3Publisher(s3, BUCKET, LAYOUT)
+    with Stubber(sagemaker) as stub:
+        for job, status, extra in ((done, "Completed", {}), (lost, "Failed", {"FailureReason": "AlgorithmError: OOM"})):
+            stub.add_response(
+                "describe_training_job",
+                {
+                    "TrainingJobName": job.job_name,
+                    "TrainingJobArn": job.arn,
+                    "TrainingJobStatus": status,
+                    "SecondaryStatus": status,
+                    "ModelArtifacts": {"S3ModelArtifacts": "s3://b/k"},
+                    "AlgorithmSpecification": {"TrainingInputMode": "File"},
+                    "ResourceConfig": {"VolumeSizeInGB": 5},
+                    "StoppingCondition": {},
+                    "CreationTime": "2026-12-07T00:00:00Z",
+                    **extra,
+                },
+                {"TrainingJobName": job.job_name},
+            )
+        # When their outcomes are read
+        first = sagemaker_jobs.shard_outcomes(sagemaker, publisher, done)
+        second = sagemaker_jobs.shard_outcomes(sagemaker, publisher, lost)
+    # Then each segment has its own outcome, and the failed job's reason reaches its segments
+    assert {city: entry["status"] for city, entry in first.items()} == {"A_city": "trained", "B_city": "failed"}
+    assert second == {"C_city": {"status": "failed", "error": "AlgorithmError: OOM"}}
