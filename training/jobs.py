@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--role-arn", help="sagemaker mode: execution role")
     parser.add_argument("--region", help="AWS region (default: the boto3 session's)")
     parser.add_argument("--instance-type", default="ml.m5.large")
-    parser.add_argument("--image-version", choices=images.load_table().versions, default=None)
+    parser.add_argument("--image-version", choices=images.load_table().versions["training"], default=None)
     parser.add_argument(
         "--segments-per-job",
         type=_positive,
@@ -354,10 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return execute(_Run(parser, args))
     except DomainError as error:
         # Never a traceback: the message says what to fix.
-        Console(stderr=True).print(f"[red]error:[/red] {error.message}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {error.message}", highlight=False)
         return 2
     except (BotoCoreError, ClientError) as error:
-        Console(stderr=True).print(f"[red]error:[/red] AWS: {error}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] AWS: {error}", highlight=False)
         return 2
 
 

@@ -339,3 +339,37 @@ def test_a_finished_shard_job_reports_each_segment_and_a_failed_job_fails_every_
     # Then each segment has its own outcome, and the failed job's reason reaches its segments
     assert {city: entry["status"] for city, entry in first.items()} == {"A_city": "trained", "B_city": "failed"}
     assert second == {"C_city": {"status": "failed", "error": "AlgorithmError: OOM"}}
+
+
+@pytest.mark.parametrize("tag", ["1.2-1", "1.4-2", "1.4-2-py312"])
+def test_cli_accepts_every_training_image_tag(tag: str) -> None:
+    # The docs show --image-version 1.4-2: a training tag, not a key of the image table
+    assert jobs._parser().parse_args(["--cities", "Chicago_IL", "--image-version", tag]).image_version == tag
+
+
+@pytest.mark.parametrize(
+    "argv", [["--houses", "0"], ["--houses", "5x"], ["--workers", "0"], ["--segments-per-job", "-1"]]
+)
+def test_cli_refuses_bad_numbers_in_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        jobs.main(["--cities", "Chicago_IL", *argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"argument {argv[0]}" in err
+
+
+def test_cli_without_credentials_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # Given no AWS credentials anywhere
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # When SageMaker mode is asked for
+    code = jobs.main(["--cities", "Chicago_IL", "--houses", "20", "--mode", "sagemaker", "--bucket", BUCKET,
+                      "--role-arn", ROLE, "--region", "us-east-1", "--work-dir", str(tmp_path)])  # fmt: skip
+    # Then it fails with one line naming the problem, no traceback
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Unable to locate credentials" in err
+    assert "Traceback" not in err
