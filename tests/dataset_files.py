@@ -10,8 +10,8 @@ import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -29,15 +29,25 @@ KING_COUNTY_COLUMNS = {
     "LOT_ACRES": "sqft_lot/43560",
     "GARAGE_SPACES": "garage",
 }
-KING_COUNTY_HEADER = ("id", "zipcode", "price", "yr_built", "sqft_living", "bedrooms", "bathrooms", "sqft_lot", "garage")
+KING_COUNTY_HEADER = (
+    "id",
+    "zipcode",
+    "price",
+    "yr_built",
+    "sqft_living",
+    "bedrooms",
+    "bathrooms",
+    "sqft_lot",
+    "garage",
+)
 
 
-def house_rows(segment: str, n: int, seed: int = 0) -> list[list[object]]:
+def house_rows(segment: str, n: int, seed: int = 0) -> list[list[Any]]:
     """``n`` valid rows ``[segment, PRICE, features…]`` with integer features written as integers."""
     rows = data.generate_houses("Seed", n, seed=seed + sum(segment.encode()))
-    out: list[list[object]] = []
+    out: list[list[Any]] = []
     for row in rows.tolist():
-        cells: list[object] = [segment]
+        cells: list[Any] = [segment]
         for name, value in zip(schema.CSV_COLUMNS, row, strict=True):
             whole = name in {"PRICE", "YEAR_BUILT", "SQUARE_FEET", "NUM_BEDROOMS", "GARAGE_SPACES"}
             cells.append(int(value) if whole else value)
@@ -75,7 +85,7 @@ def write_parquet(path: Path, columns: Mapping[str, pa.Array | Sequence[object]]
     return path
 
 
-def houses_table(segments: Mapping[str, int], seed: int = 0) -> dict[str, list[object]]:
+def houses_table(segments: Mapping[str, int], seed: int = 0) -> dict[str, list[Any]]:
     """Schema-named columns (segment first) of valid houses, for Parquet files."""
     rows = [row for name, n in segments.items() for row in house_rows(name, n, seed)]
     return {name: [row[i] for row in rows] for i, name in enumerate(SCHEMA_HEADER)}
@@ -90,7 +100,3 @@ def wide_csv(path: Path, columns: int, rows: int) -> Path:
         lines.append(filler + "," + ",".join(str(cell) for cell in row))
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def rows_by_city(rows: np.ndarray) -> set[tuple[float, ...]]:
-    return {tuple(row) for row in rows.tolist()}

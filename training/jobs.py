@@ -33,6 +33,7 @@ from rich.console import Console
 
 from house_prices import naming, schema
 from house_prices.errors import DomainError
+from ops.stack import apply_stack
 from training import data as data_module
 from training import images
 from training.inputs import Hyperparameters
@@ -94,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--strict", action="store_true", help="any unusable row is an error instead of dropped")
     source.add_argument("--min-rows", type=_positive, default=30, help="usable rows a segment needs (default 30)")
     source.add_argument("--max-bytes", type=_positive, default=None, help="refuse sources larger than this")
+    source.add_argument(
+        "--max-segments", type=_positive, default=None, help="refuse files with more segments (default 100,000)"
+    )
     source.add_argument("--force", action="store_true", help="retrain segments whose data has not changed")
     source.add_argument("--validate-only", action="store_true", help="validate and report; train nothing")
     synthetic = parser.add_argument_group("segments: synthetic cities")
@@ -103,7 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=data_module.DEFAULT_SEED)
     parser.add_argument("--mode", choices=("local", "sagemaker"), default="local")
     parser.add_argument("--bucket", help="S3 bucket for --publish / sagemaker mode")
-    parser.add_argument("--prefix", default=naming.DEFAULT_PREFIX)
+    parser.add_argument("--prefix", help=f"key prefix (default: the stack's, else {naming.DEFAULT_PREFIX})")
+    parser.add_argument(
+        "--stack", help="deployed stack whose outputs give --bucket, --prefix, --role-arn and --region (flags win)"
+    )
     parser.add_argument("--publish", action="store_true", help="local mode: upload inputs and artifacts to S3")
     parser.add_argument("--role-arn", help="sagemaker mode: execution role")
     parser.add_argument("--region", help="AWS region (default: the boto3 session's)")
@@ -164,7 +171,8 @@ class _Run:
             return [synthetic_segment(city, self.args.houses, self.args.seed) for city in cities]
         from training.dataset import DataSpec, load_dataset, print_report
 
-        spec_options: dict[str, Any] = {"max_bytes": self.args.max_bytes} if self.args.max_bytes else {}
+        limits = {"max_bytes": self.args.max_bytes, "max_segments": self.args.max_segments}
+        spec_options: dict[str, Any] = {name: value for name, value in limits.items() if value}
         spec = DataSpec(
             source=self.args.data,
             segment_column=self.args.segment_column,
@@ -179,7 +187,10 @@ class _Run:
         dataset = load_dataset(spec, s3_client=self.client("s3") if self.args.data.startswith("s3://") else None)
         print_report(dataset.report, self.console)
         self.validation = dataset.report.to_json()
-        self.skipped = {s.city: s.reason or "skipped" for s in dataset.report.segments if s.status == "skipped"}
+        # A value the name rule cannot name has no city: it is listed under its value in the file.
+        self.skipped = {
+            s.city or s.source_value: s.reason or "skipped" for s in dataset.report.segments if s.status == "skipped"
+        }
         return [
             SegmentInput(data=segment.data, data_hash=segment.data_hash, source_value=segment.source_value)
             for segment in dataset.segments
@@ -348,6 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             naming.validate_city(city, "--cities")
     except DomainError as error:
         parser.error(error.message)
+    try:
+        apply_stack(args)  # --stack NAME: bucket, prefix, training role and region from its outputs (ops/stack.py)
+    except (DomainError, ValueError) as error:
+        Console(stderr=True).print(f"[red]error:[/red] {getattr(error, 'message', error)}", highlight=False)
+        return 2
     if (args.publish or args.mode == "sagemaker") and not args.bucket and not args.validate_only:
         parser.error("--bucket is required with --publish and with --mode sagemaker")
     try:

@@ -4,6 +4,7 @@ reported by name with the file's columns listed."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from tests.dataset_files import (
 from training.dataset import DatasetError, DataSpec, load_dataset
 
 
-def king_county_rows(n: int, segment: str = "98178") -> list[list[object]]:
+def king_county_rows(n: int, segment: str = "98178") -> list[list[Any]]:
     """The house_rows values under King County's columns: sqft_lot in square feet, id first."""
     out = []
     for i, (_, price, year, sqft, beds, baths, acres, garage) in enumerate(house_rows(segment, n)):
@@ -111,6 +112,7 @@ def test_a_column_named_like_a_number_wins_over_the_constant(tmp_path: Path) -> 
     ],
 )
 def test_bad_column_options_are_named(tmp_path: Path, columns: dict[str, str], message: str) -> None:
+    # Given a constant off the schema, an unknown feature or a zero factor / When loaded / Then each is named
     path = write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, house_rows("Austin", 40))
     if "LOT_ACRES" in columns:
         path = write_csv(tmp_path / "lots.csv", [*SCHEMA_HEADER, "sqft_lot"], [[*r, 1] for r in house_rows("A", 40)])
@@ -132,6 +134,7 @@ def test_an_unmapped_feature_is_named_with_the_files_columns(king_county: Path) 
 
 
 def test_a_mapping_to_a_missing_column_is_named_with_a_suggestion(king_county: Path) -> None:
+    # Given a typo in --column / When loaded / Then the typo, the close column and the file's columns are named
     with pytest.raises(DatasetError) as raised:
         load_dataset(spec(king_county, columns={**KING_COUNTY_COLUMNS, "SQUARE_FEET": "sqft_livng"}))
     message = raised.value.message
@@ -141,6 +144,7 @@ def test_a_mapping_to_a_missing_column_is_named_with_a_suggestion(king_county: P
 
 
 def test_the_price_column_mapped_as_a_feature_is_refused(king_county: Path) -> None:
+    # Given SQUARE_FEET=price/10 / When loaded / Then the price used as a feature is refused
     with pytest.raises(DatasetError, match=r"the price column 'price' is mapped as the feature SQUARE_FEET"):
         load_dataset(spec(king_county, columns={**KING_COUNTY_COLUMNS, "SQUARE_FEET": "price/10"}))
 
@@ -166,12 +170,14 @@ def test_a_price_column_named_like_a_feature_is_the_wrong_column_trap(tmp_path: 
     ],
 )
 def test_missing_or_clashing_role_columns_are_named(king_county: Path, changes: dict, message: str) -> None:
+    # Given a missing or reused segment/price/id column / When loaded / Then it is named with the file's columns
     with pytest.raises(DatasetError, match=message) as raised:
         load_dataset(spec(king_county, **changes))
     assert "has 9 columns" in raised.value.message
 
 
 def test_two_columns_matching_one_feature_in_different_case_are_ambiguous(tmp_path: Path) -> None:
+    # Given YEAR_BUILT and year_built / When self-mapped / Then the ambiguity is named
     header = [*SCHEMA_HEADER, "year_built"]
     path = write_csv(tmp_path / "houses.csv", header, [[*r, r[2]] for r in house_rows("Austin", 40)])
     with pytest.raises(DatasetError, match=r"YEAR_BUILT matches several columns \('YEAR_BUILT', 'year_built'\)"):
@@ -180,7 +186,9 @@ def test_two_columns_matching_one_feature_in_different_case_are_ambiguous(tmp_pa
 
 def test_a_headerless_file_is_the_header_trap(tmp_path: Path) -> None:
     # Given the seed's own training CSV: no header, PRICE first
-    path = write_bytes(tmp_path / "Chicago_IL_train.csv", b"412000,1995,3100,4,2.5,1.1,2\n398000,1990,2900,3,2.0,1.0,1\n")
+    path = write_bytes(
+        tmp_path / "Chicago_IL_train.csv", b"412000,1995,3100,4,2.5,1.1,2\n398000,1990,2900,3,2.0,1.0,1\n"
+    )
     # When loaded / Then the message says the first line is data, not a column-not-found riddle
     with pytest.raises(DatasetError, match=r"the first line \(412000, 1995, .*\) is data, not a header"):
         load_dataset(DataSpec(str(path), segment_column="segment", price_column="PRICE"))

@@ -59,6 +59,7 @@ def test_the_rule_is_idempotent_and_deterministic(value: str) -> None:
 
 @given(st.from_regex(naming.CITY_PATTERN, fullmatch=True))
 def test_a_valid_city_name_is_its_own_name(value: str) -> None:
+    # Given any valid city name / When named / Then it is unchanged
     assert city_name(value) == value
 
 

@@ -65,6 +65,7 @@ def test_bad_rows_are_dropped_and_counted_per_reason_per_segment(spoiled: Path) 
 
 
 def test_strict_mode_refuses_any_dropped_row_listing_the_counts(spoiled: Path) -> None:
+    # Given the spoiled file and --strict / When loaded / Then one error with counts, examples and segments
     with pytest.raises(DatasetError) as raised:
         load(spoiled, strict=True)
     message = raised.value.message
@@ -74,6 +75,7 @@ def test_strict_mode_refuses_any_dropped_row_listing_the_counts(spoiled: Path) -
 
 
 def test_strict_mode_accepts_a_clean_file(tmp_path: Path) -> None:
+    # Given a clean file and --strict / When loaded / Then it loads
     path = write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, house_rows("Austin", 40))
     assert load(path, strict=True).segments[0].data.rows.shape == (40, 7)
 
@@ -96,9 +98,12 @@ def test_values_off_the_schema_grid_are_rounded_onto_it_and_counted(tmp_path: Pa
     def stored(index: int) -> list[float]:
         return by_house[(float(rows[index][COLUMN["PRICE"]]), float(rows[index][COLUMN["SQUARE_FEET"]]))]
 
-    assert stored(0)[1] == 1991.0 and stored(0)[4] == 2.0
-    assert stored(1)[3] == 4.0 and stored(1)[4] == 2.5
-    assert stored(2)[4] == 2.0 and stored(2)[5] == 0.123456
+    assert stored(0)[1] == 1991.0
+    assert stored(0)[4] == 2.0
+    assert stored(1)[3] == 4.0
+    assert stored(1)[4] == 2.5
+    assert stored(2)[4] == 2.0
+    assert stored(2)[5] == 0.123456
 
 
 def test_exact_duplicates_are_counted_and_kept(tmp_path: Path) -> None:
@@ -113,10 +118,12 @@ def test_exact_duplicates_are_counted_and_kept(tmp_path: Path) -> None:
     # And copies of a house share its split (no validation house is also trained on)
     data = dataset.segments[0].data
     where = {name: {tuple(data.rows[i]) for i in indices.tolist()} for name, indices in data.splits.items()}
-    assert not (where["train"] & where["val"]) and not (where["train"] & where["test"])
+    assert not (where["train"] & where["val"])
+    assert not (where["train"] & where["test"])
 
 
 def test_a_segment_with_too_few_rows_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    # Given a 12-row segment and --min-rows 30 / When loaded / Then it is skipped with the reason
     rows = house_rows("Austin", 40) + house_rows("Tiny", 12)
     dataset = load(write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, rows), min_rows=30)
     assert [s.city for s in dataset.segments] == ["Austin"]
@@ -132,12 +139,14 @@ def test_a_segment_without_validation_rows_is_skipped(tmp_path: Path) -> None:
     dataset = load(write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, rows))
     copies = next(s for s in dataset.report.segments if s.city == "Copies")
     assert copies.status == "skipped"
-    assert copies.reason is not None and copies.reason.startswith("no ")
+    assert copies.reason is not None
+    assert copies.reason.startswith("no ")
     assert copies.reason.endswith("rows among its 40 usable rows")
     assert copies.duplicates == 39
 
 
 def test_rows_without_a_segment_value_are_dropped_and_warned(tmp_path: Path) -> None:
+    # Given 3 rows with an empty segment / When loaded / Then they are counted and warned about
     rows = house_rows("Austin", 40) + house_rows("", 3)
     dataset = load(write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, rows))
     assert dataset.report.rows_without_segment == 3
@@ -145,6 +154,7 @@ def test_rows_without_a_segment_value_are_dropped_and_warned(tmp_path: Path) -> 
 
 
 def test_a_file_where_every_row_is_dropped_is_an_error_with_the_reasons(tmp_path: Path) -> None:
+    # Given prices written as '$350,000' / When loaded / Then no model: an error with the reason and an example
     rows = house_rows("Austin", 40)
     for index in range(40):
         spoil(rows, index, PRICE="$350,000")
@@ -166,6 +176,7 @@ def test_segments_restricts_the_run_by_value_or_city_name(tmp_path: Path) -> Non
 
 
 def test_an_unknown_segment_is_an_error_listing_some_known_ones(tmp_path: Path) -> None:
+    # Given --segments with a typo / When loaded / Then the typo and known segments are named
     path = write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, house_rows("Boston", 40))
     with pytest.raises(DatasetError, match=r"--segments 'Bostn': no such segment .* e\.g\. 'Boston'"):
         load(path, segments=["Bostn"])
@@ -184,14 +195,16 @@ def test_the_price_column_holding_years_is_a_loud_warning(tmp_path: Path) -> Non
 
 
 def test_prices_below_a_thousand_are_a_loud_warning(tmp_path: Path) -> None:
+    # Given prices in thousands / When loaded / Then a warning suggests PRICE*1000
     rows = house_rows("Austin", 40)
     for row in rows:
-        row[COLUMN["PRICE"]] = round(float(row[COLUMN["PRICE"]]) / 1000, 1)  # type: ignore[arg-type]
+        row[COLUMN["PRICE"]] = round(float(row[COLUMN["PRICE"]]) / 1000, 1)
     dataset = load(write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, rows))
     assert any("under 1,000" in w and "'PRICE*1000'" in w for w in dataset.report.warnings)
 
 
 def test_a_constant_price_is_a_loud_warning_overall_and_per_segment(tmp_path: Path) -> None:
+    # Given one price for every house / When loaded / Then warned overall and on the segment
     rows = house_rows("Austin", 40)
     for row in rows:
         row[COLUMN["PRICE"]] = 250_000
@@ -201,5 +214,25 @@ def test_a_constant_price_is_a_loud_warning_overall_and_per_segment(tmp_path: Pa
 
 
 def test_real_prices_raise_no_warning(tmp_path: Path) -> None:
+    # Given real-looking prices / When loaded / Then no warning (the warnings are not noise)
     dataset = load(write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, house_rows("Austin", 40)))
     assert dataset.report.warnings == []
+
+
+def test_an_id_used_as_the_segment_is_refused_early(tmp_path: Path) -> None:
+    # Given a "segment" column with a distinct value per row (an id), and a limit of 50 segments
+    rows = [[f"house-{i}", *row[1:]] for i, row in enumerate(house_rows("x", 80))]
+    path = write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, rows)
+    # When loaded / Then the column is named as a likely id instead of 80 one-row segments
+    with pytest.raises(DatasetError, match=r"column 'segment' has more than 50 distinct values: is it an id"):
+        load(path, max_segments=50)
+
+
+def test_a_collision_outside_the_selected_segments_does_not_block_the_run(tmp_path: Path) -> None:
+    # Given "New York" and "New_York" (one name), and Boston
+    rows = house_rows("New York", 40) + house_rows("New_York", 40) + house_rows("Boston", 40)
+    path = write_csv(tmp_path / "houses.csv", SCHEMA_HEADER, rows)
+    with pytest.raises(DatasetError, match=r"'New York' and 'New_York'"):
+        load(path)
+    # When the run is restricted to the segments without the collision, as the message suggests / Then it trains
+    assert [s.city for s in load(path, segments=["Boston", "New York"]).segments] == ["Boston", "New_York"]

@@ -19,10 +19,11 @@ from training.dataset.load import Dataset, load_dataset
 from training.dataset.names import NAME_RULE, city_name
 from training.dataset.report import SegmentReport, ValidationReport, print_report
 from training.dataset.segments import Segment
-from training.dataset.spec import DEFAULT_MAX_BYTES, DEFAULT_MIN_ROWS, DataSpec
+from training.dataset.spec import DEFAULT_MAX_BYTES, DEFAULT_MAX_SEGMENTS, DEFAULT_MIN_ROWS, DataSpec
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_SEGMENTS",
     "DEFAULT_MIN_ROWS",
     "NAME_RULE",
     "DataSpec",

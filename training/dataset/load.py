@@ -39,6 +39,8 @@ def _check_spec(spec: DataSpec) -> None:
         problems.append(f"--min-rows must be at least 1, got {spec.min_rows}")
     if spec.max_bytes < 1:
         problems.append(f"--max-bytes must be at least 1, got {spec.max_bytes}")
+    if spec.max_segments < 1:
+        problems.append(f"max_segments must be at least 1, got {spec.max_segments}")
     if spec.segments is not None and not list(spec.segments):
         problems.append("--segments needs at least one segment")
     if problems:
@@ -93,9 +95,13 @@ def _drops_text(report: ValidationReport) -> str:
 
 
 def _refuse_unusable(report: ValidationReport, spec: DataSpec) -> None:
+    if report.rows_read == 0 and report.malformed_rows:
+        raise DatasetError(
+            f"{spec.source}: no readable rows; {report.malformed_rows:,} row(s) have the wrong number of fields"
+            f"{_example(report, 'malformed')} (a quote that is never closed swallows the rest of the file)"
+        )
     if report.rows_read == 0:
-        malformed = f" ({report.malformed_rows:,} malformed rows skipped)" if report.malformed_rows else ""
-        raise DatasetError(f"{spec.source} has a header but no data rows{malformed}")
+        raise DatasetError(f"{spec.source} has a header but no data rows")
     if not any(s.rows_usable for s in report.segments):
         raise DatasetError(f"{spec.source}: no usable rows; every row was dropped: {_drops_text(report)}")
     if spec.strict:
@@ -132,7 +138,7 @@ def _warnings(report: ValidationReport, prices: Any, empty_files: list[str]) -> 
     return warnings
 
 
-def _read(source: Source, spec: DataSpec, client: Any, workdir: Path) -> tuple[ValidationReport, Dataset]:
+def _read(source: Source, spec: DataSpec, client: Any, workdir: Path) -> Dataset:
     mapping: ResolvedMapping | None = None
     collector: SegmentCollector | None = None
     checker: RowChecker | None = None
@@ -142,22 +148,24 @@ def _read(source: Source, spec: DataSpec, client: Any, workdir: Path) -> tuple[V
     empty_files: list[str] = []
     for index, file in enumerate(source.files):
         table = open_table(file, client, workdir, spec.max_bytes, index)
-        _check_header(table)
-        if mapping is None:
-            mapping = resolve_mapping(spec, table.columns, table.name)
-            checker = RowChecker(mapping)
-            collector = SegmentCollector(checker, mapping.segment_column, spec.segments)
-            columns, first = table.columns, table.name
-        else:
-            _check_columns(table, mapping, first)
-        assert collector is not None
-        check_types(table.name, _roles(mapping), {c: table.column_type(c) for c in mapping.read_columns})
-        rows = sum(collector.add(batch) for batch in table.batches(mapping.read_columns))
+        try:
+            _check_header(table)
+            if mapping is None:
+                mapping = resolve_mapping(spec, table.columns, table.name)
+                checker = RowChecker(mapping)
+                collector = SegmentCollector(checker, mapping.segment_column, spec.segments, spec.max_segments)
+                columns, first = table.columns, table.name
+            else:
+                _check_columns(table, mapping, first)
+            assert collector is not None
+            check_types(table.name, _roles(mapping), {c: table.column_type(c) for c in mapping.read_columns})
+            rows = sum(collector.add(batch) for batch in table.batches(mapping.read_columns))
+        finally:
+            table.close()
         if rows == 0 and len(source.files) > 1:
             empty_files.append(table.name)
         malformed += table.malformed_rows
         malformed_example = malformed_example or table.malformed_example
-        table.close()
     assert mapping is not None
     assert collector is not None
     assert checker is not None
@@ -172,7 +180,7 @@ def _read(source: Source, spec: DataSpec, client: Any, workdir: Path) -> tuple[V
         rows_read=collector.rows_read,
         segments=reports,
         files=[f.name for f in source.files],
-        bytes=source.size,
+        source_bytes=source.size,
         segment_column=mapping.segment_column,
         price_column=mapping.price.text,
         id_column=mapping.id_column,
@@ -184,7 +192,7 @@ def _read(source: Source, spec: DataSpec, client: Any, workdir: Path) -> tuple[V
     )
     _refuse_unusable(report, spec)
     report.warnings = _warnings(report, prices, empty_files)
-    return report, Dataset(segments=segments, report=report)
+    return Dataset(segments=segments, report=report)
 
 
 def load_dataset(spec: DataSpec, *, s3_client: Any | None = None) -> Dataset:
@@ -201,5 +209,4 @@ def load_dataset(spec: DataSpec, *, s3_client: Any | None = None) -> Dataset:
         client = s3.default_client()
     source = locate(spec.source, spec.max_bytes, client)
     with tempfile.TemporaryDirectory(prefix="house-prices-dataset-") as workdir:
-        _, dataset = _read(source, spec, client, Path(workdir))
-    return dataset
+        return _read(source, spec, client, Path(workdir))

@@ -85,6 +85,15 @@ def _suggestion(name: str, columns: Sequence[str]) -> str:
     return f" (did you mean {' or '.join(repr(lowered[c]) for c in close[:3])}?)" if close else ""
 
 
+def _delimiter_hint(columns: Sequence[str]) -> str:
+    """A one-column header holding ';' or tabs is a file in another dialect (European Excel, TSV)."""
+    if len(columns) == 1:
+        for delimiter, label in ((";", "';'"), ("\t", "tabs")):
+            if delimiter in columns[0]:
+                return f". The header looks separated by {label}: only comma-separated CSV is read"
+    return ""
+
+
 def looks_headerless(columns: Sequence[str]) -> bool:
     """A first line made only of numbers is data: the file has no header (the seed's training CSV format)."""
     return bool(columns) and all(_CONSTANT.fullmatch(c.strip()) for c in columns)
@@ -128,7 +137,7 @@ def resolve_mapping(spec: DataSpec, columns: Sequence[str], file: str) -> Resolv
     All problems are collected and reported together, followed by the file's columns: one run of the
     CLI shows everything to fix.
     """
-    if looks_headerless(columns):
+    if spec.segment_column not in columns and looks_headerless(columns):
         raise DatasetError(
             f"{file}: the first line ({', '.join(columns[:8])}{', …' if len(columns) > 8 else ''}) is data, not a "
             "header. The file needs a header row naming its columns (a headerless PRICE-first training CSV "
@@ -218,6 +227,6 @@ def resolve_mapping(spec: DataSpec, columns: Sequence[str], file: str) -> Resolv
                     f"(--column {feature}={expression.text}): a feature must not be the price"
                 )
     if problems:
-        raise DatasetError("; ".join(problems) + f". {describe_columns(columns, file)}")
+        raise DatasetError("; ".join(problems) + f". {describe_columns(columns, file)}{_delimiter_hint(columns)}")
     assert price is not None
     return ResolvedMapping(segment_column=spec.segment_column, price=price, features=features, id_column=spec.id_column)

@@ -49,7 +49,7 @@ class ValidationReport:
     segments: list[SegmentReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
-    bytes: int = 0
+    source_bytes: int = 0
     segment_column: str = ""
     price_column: str = ""
     id_column: str | None = None

@@ -85,10 +85,56 @@ def list_files(client: Any, bucket: str, prefix: str) -> list[S3Object]:
     return found
 
 
+class _Body:
+    """A GetObject body that pyarrow can read safely.
+
+    Read failures (a reset connection, a timeout) become OSErrors naming the object: pyarrow re-raises
+    what ``read`` raised, and an OSError is what the CSV reader turns into a DatasetError. A read never
+    returns more than asked: pyarrow copies the result into a buffer of the size it asked for, and a
+    longer answer corrupts memory (a segfault later, seen with a stub body).
+    """
+
+    def __init__(self, body: Any, uri: str) -> None:
+        self._body = body
+        self._uri = uri
+        self._pending = b""
+        self.closed = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        from botocore.exceptions import BotoCoreError
+        from urllib3.exceptions import HTTPError
+
+        whole = size is None or size < 0
+        if self._pending and not whole:
+            chunk, self._pending = self._pending[:size], self._pending[size:]
+            return chunk
+        try:
+            data = self._pending + bytes(self._body.read(None if whole else size))
+        except (BotoCoreError, HTTPError) as error:
+            raise OSError(f"reading {self._uri} failed: {error}") from None
+        self._pending = b""
+        if not whole and size is not None and len(data) > size:
+            data, self._pending = data[:size], data[size:]
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+        self._body.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+
 def open_stream(client: Any, item: S3Object) -> Any:
     """The object's body as a file-like stream: CSV is parsed as it arrives, never held whole."""
     with _s3_errors(item.uri):
-        return client.get_object(Bucket=item.bucket, Key=item.key)["Body"]
+        return _Body(client.get_object(Bucket=item.bucket, Key=item.key)["Body"], item.uri)
 
 
 def download(client: Any, item: S3Object, destination: Path, max_bytes: int) -> Path:
@@ -96,8 +142,8 @@ def download(client: Any, item: S3Object, destination: Path, max_bytes: int) -> 
 
     The size was checked with HEAD already; counting again guards an object replaced in between.
     """
-    with _s3_errors(item.uri):
-        body = client.get_object(Bucket=item.bucket, Key=item.key)["Body"]
+    body = open_stream(client, item)
+    try:
         written = 0
         with destination.open("wb") as out:
             while chunk := body.read(_COPY_CHUNK):
@@ -105,5 +151,8 @@ def download(client: Any, item: S3Object, destination: Path, max_bytes: int) -> 
                 if written > max_bytes:
                     raise DatasetError(f"{item.uri} grew past --max-bytes {max_bytes:,} while downloading it")
                 out.write(chunk)
+    except OSError as error:
+        raise DatasetError(str(error)) from None
+    finally:
         body.close()
     return destination

@@ -21,13 +21,7 @@ from training.dataset.errors import DatasetError
 from training.dataset.names import NAME_RULE, assign_city_names, city_name
 from training.dataset.report import SKIPPED, SegmentReport
 from training.dataset.sanity import segment_price_warnings
-from training.dataset.validate import RowChecker, labels, reason_counts
-
-_GRID_COLUMNS = [
-    index
-    for index, name in enumerate(schema.CSV_COLUMNS)
-    if any(f.name == name and (f.integer or f.step) for f in schema.FEATURES)
-]
+from training.dataset.validate import RowChecker, labels
 
 
 @dataclass(frozen=True)
@@ -46,21 +40,38 @@ class Segment:
 def _grow(counts: np.ndarray, rows: int) -> np.ndarray:
     if counts.shape[0] >= rows:
         return counts
-    return np.concatenate([counts, np.zeros((rows - counts.shape[0], *counts.shape[1:]), counts.dtype)])
+    grown = np.zeros((max(rows, 2 * counts.shape[0]), *counts.shape[1:]), counts.dtype)
+    grown[: counts.shape[0]] = counts
+    return grown
 
 
-def _add(total: np.ndarray, batch: np.ndarray) -> np.ndarray:
-    total = _grow(total, batch.shape[0])
-    total[: batch.shape[0]] += batch
+def _count(total: np.ndarray, codes: np.ndarray, columns: np.ndarray | None, width: int, size: int) -> np.ndarray:
+    """Add ``total[code, column] += 1`` per row, costing the batch's rows and segments, never every segment's.
+
+    A file whose "segment" column is really an id has a million segments; counting into a full-width
+    array per batch would cost a million cells per batch.
+    """
+    total = _grow(total, size)
+    if len(codes) == 0:
+        return total
+    present, local = np.unique(codes, return_inverse=True)
+    flat = local * width + (columns if columns is not None else 0)
+    counts = np.bincount(flat, minlength=len(present) * width).reshape(len(present), width)
+    total[present] += counts if total.ndim == 2 else counts[:, 0]
     return total
 
 
 class SegmentCollector:
     """Accumulates checked rows per segment value; ``finish`` makes the segments and their reports."""
 
-    def __init__(self, checker: RowChecker, segment_column: str, requested: Sequence[str] | None) -> None:
+    def __init__(
+        self, checker: RowChecker, segment_column: str, requested: Sequence[str] | None, max_segments: int
+    ) -> None:
         self._checker = checker
         self._segment_column = segment_column
+        self._max_segments = max_segments
+        if isinstance(requested, str):
+            requested = [requested]
         self._requested = None if requested is None else frozenset(requested)
         self._values: list[str] = []
         self._code_of: dict[str, int] = {}
@@ -68,6 +79,7 @@ class SegmentCollector:
         self._selected: list[bool] = []
         width = len(checker.reasons)
         self._read = np.zeros(0, np.int64)
+        self._width = width
         self._drops = np.zeros((0, width), np.int64)
         self._rounded = np.zeros((0, len(schema.CSV_COLUMNS)), np.int64)
         self._codes: list[np.ndarray] = []
@@ -79,6 +91,11 @@ class SegmentCollector:
     def _code(self, value: str) -> int:
         code = self._code_of.get(value)
         if code is None:
+            if len(self._values) >= self._max_segments:
+                raise DatasetError(
+                    f"column {self._segment_column!r} has more than {self._max_segments:,} distinct values: is it an "
+                    "id rather than the segment (city, zip code, …)? Name the segment with --segment-column"
+                )
             code = self._code_of[value] = len(self._values)
             self._values.append(value)
             self._prefixes.append(split_rules.segment_prefix(value))
@@ -97,20 +114,19 @@ class SegmentCollector:
         has_segment = codes >= 0
         self.rows_read += n
         self.rows_without_segment += int(n - has_segment.sum())
-        self._read = _add(self._read, np.bincount(codes[has_segment], minlength=len(self._values)))
+        self._read = _count(self._read, codes[has_segment], None, 1, len(self._values))
         keep = has_segment & np.array([*self._selected, False], bool)[codes]
         if not keep.all():
             batch, codes = batch.filter(pa.array(keep)), codes[keep]
             if batch.num_rows == 0:
                 return n
         checked = self._checker.check(batch)
-        self._drops = _add(self._drops, reason_counts(codes, checked.reasons, len(self._checker.reasons)))
+        size = len(self._values)
+        self._drops = _count(self._drops, codes, checked.reasons.astype(np.int64), self._width, size)
         usable = checked.reasons == 0
         codes = codes[usable]
-        rounded = np.zeros((len(self._values), len(schema.CSV_COLUMNS)), np.int64)
-        for column in _GRID_COLUMNS:
-            rounded[:, column] = np.bincount(codes[checked.rounded[usable, column]], minlength=len(self._values))
-        self._rounded = _add(self._rounded, rounded)
+        moved_rows, moved_columns = np.nonzero(checked.rounded[usable])
+        self._rounded = _count(self._rounded, codes[moved_rows], moved_columns, len(schema.CSV_COLUMNS), size)
         values = checked.values[usable]
         if checked.ids is None:
             keys = split_rules.value_keys(values)
@@ -135,12 +151,16 @@ class SegmentCollector:
 
     def finish(self, min_rows: int) -> tuple[list[Segment], list[SegmentReport], np.ndarray]:
         """The trainable segments (by city), a report per selected segment, and every usable price."""
-        names = assign_city_names(self._values)
+        # Only the run's segments must have distinct names: --segments is the way around a collision.
+        names: dict[str, str | None] = {v: None for v in self._values}
+        names.update(assign_city_names(v for v, chosen in zip(self._values, self._selected, strict=True) if chosen))
         self._check_requested()
         width = len(schema.CSV_COLUMNS)
         codes = np.concatenate(self._codes) if self._codes else np.zeros(0, np.int64)
         rows = np.concatenate(self._rows) if self._rows else np.zeros((0, width))
         splits = np.concatenate(self._splits) if self._splits else np.zeros(0, np.int8)
+        # The per-batch pieces are copies now; dropping them keeps the peak at about three copies of the rows.
+        self._codes, self._rows, self._splits = [], [], []
         order = split_rules.canonical_order(codes, rows, splits)
         codes, rows, splits = codes[order], rows[order], splits[order]
         same = (codes[1:] == codes[:-1]) & (rows[1:] == rows[:-1]).all(axis=1)
@@ -179,8 +199,8 @@ class SegmentCollector:
             reports.append(report)
         segments.sort(key=lambda s: s.city)
         reports.sort(key=lambda r: (r.city == "", r.city, r.source_value))
-        selected = np.array([*self._selected, False], bool)[codes] if len(codes) else np.zeros(0, bool)
-        return segments, reports, rows[selected, 0]
+        # Rows of segments outside --segments were never kept: every usable price here is the run's.
+        return segments, reports, rows[:, 0]
 
 
 def _skip_reason(report: SegmentReport, name: str | None, min_rows: int) -> str | None:

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 DEFAULT_MIN_ROWS = 30
 DEFAULT_MAX_BYTES = 512 * 2**20
+# Far above the thousands of segments a multi-model endpoint serves; a segment column with more
+# distinct values is almost always an id column, and a million-segment report helps nobody.
+DEFAULT_MAX_SEGMENTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -29,3 +32,4 @@ class DataSpec:
     strict: bool = False
     min_rows: int = DEFAULT_MIN_ROWS
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_segments: int = DEFAULT_MAX_SEGMENTS

@@ -9,6 +9,7 @@ file and which column.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,12 @@ HEADER_BLOCK_BYTES = (1 << 20, 16 << 20)
 DATA_BLOCK_BYTES = 4 << 20
 PARQUET_BATCH_ROWS = 64 * 1024
 _COLUMN_INDEX = re.compile(r"In CSV column #(\d+)")
+# What a "CSV" that is not text usually is; said before pyarrow reports garbage as ragged rows.
+_BINARY_MAGIC = {
+    b"\x1f\x8b": "gzip-compressed: decompress it first",
+    b"PK\x03\x04": "a zip archive (an .xlsx workbook?): export it as CSV",
+    b"PAR1": "a Parquet file: name it .parquet",
+}
 
 
 class Table(Protocol):
@@ -72,6 +79,8 @@ def _csv_errors(name: str, size: int, columns: Sequence[str] = ()) -> Iterator[N
         ) from None
     except pa.ArrowException as error:
         raise DatasetError(_csv_problem(name, str(error), size, columns)) from None
+    except OSError as error:
+        raise DatasetError(f"{name} cannot be read: {error}") from None
 
 
 class CsvTable:
@@ -83,7 +92,20 @@ class CsvTable:
         self._open = open_stream
         self.malformed_rows = 0
         self.malformed_example: str | None = None
+        self._malformed_lock = threading.Lock()
+        self._refuse_binary()
         self.columns = self._read_header()
+
+    def _refuse_binary(self) -> None:
+        stream = self._open()
+        try:
+            with _csv_errors(self.name, self._size):
+                start = bytes(stream.read(4))
+        finally:
+            stream.close()
+        for magic, what in _BINARY_MAGIC.items():
+            if start.startswith(magic):
+                raise DatasetError(f"{self.name} is not CSV text but {what}")
 
     def _read_header(self) -> list[str]:
         with _csv_errors(self.name, self._size):
@@ -120,10 +142,12 @@ class CsvTable:
 
     def _skip_malformed(self, row: Any) -> str:
         # A row with the wrong number of fields has no trustworthy segment: counted for the whole file.
-        self.malformed_rows += 1
-        if self.malformed_example is None:
-            text = str(row.text)
-            self.malformed_example = text if len(text) <= 80 else text[:77] + "..."
+        # pyarrow may call this from its parsing threads.
+        with self._malformed_lock:
+            self.malformed_rows += 1
+            if self.malformed_example is None:
+                text = str(row.text)
+                self.malformed_example = text if len(text) <= 80 else text[:77] + "..."
         return "skip"
 
     def batches(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
@@ -153,6 +177,8 @@ class CsvTable:
 def _parquet_errors(name: str) -> Iterator[None]:
     try:
         yield
+    except OSError as error:
+        raise DatasetError(f"{name} cannot be read: {error}") from None
     except pa.ArrowException as error:
         message = str(error)
         if "size is 0 bytes" in message:

@@ -220,12 +220,5 @@ def _in_range(name: str, values: np.ndarray) -> np.ndarray:
         return np.asarray((values >= feature.minimum) & (values <= feature.maximum))
 
 
-def reason_counts(codes: np.ndarray, reasons: np.ndarray, width: int) -> np.ndarray:
-    """counts[code, reason] for one batch, in one bincount."""
-    size = int(codes.max()) + 1 if len(codes) else 0
-    flat = np.bincount(codes.astype(np.int64) * width + reasons, minlength=size * width)
-    return flat.reshape(size, width)
-
-
 def describe_drops(counts: Sequence[tuple[str, int]]) -> str:
     return ", ".join(f"{reason} {count:,}" for reason, count in counts)
