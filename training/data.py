@@ -24,6 +24,9 @@ SPLIT_FRACTIONS: Mapping[str, float] = {"train": 0.6, "val": 0.3}
 _COLUMN = {name: index for index, name in enumerate(schema.CSV_COLUMNS)}
 _FEATURE = {feature.name: feature for feature in schema.FEATURES}
 # Integer columns are written without a decimal point; the rest keep what the generator rounded to.
+# A column whose values these formats would change (a user's lot area in acres, a price with cents) is
+# written exactly instead: the gate measures on these files and must see the values the model saw.
+_EXACT_FORMAT = "%.17g"
 _CSV_FORMATS = {
     "PRICE": "%d",
     "YEAR_BUILT": "%d",
@@ -154,8 +157,22 @@ def write_csv(path: Path, rows: np.ndarray) -> Path:
     if rows.ndim != 2 or rows.shape[1] != len(schema.CSV_COLUMNS):
         raise ValueError(f"rows must have {len(schema.CSV_COLUMNS)} columns {schema.CSV_COLUMNS}, got {rows.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, rows, delimiter=",", fmt=[_CSV_FORMATS[name] for name in schema.CSV_COLUMNS])
+    np.savetxt(
+        path, rows, delimiter=",", fmt=[_column_format(name, rows[:, i]) for i, name in enumerate(schema.CSV_COLUMNS)]
+    )
     return path
+
+
+def _column_format(name: str, values: np.ndarray) -> str:
+    """The column's usual format when it writes every value exactly, else a format that reads back exactly.
+
+    A value equal to ``round(v, k)`` is the nearest double to a k-decimal number, which ``%.kf`` prints.
+    """
+    usual = _CSV_FORMATS[name]
+    decimals = 0 if usual == "%d" else int(usual[2:-1])
+    written = np.round(values, decimals)
+
+    return usual if np.array_equal(written, values) else _EXACT_FORMAT
 
 
 def write_city_csvs(data: CityData, split_dirs: Mapping[str, Path]) -> dict[str, Path]:

@@ -104,7 +104,6 @@ def _parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--cities", nargs="+", default=[], metavar="CITY")
     synthetic.add_argument("--all-seed-cities", action="store_true", help=f"train {', '.join(schema.SEED_CITIES)}")
     synthetic.add_argument("--houses", type=_positive, default=schema.HOUSES_PER_CITY, help="houses per city")
-    synthetic.add_argument("--seed", type=int, default=data_module.DEFAULT_SEED)
     parser.add_argument("--mode", choices=("local", "sagemaker"), default="local")
     parser.add_argument("--bucket", help="S3 bucket for --publish / sagemaker mode")
     parser.add_argument("--prefix", help=f"key prefix (default: the stack's, else {naming.DEFAULT_PREFIX})")
@@ -127,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_positive, default=None, help="local worker processes (default: CPU count)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the run (and validation) report as JSON on stdout")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=data_module.DEFAULT_SEED,
+        help="the forests' random_state (and the synthetic cities' data)",
+    )
     parser.add_argument("--n-estimators", type=int, default=100)
     parser.add_argument("--min-samples-leaf", type=int, default=3)
     return parser
@@ -334,7 +339,7 @@ def execute(run: _Run) -> int:
 
 def _emit(run: _Run, summary: RunSummary) -> None:
     summary.stages = dict(run.stages)
-    if run.args.data is not None or summary.counts()["unchanged"]:
+    if not run.args.validate_only and (run.args.data is not None or summary.counts()["unchanged"]):
         print_run(summary, run.console)
     if run.args.json:
         json.dump(summary.to_json(run.validation), sys.stdout, indent=1)

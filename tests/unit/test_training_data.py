@@ -149,3 +149,21 @@ def test_invalid_inputs_are_rejected(tmp_path: Path) -> None:
         data.generate_houses("Not a city")
     with pytest.raises(ValueError, match="PRICE"):
         data.write_csv(tmp_path / "x.csv", np.zeros((3, 2)))
+
+
+def test_values_the_usual_formats_would_change_are_written_exactly(tmp_path: Path) -> None:
+    """The gate measures on these files: a user's lot in acres or a price with cents must read back as trained."""
+    # Given rows with a lot area converted from square feet and a price with cents
+    rows = data.generate_houses("Chicago_IL", 20)
+    rows[:, data._COLUMN["LOT_ACRES"]] = rows[:, data._COLUMN["LOT_ACRES"]] / 3.3
+    rows[:, data._COLUMN["PRICE"]] += 0.25
+    # When written and read back / Then every value is the same double
+    path = data.write_csv(tmp_path / "rows.csv", rows)
+    np.testing.assert_array_equal(np.loadtxt(path, delimiter=",", ndmin=2), rows)
+
+
+def test_synthetic_rows_keep_their_short_text(tmp_path: Path) -> None:
+    rows = data.generate_houses("Chicago_IL", 20)
+    first = data.write_csv(tmp_path / "rows.csv", rows).read_text().splitlines()[0].split(",")
+    assert len(first[data._COLUMN["LOT_ACRES"]].split(".")[1]) == 2
+    assert "." not in first[data._COLUMN["PRICE"]]
