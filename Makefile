@@ -19,10 +19,10 @@ LAMBDA_RUNTIME := build/bench/lambda-runtime
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-$(shell cat requirements/lambda-runtime.txt | md5sum | cut -c1-12)
 BENCH_ARGS ?=
 
-.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy invoke bench bench-quick bench-deps bench-http-api lambda-runtime wrk clean
+.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy preflight invoke bench bench-quick bench-deps bench-http-api lambda-runtime wrk clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/dev.txt requirements/constraints.txt
 	python3 -m venv $(VENV)
@@ -64,8 +64,15 @@ integration: $(STAMP) ## integration tests (handlers + moto, real local servers)
 e2e: $(STAMP) ## the whole local stack over HTTP
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-deploy: $(STAMP) ## package + upload sourcedir.tar.gz, sam build, sam deploy (DEPLOY_BUCKET=..., DRY_RUN=1 prints only)
-	$(PYTHON) scripts/deploy.py --region $(REGION) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
+# The region is REGION=, else AWS_REGION, AWS_DEFAULT_REGION, the profile's (AWS_PROFILE): the deploy
+# script decides. The default AWS_DEFAULT_REGION above is for local targets only and is unset here, so it
+# never overrides the profile's region; REGION itself reaches the script through the environment.
+DEPLOY_ENV = $(if $(filter file,$(origin AWS_DEFAULT_REGION)),unset AWS_DEFAULT_REGION;)
+deploy: $(STAMP) ## preflight, package + upload sourcedir.tar.gz, sam build, sam deploy (REGION= CONFIG_ENV=prod DEPLOY_BUCKET= SKIP_PREFLIGHT=1 DRY_RUN=1)
+	$(DEPLOY_ENV) $(PYTHON) scripts/deploy.py $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
+
+preflight: $(STAMP) ## would make deploy work in this account and region? each problem with its fix (REGION= CONFIG_ENV=)
+	$(DEPLOY_ENV) $(PYTHON) -m ops preflight
 
 demo: $(STAMP) ## the seed notebook end to end on the local stack (no AWS, no Docker)
 	$(PYTHON) -m local.demo
@@ -113,3 +120,4 @@ bench-http-api: wrk $(BENCH_STAMP) ## local HTTP API throughput vs a bare ceilin
 
 clean: ## remove build outputs and local state (keeps .venv)
 	rm -rf .aws-sam .local build
+

@@ -1,12 +1,24 @@
-"""Deploy the stack: package the inference code, upload it, then `sam build` and `sam deploy`.
+"""Deploy the stack: preflight, package the inference code, upload it, then `sam build` and `sam deploy`.
 
-    python scripts/deploy.py [--region us-east-1] [--bucket NAME] [--serving-image-uri URI] [--dry-run]
-                             [-- extra sam deploy args]
+    python scripts/deploy.py [--region R] [--config-env default|prod] [--bucket NAME] [--serving-image-uri URI]
+                             [--skip-preflight] [--dry-run] [-- extra sam deploy args]
+
+The region is ``--region`` / ``REGION``, else ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's
+(ops/deployment.py); samconfig.toml pins none. ``--config-env`` / ``CONFIG_ENV`` picks samconfig.toml's
+environment (``default``: dev, one instance; ``prod``: two) and is passed on to ``sam build``/``sam deploy``.
+
+First the preflight (``python -m ops preflight``: credentials, region, quotas, log groups, buckets,
+serving image) runs; a failed check stops the deploy before anything changes (``--skip-preflight`` /
+``SKIP_PREFLIGHT=1`` skips it). It also decides ``ManageTrainingJobsLogGroup`` (whether the stack may
+create ``/aws/sagemaker/TrainingJobs``), unless that parameter is given explicitly.
 
 The SageMaker container downloads ``sourcedir.tar.gz`` (``SAGEMAKER_SUBMIT_DIRECTORY``) at start-up,
 so it must be in S3 before CloudFormation creates the endpoint. The artifact bucket belongs to the
 stack and does not exist before the first deploy, so the archive goes to a deployment bucket:
-``--bucket`` / ``DEPLOY_BUCKET`` or, by default, the bucket SAM itself creates for ``resolve_s3``.
+``--bucket`` / ``DEPLOY_BUCKET`` or, by default, SAM's managed bucket (stack ``aws-sam-cli-managed-default``),
+created first if missing by the SAM CLI's own code, exactly as ``sam deploy --resolve-s3`` would
+(samconfig.toml sets ``resolve_s3 = true``, so ``sam deploy`` then uses the same bucket). Never by
+``sam deploy --guided``, which would deploy this stack without its required parameters.
 The key holds the archive's sha256: an unchanged archive is neither uploaded again nor does it change
 the SageMaker model, and a changed one always gives the endpoint a new model.
 
@@ -24,21 +36,30 @@ import os
 import shlex
 import subprocess
 import sys
-import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "layers" / "common"))
-from house_prices.naming import KeyLayout  # noqa: E402  (the script runs without the venv's .pth too)
+# The script runs without the venv's .pth too: the layer (house_prices) and the repository root (ops).
+for _path in (ROOT / "layers" / "common", ROOT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+from house_prices.errors import DomainError  # noqa: E402
+from house_prices.naming import KeyLayout  # noqa: E402
+from ops.deployment import (  # noqa: E402
+    DEFAULT_CONFIG_ENV,
+    ConfigEnvError,
+    as_list,
+    parse_overrides,
+    read_samconfig,
+    resolve_region,
+)
+from ops.deployment import profile_region as default_profile_region  # noqa: E402
+from ops.preflight import MANAGE_PARAMETER, SAM_MANAGED_STACK, Report, Request, Services, preflight  # noqa: E402
 
 SOURCEDIR = Path("build/sourcedir.tar.gz")
-SAMCONFIG = ROOT / "samconfig.toml"
-# The stack `sam deploy --resolve-s3` creates once per account and region; its SourceBucket output.
-SAM_MANAGED_STACK = "aws-sam-cli-managed-default"
-SAM_MANAGED_OUTPUT = "SourceBucket"
 PLACEHOLDER_DIGEST = "<sha256 of sourcedir.tar.gz>"
 SERVING_IMAGE_PARAMETER = "ServingImageUri"
 # --serving-image-uri value that selects the managed scikit-learn image (the parameter's empty default).
@@ -59,6 +80,9 @@ class DeployConfig:
     extra_deploy_args: tuple[str, ...] = ()
     python: str = sys.executable
     sam: str = str(Path(sys.executable).with_name("sam"))
+    config_env: str = DEFAULT_CONFIG_ENV
+    region_source: str = "--region"
+    preflight: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,33 +107,12 @@ class Plan:
         return "\n".join(lines)
 
 
-def read_samconfig(path: Path = SAMCONFIG, env: str = "default") -> dict[str, Any]:
-    with path.open("rb") as handle:
-        config = tomllib.load(handle)
-    section = config.get(env, {})
-    merged: dict[str, Any] = {}
-    for command in ("global", "deploy"):
-        merged.update(section.get(command, {}).get("parameters", {}))
-    return merged
-
-
-def _as_list(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return shlex.split(value)
-    return list(value)
-
-
 def merge_overrides(base: Sequence[str], *extra: str) -> tuple[str, ...]:
     """Later ``Key=Value`` entries replace earlier ones with the same key; order is kept otherwise."""
-    merged: dict[str, str] = {}
-    for item in (*base, *extra):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise DeployError(f"parameter override {item!r} is not Key=Value")
-        merged.pop(key, None)
-        merged[key] = value
+    try:
+        merged = parse_overrides((*base, *extra))
+    except ConfigEnvError as error:
+        raise DeployError(str(error)) from error
     return tuple(f"{key}={value}" for key, value in merged.items())
 
 
@@ -153,17 +156,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def make_plan(config: DeployConfig, bucket: str, digest: str) -> Plan:
+def make_plan(config: DeployConfig, bucket: str, digest: str, notes: Sequence[str] = ()) -> Plan:
     key = sourcedir_key(config.s3_prefix, digest)
     overrides = merge_overrides(config.parameter_overrides, f"SourceDirS3Uri=s3://{bucket}/{key}")
+    # sam reads the same samconfig.toml environment (capabilities, resolve_s3, s3_prefix, build options).
+    config_env = ("--config-env", config.config_env) if config.config_env != DEFAULT_CONFIG_ENV else ()
     return Plan(
         package=(config.python, "-m", "training.packaging", "sourcedir", "--out", str(SOURCEDIR)),
         bucket=bucket,
         key=key,
-        build=(config.sam, "build", "--region", config.region),
+        build=(config.sam, "build", "--region", config.region, *config_env),
         deploy=(
             config.sam,
             "deploy",
+            *config_env,
             "--region",
             config.region,
             "--stack-name",
@@ -172,24 +178,30 @@ def make_plan(config: DeployConfig, bucket: str, digest: str) -> Plan:
             *(sam_override(item) for item in overrides),
             *config.extra_deploy_args,
         ),
+        notes=tuple(notes),
     )
 
 
-def sam_managed_bucket(cloudformation: Any) -> str:
-    """The SAM CLI's own artifact bucket in this account and region."""
-    from botocore.exceptions import ClientError
+ManageStack = Callable[[str | None, str], str]
 
+
+def sam_managed_bucket(region: str, manage_stack: ManageStack | None = None) -> str:
+    """SAM's managed bucket in this account and region (``SourceBucket`` of ``aws-sam-cli-managed-default``).
+
+    The SAM CLI's own ``manage_stack`` gets it, creating the stack first if it does not exist: the same
+    call ``sam deploy --resolve-s3`` makes, idempotent, and it deploys nothing of this project.
+    """
+    if manage_stack is None:
+        from samcli.lib.bootstrap.bootstrap import manage_stack as sam_manage_stack
+
+        manage_stack = sam_manage_stack
     try:
-        stacks = cloudformation.describe_stacks(StackName=SAM_MANAGED_STACK)["Stacks"]
-    except ClientError as error:
+        return str(manage_stack(None, region))  # (profile, region): the profile comes from AWS_PROFILE
+    except Exception as error:  # samcli's UserException family, botocore's errors: all end the deploy here
         raise DeployError(
-            f"no deployment bucket: set DEPLOY_BUCKET (or --bucket), or create SAM's managed bucket once "
-            f"with `sam deploy --guided` ({SAM_MANAGED_STACK}: {error})"
+            f"cannot get or create SAM's managed bucket (stack {SAM_MANAGED_STACK}) in {region}: {error}; "
+            "or set DEPLOY_BUCKET to a bucket of yours in that region"
         ) from error
-    for output in stacks[0].get("Outputs", []):
-        if output["OutputKey"] == SAM_MANAGED_OUTPUT:
-            return str(output["OutputValue"])
-    raise DeployError(f"stack {SAM_MANAGED_STACK} has no {SAM_MANAGED_OUTPUT} output; set DEPLOY_BUCKET")
 
 
 def upload_if_missing(s3: Any, path: Path, bucket: str, key: str) -> bool:
@@ -219,12 +231,30 @@ def run(command: Sequence[str], env: Mapping[str, str]) -> None:
     subprocess.run(list(command), cwd=ROOT, env=dict(env), check=True)
 
 
-def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> tuple[argparse.Namespace, DeployConfig]:
-    samconfig = read_samconfig()
+def parse_args(
+    argv: Sequence[str] | None,
+    environ: Mapping[str, str],
+    profile_region: Callable[[], str | None] | None = None,
+) -> tuple[argparse.Namespace, DeployConfig]:
     parser = argparse.ArgumentParser(prog="scripts/deploy.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--region", default=environ.get("REGION") or samconfig.get("region") or "us-east-1")
+    parser.add_argument(
+        "--region",
+        default=environ.get("REGION") or None,
+        help="[REGION] else AWS_REGION, AWS_DEFAULT_REGION, the profile's region",
+    )
+    parser.add_argument(
+        "--config-env",
+        default=environ.get("CONFIG_ENV") or DEFAULT_CONFIG_ENV,
+        help="samconfig.toml environment: default (dev) or prod [CONFIG_ENV]",
+    )
     parser.add_argument("--bucket", default=environ.get("DEPLOY_BUCKET") or None, help="deployment bucket")
-    parser.add_argument("--stack-name", default=samconfig.get("stack_name", "house-prices-mme"))
+    parser.add_argument("--stack-name", default=None, help="default: samconfig.toml's stack_name")
+    parser.add_argument(
+        "--skip-preflight",
+        action="store_true",
+        default=bool(environ.get("SKIP_PREFLIGHT")),
+        help="do not run python -m ops preflight first [SKIP_PREFLIGHT=1]",
+    )
     parser.add_argument(
         "--parameter-override",
         action="append",
@@ -243,20 +273,46 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> tuple[
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing, touch no AWS")
     parser.add_argument("sam_deploy_args", nargs="*", help="extra `sam deploy` arguments (after --)")
     args = parser.parse_args(argv)
+    try:
+        samconfig = read_samconfig(env=args.config_env)
+        choice = resolve_region(args.region, environ, profile_region or default_profile_region)
+    except (ConfigEnvError, DomainError) as error:
+        raise DeployError(getattr(error, "message", str(error))) from error
+    stack_name = args.stack_name or str(samconfig.get("stack_name") or "house-prices-mme")
     config = DeployConfig(
-        region=args.region,
+        region=choice.region,
+        region_source=choice.source,
         bucket=args.bucket,
-        stack_name=args.stack_name,
-        s3_prefix=str(samconfig.get("s3_prefix") or args.stack_name),
+        stack_name=stack_name,
+        s3_prefix=str(samconfig.get("s3_prefix") or stack_name),
         # samconfig.toml, then the serving image, then explicit --parameter-override entries win.
         parameter_overrides=merge_overrides(
-            _as_list(samconfig.get("parameter_overrides")),
+            as_list(samconfig.get("parameter_overrides")),
             *serving_image_override(args.serving_image_uri),
             *args.parameter_override,
         ),
         extra_deploy_args=tuple(args.sam_deploy_args),
+        config_env=args.config_env,
+        preflight=not args.skip_preflight,
     )
     return args, config
+
+
+def dry_run_notes(config: DeployConfig) -> list[str]:
+    notes = [
+        f"stack {config.stack_name} in {config.region} (region from {config.region_source}), "
+        f"samconfig.toml [{config.config_env}]"
+    ]
+    if config.preflight:
+        notes.append(
+            f"first: python -m ops preflight --config-env {config.config_env} --region {config.region} "
+            f"(stops the deploy on a failed check; decides {MANAGE_PARAMETER})"
+        )
+    else:
+        notes.append(f"preflight skipped: {MANAGE_PARAMETER} keeps the stack's value (new stack: false)")
+    if not config.bucket:
+        notes.append(f"deployment bucket: SAM's managed bucket (stack {SAM_MANAGED_STACK}), created if missing")
+    return notes
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -265,8 +321,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         args, config = parse_args(argv, environ)
         check_serving_image(config.parameter_overrides, config.region)
         if args.dry_run:
-            bucket = config.bucket or f"<{SAM_MANAGED_STACK} {SAM_MANAGED_OUTPUT}>"
-            print(make_plan(config, bucket, PLACEHOLDER_DIGEST).render())
+            bucket = config.bucket or f"<{SAM_MANAGED_STACK} SourceBucket>"
+            print(make_plan(config, bucket, PLACEHOLDER_DIGEST, dry_run_notes(config)).render())
             return 0
         return deploy(config, environ)
     except DeployError as error:
@@ -277,12 +333,40 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 1
 
 
-def deploy(config: DeployConfig, environ: Mapping[str, str]) -> int:
+def run_preflight(config: DeployConfig, services: Services) -> Report:
+    """The checks of ``python -m ops preflight``; raises DeployError when deploying would fail."""
+    request = Request(
+        stack_name=config.stack_name,
+        region=config.region,
+        region_source=config.region_source,
+        overrides=parse_overrides(config.parameter_overrides),
+        config_env=config.config_env,
+        deploy_bucket=config.bucket,
+    )
+    report = preflight(request, services)
+    print(report.render(), flush=True)
+    if report.failed:
+        raise DeployError("the preflight failed (above, each problem with its fix); nothing was deployed")
+    return report
+
+
+def deploy(
+    config: DeployConfig,
+    environ: Mapping[str, str],
+    services: Services | None = None,
+    manage_stack: ManageStack | None = None,
+) -> int:
     import boto3
 
     env = tool_environment(environ)
     session = boto3.Session(region_name=config.region)
-    bucket = config.bucket or sam_managed_bucket(session.client("cloudformation"))
+    sam_bucket: str | None = None
+    if config.preflight:
+        report = run_preflight(config, services or Services.from_session(session))
+        sam_bucket = report.sam_managed_bucket
+        decided = [f"{key}={value}" for key, value in report.decided_overrides.items()]
+        config = replace(config, parameter_overrides=merge_overrides(config.parameter_overrides, *decided))
+    bucket = config.bucket or sam_bucket or sam_managed_bucket(config.region, manage_stack)
     # Package first: the key is the archive's digest.
     package = make_plan(config, bucket, PLACEHOLDER_DIGEST).package
     run(package, env)

@@ -367,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         apply_stack(args)  # --stack NAME: bucket, prefix, training role and region from its outputs (ops/stack.py)
     except (DomainError, ValueError) as error:
-        Console(stderr=True).print(f"[red]error:[/red] {getattr(error, 'message', error)}", highlight=False)
+        message = getattr(error, "message", str(error))
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
         return 2
     if (args.publish or args.mode == "sagemaker") and not args.bucket and not args.validate_only:
         parser.error("--bucket is required with --publish and with --mode sagemaker")

@@ -16,7 +16,9 @@ ALARMS = {
     "ApiServerErrorRateAlarm": "api-5xx-rate",
     "ModelErrorAlarm": "model-errors",
     "EndpointServerErrorsAlarm": "endpoint-5xx",
-    "EndpointMemoryAlarm": "endpoint-memory",
+    "EndpointModelErrorsAlarm": "endpoint-model-errors",
+    "ModelUnloadsAlarm": "model-unloads",
+    "ModelCacheHitAlarm": "model-cache-hit-ratio",
     "ModelLoadingWaitAlarm": "model-loading-wait",
 }
 STACK = "house-prices"
@@ -117,7 +119,8 @@ def test_model_error_alarm_reads_the_metric_the_router_emits(template: Template)
 def test_endpoint_alarms_watch_the_variant(template: Template) -> None:
     expected = {
         "EndpointServerErrorsAlarm": ("AWS/SageMaker", "Invocation5XXErrors"),
-        "EndpointMemoryAlarm": ("/aws/sagemaker/Endpoints", "MemoryUtilization"),
+        "EndpointModelErrorsAlarm": ("AWS/SageMaker", "InvocationModelErrors"),
+        "ModelUnloadsAlarm": ("AWS/SageMaker", "ModelUnloadingTime"),
         "ModelLoadingWaitAlarm": ("AWS/SageMaker", "ModelLoadingWaitTime"),
     }
     for logical_id, (namespace, metric) in expected.items():
@@ -147,8 +150,8 @@ def test_dashboard_body_is_json_with_the_operational_widgets(template: Template)
         "API latency (ms)",
         "API requests and errors",
         "Router duration (ms)",
-        "Endpoint invocations",
-        "Model cache hit ratio",
+        "Endpoint invocations and errors",
+        "Model cache hit ratio and unloads",
         "Loaded models and load wait",
         "Endpoint memory and disk (%)",
         "Alarms",
