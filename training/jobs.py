@@ -21,7 +21,9 @@ CLI::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +35,7 @@ from rich.console import Console
 
 from house_prices import naming, schema
 from house_prices.errors import DomainError
+from ops.config import ConfigError
 from ops.stack import apply_stack
 from training import data as data_module
 from training import images
@@ -122,6 +125,16 @@ def _parser() -> argparse.ArgumentParser:
         help=f"sagemaker mode: segments trained by one job (default {DEFAULT_SEGMENTS_PER_JOB})",
     )
     parser.add_argument("--wait", action="store_true", help="sagemaker mode: wait for the jobs to finish")
+    parser.add_argument(
+        "--wait-live",
+        nargs="?",
+        type=float,
+        const=120.0,
+        default=None,
+        metavar="SECONDS",
+        help="after publishing, wait (default 120 s) for model-sync's verdict per segment: live, held back, rejected",
+    )
+    parser.add_argument("--table", help="--wait-live: the registry table (default: REGISTRY_TABLE, the stack's)")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     parser.add_argument("--workers", type=_positive, default=None, help="local worker processes (default: CPU count)")
     parser.add_argument("--no-progress", action="store_true")
@@ -291,6 +304,39 @@ class _Run:
         return finished, completed
 
 
+def _with_verdicts(run: _Run, outcomes: list[SegmentOutcome]) -> list[SegmentOutcome]:
+    """``--wait-live``: each published segment's outcome with model-sync's decision on its artifact."""
+    published = {
+        o.city: o.artifact.removeprefix(f"s3://{run.args.bucket}/") for o in outcomes if o.outcome == "trained"
+    }
+    if run.args.wait_live is None or not published:
+        return outcomes
+    from house_prices.registry import ModelRegistry
+    from ops.config import resolve
+    from training.verdicts import wait_for_verdicts
+
+    stack_outputs = None
+    if run.args.stack:
+        from ops.stack import deployed_stack
+
+        stack_outputs = deployed_stack(run.args.stack, region=run.args.region).outputs
+    config = resolve(
+        run.args.bucket, run.args.prefix, run.args.table, None, dict(os.environ), stack_outputs=stack_outputs
+    )
+    registry = ModelRegistry(run.client("dynamodb"), config.require_table())
+    started = time.perf_counter()
+    verdicts = wait_for_verdicts(registry, published, run.args.wait_live)
+    run.stages["promote"] = time.perf_counter() - started
+    return [
+        dataclasses.replace(
+            o, verdict=verdicts[o.city].status, version=verdicts[o.city].version, reason=verdicts[o.city].reason
+        )
+        if o.city in verdicts
+        else o
+        for o in outcomes
+    ]
+
+
 def _record(store: ManifestStore, manifest: Manifest, done: Sequence[tuple[SegmentInput, str]], run: _Run) -> None:
     if done:
         manifest.record(done, run.hyperparameters)
@@ -320,6 +366,7 @@ def execute(run: _Run) -> int:
         return 0
     if args.mode == "sagemaker":
         outcomes, completed = run.submit(to_train)
+        outcomes = _with_verdicts(run, outcomes)
         done = [o for o in outcomes if o.outcome == "trained"]
         if incremental:
             # Only what is known to have trained (after --wait) is recorded; submitted segments retrain next run.
@@ -330,6 +377,8 @@ def execute(run: _Run) -> int:
         _emit(run, summary)
         return 0 if completed and summary.ok else 1
     trained, failed, _ = run.train_local(to_train)
+    if args.publish:
+        trained = _with_verdicts(run, trained)
     if incremental:
         _record(store, manifest, [(by_city[o.city], o.job) for o in trained], run)
     summary = summarise(trained, [s.city for s in unchanged], run.skipped, failed, time.perf_counter() - started)
@@ -374,9 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--bucket is required with --publish and with --mode sagemaker")
     try:
         return execute(_Run(parser, args))
-    except DomainError as error:
+    except (DomainError, ConfigError) as error:
         # Never a traceback: the message says what to fix.
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {error.message}", highlight=False)
+        message = getattr(error, "message", str(error))
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
         return 2
     except (BotoCoreError, ClientError) as error:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] AWS: {error}", highlight=False)

@@ -25,6 +25,9 @@ class SegmentOutcome:
     job: str = ""
     ae_p50: float | None = None
     artifact: str = ""
+    # model-sync's decision (--wait-live): live, standby (held back by the gate), rejected or pending.
+    verdict: str = ""
+    version: str = ""
 
 
 @dataclass
@@ -40,7 +43,10 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return not any(segment.outcome == "failed" for segment in self.segments)
+        """No segment failed, and none that was waited for was rejected or left without a verdict."""
+        return not any(
+            segment.outcome == "failed" or segment.verdict in ("rejected", "pending") for segment in self.segments
+        )
 
     def to_json(self, validation: Mapping[str, Any] | None = None) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -80,16 +86,20 @@ def print_run(summary: RunSummary, console: Console, *, limit: int = 200) -> Non
     table.add_column("outcome", no_wrap=True)
     table.add_column("AE p50", justify="right", no_wrap=True)
     table.add_column("job", no_wrap=True)
+    if any(segment.verdict for segment in summary.segments):
+        table.add_column("model-sync", no_wrap=True)
     table.add_column("reason", overflow="fold")
     rank = {"failed": 0, "skipped": 1, "trained": 2, "submitted": 2, "unchanged": 3}
     ordered = sorted(summary.segments, key=lambda s: (rank[s.outcome], s.city))
     for segment in ordered[:limit]:
         style = _STYLE[segment.outcome]
+        verdict = [f"{segment.verdict} {segment.version}".strip() or "–"] if len(table.columns) == 6 else []
         table.add_row(
             segment.city,
             f"[{style}]{segment.outcome}[/{style}]",
             "–" if segment.ae_p50 is None else f"${segment.ae_p50:,.0f}",
             segment.job or "–",
+            *verdict,
             segment.reason or "",
         )
     console.print(table)

@@ -73,19 +73,22 @@ def test_a_users_file_is_validated_trained_promoted_served_and_retrained_increme
     # Given a file with three regions, one of them too small to train, named in the user's own way
     data = tmp_path / "sales.csv"
     write_houses(data, {"North Shore": 150, "Lakeview": 150, "Tiny Town": 12}, seed=1)
-    # When it is trained and published
-    first = train_file(stack, data, tmp_path / "work")
+    # When it is trained and published, waiting for model-sync's verdicts
+    first = train_file(stack, data, tmp_path / "work", "--wait-live", "60", "--table", stack.info.registry_table)
     # Then the two real regions trained under their documented city names, and the small one is named as skipped
     assert outcomes(first) == {"Lakeview": "trained", "North_Shore": "trained", "Tiny_Town": "skipped"}
     assert "fewer than --min-rows" in next(s["reason"] for s in first["segments"] if s["city"] == "Tiny_Town")
     assert first["validation"]["rows_read"] == 312
+    # And the run itself reports both as live, with the version model-sync gave each
+    verdicts = {s["city"]: (s["verdict"], s["version"]) for s in first["segments"] if s["outcome"] == "trained"}
+    assert {city: verdict for city, (verdict, _) in verdicts.items()} == {"Lakeview": "live", "North_Shore": "live"}
     # And model-sync promoted both, and the API prices a house in each, the dearer region higher
     live = wait_for_live(registry, ["North_Shore", "Lakeview"], QUIET, timeout=60)
     prices = {}
     for city in ("North_Shore", "Lakeview"):
         response = httpx.post(f"{stack.info.api_url}/locations/{city}/predictions", json=HOUSE, timeout=30)
         assert response.status_code == 200, response.text
-        assert response.json()["model"]["version"] == live[city].version
+        assert response.json()["model"]["version"] == live[city].version == verdicts[city][1]
         prices[city] = response.json()["predictions"][0]["price"]
     assert prices["Lakeview"] > prices["North_Shore"]
 

@@ -30,14 +30,14 @@ from house_prices.artifacts import ArtifactReport, HashingReader, inspect_artifa
 from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused
 from house_prices.naming import PACKED_MODEL_FILENAME, KeyLayout, TrainingOutput, make_version, target_model
 from house_prices.observability import MetricUnit, logger, metrics
-from house_prices.registry import LiveModel, ModelVersion, Status
+from house_prices.registry import PENDING_REASON, LiveModel, ModelVersion, Status
 from house_prices.schema import FEATURE_NAMES
 from model_sync.gate import GatePolicy, Measured, decide, disagreement, metrics_problem
 from model_sync.measure import MAX_VALIDATION_BYTES, ValidationRowsProblem, measure, parse_rows
 from packed_forest import PackedForest, PackedForestError
 
 Action = Literal["promoted", "standby", "duplicate", "rejected", "ignored"]
-PENDING = "pending: quality gate not applied yet"
+PENDING = PENDING_REASON
 SHA256_METADATA = "sha256"
 
 # One metric per outcome; no city/version dimension (cardinality).

@@ -32,6 +32,9 @@ LIVE_RECORD = "live"
 LIVE_INDEX = "live-models"
 LIVE_PARTITION_ATTRIBUTE = "live_partition"
 VERSION_RECORD_PREFIX = "v#"
+# The reason of a version recorded before its gate decision: model-sync resumes such a version on redelivery,
+# and readers (``training.verdicts``) know the decision is still to come.
+PENDING_REASON = "pending: quality gate not applied yet"
 
 # DynamoDB's number type (38 digits, exponent -130..125); a value it would round or clamp is refused,
 # as boto3's TypeSerializer refuses it.
