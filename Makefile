@@ -121,3 +121,50 @@ bench-http-api: wrk $(BENCH_STAMP) ## local HTTP API throughput vs a bare ceilin
 clean: ## remove build outputs and local state (keeps .venv)
 	rm -rf .aws-sam .local build
 
+# --- The dense multi-model container (container/, docs/container.md) ---------------------------------------
+# One venv from the image's pinned requirements (Python 3.12, as in the image); tests/integration/
+# test_container_image.py builds the same one (same stamp), so either may create it.
+CONTAINER_VENV := build/container-venv
+CONTAINER_STAMP := $(CONTAINER_VENV)/.installed-$(shell sha256sum requirements/container.txt | cut -c1-12)
+CONTAINER_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+IMAGE_NAME ?= house-prices-dense-mme
+IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
+IMAGE_TOOL ?= $(firstword $(shell command -v docker podman buildah 2>/dev/null))
+AWS ?= aws
+PORT ?= 8080
+HOST ?= 127.0.0.1
+# Outside a container there is no cgroup limit: the budget is this less headroom (docs/container.md).
+CONTAINER_MEMORY_BYTES ?= 4294967296
+MODEL_ROOT ?= $(CURDIR)/build/container-models
+
+.PHONY: image image-push serve-container
+
+$(CONTAINER_STAMP): requirements/container.txt
+	@test -n "$(CONTAINER_PYTHON)" || { echo "serve-container needs Python 3.12 (the image's): pyenv install 3.12"; exit 2; }
+	rm -rf $(CONTAINER_VENV)
+	$(CONTAINER_PYTHON) -m venv $(CONTAINER_VENV)
+	$(CONTAINER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/container.txt
+	touch $@
+
+serve-container: $(CONTAINER_STAMP) ## the image's command (python -m container serve) in the foreground: PORT, MODEL_ROOT, CONTAINER_MEMORY_BYTES
+	mkdir -p $(MODEL_ROOT)
+	PYTHONPATH=$(CURDIR):$(CURDIR)/layers/common PYTHONUNBUFFERED=1 MALLOC_ARENA_MAX=2 \
+		CONTAINER_HOST=$(HOST) CONTAINER_PORT=$(PORT) CONTAINER_MODEL_ROOT=$(MODEL_ROOT) \
+		CONTAINER_MEMORY_BYTES=$(CONTAINER_MEMORY_BYTES) \
+		$(CONTAINER_VENV)/bin/python -m container serve
+
+image: ## build the dense container image (container/Dockerfile) with docker, podman or buildah: IMAGE_NAME, IMAGE_TAG
+	@test -n "$(IMAGE_TOOL)" || { echo "make image needs docker, podman or buildah"; exit 2; }
+	$(IMAGE_TOOL) build -f container/Dockerfile -t $(IMAGE_NAME):$(IMAGE_TAG) .
+
+image-push: image ## push the image to ECR (account: aws sts get-caller-identity; REGION); prints the image URI
+	@set -euo pipefail; \
+	account=$$($(AWS) sts get-caller-identity --query Account --output text); \
+	registry=$$account.dkr.ecr.$(REGION).amazonaws.com; \
+	$(AWS) ecr describe-repositories --region $(REGION) --repository-names $(IMAGE_NAME) >/dev/null 2>&1 || \
+		$(AWS) ecr create-repository --region $(REGION) --repository-name $(IMAGE_NAME) \
+			--image-scanning-configuration scanOnPush=true >/dev/null; \
+	$(AWS) ecr get-login-password --region $(REGION) | $(IMAGE_TOOL) login --username AWS --password-stdin $$registry; \
+	$(IMAGE_TOOL) tag $(IMAGE_NAME):$(IMAGE_TAG) $$registry/$(IMAGE_NAME):$(IMAGE_TAG); \
+	$(IMAGE_TOOL) push $$registry/$(IMAGE_NAME):$(IMAGE_TAG); \
+	echo "image: $$registry/$(IMAGE_NAME):$(IMAGE_TAG)"

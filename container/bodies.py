@@ -1,0 +1,54 @@
+"""Reading a request body within a size limit and a deadline, straight from the ASGI ``receive``.
+
+A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked body is cut
+off as soon as it passes the limit; a body that has not fully arrived by the deadline is answered 408
+(and the connection closed, since the rest of it may still come).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from container.errors import BadRequest, ClientGone, PayloadTooLarge, RequestTimeout
+
+Receive = Any
+
+
+async def read_body(receive: Receive, declared: bytes | str | None, limit: int, timeout: float) -> bytes:
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise BadRequest("Content-Length must be an integer") from None
+        if size > limit:
+            raise too_large(size, limit)
+    try:
+        async with asyncio.timeout(timeout):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            body: bytes = message.get("body", b"")
+            if not message.get("more_body", False):
+                if len(body) > limit:
+                    raise too_large(len(body), limit)
+                return body
+            chunks = [body]
+            total = len(body)
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone()
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > limit:
+                    raise too_large(total, limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise RequestTimeout(f"The request body was not received within {timeout:g} s.") from None
+
+
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is {size} bytes or more; at most {limit} are accepted.")
