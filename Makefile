@@ -74,7 +74,7 @@ deploy: $(STAMP) ## preflight, package + upload sourcedir.tar.gz, sam build, sam
 preflight: $(STAMP) ## would make deploy work in this account and region? each problem with its fix (REGION= CONFIG_ENV=)
 	$(DEPLOY_ENV) $(PYTHON) -m ops preflight
 
-demo: $(STAMP) ## the seed notebook end to end on the local stack (no AWS, no Docker)
+demo: $(STAMP) ## the original notebook end to end on the local stack (no AWS, no Docker)
 	$(PYTHON) -m local.demo
 
 up: $(STAMP) ## run the local stack until Ctrl-C; state persists in .local/state (FRESH=1 starts empty)

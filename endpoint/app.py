@@ -22,7 +22,7 @@ from starlette.routing import Route
 from endpoint import toolkit
 from endpoint.config import EndpointConfig
 from endpoint.download import ArtifactCache, make_s3_client
-from endpoint.handlers import exception_handlers
+from endpoint.handlers import exception_handlers, unparsable_request
 from endpoint.invocations import InvokeEndpoint
 from endpoint.loader import ModelLoader
 from endpoint.memory import Trimmer
@@ -119,4 +119,6 @@ def create_app(config: EndpointConfig, *, s3_client: Any = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # Requests uvicorn's parser rejects get InvokeEndpoint's JSON ValidationError too (endpoint.http.server_config).
+    app.state.unparsable_request = unparsable_request
     return app

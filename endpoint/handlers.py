@@ -2,12 +2,15 @@
 
 Routes and the store raise; nothing else builds an error response. Every error is JSON with
 ``x-amzn-ErrorType`` (what botocore reads for the code) and ``x-amzn-RequestId``, and is counted in
-``endpoint_invocations_total`` by its code.
+``endpoint_invocations_total`` by its code. A request the HTTP parser rejects never reaches the app:
+:func:`unparsable_request` is its answer, in the same shape (not counted: no request reached a route).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +32,7 @@ from endpoint.errors import (
     StorageUnavailable,
     UnknownOperation,
 )
+from endpoint.http import RawResponse
 from endpoint.metrics import EndpointMetrics
 
 log = logging.getLogger("endpoint")
@@ -93,3 +97,15 @@ def exception_handlers(config: EndpointConfig, metrics: EndpointMetrics) -> Mapp
         HTTPException: http_error,
         Exception: unexpected,
     }
+
+
+def unparsable_request(received: bytes, reason: str) -> RawResponse:
+    """InvokeEndpoint's ValidationError for a request that is not parsable HTTP (e.g. a TargetModel header
+    with a control character); served by ``endpoint.http.AnsweringParseErrors``, which closes the connection."""
+    error = protocol.unparsable_request(received, reason)
+    headers = [
+        ("content-type", "application/json"),
+        (protocol.ERROR_TYPE_HEADER, error.code),
+        (protocol.REQUEST_ID_HEADER, str(uuid.uuid4())),
+    ]
+    return RawResponse(error.status, headers, json.dumps(error.body()).encode())

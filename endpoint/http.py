@@ -7,14 +7,24 @@ Profiling the endpoint under ``wrk -c50`` put ~45 % of its CPU time in those two
 expensive here). Writes made during one event-loop iteration are therefore held and handed to the
 real transport together at the end of the iteration: one call per response, same bytes, same order.
 Everything else (flow control, keep-alive, closing) is uvicorn's own.
+
+A request that httptools cannot parse (an unknown or lower-case method, a request target of 64 KB or
+more, a control character in a header, ...) never reaches the app: uvicorn answers it with a plain-text
+``400 Invalid HTTP request received.``. An app whose wire protocol says otherwise provides
+``unparsable_request(received, reason)`` (on a Starlette app: ``app.state.unparsable_request``);
+:func:`server_config` then serves it with :class:`AnsweringParseErrors`, which sends that answer
+instead and closes the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
-from typing import Any
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar, Protocol
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -60,12 +70,84 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
 
+class ParseErrorResponse(Protocol):
+    """What a server answers a request its HTTP parser rejected (the connection is closed after it)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, str]]: ...
+    @property
+    def body(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: Sequence[tuple[str, str]]
+    body: bytes
+
+
+# (the bytes of the data chunk the parser failed on, the parser's reason) -> the answer
+UnparsableAnswer = Callable[[bytes, str], ParseErrorResponse]
+UNPARSABLE_HOOK = "unparsable_request"
+
+
+class AnsweringParseErrors(CoalescingHttpToolsProtocol):
+    """A coalescing protocol that answers unparsable requests with ``answer`` instead of uvicorn's text."""
+
+    answer: ClassVar[UnparsableAnswer]
+    _received: bytes = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._received = data  # what the parser fails on, if it does: the answer may look at it
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        # Called by uvicorn from its ``except httptools.HttpParserError`` block (after it logged a warning):
+        # the exception names the reason.
+        error = sys.exception()
+        reason = str(error) if error is not None else msg
+        response = type(self).answer(self._received, reason)
+        phrase = HTTPStatus(response.status).phrase
+        content = [f"HTTP/1.1 {response.status} {phrase}\r\n".encode("latin-1")]
+        for default_name, default_value in self.server_state.default_headers:  # date (and server, when on)
+            content.extend([default_name, b": ", default_value, b"\r\n"])
+        for name, value in response.headers:
+            content.append(f"{name}: {value}\r\n".encode("latin-1"))
+        content.append(f"content-length: {len(response.body)}\r\nconnection: close\r\n\r\n".encode("latin-1"))
+        content.append(response.body)
+        self.transport.write(b"".join(content))
+        self.transport.close()
+
+
+def answering_parse_errors(answer: UnparsableAnswer) -> type[AnsweringParseErrors]:
+    """The protocol class for ``uvicorn.Config(http=...)`` that answers unparsable requests with ``answer``."""
+
+    class Answering(AnsweringParseErrors):
+        pass
+
+    Answering.answer = staticmethod(answer)
+    return Answering
+
+
+def unparsable_answer(app: Any) -> UnparsableAnswer | None:
+    """``app``'s answer to requests the HTTP parser rejects, if its wire protocol has one."""
+    hook = getattr(app, UNPARSABLE_HOOK, None) or getattr(getattr(app, "state", None), UNPARSABLE_HOOK, None)
+    return hook if callable(hook) else None
+
+
 def server_config(app: Any, **options: Any) -> uvicorn.Config:
-    """The endpoint's uvicorn settings, for ``python -m endpoint`` and the in-process servers of tests alike."""
+    """The endpoint's uvicorn settings, for ``python -m endpoint`` and the in-process servers of tests alike.
+
+    An app with an ``unparsable_request`` answer (:func:`unparsable_answer`) is served with a protocol that
+    sends it; any other app gets uvicorn's own answer to unparsable requests.
+    """
+    answer = unparsable_answer(app)
     settings: dict[str, Any] = {
         # The fast stock stack (pinned in requirements): uvloop + httptools, with single-write responses.
         "loop": "uvloop",
-        "http": CoalescingHttpToolsProtocol,
+        "http": CoalescingHttpToolsProtocol if answer is None else answering_parse_errors(answer),
         "log_level": "warning",
         "access_log": False,
         # Nothing sits in front of the endpoint: no X-Forwarded-* to trust, and no per-request cost for it.

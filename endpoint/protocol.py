@@ -42,6 +42,29 @@ def validate_target_model(value: str | None) -> str:
     return value
 
 
+def unparsable_request(received: bytes, reason: str) -> ValidationError:
+    """The error for a request the HTTP parser rejected: a TargetModel header that is not printable gets
+    TargetModel's own ValidationError (as it would had it parsed); anything else says what was wrong."""
+    target = _raw_header(received, TARGET_MODEL_HEADER)
+    if target is not None:
+        try:
+            validate_target_model(target)
+        except ValidationError as error:
+            return error
+    return ValidationError(f"The request is not valid HTTP/1.1: {reason}.")
+
+
+def _raw_header(received: bytes, name: str) -> str | None:
+    """``name``'s value as sent in the request head, control characters and all (None when absent)."""
+    head = received.split(b"\r\n\r\n", 1)[0]
+    wanted = name.lower().encode("latin-1")
+    for line in head.split(b"\n")[1:]:
+        field, colon, value = line.partition(b":")
+        if colon and field.strip().lower() == wanted:
+            return value.strip(b" \t\r").decode("latin-1")
+    return None
+
+
 def validate_custom_attributes(value: str | None) -> str | None:
     if value is None:
         return None

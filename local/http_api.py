@@ -10,7 +10,9 @@ split out, query parameters comma-joined, bodies base64-encoded unless textual, 
 Whatever API Gateway itself answers is JSON ``{"message": ...}``, as on AWS: no route for the method
 and path (any method, TRACE included, any path, ``%0A`` included) is 404 ``Not Found``; a failed or
 timed-out invocation or an unusable result is 500 ``Internal Server Error``; a body over the 10 MB
-quota is 413. With CORS configured, preflights (``OPTIONS`` with ``Origin`` and
+quota is 413; a request the HTTP parser rejects (an unknown or lower-case method, a request line of
+64 KB or more, control characters in a header) is 400 ``Bad Request`` (:meth:`HttpApi.unparsable_request`).
+With CORS configured, preflights (``OPTIONS`` with ``Origin`` and
 ``Access-Control-Request-Method``) are answered 204 here and never reach the function, and the
 configured CORS headers replace any the function returns.
 
@@ -251,8 +253,10 @@ class HttpResponse:
 
 
 def gateway_error(status: int, message: str) -> HttpResponse:
-    """An error API Gateway itself produces (not the function): always a JSON ``message``."""
-    return HttpResponse(status, [("content-type", "application/json")], json.dumps({"message": message}).encode())
+    """An error API Gateway itself produces (not the function): always a JSON ``message``, byte for byte
+    as API Gateway writes it (``{"message":"Not Found"}``)."""
+    body = json.dumps({"message": message}, separators=(",", ":")).encode()
+    return HttpResponse(status, [("content-type", "application/json")], body)
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -488,6 +492,14 @@ class HttpApi:
             return gateway_error(500, "Internal Server Error")
         return response if self.cors is None else with_cors(response, self.cors, origin)
 
+    def unparsable_request(self, received: bytes, reason: str) -> HttpResponse:
+        """The answer to a request the HTTP parser rejects (an unknown or lower-case method, a request line of
+        64 KB or more, a control character in a header): API Gateway's JSON ``400 {"message":"Bad Request"}``,
+        the function not invoked; the server closes the connection (``endpoint.http.AnsweringParseErrors``)."""
+        log.warning("unparsable request answered 400 without invoking %s: %s", self.function.function_name, reason)
+        response = gateway_error(400, "Bad Request")
+        return HttpResponse(response.status, [*response.headers, ("apigw-requestid", _request_id())], response.body)
+
     async def _read_body(self, receive: Receive, headers: Sequence[tuple[str, str]]) -> bytes | None:
         """The request body, or None when it exceeds API Gateway's payload limit (never buffered past it)."""
         declared = next((value for name, value in headers if name == "content-length"), "")
@@ -530,9 +542,7 @@ class HttpApi:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import uvicorn
-
-    from endpoint.http import SocketServer
+    from endpoint.http import SocketServer, server_config
     from endpoint.sockets import listening_socket
     from local import ready
     from local.lambda_runtime import add_function_arguments, with_environment
@@ -569,7 +579,9 @@ def main(argv: list[str] | None = None) -> int:
         facts = ready.HttpApiReady(port=port, url=f"http://127.0.0.1:{port}", pid=os.getpid(), sandboxes=size)
         ready.write(args.ready_file, facts)
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", server_header=False)
+    # The endpoint's server settings (httptools, uvloop, no proxy headers: API Gateway sets sourceIp from the
+    # connection), and app.unparsable_request for what the parser rejects; no server header, as API Gateway.
+    config = server_config(app, server_header=False)
     server = SocketServer(config, sock, on_started=publish if args.ready_file else None)
     if args.ready_file:
         server.stop_with_parent()

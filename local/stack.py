@@ -594,37 +594,74 @@ class LocalStack:
 # --- make up -----------------------------------------------------------------------------------
 
 
-def print_banner(info: StackInfo, started_seconds: float) -> None:
-    from rich.console import Console
-    from rich.panel import Panel
-    from rich.table import Table
+def print_banner(
+    info: StackInfo, started_seconds: float, live_cities: Sequence[str] | None = None, stack_file: Path | None = None
+) -> None:
+    """What runs where, and what to try next: a prediction for a live city, or, with none live yet, how to
+    train some first (``live_cities=[]``); ``None`` when unknown (no prediction is suggested).
 
-    console = Console()
-    table = Table(show_header=False, box=None, padding=(0, 2))
-    table.add_column(style="bold cyan")
-    table.add_column()
-    table.add_row("HTTP API", info.api_url)
-    table.add_row("Endpoint (SageMaker Runtime)", f"{info.endpoint_url}  name={info.endpoint_name}")
-    table.add_row("S3 / SQS / DynamoDB (moto)", info.s3_endpoint_url)
-    table.add_row("Bucket", info.bucket)
-    table.add_row("Model data URL", info.model_data_url)
-    table.add_row("Registry table", info.registry_table)
-    table.add_row("Logs", info.log_dir)
-    table.add_row("State", info.state_dir or "in memory only")
-    console.print(Panel(table, title=f"local stack up in {started_seconds:.1f}s", border_style="green"))
-    sample = json.dumps(schema.EXAMPLE_HOUSE)
-    console.print("[bold]Try:[/bold]")
-    for line in (
-        f"curl -s {info.api_url}/health",
-        f"curl -s {info.api_url}/locations",
-        f"curl -s -X POST {info.api_url}/locations/Chicago_IL/predictions "
-        f"-H 'content-type: application/json' -d '{sample}'",
-    ):
-        console.print(f"  {line}", markup=False, highlight=False)
+    Every value and command is printed whole on one line (soft wrap), in a terminal of any width or a pipe.
+    """
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+
+    def say(text: str = "", style: str | None = None) -> None:
+        console.print(text, style=style, markup=False, highlight=False)
+
+    facts = {
+        "HTTP API": info.api_url,
+        "Endpoint (SageMaker Runtime)": f"{info.endpoint_url}  name={info.endpoint_name}",
+        "S3 / SQS / DynamoDB (moto)": info.s3_endpoint_url,
+        "Bucket": info.bucket,
+        "Model data URL": info.model_data_url,
+        "Registry table": info.registry_table,
+        "Logs": info.log_dir,
+        "State": info.state_dir or "in memory only",
+    }
+    width = max(len(name) for name in facts)
+    say(f"local stack up in {started_seconds:.1f}s", style="bold green")
+    for name, value in facts.items():
+        say(f"  {name:<{width}}  {value}")
     exports = " ".join(f"{name}={value}" for name, value in info.client_environment().items())
-    console.print("[bold]Point any boto3 program (training.jobs, ops, scripts) at it:[/bold]")
-    console.print(f"  export {exports}", markup=False, highlight=False)
-    console.print("[dim]stack facts in .local/stack.json — Ctrl-C stops everything[/dim]")
+    api = info.api_url
+    if live_cities is not None and not live_cities:
+        say(
+            "No model is live yet: train and publish some cities first (in another shell; model-sync promotes them):",
+            style="bold",
+        )
+        say(f"  export {exports}")
+        say(f"  .venv/bin/python -m training.jobs --cities Chicago_IL Dallas_TX --publish --bucket {info.bucket}")
+        say(f"  curl -s {api}/locations")
+    else:
+        say("Try:", style="bold")
+        say(f"  curl -s {api}/health")
+        say(f"  curl -s {api}/locations")
+        if live_cities:
+            sample = json.dumps(schema.EXAMPLE_HOUSE)
+            say(
+                f"  curl -s -X POST {api}/locations/{sorted(live_cities)[0]}/predictions "
+                f"-H 'content-type: application/json' -d '{sample}'"
+            )
+        say("Point any boto3 program (training.jobs, ops, scripts) at it:", style="bold")
+        say(f"  export {exports}")
+    where = stack_file or Path(DEFAULT_STATE_DIR) / STACK_FILE_NAME
+    say(f"stack facts in {where} — Ctrl-C stops everything", style="dim")
+
+
+def live_cities(stack: LocalStack) -> list[str] | None:
+    """The cities with a live model in the stack's registry; None if it cannot be read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from house_prices.errors import DomainError
+    from house_prices.registry import ModelRegistry
+
+    try:
+        return [
+            model.city for model in ModelRegistry(stack.client("dynamodb"), stack.info.registry_table).live_models()
+        ]
+    except (BotoCoreError, ClientError, DomainError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -666,7 +703,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.quiet:
             print(json.dumps({"ready": True, "api_url": info.api_url}), flush=True)
         else:
-            print_banner(info, time.perf_counter() - started)
+            print_banner(
+                info,
+                time.perf_counter() - started,
+                live_cities=live_cities(stack),
+                stack_file=Path(args.state_dir) / STACK_FILE_NAME,
+            )
         while not stopped.wait(0.5):
             if stack.failure:
                 print(f"stopping: {stack.failure.splitlines()[0]} (logs: {stack.log_dir})", file=sys.stderr)

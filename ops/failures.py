@@ -142,13 +142,15 @@ def run(args: argparse.Namespace, config: OpsConfig) -> tuple[Any, list[dict[str
         if args.command == "failed":
             rows = list_failed(queue)
             columns: Sequence[str] = ("id", "timestamp", "attempts", "keys", "error_type", "error")
-            return rows, rows, columns, f"Failed model-sync events ({len(rows)})", 0
+            title = f"Failed model-sync events ({len(rows)})" if rows else "Failed model-sync events"
+            return rows, rows, columns, title, 0
         service = _model_sync(config)
         rows = redrive(queue, service.sync_event_records, args.ids)
     except ClientError as error:
         raise ConfigError(f"failure queue {url}: {error}") from error
     bad = any(row["outcome"] != "redriven" for row in rows)
-    return rows, rows, ("id", "outcome", "detail"), f"Redriven ({len(rows)})", 1 if bad else 0
+    title = f"Redriven ({len(rows)})" if rows else "Redriven"
+    return rows, rows, ("id", "outcome", "detail"), title, 1 if bad else 0
 
 
 def _model_sync(config: OpsConfig) -> Any:

@@ -309,7 +309,8 @@ def add_command(commands: Any) -> None:
     command.add_argument("--models", type=int, required=True, help="models to keep loaded")
     command.add_argument("--rps", type=float, required=True, help="requests per second, all models together")
     command.add_argument("--rows-per-request", type=int, default=1, help="houses per request (default 1)")
-    command.add_argument("--region", default="us-east-1", help="price list region (default us-east-1)")
+    # SUPPRESS: a global --region given before `plan` must not be overridden by this one's default.
+    command.add_argument("--region", default=argparse.SUPPRESS, help="price list region (default us-east-1)")
     command.add_argument(
         "--min-instances", type=int, help="floor of instances (default 2: more than one Availability Zone)"
     )
@@ -319,13 +320,16 @@ def add_command(commands: Any) -> None:
     command.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
 
 
+DEFAULT_PRICE_REGION = "us-east-1"
+
+
 def run(args: argparse.Namespace) -> Plan:
     figures = Figures.load(args.figures)
     demand = Demand(
         models=args.models,
         rps=args.rps,
         rows_per_request=args.rows_per_request,
-        region=args.region,
+        region=getattr(args, "region", None) or DEFAULT_PRICE_REGION,
         min_instances=int(figures.min_instances.value) if args.min_instances is None else args.min_instances,
         target_utilisation=(
             figures.target_utilisation.value if args.target_utilisation is None else args.target_utilisation

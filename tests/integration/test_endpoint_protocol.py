@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from botocore.parsers import create_parser
 from sklearn.ensemble import RandomForestRegressor
 
 from endpoint.testing import (
@@ -274,3 +276,61 @@ def test_ping_and_metrics(start: Start) -> None:
         "LoadedModelCount",
     ):
         assert f"# TYPE {name} " in metrics.text
+
+
+def raw_exchange(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as is on a fresh connection; read until the server closes it."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(request)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    # Header names lower-cased, as HTTP compares them (and botocore's header dict does)
+    headers = {name.decode().lower(): value.decode() for name, _, value in (line.partition(b": ") for line in lines)}
+    return int(status.split()[1]), headers, body
+
+
+def invocation(target_model: bytes, method: bytes = b"POST") -> bytes:
+    return (
+        method + b" /endpoints/" + ENDPOINT.encode() + b"/invocations HTTP/1.1\r\nHost: runtime\r\n"
+        b"Content-Type: text/csv\r\nX-Amzn-SageMaker-Target-Model: " + target_model + b"\r\n"
+        b"Content-Length: 1\r\n\r\n1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "fragment"),
+    [
+        # Control characters the HTTP parser itself rejects, and one it lets through (TAB) to the validation
+        (invocation(b"Chicago\x01_IL.tar.gz"), "TargetModel must consist of printable characters"),
+        (invocation(b"Chicago_IL.tar.gz\x7f"), "TargetModel must consist of printable characters"),
+        (invocation(b"Chicago\x00_IL.tar.gz"), "TargetModel must consist of printable characters"),
+        (invocation(b"Chicago\t_IL.tar.gz"), "TargetModel must consist of printable characters"),
+        # Not a TargetModel problem: the message names what the parser rejected
+        (invocation(b"Chicago_IL.tar.gz", method=b"post"), "not valid HTTP/1.1: Invalid method"),
+    ],
+    ids=["SOH", "DEL", "NUL", "TAB", "lower-case method"],
+)
+def test_unparsable_requests_are_json_validation_errors_botocore_reads(
+    start: Start, request_bytes: bytes, fragment: str
+) -> None:
+    # Given a request with a TargetModel header SageMaker's validation refuses (or one that is not HTTP/1.1)
+    url, _ = start()
+    # When it reaches the endpoint over a raw socket
+    status, headers, body = raw_exchange(url, request_bytes)
+    # Then it is InvokeEndpoint's JSON ValidationError, as for any other invalid parameter
+    assert status == 400
+    assert headers["x-amzn-errortype"] == "ValidationError"
+    assert headers["x-amzn-requestid"]
+    assert headers["content-type"] == "application/json"
+    assert fragment in json.loads(body)["Message"]
+    # And botocore reads it as such
+    operation = sagemaker_runtime(url).meta.service_model.operation_model("InvokeEndpoint")
+    parsed = create_parser("rest-json").parse(
+        {"status_code": status, "headers": headers, "body": body}, operation.output_shape
+    )
+    assert parsed["Error"]["Code"] == "ValidationError"
+    assert fragment in parsed["Error"]["Message"]

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from endpoint.testing import serve_in_thread
 from local.http_api import ApiIdentity, HttpApi
 from local.sandboxes import SandboxPool, SandboxSpec
-from local.template import CorsConfiguration, FunctionSpec, HttpRoute
+from local.template import CorsConfiguration, FunctionSpec, HttpRoute, LocalResources, Template
 
 pytestmark = pytest.mark.slow
 
@@ -243,3 +244,101 @@ def test_cors_requests_get_the_configured_headers_not_the_functions(http: httpx.
     without_origin = http.post("/echo/x", content=b"{}")
     assert with_origin.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-origin" not in without_origin.headers
+
+
+# --- what API Gateway answers before any route (issue 19, items 16 and 17) -------------------------
+
+
+def raw_exchange(api_url: str, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    """Send ``request`` as is on a fresh connection; read until the server closes it: (status line, headers, body)."""
+    host, port = api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(request)
+        received = b""
+        while chunk := client.recv(65536):  # the server must close the connection after its answer
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {name.decode().lower(): value.decode() for name, _, value in (line.partition(b": ") for line in lines)}
+    return status, headers, body
+
+
+UNPARSABLE = {
+    "unknown method": b"FROB /echo/x HTTP/1.1\r\nHost: api\r\n\r\n",
+    "lower-case method": b"get /plain HTTP/1.1\r\nHost: api\r\n\r\n",
+    "64 KB path": b"GET /" + b"a" * 65_536 + b" HTTP/1.1\r\nHost: api\r\n\r\n",
+    "10,000 query parameters": b"GET /plain?"
+    + b"&".join(b"p%d=1" % i for i in range(10_000))
+    + b" HTTP/1.1\r\nHost: api\r\n\r\n",
+    "control character in a header value": b"GET /plain HTTP/1.1\r\nHost: api\r\nX-Note: a\x01b\r\n\r\n",
+    "DEL in a header value": b"GET /plain HTTP/1.1\r\nHost: api\r\nX-Note: a\x7fb\r\n\r\n",
+    "NUL in a header value": b"GET /plain HTTP/1.1\r\nHost: api\r\nX-Note: a\x00b\r\n\r\n",
+    "bare CR in a header value": b"GET /plain HTTP/1.1\r\nHost: api\r\nX-Note: a\rb\r\n\r\n",
+    "control character in a header name": b"GET /plain HTTP/1.1\r\nHost: api\r\nX\x01Note: ab\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", list(UNPARSABLE.values()), ids=list(UNPARSABLE))
+def test_requests_the_parser_rejects_get_api_gateways_json_400(
+    api_url: str, invocations_file: Path, request_bytes: bytes
+) -> None:
+    # Given a request uvicorn's HTTP parser cannot parse
+    invocations_file.write_text("")
+    # When it reaches the local HTTP API over a raw socket
+    status, headers, body = raw_exchange(api_url, request_bytes)
+    # Then the answer is API Gateway's JSON 400, not uvicorn's plain text, and the connection is closed
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert headers["content-type"] == "application/json"
+    assert body == b'{"message":"Bad Request"}'
+    assert int(headers["content-length"]) == len(body)
+    assert headers["connection"] == "close"
+    assert headers["apigw-requestid"]
+    # And the function was never invoked
+    assert invocations(invocations_file) == []
+
+
+def test_a_parse_error_does_not_disturb_the_next_connection(http: httpx.Client, api_url: str) -> None:
+    raw_exchange(api_url, UNPARSABLE["unknown method"])
+    assert http.get("/plain").json() == {"hello": "world"}
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("PUT", "/echo/x"), ("TRACE", "/plain")])
+def test_the_gateways_not_found_is_api_gateways_bytes(http: httpx.Client, method: str, path: str) -> None:
+    response = http.request(method, path)
+    assert (response.status_code, response.content) == (404, b'{"message":"Not Found"}')
+
+
+@pytest.fixture(scope="module")
+def router_api_url() -> Iterator[str]:
+    """The real router behind the local HTTP API, with one extra route the router does not serve (as a template
+    route without a handler would be), so that both the gateway's and the router's not-found can be asked."""
+    router = Template.load().function("RouterFunction", LocalResources())
+    function = replace(router, http_routes=(*router.http_routes, HttpRoute("Unserved", "GET", "/unserved")))
+    pool = SandboxPool(SandboxSpec(function, "us-east-1", "123456789012"), size=1)
+    with serve_in_thread(HttpApi(function, pool, ApiIdentity("123456789012"))) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "answered_by"),
+    [
+        ("GET", "/nowhere", "gateway"),
+        ("DELETE", "/locations", "gateway"),  # a known path, another method: 404, never 405
+        ("GET", "/locations/Chicago_IL/predictions", "gateway"),
+        ("GET", "/unserved", "router"),
+    ],
+)
+def test_unknown_routes_answer_one_shape_whoever_answers(
+    router_api_url: str, method: str, path: str, answered_by: str
+) -> None:
+    # When a request has no route, at the gateway or (behind a route) in the router
+    response = httpx.request(method, router_api_url + path, timeout=30)
+    # Then it is API Gateway's 404 {"message":"Not Found"}: same status, same message, no Allow header
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["message"] == "Not Found"
+    assert "allow" not in response.headers
+    if answered_by == "gateway":
+        assert response.content == b'{"message":"Not Found"}'
+    else:  # the router adds what exists, in its usual errors list
+        assert response.json()["errors"][0]["field"] == "path"

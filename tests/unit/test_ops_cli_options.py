@@ -33,22 +33,9 @@ def test_every_command_is_covered() -> None:
     assert set(parser._subparsers._group_actions[0].choices) == set(COMMANDS)  # type: ignore[union-attr]
 
 
-PLAN_REGION = pytest.param(
-    "plan",
-    "--region",
-    marks=pytest.mark.xfail(
-        strict=True, reason="plan's own --region defaults to us-east-1 (ops/plan.py) and overrides one given before"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     ("command", "flag"),
-    [
-        PLAN_REGION if (command, flag) == ("plan", "--region") else (command, flag)
-        for command in sorted(COMMANDS)
-        for flag, _ in GLOBAL_OPTIONS
-    ],
+    [(command, flag) for command in sorted(COMMANDS) for flag, _ in GLOBAL_OPTIONS],
 )
 def test_a_global_option_means_the_same_before_and_after_the_command(command: str, flag: str) -> None:
     parser = build_parser()

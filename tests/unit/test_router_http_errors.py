@@ -171,20 +171,27 @@ def test_long_problem_lists_and_texts_are_clipped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status", "allow"),
+    ("method", "path", "field", "allowed"),
     [
-        ("GET", "/locations/Chicago_IL/predictions", 405, "POST"),
-        ("DELETE", "/locations/Chicago_IL", 405, "GET"),
-        ("POST", "/health", 405, "GET"),
-        ("GET", "/nope", 404, None),
-        ("POST", "/locations/a/b/predictions", 404, None),
-        ("GET", "/locations/Chicago_IL/predictions/extra", 404, None),
+        # A known path under another method: API Gateway answers 404 (no 405), and so does the router
+        ("GET", "/locations/Chicago_IL/predictions", "method", "POST"),
+        ("DELETE", "/locations/Chicago_IL", "method", "GET"),
+        ("POST", "/health", "method", "GET"),
+        ("GET", "/nope", "path", None),
+        ("POST", "/locations/a/b/predictions", "path", None),
+        ("GET", "/locations/Chicago_IL/predictions/extra", "path", None),
     ],
 )
-def test_unknown_routes_are_404_and_wrong_methods_405(method: str, path: str, status: int, allow: str | None) -> None:
+def test_every_missing_route_is_api_gateways_404_naming_what_exists(
+    method: str, path: str, field: str, allowed: str | None
+) -> None:
     mapped = route_not_found(method, path, ROUTES)
     body: dict[str, Any] = mapped.body()
-    assert mapped.status == status
-    assert mapped.headers.get("Allow") == allow
-    assert body["errors"][0]["field"] == ("method" if status == 405 else "path")
-    assert path in body["errors"][0]["problem"]
+    # The status and message API Gateway sends for a request without a route: {"message":"Not Found"}
+    assert (mapped.status, body["message"], mapped.kind) == (404, "Not Found", "RouteNotFound")
+    assert "Allow" not in mapped.headers
+    # And the router's errors name the method or path, and what the path takes
+    assert body["errors"][0]["field"] == field
+    assert f"{method} {path}" in body["errors"][0]["problem"]
+    if allowed:
+        assert body["errors"][0]["problem"].endswith(f"that path takes {allowed}")

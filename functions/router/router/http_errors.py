@@ -42,6 +42,8 @@ from house_prices.settings import SettingsError
 MAX_REPORTED_PROBLEMS = 50
 MAX_TEXT_CHARS = 256
 ERROR_METRIC = "RequestErrors"
+# API Gateway's own text for a request without a route (its whole body is {"message":"Not Found"}).
+ROUTE_NOT_FOUND = "Not Found"
 
 
 @dataclass(frozen=True)
@@ -116,20 +118,20 @@ def http_error_for(error: BaseException, request_id: str = "") -> HttpError:
 
 
 def route_not_found(method: str, path: str, routes: Mapping[str, Sequence[str]]) -> HttpError:
-    """404 for an unknown path; 405 with ``Allow`` when the path exists under other methods."""
+    """404 ``Not Found`` for a method and path without a route, whatever the method.
+
+    The same status and ``message`` as API Gateway's own ``{"message":"Not Found"}``, which answers such
+    requests before they reach this function: an HTTP API with explicit routes has no 405, a known path
+    with another method is just another missing route. ``errors`` names what does exist.
+    """
     matching = [methods for template, methods in routes.items() if _template_regex(template).fullmatch(path)]
     allowed = sorted({m for methods in matching for m in methods})
     if allowed:
-        return HttpError(
-            405,
-            "Method not allowed",
-            (FieldProblem("method", f"{method} is not allowed on {path}; use {', '.join(allowed)}"),),
-            "MethodNotAllowed",
-            {"Allow": ", ".join(allowed)},
-        )
+        problem = f"no route {method} {path}; that path takes {', '.join(allowed)}"
+        return HttpError(404, ROUTE_NOT_FOUND, (FieldProblem("method", problem),), "RouteNotFound")
     known = ", ".join(f"{'|'.join(ms)} {template}" for template, ms in routes.items())
     problem = f"no route {method} {path}; routes: {known}"
-    return HttpError(404, "Not found", (FieldProblem("path", problem),), "RouteNotFound")
+    return HttpError(404, ROUTE_NOT_FOUND, (FieldProblem("path", problem),), "RouteNotFound")
 
 
 def install(app: APIGatewayHttpResolver, routes: Mapping[str, Sequence[str]]) -> None:
