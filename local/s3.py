@@ -27,6 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from local import moto_transactions
 from local.journal import INTERNAL_HEADER, Journal, JournalingMiddleware, StartupGate, install_sqs_hooks, replay
 from local.process import LOCAL_HOST
 from local.ready import EventQueue, MotoReady
@@ -56,6 +57,7 @@ class MotoServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        moto_transactions.install()
         app: Any = DomainDispatcherApplication(create_backend_app)
         if self._journal is not None:
             app = JournalingMiddleware(app, self._journal)

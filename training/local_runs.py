@@ -122,6 +122,14 @@ def _run_shard(
     stderr_chunks: list[str] = []
     stderr_reader = threading.Thread(target=lambda: stderr_chunks.append(process.stderr.read()), daemon=True)  # type: ignore[union-attr]
     stderr_reader.start()
+    # The split CSVs (what --publish uploads) are known before training: write them while the worker
+    # trains, on this process's otherwise idle thread, instead of after it.
+    inputs: dict[str, Mapping[str, Path]] = {}
+    writer = threading.Thread(
+        target=lambda: inputs.update({s.city: write_inputs(s.data, run.work_dir / s.city) for s in run.shard}),
+        daemon=True,
+    )
+    writer.start()
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     timer = threading.Timer(timeout_seconds, process.kill) if timeout_seconds is not None else None
     if timer is not None:
@@ -137,6 +145,7 @@ def _run_shard(
         if timer is not None:
             timer.cancel()
     stderr_reader.join(timeout=5)
+    writer.join()
     stderr = "".join(stderr_chunks)
     timed_out = deadline is not None and time.monotonic() >= deadline and returncode != 0
     report_path = run.shard_dir / "model" / SHARD_REPORT
@@ -158,7 +167,7 @@ def _run_shard(
                     job_name=run.job,
                     metrics=outcome["metrics"],
                     artifact=run.artifact(segment.city),
-                    inputs=write_inputs(segment.data, run.work_dir / segment.city),
+                    inputs=inputs[segment.city],
                     wall_seconds=float(outcome["seconds"]),
                 )
             )

@@ -24,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.ensemble import RandomForestRegressor
 
 import packed_forest
 from house_prices import naming, schema
 from packed_forest.evaluation import PERCENTILES, error_metrics
-from packed_forest.pack import pack_forest
 
 # The seed's metric lines; SageMaker's MetricDefinitions regex is "AE-at-50th-percentile: ([0-9.]+).*$".
 METRIC_LINE = "AE-at-{q}th-percentile: {value:.4f}"
@@ -128,11 +125,18 @@ def fit_model(
     splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
     hyperparameters: Mapping[str, Any],
     model_name: str,
-) -> tuple[RandomForestRegressor, Any, dict[str, Any]]:
+) -> tuple[Any, Any, dict[str, Any]]:
     """Fit one forest on ``splits["train"]``; metrics come from the packed forest on val (and test, if given).
 
     Returns (estimator, packed forest, metrics). The metrics are measured on exactly what will serve.
     """
+    # Imported here, not at the top: the training CLI imports this module for its shard format and must
+    # not pay scikit-learn's ~1 s import for it; the worker pays it once, at its first segment.
+    import sklearn
+    from sklearn.ensemble import RandomForestRegressor
+
+    from packed_forest.pack import pack_forest
+
     x_train, y_train = splits["train"]
     x_val, y_val = splits["validation"]
     # n_jobs=1: cities train in parallel processes, and a pickled n_jobs=-1 slows one-row predictions.

