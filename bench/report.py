@@ -5,12 +5,42 @@ from __future__ import annotations
 import math
 import os
 import platform
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
+# A section another bench writes into docs/benchmarks.md: ``<!-- NAME:begin -->`` … ``<!-- NAME:end -->``.
+# write_report regenerates the rest of the file and keeps these blocks, so each bench owns its own.
+_MARKED_BLOCK = re.compile(r"^<!-- (?P<name>[a-z0-9-]+):begin -->$.*?^<!-- (?P=name):end -->$", re.M | re.S)
+# bench/density.py's block (issue 16: the dense container against the managed image's MMS), kept like any other.
+DENSITY_BLOCK = "density"
+
+
+def marked_blocks(text: str) -> dict[str, str]:
+    """Every marked block of ``text`` by name, markers included."""
+    return {match["name"]: match[0] for match in _MARKED_BLOCK.finditer(text)}
+
+
+def replace_marked_block(text: str, name: str, body: str) -> str:
+    """``text`` with block ``name`` holding ``body``: replaced where it is, else appended at the end."""
+    block = f"<!-- {name}:begin -->\n{body.strip()}\n<!-- {name}:end -->"
+    current = marked_blocks(text).get(name)
+    if current is not None:
+        return text.replace(current, block, 1)
+    return (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
+
+
+def keep_marked_blocks(generated: str, previous: str) -> str:
+    """``generated`` plus each marked block of ``previous`` it lacks, in their order, at the end."""
+    kept = marked_blocks(generated)
+    text = generated
+    for name, block in marked_blocks(previous).items():
+        if name not in kept:
+            text = text.rstrip() + "\n\n" + block + "\n"
+    return text
 
 
 def _row(results: Mapping[str, Any], prefix: str) -> dict[str, Any] | None:
@@ -429,5 +459,6 @@ def write_report(results: Mapping[str, Any], path: Path) -> Path:
     if results.get("skipped"):
         lines += ["", "## Not measured in this run", ""] + [f"- {item}" for item in results["skipped"]]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    previous = path.read_text() if path.is_file() else ""
+    path.write_text(keep_marked_blocks("\n".join(lines).rstrip() + "\n", previous))
     return path
