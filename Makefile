@@ -112,10 +112,12 @@ bench-deps: wrk $(BENCH_STAMP) $(MLSERVER_STAMP) $(LAMBDA_RUNTIME_STAMP) ## wrk,
 bench: sam-build bench-deps ## one run: endpoint vs ceiling and peers, cold loads, scale; writes docs/benchmarks.md
 	$(PYTHON) bench/suite.py --mlserver $(MLSERVER_VENV)/bin/mlserver $(BENCH_ARGS)
 	$(PYTHON) bench/segments_scale.py
+	$(PYTHON) bench/density.py
 
 bench-quick: bench-deps ## smoke run of the bench (short rounds, few models; report to build/bench/)
 	$(PYTHON) bench/suite.py --quick --no-legacy --mlserver $(MLSERVER_VENV)/bin/mlserver --docs build/bench/quick/benchmarks.md $(BENCH_ARGS)
 	$(PYTHON) bench/segments_scale.py --quick --docs build/bench/quick/benchmarks.md
+	$(PYTHON) bench/density.py --quick
 
 bench-http-api: wrk $(BENCH_STAMP) ## local HTTP API throughput vs a bare ceiling (wrk, interleaved; --json for reports)
 	$(PYTHON) bench/http_api_throughput.py $(BENCH_ARGS)

@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from container.errors import (
     ClientGone,
@@ -27,6 +30,9 @@ from container.errors import (
 log = logging.getLogger("container")
 
 Handler = Callable[[Request, Any], Awaitable[Response]]
+Responder = Callable[[Scope, Receive, Send, Exception], Awaitable[None]]
+# Where error_responder parks the exception for the stack to raise again.
+_PENDING = "container.pending_exception"
 
 
 def answer(error: ContainerError, headers: Mapping[str, str] | None = None) -> Response:
@@ -76,3 +82,27 @@ def exception_handlers() -> dict[Any, Handler]:
         HTTPException: http_error,
         Exception: unexpected,
     }
+
+
+def error_responder() -> Responder:
+    """Answer an exception from a route served outside Starlette's router exactly as Starlette would.
+
+    ``container.app`` sends the invoke route straight to its ASGI app; when that raises, the exception
+    goes through Starlette's own two error layers, built as ``Starlette.build_middleware_stack`` builds
+    them from :func:`exception_handlers`: ``ExceptionMiddleware`` with the specific handlers, then
+    ``ServerErrorMiddleware`` with the ``Exception`` one (which answers 500 and raises again, so uvicorn
+    logs it and closes the connection). Same answers, same logs, one place that maps exceptions.
+    """
+    handlers = exception_handlers()
+    generic = handlers.pop(Exception)
+    stack = ServerErrorMiddleware(ExceptionMiddleware(_raise_pending, handlers=handlers), handler=generic)
+
+    async def respond(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
+        scope[_PENDING] = error
+        await stack(scope, receive, send)
+
+    return respond
+
+
+async def _raise_pending(scope: Scope, receive: Receive, send: Send) -> None:
+    raise scope.pop(_PENDING)

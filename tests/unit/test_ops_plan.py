@@ -174,12 +174,12 @@ def test_the_project_figures_load_with_sources_and_cover_every_priced_region() -
     # Given ops/serving_figures.json
     loaded = Figures.load()
     raw = json.loads(plan.FIGURES_FILE.read_text())
-    # Then it holds issue 16's measured figures for both options
+    # Then it holds the density bench's measured figures for both options (bench/density.py, make bench)
     by_key = {o.key: o for o in loaded.options}
     assert set(by_key) == {"managed", "dense"}
-    assert (by_key["managed"].memory_per_model_mib.value, by_key["managed"].cpu_ms_per_request.value) == (28, 0.57)
-    assert by_key["managed"].load_seconds.value == 0.2
-    assert (by_key["dense"].memory_per_model_mib.value, by_key["dense"].cpu_ms_per_request.value) == (0.41, 0.19)
+    assert (by_key["managed"].memory_per_model_mib.value, by_key["managed"].cpu_ms_per_request.value) == (27.7, 0.545)
+    assert by_key["managed"].load_seconds.value == 0.229
+    assert (by_key["dense"].memory_per_model_mib.value, by_key["dense"].cpu_ms_per_request.value) == (0.402, 0.15)
     # And every figure says where it comes from and when
     for item in raw["options"]:
         for name in ("memory_per_model_mib", "cpu_ms_per_request", "cpu_ms_per_extra_row", "load_seconds"):
@@ -199,11 +199,11 @@ def test_the_project_figures_load_with_sources_and_cover_every_priced_region() -
 def test_the_project_figures_reproduce_issue_16_density() -> None:
     # Given an ml.m5.large less 1 GiB (7,168 MiB), as in issue 16's table
     result = make_plan(Demand(models=10_000, rps=50), Figures.load())
-    # Then MMS keeps 7168 / 28 = 256 models per instance and the engine 7168 / 0.41 = 17,482
-    assert sizing(result, "managed", "ml.m5.large").models_per_instance == 256
-    assert sizing(result, "dense", "ml.m5.large").models_per_instance == 17_482
-    # And 10,000 models need 40 instances on the managed image, 1 (2 with the floor) with the dense container
-    assert sizing(result, "managed", "ml.m5.large").by_memory == 40
+    # Then MMS keeps 7168 / 27.7 = 258 models per instance and the dense container 7168 / 0.402 = 17,830
+    assert sizing(result, "managed", "ml.m5.large").models_per_instance == 258
+    assert sizing(result, "dense", "ml.m5.large").models_per_instance == 17_830
+    # And 10,000 models need 39 instances on the managed image, 1 (2 with the floor) with the dense container
+    assert sizing(result, "managed", "ml.m5.large").by_memory == 39
     assert sizing(result, "dense", "ml.m5.large").instances == 2
 
 
@@ -288,8 +288,8 @@ def test_json_has_demand_assumptions_and_every_option(where: str, capsys: pytest
         assert len(option_plan["instance_types"]) == 5
         assert option_plan["cheapest"] in option_plan["instance_types"]
         assert set(option_plan["sources"]["memory_per_model_mib"]) == {"value", "source", "date"}
-    # And 3 rows per request cost the managed image 0.57 + 2 x 0.0083 ms
-    assert document["options"][0]["cpu_ms_per_request"] == pytest.approx(0.5866)
+    # And 3 rows per request cost the managed image 0.545 + 2 x 0.0083 ms
+    assert document["options"][0]["cpu_ms_per_request"] == pytest.approx(0.5616)
 
 
 def test_table_fits_a_pipe_without_cutting_ids(narrow_pipe: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -91,6 +91,10 @@ def test_packed_predictions_are_bit_identical_to_sklearn(case: tuple[Any, np.nda
         assert np.array_equal(forest.predict(rows), expected)
         assert np.array_equal(forest.predict(rows[:1]), expected[:1])
         assert np.array_equal(forest.predict(rows[:2]), expected[:2])
+        # and the serving hot path's one-row walk (container.fastpath) gives the same bits
+        for row, want in zip(rows, expected, strict=True):
+            one = forest.predict_one(np.ascontiguousarray(row, dtype=np.float32))
+            assert np.float64(one).tobytes() == np.float64(want).tobytes()
 
 
 def test_memory_mapped_forests_predict_the_same(tmp_path: Path) -> None:
