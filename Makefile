@@ -28,7 +28,7 @@ $(STAMP): requirements/dev.txt requirements/constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
 	# Put the layer, function and project roots on the venv's path, as Lambda and SageMaker do.
-	$(PYTHON) -c 'import site,os; open(os.path.join(site.getsitepackages()[0], "house_price_mme.pth"), "w").write("\n".join(os.path.abspath(p) for p in ["layers/common", "functions/router", "functions/model_sync", "."]) + "\n")'
+	$(PYTHON) -c 'import site,os; open(os.path.join(site.getsitepackages()[0], "house_price_mme.pth"), "w").write("\n".join(os.path.abspath(p) for p in ["layers/common", "functions/router", "functions/model_sync", "functions/quality", "."]) + "\n")'
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create .venv with the pinned dependencies
@@ -77,8 +77,8 @@ preflight: $(STAMP) ## would make deploy work in this account and region? each p
 demo: $(STAMP) ## the original notebook end to end on the local stack (no AWS, no Docker)
 	$(PYTHON) -m local.demo
 
-up: $(STAMP) ## run the local stack until Ctrl-C; state persists in .local/state (FRESH=1 starts empty)
-	$(PYTHON) -m local.stack $(if $(FRESH),--fresh)
+up: $(STAMP) ## run the local stack until Ctrl-C; state persists in .local/state (FRESH=1 starts empty; SERVING=dense: the dense container)
+	$(PYTHON) -m local.stack $(if $(FRESH),--fresh) $(if $(SERVING),--serving $(SERVING))
 
 invoke: $(STAMP) ## run a handler in process: make invoke FN=RouterFunction EVENT=events/api-get-health.json
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<logical id> EVENT=<event.json>"; exit 2; }

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from endpoint import toolkit
-from endpoint.app import create_app
+from endpoint.app import DenseRuntime, create_app
 from endpoint.config import EndpointConfig
 from endpoint.http import SocketServer, server_config
+from endpoint.instance import IMAGE_COMMAND
 from endpoint.lifetime import watch_parent
 from endpoint.program import InferenceProgram
 from endpoint.sockets import inherited_socket, listening_socket
@@ -62,6 +63,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="scikit-learn image tag whose serving stack to emulate (default: training/images.json's default) "
         "[SAGEMAKER_SKLEARN_VERSION]",
     )
+    parser.add_argument(
+        "--serving",
+        choices=["managed", "dense"],
+        help="managed: emulate the SageMaker scikit-learn image in this process (default); dense: be the SageMaker "
+        "side in front of the dense container's process, started with the image's command [ENDPOINT_SERVING]",
+    )
+    parser.add_argument(
+        "--container-workers",
+        type=int,
+        help="dense serving: the container's --workers (default: its own, the CPUs it may use) "
+        "[ENDPOINT_CONTAINER_WORKERS]",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--exit-with-parent",
@@ -77,8 +90,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        help="server processes sharing the socket and the disk cache; each holds its own models, memory-mapped "
-        "files are shared (default 1) [ENDPOINT_WORKERS]",
+        help="managed serving: server processes sharing the socket and the disk cache, each holding its own copy "
+        "of every model it serves, as the image's model server runs SAGEMAKER_NUM_MODEL_WORKERS processes per "
+        "model (default 1) [ENDPOINT_WORKERS, SAGEMAKER_NUM_MODEL_WORKERS]",
     )
     parser.add_argument(
         "--inline-predict-seconds",
@@ -120,17 +134,25 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "body_read_timeout_seconds": args.body_read_timeout_seconds,
         "model_load_timeout_seconds": args.model_load_timeout_seconds,
         "image_version": args.image_version,
+        "serving": args.serving,
+        "container_workers": args.container_workers,
     }
+    environ = os.environ if environ is None else environ
     try:
-        config = EndpointConfig.from_env(os.environ if environ is None else environ, **overrides)
-        # Imported here once so a broken program (or an unknown image tag) fails before anything is bound or forked.
-        program = InferenceProgram.from_file(config.program_path, toolkit.for_image(config.image_version))
+        config = EndpointConfig.from_env(environ, **overrides)
+        # Managed serving imports the program here once, so a broken program (or an unknown image tag) fails
+        # before anything is bound or forked. In dense serving the container imports it (and fails with exit 2).
+        program = (
+            None
+            if config.serving == "dense"
+            else InferenceProgram.from_file(config.program_path, toolkit.for_image(config.image_version))
+        )
     except (ValueError, OSError, ImportError) as error:
         print(f"endpoint: {error}", file=sys.stderr)
         return 2
     try:
         # Otherwise the first model load of the process pays for importing sklearn (~0.7 s here).
-        for module in config.preload_modules:
+        for module in config.preload_modules if program is not None else ():
             importlib.import_module(module)
     except ImportError as error:
         print(f"endpoint: cannot preload {error.name}: {error}", file=sys.stderr)
@@ -143,20 +165,31 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"endpoint: cannot listen on {where}: {error}", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
+    if program is None:
+        serving = f"serving dense: the SageMaker side in front of `python {' '.join(IMAGE_COMMAND[1:])}`"
+    else:
+        serving = f"program {config.program_path}, workers {config.workers}, {program.stack.describe()}"
     announce = (
         f"endpoint {config.endpoint_name} listening on http://{host}:{port} (model data {config.model_data_url}, "
-        f"program {config.program_path}, cache {config.model_cache_setting}, workers {config.workers}, "
-        f"{program.stack.describe()})"
+        f"cache {config.model_cache_setting}, {serving})"
     )
     if config.workers == 1:
-        return _serve(config, sock, announce, exit_with_parent=args.exit_with_parent)
+        return _serve(config, sock, announce, exit_with_parent=args.exit_with_parent, environ=environ)
     return _supervise(config, sock, announce, exit_with_parent=args.exit_with_parent)
 
 
-def _serve(config: EndpointConfig, sock: socket.socket, announce: str | None, *, exit_with_parent: bool) -> int:
-    """Run one server process on ``sock`` until SIGINT/SIGTERM (or its parent dies)."""
+def _serve(
+    config: EndpointConfig,
+    sock: socket.socket,
+    announce: str | None,
+    *,
+    exit_with_parent: bool,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run one server process on ``sock`` until SIGINT/SIGTERM (or its parent dies); 1 if it never served
+    or its container gave up (dense serving)."""
     try:
-        app = create_app(config)
+        app = create_app(config, environ=environ)
     except (ValueError, OSError, ImportError) as error:
         print(f"endpoint: {error}", file=sys.stderr)
         return 2
@@ -173,9 +206,15 @@ def _serve(config: EndpointConfig, sock: socket.socket, announce: str | None, *,
         signal.signal(stop_signal, lambda number, frame: stops.append(number))
     if exit_with_parent:
         server.stop_with_parent()
-    server.serve_forever()
+    runtime = app.state.runtime
+    if isinstance(runtime, DenseRuntime):
+        runtime.on_failure.append(server.stop)
+    started = server.serve_forever()
     log.info("endpoint %s stopped%s", config.endpoint_name, f" by signal {stops[0]}" if stops else "")
-    return 0
+    if isinstance(runtime, DenseRuntime) and runtime.failure:
+        log.error("endpoint %s stopped: %s", config.endpoint_name, runtime.failure)
+        return 1
+    return 0 if started else 1
 
 
 # A worker that dies this many times within the window stops the whole endpoint (a crash loop).

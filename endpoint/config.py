@@ -26,11 +26,17 @@ ENDPOINT_NAME_MAX_LENGTH = 63
 _ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 
 CacheSetting = Literal["Enabled", "Disabled"]
+# managed: emulate the SageMaker scikit-learn image (its model server, toolkit and hooks, in this process).
+# dense: be the SageMaker side only, in front of the dense container's process (endpoint.sagemaker_side).
+Serving = Literal["managed", "dense"]
 _S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.*)")
 
-# SageMaker's framework containers read this for their model server's worker count (unset on AWS: one
-# per vCPU); the local endpoint maps it to --workers, one process per worker serving every model.
-CONTAINER_WORKERS_VARIABLE = "SAGEMAKER_MODEL_SERVER_WORKERS"
+# In multi-model mode the scikit-learn image starts multi-model-server with default_workers_per_model set
+# from this variable, 1 when unset (sagemaker_sklearn_container/serving_mms.py _set_mms_configs, and its
+# config.properties.tmp): MMS starts that many Python worker processes for each model it loads.
+# SAGEMAKER_MODEL_SERVER_WORKERS is not read in that mode. The local endpoint maps it to --workers: that
+# many server processes, each holding its own copy of every model it serves, as MMS's workers do.
+MODEL_WORKERS_VARIABLE = "SAGEMAKER_NUM_MODEL_WORKERS"
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,11 @@ class EndpointConfig:
     s3_max_attempts: int = 2
     # The scikit-learn image tag whose serving stack is emulated (endpoint.toolkit); None: the default tag.
     image_version: str | None = None
+    serving: Serving = "managed"
+    # Dense serving: the container's --workers (None: its own default, the CPUs it may use).
+    container_workers: int | None = None
+    # Dense serving: SageMaker gives a container 60 s to answer an invocation.
+    container_invoke_timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if self.model_cache_setting not in ("Enabled", "Disabled"):
@@ -129,6 +140,17 @@ class EndpointConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
+        if self.serving not in ("managed", "dense"):
+            raise ValueError(f"serving must be managed or dense, got {self.serving!r}")
+        if self.serving == "dense" and self.workers != 1:
+            raise ValueError(
+                "workers (SAGEMAKER_NUM_MODEL_WORKERS) are the managed image's processes per model; in dense serving "
+                "the container's own workers count (--container-workers)"
+            )
+        if self.container_workers is not None and self.container_workers < 1:
+            raise ValueError("container workers must be positive")
+        if self.container_invoke_timeout_seconds <= 0:
+            raise ValueError("container invoke timeout seconds must be positive")
         if self.inline_predict_seconds < 0:
             raise ValueError("inline predict seconds must not be negative")
         if not is_valid_endpoint_name(self.endpoint_name):
@@ -173,7 +195,9 @@ class EndpointConfig:
             "model_load_wait_seconds": ("ENDPOINT_MODEL_LOAD_WAIT_SECONDS", float),
             "max_unpacked_bytes": ("ENDPOINT_MAX_UNPACKED_BYTES", int),
             "region": ("AWS_REGION", str),
-            "workers": (("ENDPOINT_WORKERS", CONTAINER_WORKERS_VARIABLE), int),
+            "workers": (("ENDPOINT_WORKERS", MODEL_WORKERS_VARIABLE), int),
+            "serving": ("ENDPOINT_SERVING", str),
+            "container_workers": ("ENDPOINT_CONTAINER_WORKERS", int),
             "preload_modules": ("ENDPOINT_PRELOAD_MODULES", _words),
             "inline_predict_seconds": ("ENDPOINT_INLINE_PREDICT_SECONDS", float),
             "body_read_timeout_seconds": ("ENDPOINT_BODY_READ_TIMEOUT_SECONDS", float),

@@ -1,8 +1,10 @@
 """Fetching a TargetModel from S3 into a bounded on-disk cache, extracted safely.
 
 A model's directory is ``cache_dir/models/<digest>`` (digest of the TargetModel name, so any legal
-name maps to one safe path). Like SageMaker, a TargetModel name is assumed immutable: once on disk
-it is not fetched again until evicted from the disk cache (publish new artifacts under new names).
+name maps to one safe path); in dense serving the archive is extracted into its ``model``
+subdirectory, SageMaker's ``/opt/ml/models/{model_name}/model`` layout, with the digest as
+``model_name``. Like SageMaker, a TargetModel name is assumed immutable: once on disk it is not
+fetched again until evicted from the disk cache (publish new artifacts under new names).
 The download streams straight through gunzip and tar into a staging directory (one decompression,
 no archive on disk), under a byte cap on the compressed stream; every member is checked before it is
 written, with ``tarfile``'s ``data`` filter on top (no absolute paths, no links out, no devices). Only
@@ -142,8 +144,12 @@ class ArtifactCache:
         max_bytes: int,
         max_artifact_bytes: int,
         max_unpacked_bytes: int,
+        extract_into: str = "",
     ) -> None:
         self._s3 = s3
+        # A subdirectory of each model's directory that holds the archive's files ("": the directory itself).
+        # Dense serving extracts into "model", SageMaker's /opt/ml/models/{model_name}/model layout.
+        self._extract_into = extract_into
         self._url = model_data_url
         self._root = Path(root)
         self._models = self._root / "models"
@@ -192,9 +198,10 @@ class ArtifactCache:
             bucket, key = self.location(target_model)
             with tempfile.TemporaryDirectory(dir=self._tmp) as work:
                 staging = Path(work) / "model"
-                staging.mkdir()
+                into = staging / self._extract_into if self._extract_into else staging
+                into.mkdir(parents=True)
                 try:
-                    unpacked = self._download_into(bucket, key, staging)
+                    unpacked = self._download_into(bucket, key, into)
                 except ArtifactInvalid as error:
                     error.bucket, error.key = bucket, key
                     raise

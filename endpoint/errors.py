@@ -124,5 +124,9 @@ class StorageUnavailable(Exception):
     """S3 could not be reached or failed transiently."""
 
 
+class ContainerUnavailable(Exception):
+    """Dense serving: the model container could not be reached (it is restarting, or gave up)."""
+
+
 class ClientGone(Exception):
     """The caller disconnected before its whole body arrived: nobody reads an answer."""

@@ -25,6 +25,7 @@ from endpoint.errors import (
     ArtifactMissing,
     ClientGone,
     ContainerError,
+    ContainerUnavailable,
     InternalFailure,
     InvokeError,
     RequestTimeout,
@@ -67,6 +68,10 @@ def exception_handlers(config: EndpointConfig, metrics: EndpointMetrics) -> Mapp
         log.warning("S3 unavailable: %s", error)
         return answer(request, ServiceUnavailable("Model data could not be downloaded right now; try again."))
 
+    async def container_unavailable(request: Request, error: ContainerUnavailable) -> Response:
+        log.warning("model container unavailable: %s", error)
+        return answer(request, ServiceUnavailable("The model container is not available right now; try again."))
+
     async def container_error(request: Request, error: ContainerError) -> Response:
         target = request.scope.get("state", {}).get("target_model")
         first_line = error.message.splitlines()[0] if error.message else ""
@@ -93,6 +98,7 @@ def exception_handlers(config: EndpointConfig, metrics: EndpointMetrics) -> Mapp
         ArtifactInvalid: artifact_invalid,
         StorageUnavailable: storage_unavailable,
         ContainerError: container_error,
+        ContainerUnavailable: container_unavailable,
         ClientGone: client_gone,
         HTTPException: http_error,
         Exception: unexpected,

@@ -136,3 +136,40 @@ class Trimmer:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant (Linux ``/proc/PID/task/*/children``); empty if ``pid`` is gone."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        found.append(current)
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending.extend(int(child) for child in children.read().split())
+            except OSError:
+                continue
+    return found
+
+
+def pss_bytes(pids: list[int]) -> int:
+    """Proportional set size of these processes together: shared pages (a model memory-mapped by several
+    workers, the interpreter forked into them) are split among the processes mapping them, so the sum is
+    what they take from the machine. 0 where ``/proc/PID/smaps_rollup`` is unavailable."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return total

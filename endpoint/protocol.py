@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from endpoint.config import (
     ENDPOINT_NAME_MAX_LENGTH,
     ENDPOINT_NAME_PATTERN,
@@ -73,10 +75,15 @@ def validate_custom_attributes(value: str | None) -> str | None:
     return value
 
 
+# InferenceId's pattern in the service model, \A\S[\p{Print}]*\z, read as SageMaker's Java reads it:
+# \p{Print} is US-ASCII 0x20-0x7E only, \S anything but [ \t\n\x0B\f\r].
+_INFERENCE_ID = re.compile(r"[^ \t\n\x0b\f\r][ -~]*")
+
+
 def validate_inference_id(value: str | None) -> str | None:
     if value is None:
         return None
-    if not 1 <= len(value) <= 64 or not _printable(value):
+    if not 1 <= len(value) <= 64 or not _INFERENCE_ID.fullmatch(value):
         raise ValidationError("InferenceId must be 1 to 64 printable characters and not start with whitespace.")
     return value
 

@@ -12,7 +12,10 @@ Keys stay exactly as S3 encodes them in events (``/`` as ``%2F`` in moto); decod
 handler's job, as on AWS.
 
 ``python -m local.dispatcher --function ModelSyncFunction --queue-url URL --ready-file F`` hosts
-one function; the stack runs it as a child whose environment points boto3 at moto.
+one function; the stack runs it as a child whose environment points boto3 at moto. With
+``--event-source-mapping`` it plays an SQS event source mapping instead (:class:`QueueEventSource`:
+the template's ``SQS`` events, e.g. QualityFunction's feedback queue): batches of messages become one
+SQS event, and a function may run under both kinds of child at once (one per trigger).
 """
 
 from __future__ import annotations
@@ -199,6 +202,110 @@ class Dispatcher:
         self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping sends for ``messages`` (Lambda developer guide)."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": dict(message.get("Attributes", {})),
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for message in messages
+        ]
+    }
+
+
+class QueueEventSource:
+    """Lambda's SQS event source mapping: poll, invoke with a batch, delete what succeeded.
+
+    With ``report_batch_item_failures`` the function's ``batchItemFailures`` stay in the queue;
+    without it, or when the invocation raises, the whole batch does. A message left in the queue
+    becomes visible again after a backoff (on AWS: the queue's visibility timeout, whose 180 s would
+    only slow the local stack down); the queue's own redrive policy is not emulated.
+    """
+
+    def __init__(
+        self,
+        sqs_client: Any,
+        queue_url: str,
+        handler: Handler,
+        context_factory: Callable[[], LambdaContext],
+        queue_arn: str,
+        region: str,
+        batch_size: int = 10,
+        report_batch_item_failures: bool = True,
+        wait_seconds: int = 1,
+        backoff_base_seconds: float = 1.0,
+        backoff_cap_seconds: float = 30.0,
+    ) -> None:
+        self._sqs = sqs_client
+        self._queue_url = queue_url
+        self._handler = handler
+        self._context_factory = context_factory
+        self._queue_arn = queue_arn
+        self._region = region
+        self._batch_size = batch_size
+        self._partial = report_batch_item_failures
+        self._wait_seconds = wait_seconds
+        self._backoff_base = backoff_base_seconds
+        self._backoff_cap = backoff_cap_seconds
+
+    def poll_once(self) -> list[Outcome]:
+        response = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=min(10, self._batch_size),
+            WaitTimeSeconds=self._wait_seconds,
+            MessageSystemAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return []
+        failed: set[str]
+        error = ""
+        try:
+            result = self._handler(sqs_event(messages, self._queue_arn, self._region), self._context_factory())
+            failed = _batch_item_failures(result) if self._partial else set()
+        except Exception as raised:
+            log.exception("invocation failed for a batch of %d messages", len(messages))
+            failed, error = {m["MessageId"] for m in messages}, f"{type(raised).__name__}: {raised}"
+        outcomes = []
+        for message in messages:
+            count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            if message["MessageId"] in failed:
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=backoff_seconds(count, self._backoff_base, self._backoff_cap),
+                )
+                outcomes.append(Outcome(message["MessageId"], "failed", count, error or "reported failed"))
+            else:
+                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+                outcomes.append(Outcome(message["MessageId"], "succeeded", count))
+        return outcomes
+
+    def run(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("polling %s failed", self._queue_url)
+                stopped.wait(1.0)
+
+
+def _batch_item_failures(result: Any) -> set[str]:
+    """The ids a partial batch response names; a malformed response fails the whole batch, as on AWS."""
+    if not isinstance(result, dict) or not isinstance(result.get("batchItemFailures", []), list):
+        raise ValueError(f"malformed partial batch response: {result!r}")
+    return {str(item["itemIdentifier"]) for item in result.get("batchItemFailures", [])}
+
+
 def main(argv: list[str] | None = None) -> int:
     import boto3
 
@@ -214,12 +321,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--backoff-base", type=float, default=1.0)
     parser.add_argument("--backoff-cap", type=float, default=30.0)
+    parser.add_argument("--event-source-mapping", help="play the SQS event (by name) of the function instead")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     resources, function, handler = load_function(args)
     # The dispatcher's own client: the queue lives on the same local endpoint as the function's S3.
     sqs = boto3.client("sqs", region_name=resources.region)
+    if args.event_source_mapping:
+        (trigger,) = [t for t in function.sqs_triggers if t.event_name == args.event_source_mapping]
+        arn = sqs.get_queue_attributes(QueueUrl=args.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        source = QueueEventSource(
+            sqs,
+            args.queue_url,
+            handler,
+            lambda: LambdaContext.for_function(function, resources.region, resources.account_id),
+            queue_arn=arn,
+            region=resources.region,
+            batch_size=trigger.batch_size,
+            report_batch_item_failures=trigger.report_batch_item_failures,
+            backoff_base_seconds=args.backoff_base,
+            backoff_cap_seconds=args.backoff_cap,
+        )
+        stopped = stop_event()
+        ready.write(args.ready_file, ready.DispatcherReady(function=function.logical_id, queue_url=args.queue_url))
+        source.run(stopped)
+        return 0
     dispatcher = Dispatcher(
         sqs,
         args.queue_url,

@@ -59,10 +59,18 @@ class HttpApiReady:
     sandboxes: int
 
 
-Shape = TypeVar("Shape", EventQueue, MotoReady, DispatcherReady, HttpApiReady)
+@dataclass(frozen=True)
+class LogDeliveryReady:
+    """``local.log_delivery``: the function's log file is being tailed for its subscription filters."""
+
+    function: str
+    deliveries: int
 
 
-def write(path: Path, facts: MotoReady | DispatcherReady | HttpApiReady) -> None:
+Shape = TypeVar("Shape", EventQueue, MotoReady, DispatcherReady, HttpApiReady, LogDeliveryReady)
+
+
+def write(path: Path, facts: MotoReady | DispatcherReady | HttpApiReady | LogDeliveryReady) -> None:
     """Publish ``facts`` atomically; a field that is None is left out."""
     write_ready_file(path, {name: value for name, value in asdict(facts).items() if value is not None})
 

@@ -125,12 +125,13 @@ def create_bucket(endpoint_url: str, region: str, bucket: str) -> None:
 def create_table(dynamodb_client: Any, table: str, template: Template | None = None) -> None:
     """Create ``table`` as template.yaml declares it (on AWS, CloudFormation creates it from the same lines).
 
-    The stack names each table ``{stack}-{LogicalId}``; a template with a single table needs no match.
+    The stack names each table ``{stack}-{LogicalId}``; a name that matches none is the registry's
+    (``RegistryTable``, or the only table of a template with one).
     """
     template = template or Template.load()
     declared = template.logical_ids("AWS::DynamoDB::Table")
     matching = [logical for logical in declared if table.endswith(f"-{logical}")] or (
-        declared if len(declared) == 1 else []
+        declared if len(declared) == 1 else [logical for logical in declared if logical == "RegistryTable"]
     )
     if len(matching) != 1:
         raise ValueError(f"cannot tell which of the template's tables ({', '.join(declared)}) {table!r} is")
@@ -231,6 +232,9 @@ def _provision(url: str, spec: dict[str, Any]) -> tuple[list[EventQueue], list[t
         )
         queues.append(queue)
         subscriptions.extend((S3Trigger(**trigger), queue) for trigger in function["triggers"])
+    sqs = client("sqs", url, region)
+    for name in spec.get("queues", []):
+        sqs.create_queue(QueueName=name)
     return queues, subscriptions
 
 

@@ -4,8 +4,12 @@ Processes (each "Lambda" gets its own process, hence its own ``os.environ``, lik
 
 * ``local.s3``          moto server: S3 (with S3 → SQS event notifications), SQS, DynamoDB
 * ``local.dispatcher``  one per S3-triggered function: Lambda's async invoker (model-sync)
-* ``endpoint``          the SageMaker multi-model endpoint (InvokeEndpoint wire protocol)
+* ``endpoint``          the SageMaker multi-model endpoint (InvokeEndpoint wire protocol): with the
+                        managed scikit-learn image it emulates that image in process; with the dense
+                        container (``ServingImageUri`` set, or ``--serving dense``) it is the SageMaker
+                        side only, in front of the container's process running the image's command
 * ``local.http_api``    API Gateway HTTP API → the router function
+* ``local.log_delivery`` CloudWatch Logs subscription filter → Firehose → S3 on the router's log lines
 
 Names (bucket, registry table, endpoint, prefix, routes, environments) are resolved from
 ``template.yaml``. Every server binds 127.0.0.1 on a free port. ``.local/stack.json`` tells
@@ -40,18 +44,26 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from endpoint.sockets import listening_socket
 from house_prices import schema
 from house_prices.naming import KeyLayout
-from local import ready
+from local import log_delivery, ready
 from local.journal import JournalLocked, ensure_unused
 from local.lambda_runtime import LOCAL_CREDENTIALS, stack_client_environment
 from local.process import LOCAL_HOST, Child, ChildFailed, RestartPolicy, Supervisor, write_ready_file
 from local.ready import DispatcherReady, EventQueue, HttpApiReady, MotoReady
-from local.template import REPO_ROOT, FunctionSpec, LocalResources, MultiModelSpec, Template, TemplateError
-from training.images import load_table
+from local.template import (
+    LOCAL_ACCOUNT_ID,
+    REPO_ROOT,
+    FunctionSpec,
+    LocalResources,
+    MultiModelSpec,
+    Template,
+    TemplateError,
+)
+from training.images import UnknownImageVersion, load_table
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 STACK_FILE_NAME = "stack.json"
@@ -62,12 +74,17 @@ RUNS_DIR_NAME = "run"
 # The local endpoint reads inference.py from the working tree; the template's SourceDirS3Uri (the
 # uploaded sourcedir.tar.gz on AWS) has no default, so locally it only needs a well-formed value.
 LOCAL_SOURCE_DIR = REPO_ROOT / "training"
+# The managed image's variables the local endpoint emulates (the image itself reads many more).
 _ENDPOINT_PASSTHROUGH = (
     "SAGEMAKER_PROGRAM",
     "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
     "SAGEMAKER_CONTAINER_LOG_LEVEL",
-    "SAGEMAKER_MODEL_SERVER_WORKERS",
+    "SAGEMAKER_NUM_MODEL_WORKERS",
 )
+# Locally there is no image to pull: asked for dense serving without a ServingImageUri, the template is
+# resolved with this stand-in (an ECR URI the parameter's pattern admits), exactly as a deployment with one.
+LOCAL_DENSE_IMAGE = "{account}.dkr.ecr.{region}.amazonaws.com/house-prices-dense-mme:local"
+Serving = Literal["managed", "dense"]
 # Variables of the developer's shell that would point a child at real AWS or another endpoint.
 _SCRUBBED_PREFIXES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY")
 
@@ -90,10 +107,15 @@ class StackConfig:
     # Sandboxes of the HTTP API's function; None: local.sandboxes.default_pool_size (machine, reserved concurrency).
     api_max_concurrency: int | None = None
     endpoint_args: Sequence[str] = ()
+    # Which image the endpoint serves with; None: the template's (ServingImageUri set: the dense container).
+    # "dense" without a ServingImageUri resolves the template with LOCAL_DENSE_IMAGE; "managed" with one is an error.
+    serving: Serving | None = None
     # Journal S3/SQS/DynamoDB state under state_dir/state and restore it at start; fresh discards it first.
     persist: bool = True
     fresh: bool = False
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    # Firehose buffering interval of local/log_delivery.py (captured predictions to S3); None: the template's.
+    capture_buffer_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -111,16 +133,24 @@ class StackPlan:
     model_data_url: str
     model_cache_setting: str
     endpoint_environment: Mapping[str, str]
+    # managed: the endpoint emulates the scikit-learn image; dense: it fronts the dense container's process.
+    serving: Serving = "managed"
+    # Functions with SQS events (event source mappings, e.g. QualityFunction) and the queues they read,
+    # by logical id -> URL (what !Ref of a queue is on AWS, so the functions' variables hold it too).
+    queue_functions: tuple[FunctionSpec, ...] = ()
+    queue_urls: Mapping[str, str] = field(default_factory=dict)
 
 
 def plan_stack(template: Template, config: StackConfig) -> StackPlan:
     """Resolve names from the template; fail with the template field at fault if anything is missing."""
-    parameters = dict(config.parameters)
+    parameters = _serving_parameters(template, config)
     resources = LocalResources(stack_name=config.stack_name, region=config.region, parameters=parameters)
     if "SourceDirS3Uri" in (template.document.get("Parameters") or {}) and "SourceDirS3Uri" not in parameters:
         bucket_probe = _first_trigger_bucket(template, resources)
         parameters["SourceDirS3Uri"] = f"s3://{bucket_probe}/local/sourcedir.tar.gz"
         resources = replace(resources, parameters=parameters)
+    queue_urls = _trigger_queue_urls(template, resources)
+    resources = replace(resources, refs={**resources.refs, **queue_urls})
     functions = template.functions(resources)
     api_functions = [f for f in functions.values() if f.http_routes]
     if len(api_functions) != 1:
@@ -139,6 +169,7 @@ def plan_stack(template: Template, config: StackConfig) -> StackPlan:
         if name not in api_function.environment:
             raise TemplateError(f"{api_function.logical_id}.Environment.Variables.{name} is required by the router")
     multi_model = template.multi_model(resources)
+    serving = _serving_of(multi_model)
     sync = event_functions[0]
     prefix = sync.environment.get("MODEL_PREFIX") or KeyLayout().prefix
     sync_writes_to = KeyLayout(prefix).model_data_url(bucket)
@@ -162,12 +193,57 @@ def plan_stack(template: Template, config: StackConfig) -> StackPlan:
         endpoint_name=api_function.environment["ENDPOINT_NAME"],
         model_data_url=model_data_url,
         model_cache_setting=multi_model.model_cache_setting,
-        endpoint_environment=_endpoint_environment(multi_model),
+        endpoint_environment=_endpoint_environment(multi_model, serving),
+        serving=serving,
+        queue_functions=tuple(f for f in functions.values() if f.sqs_triggers),
+        queue_urls=queue_urls,
     )
 
 
-def _endpoint_environment(multi_model: MultiModelSpec) -> dict[str, str]:
-    """The container variables the local endpoint honours, plus the one its image sets itself."""
+def _trigger_queue_urls(template: Template, resources: LocalResources) -> dict[str, str]:
+    """The URL of every queue a function's SQS event reads, as SQS forms it (the local SQS reads the name)."""
+    urls = {}
+    for function in template.functions(resources).values():
+        for trigger in function.sqs_triggers:
+            name = template.ref(trigger.queue_logical_id, resources, where=f"{function.logical_id}.Events")
+            urls[trigger.queue_logical_id] = (
+                f"https://sqs.{resources.region}.amazonaws.com/{resources.account_id}/{name}"
+            )
+    return urls
+
+
+def _serving_parameters(template: Template, config: StackConfig) -> dict[str, str]:
+    """The template's parameters, with ServingImageUri set as ``config.serving`` asks."""
+    parameters = dict(config.parameters)
+    if config.serving is None or "ServingImageUri" not in (template.document.get("Parameters") or {}):
+        return parameters
+    image = parameters.get("ServingImageUri") or template.parameter_defaults.get("ServingImageUri", "")
+    if config.serving == "managed" and image:
+        raise TemplateError(f"serving managed asked for, but ServingImageUri is {image!r} (the dense container)")
+    if config.serving == "dense" and not image:
+        parameters["ServingImageUri"] = LOCAL_DENSE_IMAGE.format(account=LOCAL_ACCOUNT_ID, region=config.region)
+    return parameters
+
+
+def _serving_of(multi_model: MultiModelSpec) -> Serving:
+    """managed when the Model's image is the SageMaker scikit-learn image, dense (the project's container) otherwise."""
+    if multi_model.image is None:
+        return "managed"
+    try:
+        load_table().version_of(multi_model.image)
+    except UnknownImageVersion:
+        return "dense"
+    return "managed"
+
+
+def _endpoint_environment(multi_model: MultiModelSpec, serving: Serving) -> dict[str, str]:
+    """What the local endpoint gets of the Model's container environment.
+
+    Managed: the variables it emulates, plus the one the image sets itself. Dense: the whole environment,
+    which the endpoint hands to the container's process, as SageMaker hands it to the image.
+    """
+    if serving == "dense":
+        return dict(multi_model.environment)
     environment = {k: v for k, v in multi_model.environment.items() if k in _ENDPOINT_PASSTHROUGH}
     if multi_model.image is not None:
         # The scikit-learn image declares ENV SAGEMAKER_SKLEARN_VERSION; the endpoint emulates that tag.
@@ -204,6 +280,8 @@ class StackInfo:
     # Current pid of each child (rewritten after a restart): what a chaos test or an operator kills.
     pids: Mapping[str, int] = field(default_factory=dict)
     state_dir: str = ""
+    # managed (the scikit-learn image emulated) or dense (the SageMaker side in front of the dense container).
+    serving: str = "managed"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -284,6 +362,7 @@ class LocalStack:
         functions_env = {**aws_env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url}
         dispatchers = self._start_dispatchers(functions_env, queues)
         api = self._start_http_api(functions_env)
+        deliveries = self._start_log_delivery(aws_env, api)
         # The slow part is importing sklearn/boto3/powertools in each child: wait for all at once.
         timeout = config.ready_timeout_seconds
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -294,6 +373,8 @@ class LocalStack:
             endpoint_ready.result()
             for dispatcher_ready in dispatchers_ready:
                 ready.parse(DispatcherReady, dispatcher_ready.result())
+        for delivery in deliveries:
+            ready.parse(ready.LogDeliveryReady, delivery.wait_ready(timeout))
         # A restarted API must come back on the URL clients already have.
         api.argv = [*api.argv, "--port", str(api_facts.port)]
 
@@ -327,6 +408,8 @@ class LocalStack:
                 }
                 for function in plan.event_functions
             ],
+            # Queues read by SQS events (no S3 notification; their URLs are in plan.queue_urls).
+            "queues": sorted(url.rsplit("/", 1)[-1] for url in plan.queue_urls.values()),
         }
         moto_socket, moto_url = self._hold_socket()
         moto = self._spawn(
@@ -354,6 +437,8 @@ class LocalStack:
         endpoint_env = {
             **aws_env,
             **plan.endpoint_environment,
+            # The managed image downloads the sourcedir named here; the dense container has the program baked
+            # in at this same place (/opt/program/training). Locally both read the working tree's.
             "SAGEMAKER_SUBMIT_DIRECTORY": str(LOCAL_SOURCE_DIR),
         }
         endpoint = self._spawn(
@@ -361,6 +446,8 @@ class LocalStack:
             [
                 "-m",
                 "endpoint",
+                "--serving",
+                plan.serving,
                 "--fd",
                 str(endpoint_socket.fileno()),
                 "--endpoint-name",
@@ -412,7 +499,44 @@ class LocalStack:
                     env,
                 )
             )
+        for function in self.plan.queue_functions:
+            for trigger in function.sqs_triggers:
+                dispatchers.append(
+                    self._spawn(
+                        f"dispatcher-{function.logical_id}-{trigger.event_name}",
+                        [
+                            "-m",
+                            "local.dispatcher",
+                            "--function",
+                            function.logical_id,
+                            "--event-source-mapping",
+                            trigger.event_name,
+                            "--queue-url",
+                            self.plan.queue_urls[trigger.queue_logical_id],
+                            "--resources",
+                            self._resources_json(),
+                            "--backoff-base",
+                            str(config.dispatcher_backoff_base_seconds),
+                            "--backoff-cap",
+                            str(config.dispatcher_backoff_cap_seconds),
+                            *self._template_args(),
+                            *self._environment_args(function),
+                        ],
+                        env,
+                    )
+                )
         return dispatchers
+
+    def _start_log_delivery(self, env: Mapping[str, str], api: Child) -> list[Child]:
+        """CloudWatch Logs subscription filters + Firehose on the API function's log lines (local/log_delivery.py)."""
+        function = self.plan.api_function.logical_id
+        if not log_delivery.plan(self.template, self.plan.resources, function):
+            return []
+        buffer = self.config.capture_buffer_seconds
+        arguments = ["--function", function, "--source", str(api.log_path), "--resources", self._resources_json()]
+        arguments += ["--checkpoint", str(self._run_dir / "log-delivery.offset"), *self._template_args()]
+        arguments += ["--buffer-seconds", str(buffer)] if buffer is not None else []
+        return [self._spawn("log-delivery", ["-m", "local.log_delivery", *arguments], env)]
 
     def _start_http_api(self, env: Mapping[str, str]) -> Child:
         """API Gateway's HTTP API in front of the router function."""
@@ -459,6 +583,7 @@ class LocalStack:
             run_id=self.run_id,
             pids=self._pids(),
             state_dir=str(self.journal_dir) if self.config.persist else "",
+            serving=plan.serving,
         )
 
     def _pids(self) -> dict[str, int]:
@@ -609,9 +734,10 @@ def print_banner(
     def say(text: str = "", style: str | None = None) -> None:
         console.print(text, style=style, markup=False, highlight=False)
 
+    serving = "dense container" if info.serving == "dense" else "managed scikit-learn image"
     facts = {
         "HTTP API": info.api_url,
-        "Endpoint (SageMaker Runtime)": f"{info.endpoint_url}  name={info.endpoint_name}",
+        "Endpoint (SageMaker Runtime)": f"{info.endpoint_url}  name={info.endpoint_name}  serving={serving}",
         "S3 / SQS / DynamoDB (moto)": info.s3_endpoint_url,
         "Bucket": info.bucket,
         "Model data URL": info.model_data_url,
@@ -672,6 +798,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no banner (for scripts)")
     parser.add_argument("--fresh", action="store_true", help="discard the saved S3/SQS/DynamoDB state first")
     parser.add_argument("--no-persist", action="store_true", help="keep S3/SQS/DynamoDB state in memory only")
+    parser.add_argument(
+        "--serving",
+        choices=["managed", "dense"],
+        help="the endpoint's image: the managed scikit-learn image (emulated) or the dense container (its real "
+        "command, behind the SageMaker side); default: the template's (ServingImageUri)",
+    )
     args = parser.parse_args(argv)
     parameters = dict(item.split("=", 1) for item in args.parameter)
 
@@ -692,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
             parameters=parameters,
             fresh=args.fresh,
             persist=not args.no_persist,
+            serving=args.serving,
         )
     )
     try:

@@ -174,6 +174,17 @@ class S3Trigger:
 
 
 @dataclass(frozen=True)
+class SqsTrigger:
+    """One ``SQS`` event (an event source mapping): which queue, how many messages per batch, and
+    whether the function reports partial batch failures (``ReportBatchItemFailures``)."""
+
+    event_name: str
+    queue_logical_id: str
+    batch_size: int = 10
+    report_batch_item_failures: bool = False
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     logical_id: str
     function_name: str
@@ -185,6 +196,7 @@ class FunctionSpec:
     environment: Mapping[str, str]
     http_routes: tuple[HttpRoute, ...] = ()
     s3_triggers: tuple[S3Trigger, ...] = ()
+    sqs_triggers: tuple[SqsTrigger, ...] = ()
     # Asynchronous invocations (S3 events) are attempted 1 + this many times before dead-lettering.
     max_async_retries: int = LAMBDA_DEFAULT_ASYNC_RETRIES
     # EventInvokeConfig's OnFailure destination (e.g. a dead-letter queue), by logical id.
@@ -312,6 +324,7 @@ class Template:
 
         routes: list[HttpRoute] = []
         triggers: list[S3Trigger] = []
+        sqs_triggers: list[SqsTrigger] = []
         for event_name, event in (props.get("Events") or {}).items():
             where = f"{logical_id}.Events.{event_name}"
             event_props = event.get("Properties") or {}
@@ -319,6 +332,18 @@ class Template:
                 routes.append(self._http_route(event_name, event_props, resources, where))
             elif event.get("Type") == "S3":
                 triggers.append(self._s3_trigger(event_name, event_props, resources, where))
+            elif event.get("Type") == "SQS":
+                queue = _logical_id_of(event_props.get("Queue"))
+                if queue is None:
+                    raise TemplateError(f"{where}.Queue must be !GetAtt <queue in this template>.Arn")
+                sqs_triggers.append(
+                    SqsTrigger(
+                        event_name,
+                        queue,
+                        int(self.resolve(event_props.get("BatchSize", 10), resources, where=f"{where}.BatchSize")),
+                        "ReportBatchItemFailures" in (event_props.get("FunctionResponseTypes") or []),
+                    )
+                )
 
         invoke_config = props.get("EventInvokeConfig", globals_.get("EventInvokeConfig")) or {}
         retries = self.resolve(
@@ -342,6 +367,7 @@ class Template:
             environment=environment,
             http_routes=tuple(routes),
             s3_triggers=tuple(triggers),
+            sqs_triggers=tuple(sqs_triggers),
             max_async_retries=int(retries),
             on_failure_logical_id=_logical_id_of(on_failure),
             layer_paths=layers,

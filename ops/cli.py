@@ -56,6 +56,7 @@ from model_sync.gate import GatePolicy, recorded_ae_p50
 from model_sync.logic import ModelSync
 from model_sync.settings import DEFAULT_QUALITY_GATE
 from ops import failures, plan, preflight, tables
+from ops import quality as live_quality
 from ops import stack as stacks
 from ops.config import ConfigError, OpsConfig, resolve
 from ops.status import MAX_PEEKED_MESSAGES, Status, alarm_states, failed_events
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_command(commands)
     preflight.add_command(commands)
     stacks.add_command(commands)
+    live_quality.add_command(commands)
     for command in commands.choices.values():
         _add_global_options(command, after_command=True)
     return parser
@@ -288,6 +290,15 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.command in failures.COMMANDS:
             result, rows, columns, title, exit_code = failures.run(args, ops.config)
+        elif args.command == live_quality.COMMAND:
+            table = live_quality.table_name(
+                args, ops.config, environ, _stack_outputs(args.stack, args.region) if args.stack else None
+            )
+            summaries = live_quality.worst_first(
+                live_quality.read_all(boto3.client("dynamodb"), table), args.min_count, args.top
+            )
+            rows = result = live_quality.rows(summaries)
+            columns, title = live_quality.COLUMNS, f"Live quality, worst first ({table})"
         elif args.command == "cities":
             rows = ops.cities()
             columns = ("city", "version", "target_model", "promoted_at")

@@ -149,6 +149,10 @@ _OPERATIONS: dict[tuple[str, str], Callable[[Mapping[str, Any]], list[Permission
     ("dynamodb", "Scan"): _dynamodb_item("dynamodb:Scan"),
     ("dynamodb", "Query"): _dynamodb_query,
     ("dynamodb", "TransactWriteItems"): _dynamodb_transact_write,
+    # A queue URL ends in the queue's name (locally the template's Ref of a queue is that name).
+    ("sqs", "SendMessage"): lambda p: [
+        Permission("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{p['QueueUrl'].rsplit('/', 1)[-1]}")
+    ],
     ("sagemaker-runtime", "InvokeEndpoint"): lambda p: [
         # SageMaker lower-cases names inside ARNs.
         Permission(
@@ -156,7 +160,7 @@ _OPERATIONS: dict[tuple[str, str], Callable[[Mapping[str, Any]], list[Permission
         )
     ],
 }
-_NAME_PARAMETERS = ("Bucket", "TableName", "EndpointName")
+_NAME_PARAMETERS = ("Bucket", "TableName", "EndpointName", "QueueUrl")
 
 
 def required_permissions(service: str, operation: str, params: Mapping[str, Any]) -> list[Permission]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.stub import Stubber
 
+from house_prices import ids
 from house_prices.errors import UnknownCity, UnknownVersion
 from house_prices.naming import target_model
 from house_prices.registry import LiveModel, ModelVersion
@@ -24,6 +25,24 @@ LIVE = "20261125T040000Z-1a2b3c4d"
 OLDER = "20261120T040000Z-0badcafe"
 REJECTED = "20261126T040000Z-deadbeef"
 PROMOTED_AT = "2026-11-25T04:00:01+00:00"
+# 2026-12-07T02:43:25.571Z: the millisecond of every SequentialIds id.
+ID_MILLISECOND = 1796611405571
+
+
+class SequentialIds:
+    """``RouterService``'s ``new_prediction_ids`` with a stopped clock and zero random bits: the n-th id
+    of a test is always the same text, so responses and capture lines can be compared exactly."""
+
+    def __init__(self, millisecond: int = ID_MILLISECOND) -> None:
+        self.generator = ids.UlidGenerator(clock_ms=lambda: millisecond, random_bits=lambda: 0)
+
+    def __call__(self, city: str, count: int) -> list[str]:
+        return ids.new_prediction_ids(city, count, self.generator)
+
+    @staticmethod
+    def expected(city: str, count: int, millisecond: int = ID_MILLISECOND) -> list[str]:
+        """The ids a fresh SequentialIds hands out first."""
+        return SequentialIds(millisecond)(city, count)
 
 
 def add_model_error(
@@ -85,14 +104,16 @@ class FakeRegistry:
 
 
 class FakeEndpoint:
-    """Records each call; answers ``answer`` if given, else a price derived from each row."""
+    """Records each call (and its InferenceId); answers ``answer`` if given, else a price derived from each row."""
 
     def __init__(self, answer: list[float] | None = None) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.inference_ids: list[str | None] = []
         self.answer = answer
 
-    def invoke(self, target: str, csv_body: str) -> list[float]:
+    def invoke(self, target: str, csv_body: str, inference_id: str | None = None) -> list[float]:
         self.calls.append((target, csv_body))
+        self.inference_ids.append(inference_id)
         if self.answer is not None:
             return self.answer
         # A deterministic stand-in model (SQUARE_FEET x 150): rows cannot be mixed up unnoticed.

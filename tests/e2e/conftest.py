@@ -1,4 +1,4 @@
-"""One local stack per session for every e2e suite, and the cities trained on it."""
+"""One local stack per session for every e2e suite, and the cities trained on it; and one in dense serving."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ import pytest
 
 from house_prices.registry import ModelRegistry
 from local.stack import LocalStack, StackConfig
-from tests.e2e.stack_harness import CITIES, train_until_live
+from tests.e2e.stack_harness import CITIES, DENSE_CITIES, train_until_live
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    # The router's live-version cache is off, so a promotion is visible at once.
+    # The router's live-version cache is off, so a promotion is visible at once; captured predictions
+    # reach S3 within about a second instead of the template's 300 s Firehose buffering.
     config = StackConfig(
         state_dir=tmp_path_factory.mktemp("stack"),
         write_stack_file=False,
         function_env={"RouterFunction": {"LIVE_MODEL_CACHE_SECONDS": "0"}},
+        capture_buffer_seconds=1.0,
     )
     with LocalStack(config) as running:
         yield running
@@ -33,3 +35,23 @@ def registry(stack: LocalStack) -> ModelRegistry:
 @pytest.fixture(scope="session")
 def trained(stack: LocalStack, registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return train_until_live(stack, registry, CITIES, tmp_path_factory.mktemp("training"), timeout=60)
+
+
+@pytest.fixture(scope="session")
+def dense_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The stack as `make up SERVING=dense` runs it: the endpoint is the SageMaker side in front of the container."""
+    config = StackConfig(
+        state_dir=tmp_path_factory.mktemp("dense-stack"),
+        write_stack_file=False,
+        function_env={"RouterFunction": {"LIVE_MODEL_CACHE_SECONDS": "0"}},
+        serving="dense",
+    )
+    with LocalStack(config) as running:
+        yield running
+    assert all(child.process is None or child.process.poll() is not None for child in running.children)
+
+
+@pytest.fixture(scope="session")
+def dense_trained(dense_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    registry = ModelRegistry(dense_stack.client("dynamodb"), dense_stack.info.registry_table)
+    return train_until_live(dense_stack, registry, DENSE_CITIES, tmp_path_factory.mktemp("dense-training"), timeout=60)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+import numpy as np
 from rich.console import Console
 
 from house_prices import schema
+from house_prices.naming import KeyLayout
 from house_prices.registry import ModelRegistry
 from local.demo import train_and_publish, wait_for_live
 from local.stack import LocalStack
 
 CITIES = ("Chicago_IL", "Dallas_TX", "Phoenix_AZ")
+# Trained on the dense-serving stack: one city keeps that suite short.
+DENSE_CITIES = ("Chicago_IL",)
 # The demo's training table and progress bars would only clutter pytest's captured output.
 QUIET = Console(quiet=True)
 
@@ -38,6 +44,32 @@ def houses(city: str, n: int, seed: int) -> list[dict[str, float]]:
     from training.data import generate_houses
 
     return [schema.house_from_row(row) for row in generate_houses(city, n, seed)[:, 1:]]
+
+
+def reference_predictions(stack: LocalStack, city: str, version: str, batch: list[dict], tmp: Path) -> list[float]:
+    """Predict with training/inference.py on the artifact downloaded from local S3 by hand."""
+    from training import inference
+
+    key = KeyLayout(stack.info.prefix).mme_key(city, version)
+    body = stack.client("s3").get_object(Bucket=stack.info.bucket, Key=key)["Body"].read()
+    model_dir = tmp / f"{city}-{version}"
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        archive.extractall(model_dir, filter="data")
+    model = inference.model_fn(str(model_dir))
+    csv = schema.rows_to_csv([[house[name] for name in schema.FEATURE_NAMES] for house in batch])
+    return [float(value) for value in np.ravel(inference.predict_fn(inference.input_fn(csv, "text/csv"), model))]
+
+
+def malicious_artifact(marker: Path) -> bytes:
+    """A model.tar.gz whose model.joblib writes ``marker`` if it is ever unpickled, claiming a tiny error."""
+    import json
+    import pickle
+
+    from endpoint.testing import tar_gz
+    from tests.pickle_payloads import WritesMarker
+
+    claims = {"validation": {"ae_p50": 1.0}, "features": list(schema.FEATURE_NAMES)}
+    return tar_gz({"model.joblib": pickle.dumps(WritesMarker(marker)), "metrics.json": json.dumps(claims).encode()})
 
 
 def s3_event(stack: LocalStack, key: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,26 +31,20 @@ from local.demo import wait_for_live
 from local.process import group_members, port_is_free
 from local.stack import LocalStack
 from local.template import REPO_ROOT
-from tests.e2e.stack_harness import CITIES, QUIET, houses, s3_event, train, wait_drained
-from tests.pickle_payloads import WritesMarker
+from tests.e2e.stack_harness import (
+    CITIES,
+    QUIET,
+    houses,
+    malicious_artifact,
+    reference_predictions,
+    s3_event,
+    train,
+    wait_drained,
+)
 
 pytestmark = pytest.mark.slow
 
 RETRAIN_CITY = "Dallas_TX"
-
-
-def reference_predictions(stack: LocalStack, city: str, version: str, batch: list[dict], tmp: Path) -> list[float]:
-    """Predict with training/inference.py on the artifact downloaded from local S3 by hand."""
-    from training import inference
-
-    key = KeyLayout(stack.info.prefix).mme_key(city, version)
-    body = stack.client("s3").get_object(Bucket=stack.info.bucket, Key=key)["Body"].read()
-    model_dir = tmp / f"{city}-{version}"
-    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
-        archive.extractall(model_dir, filter="data")
-    model = inference.model_fn(str(model_dir))
-    csv = schema.rows_to_csv([[house[name] for name in schema.FEATURE_NAMES] for house in batch])
-    return [float(value) for value in np.ravel(inference.predict_fn(inference.input_fn(csv, "text/csv"), model))]
 
 
 def predict(stack: LocalStack, city: str, payload: Any, **params: str) -> httpx.Response:
@@ -182,7 +175,7 @@ class RunningSupervisor:
 
 
 def start_supervisor(state_dir: Path) -> RunningSupervisor:
-    """`python -m local.stack` (make up) in its own state directory, ready, with its four process groups."""
+    """`python -m local.stack` (make up) in its own state directory, ready, with its seven process groups."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     process = subprocess.Popen(
         [sys.executable, "-m", "local.stack", "--state-dir", str(state_dir), "--quiet"],
@@ -198,7 +191,8 @@ def start_supervisor(state_dir: Path) -> RunningSupervisor:
         facts = json.loads((state_dir / "stack.json").read_text())
         ports = [int(facts[name].rsplit(":", 1)[1]) for name in ("api_url", "endpoint_url", "s3_endpoint_url")]
         groups = _descendant_groups(process.pid)
-        assert len(groups) == 4  # moto, endpoint, dispatcher, HTTP API
+        # moto, endpoint, three dispatchers (model-sync; quality's S3 event and its SQS event), HTTP API, log delivery
+        assert len(groups) == 7
         assert all(group_members(group) for group in groups)
     except BaseException:
         process.kill()
@@ -251,13 +245,6 @@ def test_a_killed_supervisor_leaves_no_process_behind(tmp_path: Path) -> None:
 # --- no code from data: pickles never run; a packed model trained anywhere serves ------------------
 
 
-def _malicious_artifact(marker: Path) -> bytes:
-    import pickle
-
-    claims = {"validation": {"ae_p50": 1.0}, "features": list(schema.FEATURE_NAMES)}
-    return tar_gz({"model.joblib": pickle.dumps(WritesMarker(marker)), "metrics.json": json.dumps(claims).encode()})
-
-
 def _wait_for_version_record(registry: ModelRegistry, city: str, source_key: str, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -278,7 +265,7 @@ def test_a_malicious_pickle_published_through_s3_never_runs(
     layout = KeyLayout(stack.info.prefix)
     key = layout.training_output_key(city, f"evil-{int(time.time() * 1000)}")
     # When it is published where training outputs go (the S3 event runs model-sync)
-    stack.client("s3").put_object(Bucket=stack.info.bucket, Key=key, Body=_malicious_artifact(marker))
+    stack.client("s3").put_object(Bucket=stack.info.bucket, Key=key, Body=malicious_artifact(marker))
     record = _wait_for_version_record(registry, city, key)
     # Then it is rejected with the remedy, never promoted, and nothing ran
     assert record.status == "rejected"
@@ -294,7 +281,7 @@ def test_a_pickle_placed_under_the_mme_prefix_never_runs(stack: LocalStack, tmp_
     marker = tmp_path / "marker"
     target = "Evil_TX.20260101T000000Z-0badc0de.tar.gz"
     key = KeyLayout(stack.info.prefix).mme_prefix + target
-    stack.client("s3").put_object(Bucket=stack.info.bucket, Key=key, Body=_malicious_artifact(marker))
+    stack.client("s3").put_object(Bucket=stack.info.bucket, Key=key, Body=malicious_artifact(marker))
     # When a client invokes it by TargetModel
     runtime = stack.client("sagemaker-runtime")
     with pytest.raises(runtime.exceptions.ModelError) as failed:

@@ -14,7 +14,7 @@ import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from house_prices.observability import metrics
@@ -102,6 +102,8 @@ def expected_call(version: str) -> dict[str, Any]:
         "Accept": "application/json",
         # rows in schema.FEATURE_NAMES order: YEAR_BUILT, SQUARE_FEET, NUM_BEDROOMS, NUM_BATHROOMS, LOT_ACRES, GARAGE
         "Body": b"1995,3000,4,2.5,1.0,2\n2010,2200,3,2.0,0.75,1\n1978,4100,6,3.5,1.42,3\n",
+        # the request's first prediction id's ULID (tests/unit/test_router_handler.py pins the exact value)
+        "InferenceId": ANY,
     }
 
 
@@ -117,11 +119,12 @@ def test_live_version_is_resolved_and_invoked_once(stubber: Stubber) -> None:
     status, _, body = invoke(event("api-predictions-batch.json"))
     # Then the live version's TargetModel got one CSV call and the prices come back in order
     assert status == 200
-    assert body == {
+    assert {key: body[key] for key in ("location", "model")} == {
         "location": "Chicago_IL",
         "model": {"version": LIVE, "target_model": f"Chicago_IL.{LIVE}.tar.gz"},
-        "predictions": [{"price": 512345.25}, {"price": 301000.0}, {"price": 705000.5}],
     }
+    assert [p["price"] for p in body["predictions"]] == [512345.25, 301000.0, 705000.5]
+    assert all(p["prediction_id"].endswith("-Chicago_IL") for p in body["predictions"])
 
 
 def test_pinned_version_is_served(stubber: Stubber) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -209,3 +209,27 @@ def test_prefix_must_be_a_plain_key_prefix() -> None:
         with pytest.raises(ValueError, match="prefix"):
             KeyLayout(bad)
     assert KeyLayout("team/models").mme_prefix == "team/models/multi_model_artifacts/"
+
+
+def test_captures_are_partitioned_by_city_and_utc_date_outside_every_other_prefix() -> None:
+    # Given the default layout
+    layout = KeyLayout()
+    # Then a capture partition is Hive-style city= / date= under captures/, and errors have their own prefix
+    assert (
+        layout.capture_prefix("Chicago_IL", "2026-12-07")
+        == "DEMO_MME_SCIKIT_V1/captures/city=Chicago_IL/date=2026-12-07/"
+    )
+    assert layout.capture_prefix("Chicago_IL", date(2026, 1, 2)).endswith("/date=2026-01-02/")
+    assert layout.capture_errors_prefix == "DEMO_MME_SCIKIT_V1/capture_errors/"
+    for other in (layout.training_output_prefix, layout.mme_prefix, layout.training_jobs_prefix):
+        assert not layout.captures_prefix.startswith(other)
+        assert not other.startswith(layout.captures_prefix)
+
+
+@pytest.mark.parametrize(
+    ("city", "day"),
+    [("../x", "2026-12-07"), ("Chicago_IL", "2026-02-30"), ("Chicago_IL", "20261207"), ("Chicago_IL", "2026-12-07/..")],
+)
+def test_capture_prefixes_refuse_what_is_not_a_city_and_a_day(city: str, day: str) -> None:
+    with pytest.raises((ValueError, InvalidCityName)):
+        KeyLayout().capture_prefix(city, day)

@@ -19,6 +19,7 @@ from house_prices.schema import (
     MAX_ENDPOINT_BODY_BYTES,
     describe_features,
     house_from_row,
+    parse_batch,
     parse_house,
     parse_houses,
     rows_to_csv,
@@ -178,3 +179,40 @@ def test_common_layer_never_imports_numpy_sklearn_or_pandas() -> None:
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in forbidden]
     assert list(layer.rglob("*.py")), "layer sources not found"
     assert offenders == []
+
+
+def test_a_house_id_is_accepted_kept_apart_from_the_features_and_optional() -> None:
+    # Given a batch where one house carries the caller's id
+    batch = parse_batch({"houses": [VALID, {**VALID, "house_id": "MLS #2026-0042"}]})
+    # Then the rows are features only (the CSV never sees the id) and the ids line up with the houses
+    assert batch.rows == [parse_house(VALID)] * 2
+    assert batch.house_ids == [None, "MLS #2026-0042"]
+    assert rows_to_csv(batch.rows) == "1995,3000,4,2.5,1.1,2\n" * 2
+    assert parse_batch({**VALID, "house_id": "a"}).house_ids == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("house_id", "problem"),
+    [
+        ("", "1 to 64"),
+        ("x" * 65, "1 to 64"),
+        (42, "must be a string"),
+        (None, "must be a string"),
+        ("tab\there", "printable US-ASCII"),
+        ("new\nline", "printable US-ASCII"),
+        ("caf\u00e9", "printable US-ASCII"),
+        (" padded", "leading or trailing"),
+        ("padded ", "leading or trailing"),
+        ("\x7f", "printable US-ASCII"),
+    ],
+)
+def test_bad_house_ids_are_named(house_id: object, problem: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_batch({"houses": [VALID, {**VALID, "house_id": house_id}]})
+    assert [(p.field, problem in p.problem) for p in caught.value.problems] == [("houses[1].house_id", True)]
+
+
+def test_other_unknown_fields_are_still_rejected_next_to_a_house_id() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_house({**VALID, "house_id": "ok", "HOUSE_ID": "no"})
+    assert fields(caught.value) == {"HOUSE_ID"}

@@ -130,15 +130,18 @@ def test_config_from_env_with_cli_overrides() -> None:
     ("environ", "workers"),
     [
         ({}, 1),
-        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"}, 3),
-        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "3", "ENDPOINT_WORKERS": "2"}, 2),
+        ({"SAGEMAKER_NUM_MODEL_WORKERS": "3"}, 3),
+        ({"SAGEMAKER_NUM_MODEL_WORKERS": "3", "ENDPOINT_WORKERS": "2"}, 2),
+        ({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"}, 1),
     ],
-    ids=["default", "container-variable", "endpoint-variable-wins"],
+    ids=["default", "image-variable", "endpoint-variable-wins", "ignored-in-multi-model-mode"],
 )
-def test_worker_processes_follow_the_containers_variable_unless_the_endpoints_is_set(
+def test_worker_processes_follow_the_images_workers_per_model_unless_the_endpoints_is_set(
     environ: dict[str, str], workers: int
 ) -> None:
-    # Given the container's worker variable, the endpoint's own, or neither
+    # Given the image's per-model worker variable, the endpoint's own, neither, or the variable the image's
+    # multi-model server does not read (SAGEMAKER_MODEL_SERVER_WORKERS: serving_mms.py writes MMS's config
+    # from SAGEMAKER_NUM_MODEL_WORKERS)
     config = EndpointConfig.from_env({"MODEL_DATA_URL": "s3://bucket/p/", **environ})
     # Then the endpoint runs that many worker processes
     assert config.workers == workers
@@ -150,17 +153,33 @@ def test_worker_processes_follow_the_containers_variable_unless_the_endpoints_is
         ({}, "model data URL is required"),
         ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_MAX_MODELS": "many"}, "ENDPOINT_MAX_MODELS"),
         (
-            {"MODEL_DATA_URL": "s3://bucket/p/", "SAGEMAKER_MODEL_SERVER_WORKERS": "all"},
-            "SAGEMAKER_MODEL_SERVER_WORKERS",
+            {"MODEL_DATA_URL": "s3://bucket/p/", "SAGEMAKER_NUM_MODEL_WORKERS": "all"},
+            "SAGEMAKER_NUM_MODEL_WORKERS",
         ),
         ({"MODEL_DATA_URL": "s3://bucket/p/", "MODEL_CACHE_SETTING": "Sometimes"}, "Enabled or Disabled"),
         ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_MAX_MODELS": "0"}, "at least 1"),
         ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_NAME": "bad_name"}, "endpoint name"),
+        ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_SERVING": "docker"}, "managed or dense"),
+        (
+            {"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_SERVING": "dense", "SAGEMAKER_NUM_MODEL_WORKERS": "2"},
+            "--container-workers",
+        ),
+        ({"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_CONTAINER_WORKERS": "0"}, "container workers"),
     ],
 )
 def test_bad_settings_name_the_problem(environ: dict[str, str], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         EndpointConfig.from_env(environ)
+
+
+def test_dense_serving_is_chosen_by_the_environment_with_the_containers_workers() -> None:
+    # Given the endpoint told to front the dense container, with 3 container workers
+    environ = {"MODEL_DATA_URL": "s3://bucket/p/", "ENDPOINT_SERVING": "dense", "ENDPOINT_CONTAINER_WORKERS": "3"}
+    config = EndpointConfig.from_env(environ)
+    # Then it is the SageMaker side, and the container gets those workers (the side itself is one process)
+    assert (config.serving, config.container_workers, config.workers) == ("dense", 3, 1)
+    # And by default it emulates the managed image
+    assert EndpointConfig.from_env({"MODEL_DATA_URL": "s3://bucket/p/"}).serving == "managed"
 
 
 def test_a_client_hanging_up_mid_body_is_not_an_internal_failure() -> None:

@@ -19,17 +19,19 @@ PACKAGE_ROOTS = {
     "house_prices": ROOT / "layers" / "common",
     "router": ROOT / "functions" / "router",
     "model_sync": ROOT / "functions" / "model_sync",
+    "quality": ROOT / "functions" / "quality",
     "packed_forest": ROOT,
     "training": ROOT,
     "endpoint": ROOT,
     "local": ROOT,
     "ops": ROOT,
 }
-LAMBDA_PACKAGES = ("house_prices", "router", "model_sync")
+LAMBDA_PACKAGES = ("house_prices", "router", "model_sync", "quality")
 # What each Lambda package may import besides itself (functions/*/Makefile ships exactly these).
 ALLOWED_IMPORTS = {
     "router": {"house_prices"},
     "model_sync": {"house_prices", "packed_forest"},
+    "quality": {"house_prices"},
     "house_prices": set(),
     "packed_forest": set(),
 }

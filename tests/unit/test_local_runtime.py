@@ -125,7 +125,10 @@ def test_stack_plan_from_the_real_template() -> None:
     plan = plan_stack(Template.load(), StackConfig())
     # Then every name the stack needs is resolved from it
     assert plan.api_function.logical_id == "RouterFunction"
-    assert [f.logical_id for f in plan.event_functions] == ["ModelSyncFunction"]
+    assert [f.logical_id for f in plan.event_functions] == ["ModelSyncFunction", "QualityFunction"]
+    # QualityFunction also reads FeedbackQueue (an SQS event), whose !Ref is its URL as on AWS
+    assert [f.logical_id for f in plan.queue_functions] == ["QualityFunction"]
+    assert plan.queue_urls["FeedbackQueue"].endswith("/123456789012/house-prices-local-FeedbackQueue")
     assert plan.bucket == plan.event_functions[0].environment["ARTIFACT_BUCKET"]
     assert plan.registry_table in plan.tables
     assert plan.model_data_url == f"s3://{plan.bucket}/{plan.prefix}/multi_model_artifacts/"
@@ -144,17 +147,27 @@ def test_stack_plan_follows_the_templates_image_version() -> None:
     assert plan.endpoint_environment["SAGEMAKER_SKLEARN_VERSION"] == "1.2-1"
 
 
-def test_the_model_servers_worker_count_reaches_the_local_endpoint(tmp_path: Path) -> None:
-    # Given the template with the container's worker variable on the Model
+def test_the_template_parameter_sets_the_managed_images_workers_per_model() -> None:
+    # Given the template deployed with two model-server workers per model
+    plan = plan_stack(Template.load(), StackConfig(parameters={"ModelWorkersPerModel": "2"}))
+    # Then the local endpoint gets the variable the image's multi-model server reads, as the image would
+    assert plan.endpoint_environment["SAGEMAKER_NUM_MODEL_WORKERS"] == "2"
+    # And by default one, the image's own default
+    assert plan_stack(Template.load(), StackConfig()).endpoint_environment["SAGEMAKER_NUM_MODEL_WORKERS"] == "1"
+
+
+def test_the_variable_the_image_ignores_in_multi_model_mode_does_not_reach_the_endpoint(tmp_path: Path) -> None:
+    # Given the template with SAGEMAKER_MODEL_SERVER_WORKERS on the Model (the single-model servers' variable)
     source = DEFAULT_TEMPLATE.read_text()
     anchor = "          SAGEMAKER_PROGRAM: inference.py\n"
     assert anchor in source
     template = tmp_path / "template.yaml"
-    template.write_text(source.replace(anchor, anchor + '          SAGEMAKER_MODEL_SERVER_WORKERS: "2"\n'))
+    template.write_text(source.replace(anchor, anchor + '          SAGEMAKER_MODEL_SERVER_WORKERS: "4"\n'))
     # When the local stack is planned from it
     plan = plan_stack(Template.load(template), StackConfig(template_path=template))
-    # Then the endpoint gets it, as the container would
-    assert plan.endpoint_environment["SAGEMAKER_MODEL_SERVER_WORKERS"] == "2"
+    # Then the endpoint does not see it: in multi-model mode the image does not read it either
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS" not in plan.endpoint_environment
+    assert plan.endpoint_environment["SAGEMAKER_NUM_MODEL_WORKERS"] == "1"
 
 
 @pytest.mark.parametrize(("reserved", "cpus", "size"), [(None, 2, 4), (None, 1, 2), (3, 8, 3), (100, 2, 4)])

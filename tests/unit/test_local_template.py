@@ -238,6 +238,7 @@ def test_real_template_router_routes_and_environment(real: Template) -> None:
         "GET /locations/{city}",
         "GET /health",
         "GET /openapi.json",
+        "POST /feedback",
     }
     # The endpoint name comes from the EndpointName parameter via !GetAtt Endpoint.EndpointName
     assert router.environment["ENDPOINT_NAME"] == real.parameter_defaults["EndpointName"]

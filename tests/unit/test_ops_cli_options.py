@@ -19,6 +19,7 @@ COMMANDS = {
     "plan": ["--models", "10", "--rps", "5"],
     "preflight": [],
     "outputs": [],
+    "quality": [],
 }
 VALUES = {"--stack-file": "s.json", "--json": None}
 

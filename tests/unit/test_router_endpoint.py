@@ -58,6 +58,25 @@ def test_invoke_sends_csv_to_the_target_model_and_parses_json(stubbed: Any) -> N
     assert endpoint.invoke(TARGET, CSV_BODY) == [465000.5, 300000.0]
 
 
+def test_the_inference_id_is_sent_when_given(stubbed: Any) -> None:
+    # Given a call named by its request's first prediction id (a 26-character ULID)
+    endpoint, stubber = stubbed
+    expected = {**EXPECTED, "InferenceId": "01M9764XR33EMVDJ4VB4ZFX2SK"}
+    stubber.add_response("invoke_endpoint", {"Body": body(b"[1, 2]"), "ContentType": "application/json"}, expected)
+    # When invoked with it, Then the Stubber saw exactly that InferenceId (and nothing else changed)
+    assert endpoint.invoke(TARGET, CSV_BODY, "01M9764XR33EMVDJ4VB4ZFX2SK") == [1.0, 2.0]
+
+
+def test_the_inference_id_goes_out_as_sagemakers_header() -> None:
+    # Given botocore's own serialisation of InvokeEndpoint
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1")
+    shape = client.meta.service_model.operation_model("InvokeEndpoint").input_shape.members["InferenceId"]
+    # Then it is the header the local endpoint reads, and the router's ULIDs fit its constraints
+    assert shape.serialization == {"location": "header", "name": "X-Amzn-SageMaker-Inference-Id"}
+    assert (shape.metadata["min"], shape.metadata["max"]) == (1, 64)
+    assert shape.metadata["pattern"] == "\\A\\S[\\p{Print}]*\\z"
+
+
 def test_model_error_carries_the_original_message_and_status(stubbed: Any) -> None:
     endpoint, stubber = stubbed
     add_model_error(stubber, 400, "could not convert string to float", EXPECTED)

@@ -16,13 +16,14 @@ from aws_lambda_powertools.metrics.provider import cold_start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from house_prices import schema
+from house_prices import captures, schema
 from house_prices.observability import logger, metrics
 from router import handler, wiring
+from router.capture import PredictionCapture
 from router.logic import RouterService
 from router.settings import RouterSettings
 from tests.lambda_contexts import lambda_context
-from tests.router_doubles import LIVE, FakeEndpoint, FakeRegistry, api_event
+from tests.router_doubles import LIVE, FakeEndpoint, FakeRegistry, SequentialIds, api_event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
@@ -35,8 +36,16 @@ def endpoint() -> FakeEndpoint:
     return FakeEndpoint()
 
 
+@pytest.fixture
+def log_stream() -> io.StringIO:
+    """What the router writes to stdout for capture (Lambda's log stream)."""
+    return io.StringIO()
+
+
 @pytest.fixture(autouse=True)
-def router_environment(monkeypatch: pytest.MonkeyPatch, endpoint: FakeEndpoint) -> Iterator[list[RouterSettings]]:
+def router_environment(
+    monkeypatch: pytest.MonkeyPatch, endpoint: FakeEndpoint, log_stream: io.StringIO
+) -> Iterator[list[RouterSettings]]:
     """Function env, a fresh container (no cached service, cold start) and fakes behind the real logic."""
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "router")
     monkeypatch.setenv("ENDPOINT_NAME", "house-prices-mme")
@@ -45,7 +54,13 @@ def router_environment(monkeypatch: pytest.MonkeyPatch, endpoint: FakeEndpoint) 
 
     def build(settings: RouterSettings) -> RouterService:
         built.append(settings)
-        return RouterService(FakeRegistry(), endpoint, settings.max_houses_per_request)
+        return RouterService(
+            FakeRegistry(),
+            endpoint,
+            settings.max_houses_per_request,
+            capture=PredictionCapture(settings.capture_sample_rate, stream=log_stream),
+            new_prediction_ids=SequentialIds(),
+        )
 
     monkeypatch.setattr(wiring, "build_service", build)
     handler.service.cache_clear()
@@ -113,10 +128,15 @@ def test_predict_fixture(
     assert status == 200
     assert headers["Content-Type"] == "application/json"
     assert headers["Access-Control-Allow-Origin"] == "*"
+    ids = SequentialIds.expected("Chicago_IL", 3)
     assert body == {
         "location": "Chicago_IL",
         "model": {"version": LIVE, "target_model": f"Chicago_IL.{LIVE}.tar.gz"},
-        "predictions": [{"price": 450000.0}, {"price": 330000.0}, {"price": 615000.0}],
+        "predictions": [
+            {"prediction_id": ids[0], "price": 450000.0},
+            {"prediction_id": ids[1], "price": 330000.0},
+            {"prediction_id": ids[2], "price": 615000.0},
+        ],
     }
     assert endpoint.calls == [
         (f"Chicago_IL.{LIVE}.tar.gz", "1995,3000,4,2.5,1.0,2\n2010,2200,3,2.0,0.75,1\n1978,4100,6,3.5,1.42,3\n")
@@ -137,7 +157,95 @@ def test_predict_fixture(
 
 def test_single_house_fixture() -> None:
     status, _, body = invoke(api_event("api-predictions-single.json"))
-    assert (status, body["predictions"]) == (200, [{"price": 450000.0}])
+    assert (status, body["predictions"]) == (
+        200,
+        [{"prediction_id": SequentialIds.expected("Chicago_IL", 1)[0], "price": 450000.0}],
+    )
+
+
+def test_house_ids_are_echoed_and_the_request_is_captured_with_its_api_request_id(log_stream: io.StringIO) -> None:
+    # Given the batch fixture, its second house carrying the caller's id
+    event = api_event("api-predictions-batch.json")
+    payload = json.loads(event["body"])
+    payload["houses"][1]["house_id"] = "MLS 2026-0042"
+    event["body"] = json.dumps(payload)
+    # When it is priced
+    status, _, body = invoke(event)
+    # Then the id comes back next to its own price
+    assert status == 200
+    assert [p.get("house_id") for p in body["predictions"]] == [None, "MLS 2026-0042", None]
+    # And one capture line on the log stream holds the three predictions as answered, with the request id
+    lines = log_stream.getvalue().splitlines()
+    assert len(lines) == 1
+    recorded = captures.parse_capture_line(lines[0])
+    assert [(r.prediction_id, r.price, r.house_id) for r in recorded] == [
+        (p["prediction_id"], p["price"], p.get("house_id")) for p in body["predictions"]
+    ]
+    assert {(r.city, r.version, r.request_id) for r in recorded} == {("Chicago_IL", LIVE, "predict-batch")}
+    assert recorded[2].features == dict(zip(schema.FEATURE_NAMES, (1978, 4100, 6, 3.5, 1.42, 3), strict=True))
+
+
+def test_capture_sample_rate_zero_records_nothing_but_still_ids_every_price(
+    monkeypatch: pytest.MonkeyPatch, log_stream: io.StringIO
+) -> None:
+    # Given capture switched off by its setting
+    monkeypatch.setenv("CAPTURE_SAMPLE_RATE", "0")
+    # When a batch is priced
+    status, _, body = invoke(api_event("api-predictions-batch.json"))
+    # Then nothing is recorded, and every price still has its id
+    assert status == 200
+    assert log_stream.getvalue() == ""
+    assert all(p["prediction_id"] for p in body["predictions"])
+
+
+def test_invalid_house_ids_are_client_errors_naming_the_field() -> None:
+    event = api_event("api-predictions-batch.json")
+    payload = json.loads(event["body"])
+    payload["houses"][2]["house_id"] = "tab\there"
+    event["body"] = json.dumps(payload)
+    status, _, body = invoke(event)
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["houses[2].house_id"]
+
+
+def test_invoke_endpoint_gets_the_requests_first_ulid_as_inference_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the real endpoint adapter on a stubbed SageMaker Runtime client that expects exact parameters
+    import botocore.session
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    from router.adapters.endpoint import SageMakerEndpoint
+
+    client = botocore.session.get_session().create_client("sagemaker-runtime", region_name="us-east-1")
+    first_id = SequentialIds.expected("Chicago_IL", 1)[0]
+    with Stubber(client) as stubber:
+        raw = b"[450000.0, 330000.0, 615000.0]"
+        stubber.add_response(
+            "invoke_endpoint",
+            {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"},
+            {
+                "EndpointName": "house-prices-mme",
+                "TargetModel": f"Chicago_IL.{LIVE}.tar.gz",
+                "ContentType": "text/csv",
+                "Accept": "application/json",
+                "Body": b"1995,3000,4,2.5,1.0,2\n2010,2200,3,2.0,0.75,1\n1978,4100,6,3.5,1.42,3\n",
+                "InferenceId": first_id[:26],
+            },
+        )
+        monkeypatch.setattr(
+            wiring,
+            "build_service",
+            lambda settings: RouterService(
+                FakeRegistry(), SageMakerEndpoint(client, settings.endpoint_name), new_prediction_ids=SequentialIds()
+            ),
+        )
+        handler.service.cache_clear()
+        # When a batch is priced through the Lambda handler
+        status, _, body = invoke(api_event("api-predictions-batch.json"))
+        # Then the one call carried the first house's ULID (26 characters, within InferenceId's 64)
+        stubber.assert_no_pending_responses()
+    assert status == 200
+    assert body["predictions"][0]["prediction_id"] == first_id
 
 
 def test_list_describe_and_health_fixtures() -> None:
@@ -266,7 +374,7 @@ _json_values = st.recursive(
 )
 _house_like = st.fixed_dictionaries(
     {name: st.one_of(st.just(value), _scalars) for name, value in HOUSE.items()},
-    optional={"EXTRA": _scalars},
+    optional={"EXTRA": _scalars, "house_id": _scalars | st.text(max_size=70)},
 )
 _payloads = st.one_of(
     _json_values,

@@ -21,7 +21,7 @@ from house_prices.errors import (
 )
 from house_prices.observability import metrics
 from router.logic import RouterService
-from tests.router_doubles import LIVE, OLDER, REJECTED, FakeEndpoint, FakeRegistry
+from tests.router_doubles import LIVE, OLDER, REJECTED, FakeEndpoint, FakeRegistry, SequentialIds
 
 HOUSE = dict(schema.EXAMPLE_HOUSE)
 
@@ -45,7 +45,11 @@ def endpoint() -> FakeEndpoint:
 
 @pytest.fixture
 def service(registry: FakeRegistry, endpoint: FakeEndpoint) -> RouterService:
-    return RouterService(registry, endpoint, max_houses=3)
+    return RouterService(registry, endpoint, max_houses=3, new_prediction_ids=SequentialIds())
+
+
+def prices(result: dict) -> list[float]:
+    return [prediction["price"] for prediction in result["predictions"]]
 
 
 def test_batch_prediction_uses_the_live_model_and_one_invoke(service: RouterService, endpoint: FakeEndpoint) -> None:
@@ -53,24 +57,51 @@ def test_batch_prediction_uses_the_live_model_and_one_invoke(service: RouterServ
     second = {**HOUSE, "SQUARE_FEET": 2000, "LOT_ACRES": 0.5}
     # When predicted
     result = service.predict("Chicago_IL", json.dumps({"houses": [HOUSE, second]}))
-    # Then one InvokeEndpoint carries both rows in feature order and prices come back in row order
+    # Then one InvokeEndpoint carries both rows in feature order and prices come back in row order,
+    # each with its own prediction id, the model version once for all
     assert endpoint.calls == [
         (f"Chicago_IL.{LIVE}.tar.gz", "2005,3100,4,2.5,1.1,2\n2005,2000,4,2.5,0.5,2\n"),
     ]
+    first, last = SequentialIds.expected("Chicago_IL", 2)
     assert result == {
         "location": "Chicago_IL",
         "model": {"version": LIVE, "target_model": f"Chicago_IL.{LIVE}.tar.gz"},
-        "predictions": [{"price": 465000.0}, {"price": 300000.0}],
+        "predictions": [{"prediction_id": first, "price": 465000.0}, {"prediction_id": last, "price": 300000.0}],
     }
+    # and the call is named after the request's first prediction id (its 26-character ULID)
+    assert endpoint.inference_ids == [first[:26]]
+
+
+def test_house_ids_are_echoed_and_never_reach_the_model(service: RouterService, endpoint: FakeEndpoint) -> None:
+    # Given a batch where only the second house carries the caller's id
+    body = json.dumps({"houses": [HOUSE, {**HOUSE, "house_id": "listing-42"}]})
+    # When predicted
+    result = service.predict("Chicago_IL", body)
+    # Then the id comes back with its own price only, and the CSV body has features alone
+    assert ["house_id" in p for p in result["predictions"]] == [False, True]
+    assert result["predictions"][1]["house_id"] == "listing-42"
+    assert endpoint.calls[0][1] == "2005,3100,4,2.5,1.1,2\n" * 2
+
+
+def test_every_request_gets_new_ids_that_sort_by_time(registry: FakeRegistry, endpoint: FakeEndpoint) -> None:
+    # Given the production id source
+    service = RouterService(registry, endpoint)
+    # When the same house is priced twice
+    first = service.predict("Chicago_IL", json.dumps(HOUSE))["predictions"][0]["prediction_id"]
+    second = service.predict("Chicago_IL", json.dumps(HOUSE))["predictions"][0]["prediction_id"]
+    # Then the ids differ, the later one sorts later, and both name the city
+    assert first < second
+    assert first.endswith("-Chicago_IL")
+    assert second.endswith("-Chicago_IL")
 
 
 def test_single_house_object_is_accepted(service: RouterService) -> None:
-    assert service.predict("Chicago_IL", json.dumps(HOUSE))["predictions"] == [{"price": 465000.0}]
+    assert prices(service.predict("Chicago_IL", json.dumps(HOUSE))) == [465000.0]
 
 
 def test_base64_body_is_decoded(service: RouterService) -> None:
     body = base64.b64encode(json.dumps(HOUSE).encode()).decode()
-    assert service.predict("Chicago_IL", body, base64_encoded=True)["predictions"] == [{"price": 465000.0}]
+    assert prices(service.predict("Chicago_IL", body, base64_encoded=True)) == [465000.0]
 
 
 def test_pinned_version_is_looked_up_and_served(

@@ -88,3 +88,19 @@ def test_all_problems_are_reported_at_once() -> None:
 def test_positive_integers_reject_zero(name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         RouterSettings.from_env({**REQUIRED, name: "0"})
+
+
+@pytest.mark.parametrize(("raw", "rate"), [("1", 1.0), ("0", 0.0), (" 0.05 ", 0.05), ("1.0", 1.0)])
+def test_the_capture_sample_rate_is_a_share(raw: str, rate: float) -> None:
+    assert RouterSettings.from_env({**REQUIRED, "CAPTURE_SAMPLE_RATE": raw}).capture_sample_rate == rate
+
+
+def test_capture_records_everything_by_default() -> None:
+    assert RouterSettings.from_env(REQUIRED).capture_sample_rate == 1.0
+
+
+@pytest.mark.parametrize("raw", ["1.5", "-0.1", "nan", "inf", "all", "5%"])
+def test_a_capture_sample_rate_outside_0_to_1_is_named(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        RouterSettings.from_env({**REQUIRED, "CAPTURE_SAMPLE_RATE": raw})
+    assert [p.field for p in caught.value.problems] == ["CAPTURE_SAMPLE_RATE"]

@@ -35,7 +35,6 @@ NOT_NEEDED: dict[str, dict[str, str]] = {
         "elasticfilesystem:*": "no FileSystemConfigs",
         "s3files:*": "no file systems",
         "kinesis:*": "no Kinesis streams",
-        "firehose:*": "no log delivery to Firehose",
         "s3tables:*": "no S3 metadata tables",
         "s3:REST.PUT.OBJECT": "not an IAM action",
         "kms:ListAliases": "no customer managed key (AWS managed keys, through their services)",

@@ -20,6 +20,7 @@ ALARMS = {
     "ModelUnloadsAlarm": "model-unloads",
     "ModelCacheHitAlarm": "model-cache-hit-ratio",
     "ModelLoadingWaitAlarm": "model-loading-wait",
+    "LabelsUnknownAlarm": "labels-unknown",
 }
 STACK = "house-prices"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ops-pager"

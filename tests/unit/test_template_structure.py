@@ -25,6 +25,7 @@ ROUTES = {(method.upper(), path) for method, path in schema.API_ROUTES}
 FUNCTIONS = {
     "RouterFunction": ("functions/router/", "router.handler.lambda_handler"),
     "ModelSyncFunction": ("functions/model_sync/", "model_sync.handler.lambda_handler"),
+    "QualityFunction": ("functions/quality/", "quality.handler.lambda_handler"),
 }
 
 
@@ -69,12 +70,12 @@ def contract_environment() -> dict[str, set[str]]:
         if len(cells) < 2 or not line.lstrip().startswith("|") or (set(cells[0]) <= {"-", " "} and cells[0]):
             continue
         first = cells[0].strip("`")
-        if first in FUNCTIONS or first == "both":
+        if first in FUNCTIONS or first in {"both", "every function"}:
             owner = first
         names = {n for n in re.findall(r"`([^`]+)`", cells[1]) if re.fullmatch(r"[A-Z][A-Z0-9_]+", n)}
         if owner is None or not names:
             continue
-        for target in FUNCTIONS if owner == "both" else [owner]:
+        for target in FUNCTIONS if owner in {"both", "every function"} else [owner]:
             variables[target] |= names
     return variables
 
@@ -129,6 +130,7 @@ def test_common_layer_is_built_by_sam_from_layers_common(template: dict[str, Any
     [
         ("RouterFunction", "router", set()),
         ("ModelSyncFunction", "model_sync", {"packed_forest", "numpy", "numpy.libs"}),
+        ("QualityFunction", "quality", set()),
     ],
 )
 def test_function_builds_ship_their_package_with_bytecode(
@@ -323,7 +325,19 @@ def test_router_may_only_invoke_its_endpoint_and_read_the_registry(template: dic
         {"Fn::GetAtt": ["RegistryTable", "Arn"]},
         {"Fn::Sub": f"${{RegistryTable.Arn}}/index/{LIVE_INDEX}"},
     ]
-    assert set(by_sid) == {"InvokeThisEndpointOnly", "ReadRegistry", "WriteOwnLogGroup", "Tracing"}
+    # POST /feedback sends to the feedback queue only; GET /locations/{city} reads the quality table only.
+    assert by_sid["SendLabels"]["Action"] == "sqs:SendMessage"
+    assert by_sid["SendLabels"]["Resource"] == {"Fn::GetAtt": ["FeedbackQueue", "Arn"]}
+    assert by_sid["ReadLiveQuality"]["Action"] == "dynamodb:Query"
+    assert by_sid["ReadLiveQuality"]["Resource"] == {"Fn::GetAtt": ["QualityTable", "Arn"]}
+    assert set(by_sid) == {
+        "InvokeThisEndpointOnly",
+        "ReadRegistry",
+        "SendLabels",
+        "ReadLiveQuality",
+        "WriteOwnLogGroup",
+        "Tracing",
+    }
 
 
 def test_model_sync_reads_training_outputs_and_writes_only_the_mme_prefix(template: dict[str, Any]) -> None:

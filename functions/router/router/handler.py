@@ -5,12 +5,13 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from house_prices.observability import logger, metrics, tracer
 from router import http_errors, wiring
+from router.feedback import FeedbackService
 from router.logic import RouterService
 from router.settings import RouterSettings
 
@@ -19,12 +20,14 @@ LOCATION = "/locations/<city>"
 LOCATIONS = "/locations"
 HEALTH = "/health"
 OPENAPI = "/openapi.json"
+FEEDBACK = "/feedback"
 ROUTES: dict[str, tuple[str, ...]] = {
     PREDICTIONS: ("POST",),
     LOCATION: ("GET",),
     LOCATIONS: ("GET",),
     HEALTH: ("GET",),
     OPENAPI: ("GET",),
+    FEEDBACK: ("POST",),
 }
 
 # Any origin may read responses (browser callers still need SigV4 when AuthType is AWS_IAM). On AWS
@@ -39,9 +42,28 @@ def service() -> RouterService:
     return wiring.build_service(RouterSettings.from_env())
 
 
+@cache
+def feedback_service() -> FeedbackService:
+    return wiring.build_feedback(RouterSettings.from_env())
+
+
 @app.post(PREDICTIONS)
 def predict(city: str) -> dict[str, Any]:
-    return service().predict(city, app.current_event.body, _query("version"), bool(app.current_event.is_base64_encoded))
+    event = app.current_event
+    return service().predict(
+        city,
+        event.body,
+        _query("version"),
+        bool(event.is_base64_encoded),
+        request_id=event.request_context.request_id or "",
+    )
+
+
+@app.post(FEEDBACK)
+def feedback() -> Response:
+    event = app.current_event
+    accepted = feedback_service().accept(event.body, bool(event.is_base64_encoded))
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=accepted)
 
 
 @app.get(LOCATION)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from house_prices.feedback_api import DEFAULT_MAX_LABELS_PER_REQUEST
 from house_prices.schema import DEFAULT_MAX_HOUSES_PER_REQUEST
 from house_prices.settings import EnvReader
 
@@ -22,6 +24,14 @@ class RouterSettings:
     registry_connect_timeout_seconds: int = 1
     registry_read_timeout_seconds: int = 1
     registry_max_attempts: int = 2
+    # Share of predictions recorded (capture lines on the log stream; docs/quality.md): 1 all, 0 none.
+    capture_sample_rate: float = 1.0
+    # POST /feedback (docs/quality.md): the queue its labels go to (None answers 503), the window in which
+    # a prediction may be labelled, the labels per request; GET /locations/{city} reads QUALITY_TABLE.
+    feedback_queue_url: str | None = None
+    label_retention_days: int = 365
+    max_labels_per_request: int = DEFAULT_MAX_LABELS_PER_REQUEST
+    quality_table: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RouterSettings:
@@ -39,5 +49,26 @@ class RouterSettings:
             for f in fields(cls)
             if isinstance(f.default, int)
         }
+        capture_sample_rate = env.parsed("CAPTURE_SAMPLE_RATE", parse_sample_rate, "1.0")
+        feedback_queue_url = env.optional("FEEDBACK_QUEUE_URL")
+        quality_table = env.optional("QUALITY_TABLE")
         env.check("router")
-        return cls(endpoint_name=endpoint_name, registry_table=registry_table, **integers)
+        return cls(
+            endpoint_name=endpoint_name,
+            registry_table=registry_table,
+            capture_sample_rate=capture_sample_rate,
+            feedback_queue_url=feedback_queue_url,
+            quality_table=quality_table,
+            **integers,
+        )
+
+
+def parse_sample_rate(text: str) -> float:
+    """A share between 0 and 1 inclusive, e.g. ``1``, ``0.05``."""
+    try:
+        rate = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number between 0 and 1, got {text!r}") from None
+    if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
+        raise ValueError(f"must be between 0 and 1, got {text!r}")
+    return rate

@@ -17,7 +17,11 @@ from botocore.config import Config
 from house_prices.observability import traced
 from house_prices.registry import ModelRegistry
 from router.adapters.endpoint import SageMakerEndpoint
+from router.adapters.feedback_queue import SqsLabelQueue
+from router.adapters.quality import DynamoQualityReader
 from router.adapters.registry import CachedRegistry
+from router.capture import PredictionCapture
+from router.feedback import FeedbackService
 from router.logic import RouterService
 from router.settings import RouterSettings
 
@@ -67,4 +71,26 @@ def build_registry(settings: RouterSettings) -> CachedRegistry:
 
 
 def build_service(settings: RouterSettings) -> RouterService:
-    return RouterService(build_registry(settings), build_endpoint(settings), settings.max_houses_per_request)
+    return RouterService(
+        build_registry(settings),
+        build_endpoint(settings),
+        settings.max_houses_per_request,
+        capture=PredictionCapture(settings.capture_sample_rate),
+        quality=(
+            DynamoQualityReader(registry_client(settings), settings.quality_table) if settings.quality_table else None
+        ),
+    )
+
+
+def build_feedback(settings: RouterSettings) -> FeedbackService:
+    """SQS with the registry's tight budget: a label is small, and the caller may simply resend."""
+    queue = None
+    if settings.feedback_queue_url:
+        sqs = bounded_client(
+            "sqs",
+            settings.registry_connect_timeout_seconds,
+            settings.registry_read_timeout_seconds,
+            settings.registry_max_attempts,
+        )
+        queue = SqsLabelQueue(sqs, settings.feedback_queue_url)
+    return FeedbackService(queue, settings.label_retention_days, settings.max_labels_per_request)

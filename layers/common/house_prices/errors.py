@@ -50,6 +50,13 @@ class InvalidVersion(InvalidInput):
         )
 
 
+class InvalidPredictionId(InvalidInput):
+    """Not a prediction id as the API hands them out (``house_prices.ids``)."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__(problems, message="Invalid prediction id")
+
+
 class PayloadTooLarge(DomainError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__("Request too large")

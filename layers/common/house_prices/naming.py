@@ -6,6 +6,8 @@ Layout (``PREFIX`` defaults to the seed's ``DEMO_MME_SCIKIT_V1``)::
     PREFIX/model_artifacts/{city}/{job}/output/model.tar.gz         training outputs -> model-sync
     PREFIX/multi_model_artifacts/{city}.{version}.tar.gz            MME prefix (immutable)
     PREFIX/code/sourcedir-{sha256[:12]}.tar.gz                      train.py + inference.py + house_prices
+    PREFIX/captures/city={city}/date={YYYY-MM-DD}/*.jsonl.gz        captured predictions (Firehose; docs/quality.md)
+    PREFIX/capture_errors/{error type}/{YYYY-MM-DD}/                what Firehose could not partition or deliver
 
 The trigger prefix (``model_artifacts/``) and the write prefix (``multi_model_artifacts/``) are
 disjoint, so model-sync can never trigger itself.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from urllib.parse import unquote_plus
 
 from house_prices.errors import InvalidCityName, InvalidVersion, NotAModelKey
@@ -29,6 +31,11 @@ CODE_DIR = "code"
 # Both stay outside TRAINING_OUTPUT_DIR, whose model.tar.gz objects trigger model-sync.
 TRAINING_INPUTS_DIR = "training_inputs"
 TRAINING_JOBS_DIR = "training_jobs"
+# Captured predictions, partitioned by city and UTC date (Hive style, so Athena and Glue see two columns).
+CAPTURES_DIR = "captures"
+CAPTURE_ERRORS_DIR = "capture_errors"
+# bulk late labels (CSV or JSON lines) dropped by callers; the quality function ingests them (docs/quality.md)
+LABELS_DIR = "labels"
 ARTIFACT_FILENAME = "model.tar.gz"
 SPLITS = ("train", "val", "test")
 
@@ -47,6 +54,7 @@ VERSION_PATTERN = r"(?P<stamp>\d{8}T\d{6}Z)-(?P<digest>[0-9a-f]{8})"
 _VERSION = re.compile(VERSION_PATTERN)
 _TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def validate_city(city: object, field: str = "city") -> str:
@@ -161,12 +169,38 @@ class KeyLayout:
     def model_data_url(self, bucket: str) -> str:
         return f"s3://{bucket}/{self.mme_prefix}"
 
+    # prediction captures: the router's capture log lines, delivered by Firehose (template.yaml, local/log_delivery.py)
+    @property
+    def captures_prefix(self) -> str:
+        return f"{self.prefix}/{CAPTURES_DIR}/"
+
+    def capture_prefix(self, city: str, day: str | date) -> str:
+        """Where the predictions of ``city`` made on UTC ``day`` (``YYYY-MM-DD``) are delivered."""
+        return f"{self.captures_prefix}city={validate_city(city)}/date={capture_date(day)}/"
+
+    @property
+    def capture_errors_prefix(self) -> str:
+        return f"{self.prefix}/{CAPTURE_ERRORS_DIR}/"
+
+    @property
+    def labels_prefix(self) -> str:
+        return f"{self.prefix}/{LABELS_DIR}/"
+
 
 @dataclass(frozen=True)
 class TrainingOutput:
     city: str
     job: str
     key: str
+
+
+def capture_date(day: str | date) -> str:
+    """A capture partition's date, ``YYYY-MM-DD`` (a real calendar day)."""
+    text = day.isoformat() if isinstance(day, date) and not isinstance(day, datetime) else day
+    if not isinstance(text, str) or not _DATE.fullmatch(text):
+        raise ValueError(f"a capture date is YYYY-MM-DD, got {day!r}")
+    date.fromisoformat(text)  # ValueError for 2026-02-30
+    return text
 
 
 def validate_job(job: str) -> str:

@@ -7,6 +7,7 @@ InvokeEndpoint bodies. Pure Python on purpose: the Lambda layer must stay free o
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,14 @@ FEATURE_NAMES: tuple[str, ...] = tuple(feature.name for feature in FEATURES)
 EXAMPLE_HOUSE: dict[str, float] = dict(zip(FEATURE_NAMES, (2005, 3100, 4, 2.5, 1.1, 2)))
 CSV_COLUMNS: tuple[str, ...] = (TARGET, *FEATURE_NAMES)
 
+# A caller's own id for a house, optional, echoed back with its price and captured with it (so a sale
+# price can later be sent with the city and this id). Never a feature: it never reaches the model.
+# Printable US-ASCII without a leading or trailing space, so "A1" and "A1 " can never be two houses.
+HOUSE_ID = "house_id"
+HOUSE_ID_MAX_LENGTH = 64
+HOUSE_ID_PATTERN = r"[!-~](?:[ -~]{0,62}[!-~])?"
+_HOUSE_ID = re.compile(HOUSE_ID_PATTERN)
+
 # The SageMaker Runtime InvokeEndpoint payload limit.
 MAX_ENDPOINT_BODY_BYTES = 6_291_456
 # Worst-case CSV bytes for one house row, so a batch limit can be proved to fit the endpoint body.
@@ -102,14 +111,42 @@ def _fmt(number: float) -> str:
 House = tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A request's houses: feature rows for the model, and each house's ``house_id`` (None if not sent)."""
+
+    rows: list[House]
+    house_ids: list[str | None]
+
+
+def house_id_problem(value: Any) -> str | None:
+    """Why ``value`` is not a valid ``house_id``, or None if it is."""
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if not 1 <= len(value) <= HOUSE_ID_MAX_LENGTH:
+        return f"must be 1 to {HOUSE_ID_MAX_LENGTH} characters, got {len(value)}"
+    if not _HOUSE_ID.fullmatch(value):
+        return "must be printable US-ASCII characters, without a leading or trailing space"
+    return None
+
+
 def parse_house(candidate: Any, path: str = "") -> House:
     """Validate one house mapping and return its values in feature order."""
+    return _parse_house(candidate, path)[0]
+
+
+def _parse_house(candidate: Any, path: str) -> tuple[House, str | None]:
     prefix = f"{path}." if path else ""
     if not isinstance(candidate, Mapping):
         raise InvalidInput([FieldProblem(path or "body", "must be a JSON object of house features")])
     problems: list[FieldProblem] = []
-    for unknown in sorted(set(candidate) - set(FEATURE_NAMES), key=str):
+    for unknown in sorted(set(candidate) - set(FEATURE_NAMES) - {HOUSE_ID}, key=str):
         problems.append(FieldProblem(f"{prefix}{_field_label(unknown)}", "is not a known feature"))
+    house_id = candidate.get(HOUSE_ID)
+    if HOUSE_ID in candidate:
+        id_problem = house_id_problem(house_id)
+        if id_problem:
+            problems.append(FieldProblem(f"{prefix}{HOUSE_ID}", id_problem))
     values: list[float] = []
     for feature in FEATURES:
         if feature.name not in candidate:
@@ -123,11 +160,16 @@ def parse_house(candidate: Any, path: str = "") -> House:
             values.append(int(value) if feature.integer else float(value))
     if problems:
         raise InvalidInput(problems)
-    return tuple(values)
+    return tuple(values), house_id
 
 
 def parse_houses(payload: Any, max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST) -> list[House]:
-    """Accept one house object or ``{"houses": [...]}`` and return rows in feature order.
+    """Accept one house object or ``{"houses": [...]}`` and return rows in feature order."""
+    return parse_batch(payload, max_houses).rows
+
+
+def parse_batch(payload: Any, max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST) -> Batch:
+    """Accept one house object or ``{"houses": [...]}``: rows in feature order and each house's id.
 
     Every problem in every house is reported at once, each naming its field path.
     """
@@ -143,16 +185,21 @@ def parse_houses(payload: Any, max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST)
         if len(houses) > max_houses:
             raise PayloadTooLarge("houses", f"at most {max_houses} houses per request, got {len(houses)}")
         rows: list[House] = []
+        house_ids: list[str | None] = []
         problems: list[FieldProblem] = []
         for index, house in enumerate(houses):
             try:
-                rows.append(parse_house(house, f"houses[{index}]"))
+                row, house_id = _parse_house(house, f"houses[{index}]")
             except InvalidInput as invalid:
                 problems.extend(invalid.problems)
+                continue
+            rows.append(row)
+            house_ids.append(house_id)
         if problems:
             raise InvalidInput(problems)
-        return rows
-    return [parse_house(payload)]
+        return Batch(rows, house_ids)
+    row, house_id = _parse_house(payload, "")
+    return Batch([row], [house_id])
 
 
 def rows_to_csv(rows: Sequence[Sequence[float]]) -> str:
@@ -196,18 +243,17 @@ API_ROUTES: tuple[tuple[str, str], ...] = (
     ("get", "/locations/{city}"),
     ("get", "/health"),
     ("get", "/openapi.json"),
+    ("post", "/feedback"),
 )
 
 
 def _ecma_pattern(python_pattern: str) -> str:
     """An anchored pattern without Python-only named groups (OpenAPI patterns are ECMA-262)."""
-    import re
-
     return "^" + re.sub(r"\(\?P<\w+>", "(", python_pattern) + "$"
 
 
 def house_json_schema() -> dict[str, Any]:
-    """One house as JSON Schema, from FEATURES: every feature required, nothing else allowed."""
+    """One house as JSON Schema, from FEATURES: every feature required, an optional ``house_id``, nothing else."""
     properties: dict[str, Any] = {}
     for f in FEATURES:
         prop: dict[str, Any] = {
@@ -219,12 +265,20 @@ def house_json_schema() -> dict[str, Any]:
         if f.step:
             prop["multipleOf"] = f.step
         properties[f.name] = prop
+    properties[HOUSE_ID] = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": HOUSE_ID_MAX_LENGTH,
+        "pattern": _ecma_pattern(HOUSE_ID_PATTERN),
+        "description": "optional: your own id for the house (printable US-ASCII, no leading or trailing "
+        "space), echoed back with its price and recorded with the prediction",
+    }
     return {
         "type": "object",
         "properties": properties,
         "required": list(FEATURE_NAMES),
         "additionalProperties": False,
-        "example": EXAMPLE_HOUSE,
+        "example": {**EXAMPLE_HOUSE, HOUSE_ID: "listing-1234"},
     }
 
 
@@ -235,6 +289,8 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
     errors (404 for no route, 413 over its payload quota, 500 for a failed invocation) carry only
     ``message``, so ``errors`` is optional in the schema.
     """
+    from house_prices import feedback_api
+    from house_prices.ids import PREDICTION_ID_PATTERN
     from house_prices.naming import CITY_PATTERN, VERSION_PATTERN
 
     def ref(name: str) -> dict[str, str]:
@@ -287,7 +343,19 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
                 "model": served_by,
                 "predictions": {
                     "type": "array",
-                    "items": {"type": "object", "required": ["price"], "properties": {"price": {"type": "number"}}},
+                    "items": {
+                        "type": "object",
+                        "required": ["prediction_id", "price"],
+                        "properties": {
+                            "prediction_id": {
+                                "type": "string",
+                                "pattern": _ecma_pattern(PREDICTION_ID_PATTERN),
+                                "description": "unique, sorts by time: {ULID}-{city}; send it back with the sale price",
+                            },
+                            "price": {"type": "number"},
+                            HOUSE_ID: {"type": "string", "description": "the house_id sent with the house, if any"},
+                        },
+                    },
                 },
             },
         },
@@ -313,6 +381,11 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
                 "live": {**live, "nullable": True},
                 "versions": {"type": "array", "items": {"type": "object"}},
                 "features": {"type": "array", "items": {"type": "object"}},
+                "quality": {
+                    "type": "array",
+                    "items": ref("VersionQuality"),
+                    "description": "live error per version from late labels (POST /feedback), newest first",
+                },
             },
         },
         "Health": {
@@ -336,6 +409,13 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
             },
         },
     }
+    schemas.update(
+        feedback_api.feedback_schemas(
+            _ecma_pattern(PREDICTION_ID_PATTERN),
+            _ecma_pattern(CITY_PATTERN),
+            feedback_api.DEFAULT_MAX_LABELS_PER_REQUEST,
+        )
+    )
     unavailable = {
         "502": error("the model or its endpoint failed"),
         "503": error("the model is loading, the endpoint is throttled or the registry is down; retry"),
@@ -399,6 +479,9 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
             "summary": "This document",
             "responses": {"200": {"description": "the OpenAPI document", **json_content({"type": "object"})}},
         },
+        feedback_api.FEEDBACK_ROUTE: feedback_api.feedback_operation(
+            error, json_content, ref, feedback_api.DEFAULT_MAX_LABELS_PER_REQUEST
+        ),
     }
     paths: dict[str, dict[str, Any]] = {}
     for method, path in API_ROUTES:

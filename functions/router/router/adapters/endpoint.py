@@ -30,8 +30,13 @@ class SageMakerEndpoint:
         self._read_timeout = read_timeout_seconds
 
     @tracer.capture_method
-    def invoke(self, target_model: str, csv_body: str) -> list[float]:
-        """One InvokeEndpoint call; returns one price per CSV row."""
+    def invoke(self, target_model: str, csv_body: str, inference_id: str | None = None) -> list[float]:
+        """One InvokeEndpoint call; returns one price per CSV row.
+
+        ``inference_id`` becomes SageMaker's ``InferenceId`` (1-64 printable ASCII characters, not starting
+        with white space: the service model's ``\\A\\S[\\p{Print}]*\\z``), which SageMaker adds to what
+        it captures and logs for the call.
+        """
         try:
             response = self.client.invoke_endpoint(
                 EndpointName=self.endpoint_name,
@@ -39,6 +44,7 @@ class SageMakerEndpoint:
                 ContentType=CSV,
                 Accept=JSON,
                 Body=csv_body.encode("utf-8"),
+                **({"InferenceId": inference_id} if inference_id is not None else {}),
             )
             payload = response["Body"].read()
         except ClientError as error:

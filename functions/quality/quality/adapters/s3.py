@@ -1,0 +1,74 @@
+"""S3 adapter of the quality function: a capture partition's predictions, a label file's bytes.
+
+Every botocore failure becomes a ``DependencyFailure`` (the queue redelivers the source later).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from house_prices.captures import CapturedPrediction, parse_capture_line
+from house_prices.errors import DependencyFailure
+from house_prices.naming import KeyLayout
+
+# A label file is read whole: 1 million labels as CSV are ~90 MB, inside the function's memory.
+MAX_LABEL_FILE_BYTES = 256 * 1024**2
+
+
+class S3Captures:
+    """Reads ``KeyLayout.capture_prefix(city, day)``: every object, every capture line, in key order."""
+
+    def __init__(self, s3_client: Any, bucket: str, layout: KeyLayout) -> None:
+        self._s3 = s3_client
+        self._bucket = bucket
+        self._layout = layout
+
+    def partition(self, city: str, day: str) -> Iterator[CapturedPrediction]:
+        prefix = self._layout.capture_prefix(city, day)
+        try:
+            keys = [
+                item["Key"]
+                for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix)
+                for item in page.get("Contents", [])
+            ]
+            for key in keys:
+                yield from _predictions(self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read())
+        except (BotoCoreError, ClientError) as error:
+            raise DependencyFailure(f"S3 read of s3://{self._bucket}/{prefix} failed: {error}") from error
+
+
+def _predictions(body: bytes) -> Iterator[CapturedPrediction]:
+    """Every readable line's predictions; a torn or foreign line is skipped (its labels stay unknown, reported)."""
+    try:
+        text = (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).decode("utf-8", errors="replace")
+    except (OSError, EOFError):
+        return
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                yield from parse_capture_line(line)
+            except ValueError:
+                continue
+
+
+class S3LabelFiles:
+    def __init__(self, s3_client: Any) -> None:
+        self._s3 = s3_client
+
+    def read(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or None when it is gone (deleted after the event) or too large."""
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+            if int(response.get("ContentLength", 0)) > MAX_LABEL_FILE_BYTES:
+                return None
+            return response["Body"].read(), str(response.get("ETag", "")).strip('"')
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
+        except BotoCoreError as error:
+            raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error

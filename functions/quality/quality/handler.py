@@ -1,0 +1,75 @@
+"""Lambda entry point: SQS batches of feedback messages, and S3 events of label files -> quality.logic.
+
+Partial batch responses (``ReportBatchItemFailures``): a message whose labels are not all settled
+(a prediction not delivered yet, or a dependency failing) is reported failed and redelivered after
+the queue's visibility timeout; the others are deleted. Labels already counted are never counted
+again on redelivery (``quality.adapters.dynamodb``).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from house_prices.errors import DependencyFailure
+from house_prices.observability import MetricUnit, logger, metrics, tracer
+from quality import wiring
+from quality.logic import Outcome, QualityService, Report
+from quality.settings import QualitySettings
+
+# Aggregate counts only: a city or version as a dimension would make thousands of custom metrics.
+METRIC_NAMES = {
+    Outcome.JOINED: "LabelsJoined",
+    Outcome.DUPLICATE: "LabelDuplicates",
+    Outcome.REDELIVERED: "LabelsRedelivered",
+    Outcome.PENDING: "LabelsPending",
+    Outcome.UNKNOWN: "LabelsUnknown",
+}
+INVALID_METRIC = "LabelsInvalid"
+
+
+@functools.cache
+def service() -> QualityService:
+    """Built once per execution environment; a bad setting fails here with the variable's name."""
+    return wiring.build_service(QualitySettings.from_env())
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    quality = service()
+    quality.new_invocation()
+    now = datetime.now(UTC)
+    records = event.get("Records", [])
+    if records and records[0].get("eventSource") == "aws:s3":
+        # Asynchronous invocation: a DependencyFailure propagates, and Lambda retries the event.
+        report = quality.handle_s3_event(records, now)
+        _publish(report)
+        logger.info("Label files processed", extra=report.as_dict())
+        return report.as_dict()
+    total = Report()
+    failures: list[dict[str, str]] = []
+    for record in records:
+        message_id = str(record.get("messageId", ""))
+        try:
+            report = quality.handle_message(str(record.get("body", "")), message_id, now)
+        except DependencyFailure as error:
+            logger.warning("Feedback message will be retried", extra={"message_id": message_id, "error": error.message})
+            failures.append({"itemIdentifier": message_id})
+            continue
+        total.add(report)
+        if report.retry:
+            failures.append({"itemIdentifier": message_id})
+    _publish(total)
+    logger.info("Labels processed", extra={**total.as_dict(), "retried_messages": len(failures)})
+    return {"batchItemFailures": failures}
+
+
+def _publish(report: Report) -> None:
+    for outcome, name in METRIC_NAMES.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=report.outcomes[outcome])
+    metrics.add_metric(name=INVALID_METRIC, unit=MetricUnit.Count, value=report.invalid)

@@ -1,0 +1,70 @@
+"""``python -m ops quality``: the live quality per (city, version), worst first (docs/quality.md).
+
+Reads the quality table (one Scan: one small item per labelled (city, version), never the labels) and
+ranks by live vs offline (the live median absolute error over the quality gate's), then by median APE.
+The table is ``--quality-table``, else ``QUALITY_TABLE``, else the stack's ``QualityTableName`` output,
+else the registry table's sibling (``…-RegistryTable`` → ``…-QualityTable``, as CloudFormation names both).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from house_prices.errors import DependencyFailure
+from house_prices.live_quality import QualitySummary, summary_from_item
+from ops.config import ConfigError, OpsConfig
+
+COMMAND = "quality"
+COLUMNS = ("city", "version", "count", "mae", "median_ape", "bias", "live_vs_offline", "offline_ae_p50")
+
+
+def add_command(commands: Any) -> None:
+    quality = commands.add_parser(COMMAND, help="live error per city and version from late labels, worst first")
+    quality.add_argument("--quality-table", help="the quality table [QUALITY_TABLE, the stack's QualityTableName]")
+    quality.add_argument("--top", type=int, default=20, help="rows to show (0: all)")
+    quality.add_argument("--min-count", type=int, default=1, help="leave out versions with fewer labels")
+
+
+def table_name(
+    args: argparse.Namespace, config: OpsConfig, environ: Mapping[str, str], outputs: Mapping[str, str] | None
+) -> str:
+    name = args.quality_table or environ.get("QUALITY_TABLE") or (outputs or {}).get("QualityTableName")
+    if not name and config.registry_table and config.registry_table.endswith("-RegistryTable"):
+        name = config.registry_table.removesuffix("-RegistryTable") + "-QualityTable"
+    if not name:
+        raise ConfigError("no quality table: pass --quality-table or --stack, set QUALITY_TABLE, or run `make up`")
+    return name
+
+
+def worst_first(summaries: Sequence[QualitySummary], min_count: int = 1, top: int = 0) -> list[QualitySummary]:
+    """Versions with at least ``min_count`` labels, worst live-vs-offline first (unknown ratios last)."""
+    kept = [s for s in summaries if s.count >= min_count]
+    kept.sort(
+        key=lambda s: (
+            s.live_vs_offline is None,
+            -(s.live_vs_offline or 0.0),
+            -(s.median_ape or 0.0),
+            s.city,
+            s.version,
+        )
+    )
+    return kept[:top] if top > 0 else kept
+
+
+def read_all(dynamodb: Any, table: str) -> list[QualitySummary]:
+    try:
+        return [
+            summary_from_item(item)
+            for page in dynamodb.get_paginator("scan").paginate(TableName=table)
+            for item in page.get("Items", [])
+        ]
+    except (BotoCoreError, ClientError) as error:
+        raise DependencyFailure(f"DynamoDB Scan of {table} failed: {error}") from error
+
+
+def rows(summaries: Sequence[QualitySummary]) -> list[dict[str, Any]]:
+    return [{"city": s.city, **s.as_dict()} for s in summaries]

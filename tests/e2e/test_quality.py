@@ -1,0 +1,69 @@
+"""Late labels on the local stack: price a house, POST its sale price, see the live quality of its city's
+version in GET /locations/{city} within the 60 s target (issue 17: "a label reaches the live metrics")."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from local.stack import LocalStack
+from tests.e2e.stack_harness import CITIES, houses
+
+pytestmark = pytest.mark.slow
+
+LABEL_TARGET_SECONDS = 60
+
+
+def quality_of(stack: LocalStack, city: str, version: str) -> dict[str, Any] | None:
+    response = httpx.get(f"{stack.info.api_url}/locations/{city}", timeout=30)
+    assert response.status_code == 200, response.text
+    return next((q for q in response.json()["quality"] if q["version"] == version), None)
+
+
+def test_a_label_reaches_the_live_quality_within_60_seconds(stack: LocalStack, trained: dict) -> None:
+    # Given a house priced by a live city's model
+    city = CITIES[0]
+    response = httpx.post(f"{stack.info.api_url}/locations/{city}/predictions", json=houses(city, 1, seed=17)[0])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    version, (prediction,) = body["model"]["version"], body["predictions"]
+    before = (quality_of(stack, city, version) or {}).get("count", 0)
+    sale_price = round(prediction["price"] * 1.25, 2)
+    # When its sale price is reported (the capture may not even be in S3 yet)
+    started = time.monotonic()
+    label = {"prediction_id": prediction["prediction_id"], "sale_price": sale_price}
+    feedback = httpx.post(
+        f"{stack.info.api_url}/feedback", json={**label, "sold_at": datetime.now(UTC).date().isoformat()}, timeout=30
+    )
+    assert (feedback.status_code, feedback.json()) == (202, {"accepted": 1}), feedback.text
+    # Then within 60 s the version's live quality counts it
+    quality = None
+    while time.monotonic() - started < LABEL_TARGET_SECONDS:
+        quality = quality_of(stack, city, version)
+        if quality and quality["count"] > before:
+            break
+        time.sleep(0.5)
+    waited = time.monotonic() - started
+    assert quality is not None, f"no quality for {city} {version} after {waited:.1f} s"
+    assert quality["count"] == before + 1, f"after {waited:.1f} s: {quality}"
+    assert quality["mae"] is not None
+    assert quality["offline_ae_p50"] is not None
+    print(f"label reached the live quality in {waited:.1f} s")
+    # And the same label sent again is not counted twice
+    again = httpx.post(
+        f"{stack.info.api_url}/feedback", json={**label, "sold_at": datetime.now(UTC).date().isoformat()}, timeout=30
+    )
+    assert again.status_code == 202
+    time.sleep(3)
+    assert quality_of(stack, city, version)["count"] == before + 1  # type: ignore[index]
+
+
+def test_hostile_feedback_is_400_naming_the_field(stack: LocalStack) -> None:
+    response = httpx.post(f"{stack.info.api_url}/feedback", json={"prediction_id": "x", "sale_price": -1}, timeout=30)
+    assert response.status_code == 400
+    fields = {e["field"] for e in response.json()["errors"]}
+    assert {"prediction_id", "sale_price", "sold_at"} <= fields

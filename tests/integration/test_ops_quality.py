@@ -1,0 +1,74 @@
+"""`python -m ops quality` in process against moto: the quality table's items, worst live-vs-offline first."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from house_prices.live_quality import Aggregate, QualitySummary
+from local.s3 import create_table
+from ops import cli
+from ops import quality as live_quality
+
+TABLE = "house-prices-QualityTable"
+
+
+def put(dynamodb: Any, city: str, version: str, errors: list[tuple[float, float]], offline: float | None) -> None:
+    total = Aggregate()
+    for predicted, sale in errors:
+        total = total.merge(Aggregate.of(predicted, sale))
+    item = {"city": {"S": city}, "version": {"S": version}}
+    item.update({name: {"N": repr(float(value))} for name, value in total.increments().items()})
+    if offline is not None:
+        item["offline_ae_p50"] = {"N": repr(offline)}
+    dynamodb.put_item(TableName=TABLE, Item=item)
+
+
+@pytest.fixture
+def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, TABLE)
+        put(client, "Chicago_IL", "v1", [(110_000, 100_000)] * 3, 10_000.0)  # live = offline
+        put(client, "Austin_TX", "v2", [(150_000, 100_000)] * 3, 10_000.0)  # live 5 x offline
+        put(client, "Boston_MA", "v3", [(101_000, 100_000)], None)  # no offline figure
+        yield client
+
+
+def test_the_worst_city_comes_first_as_json(dynamodb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # When the command runs with --json
+    code = cli.main(["quality", "--quality-table", TABLE, "--json", "--table", "unused", "--bucket", "b"])
+    # Then the cities come worst live-vs-offline first, unknown ratios last
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [r["city"] for r in rows] == ["Austin_TX", "Chicago_IL", "Boston_MA"]
+    assert rows[0]["live_vs_offline"] == pytest.approx(5.0, rel=0.13)
+    assert rows[0]["count"] == 3
+
+
+def test_a_table_and_the_filters(dynamodb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["quality", "--quality-table", TABLE, "--top", "1", "--min-count", "2", "--table", "t"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Austin_TX" in out
+    assert "Chicago_IL" not in out
+
+
+def test_the_table_name_falls_back_to_the_registrys_sibling() -> None:
+    args = cli.build_parser().parse_args(["quality"])
+    config = live_quality.OpsConfig(bucket=None, layout=None, registry_table="s-RegistryTable")  # type: ignore[arg-type]
+    assert live_quality.table_name(args, config, {}, None) == "s-QualityTable"
+    with pytest.raises(live_quality.ConfigError):
+        live_quality.table_name(args, live_quality.OpsConfig(None, None, None), {}, None)  # type: ignore[arg-type]
+
+
+def test_worst_first_ranks_by_ratio_then_ape() -> None:
+    a = QualitySummary.of("A", "v", Aggregate.of(120, 100), 10.0)
+    b = QualitySummary.of("B", "v", Aggregate.of(200, 100), None)
+    assert [s.city for s in live_quality.worst_first([b, a])] == ["A", "B"]

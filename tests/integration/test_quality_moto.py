@@ -1,0 +1,180 @@
+"""The quality function's real handler on moto: captures in S3, labels from the queue and from label files,
+aggregates and the ledger in DynamoDB, every call checked against QualityFunctionRole (conftest)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from quality import handler
+
+from house_prices import captures, ids, labels
+from house_prices.ids import UlidGenerator
+from house_prices.live_quality import summary_from_item
+from house_prices.naming import KeyLayout
+from house_prices.observability import metrics
+from house_prices.registry import ModelRegistry
+from local.s3 import create_table
+from tests.lambda_contexts import lambda_context
+from tests.model_versions import model_version
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+BUCKET = "quality-bucket"
+LAYOUT = KeyLayout("DEMO_MME_SCIKIT_V1")
+STACK = "house-prices"
+QUALITY_TABLE = f"{STACK}-QualityTable"
+LEDGER_TABLE = f"{STACK}-LabelLedgerTable"
+REGISTRY_TABLE = f"{STACK}-RegistryTable"
+VERSION = "20261125T040000Z-1a2b3c4d"
+ROW = (2005, 3100, 4, 2.5, 1.1, 2)
+
+
+class World:
+    def __init__(self, s3: Any, dynamodb: Any, sqs: Any, queue_url: str) -> None:
+        self.s3, self.dynamodb, self.sqs, self.queue_url = s3, dynamodb, sqs, queue_url
+
+    def capture(
+        self, made_at: datetime, prices: list[float], city: str = "Chicago_IL", pids: list[str] | None = None
+    ) -> list[str]:
+        """Predictions captured as Firehose delivers them: gzipped capture lines under the partition."""
+        generator = UlidGenerator(clock_ms=lambda: int(made_at.timestamp() * 1000))
+        pids = pids or ids.new_prediction_ids(city, len(prices), generator)
+        lines = captures.capture_lines(
+            city=city,
+            version=VERSION,
+            request_id="req",
+            prediction_ids=pids,
+            rows=[ROW] * len(prices),
+            prices=prices,
+            house_ids=[None] * len(prices),
+        )
+        key = LAYOUT.capture_prefix(city, made_at.date()) + f"stream-1-{made_at:%Y-%m-%d-%H-%M-%S}-x.jsonl.gz"
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(("\n".join(lines) + "\n").encode()))
+        return pids
+
+    def quality(self, city: str = "Chicago_IL") -> dict[str, Any]:
+        items = self.dynamodb.query(
+            TableName=QUALITY_TABLE,
+            KeyConditionExpression="city = :c",
+            ExpressionAttributeValues={":c": {"S": city}},
+        )["Items"]
+        return {s.version: s for s in map(summary_from_item, items)}
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "quality")
+    monkeypatch.setenv("ARTIFACT_BUCKET", BUCKET)
+    monkeypatch.setenv("MODEL_PREFIX", LAYOUT.prefix)
+    monkeypatch.setenv("QUALITY_TABLE", QUALITY_TABLE)
+    monkeypatch.setenv("LABEL_LEDGER_TABLE", LEDGER_TABLE)
+    monkeypatch.setenv("REGISTRY_TABLE", REGISTRY_TABLE)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    handler.service.cache_clear()
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        dynamodb = boto3.client("dynamodb")
+        for table in (QUALITY_TABLE, LEDGER_TABLE, REGISTRY_TABLE):
+            create_table(dynamodb, table)
+        ModelRegistry(dynamodb, REGISTRY_TABLE).record_version(
+            model_version("Chicago_IL", VERSION, metrics={"validation": {"ae_p50": 5000.0}})
+        )
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName=f"{STACK}-FeedbackQueue")["QueueUrl"]
+        monkeypatch.setenv("FEEDBACK_QUEUE_URL", queue_url)
+        yield World(s3, dynamodb, sqs, queue_url)
+    handler.service.cache_clear()
+    metrics.clear_metrics()
+
+
+def sqs_event(*bodies: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {"messageId": message_id, "body": body, "eventSource": "aws:sqs", "receiptHandle": "r"}
+            for message_id, body in bodies
+        ]
+    }
+
+
+def label_body(*pairs: tuple[str, float]) -> str:
+    now = datetime.now(UTC)
+    parsed = [
+        labels.parse_label({"prediction_id": pid, "sale_price": sale, "sold_at": now.date().isoformat()}, now)
+        for pid, sale in pairs
+    ]
+    return labels.label_message(parsed, now)
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = handler.lambda_handler(event, lambda_context("QualityFunction"))
+    return result
+
+
+def test_queued_labels_join_their_captures_and_count_once(world: World) -> None:
+    # Given three predictions captured yesterday and labels for two of them
+    pids = world.capture(datetime.now(UTC) - timedelta(days=1), [110_000.0, 90_000.0, 300_000.0])
+    body = label_body((pids[0], 100_000), (pids[1], 100_000))
+    # When the message is handled, redelivered, and one label is sent again in another message
+    assert invoke(sqs_event(("m1", body))) == {"batchItemFailures": []}
+    assert invoke(sqs_event(("m1", body))) == {"batchItemFailures": []}
+    assert invoke(sqs_event(("m2", label_body((pids[0], 100_000))))) == {"batchItemFailures": []}
+    # Then the version's aggregate counts each label once, with the gate's offline figure beside it
+    summary = world.quality()[VERSION]
+    assert (summary.count, summary.mae, summary.bias) == (2, 10_000, 0)
+    assert summary.offline_ae_p50 == 5000.0
+    assert summary.live_vs_offline == pytest.approx(2.0, rel=0.13)
+    # And the ledger holds one claim per label
+    assert world.dynamodb.scan(TableName=LEDGER_TABLE)["Count"] == 2
+
+
+def test_a_label_for_an_undelivered_prediction_is_retried_then_joined(world: World) -> None:
+    # Given a label for a prediction made a minute ago, not yet delivered by Firehose
+    made_at = datetime.now(UTC) - timedelta(minutes=1)
+    generator = UlidGenerator(clock_ms=lambda: int(made_at.timestamp() * 1000))
+    (pid,) = ids.new_prediction_ids("Chicago_IL", 1, generator)
+    body = label_body((pid, 100_000))
+    # When it is handled, then its message is reported failed (the queue redelivers it)
+    assert invoke(sqs_event(("m1", body), ("m2", "not json"))) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert world.quality() == {}
+    # And once the capture lands, the redelivery joins it
+    world.capture(made_at, [120_000.0], pids=[pid])
+    assert invoke(sqs_event(("m1", body))) == {"batchItemFailures": []}
+    assert world.quality()[VERSION].count == 1
+
+
+def test_a_label_file_is_ingested_and_its_pending_labels_requeued(world: World) -> None:
+    # Given a CSV label file with a joinable label, a bad row and a label for a not-yet-delivered prediction
+    (old,) = world.capture(datetime.now(UTC) - timedelta(days=2), [80_000.0])
+    made_at = datetime.now(UTC) - timedelta(minutes=1)
+    (young,) = ids.new_prediction_ids("Chicago_IL", 1, UlidGenerator(clock_ms=lambda: int(made_at.timestamp() * 1000)))
+    today = datetime.now(UTC).date().isoformat()
+    key = LAYOUT.labels_prefix + "sales 2026.csv"
+    text = f"prediction_id,sale_price,sold_at\n{old},100000,{today}\nnope,1,{today}\n{young},100000,{today}\n"
+    world.s3.put_object(Bucket=BUCKET, Key=key, Body=text.encode())
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key.replace(" ", "+")}},
+            }
+        ]
+    }
+    # When S3's event is handled
+    result = invoke(event)
+    # Then one label is joined, the bad row counted, the young label sent to the feedback queue
+    assert (result["joined"], result["invalid"], result["requeued"]) == (1, 1, 1)
+    assert world.quality()[VERSION].bias == -20_000
+    attributes = world.sqs.get_queue_attributes(QueueUrl=world.queue_url, AttributeNames=["All"])["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessagesDelayed"]) + int(attributes["ApproximateNumberOfMessages"]) == 1
+    # And the same event again counts nothing twice
+    assert invoke(event)["redelivered"] == 1
+    assert world.quality()[VERSION].count == 1
+    assert json.loads(json.dumps(result))  # the summary is JSON for Lambda's async result
