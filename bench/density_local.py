@@ -32,7 +32,6 @@ import asyncio
 import io
 import json
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -65,24 +64,14 @@ from harness import (
     zipf_sequence,
 )
 from peers import TARGET_MODEL_HEADER
-from suite import _drive
+from suite import BASE_ENV, ENDPOINT_NAME, _drive, endpoint_server
 
-ENDPOINT_NAME = "bench"
 BUCKET = "density-local"
 WARM_PREFIX = "warm/"
 ZIPF_PREFIX = "zipf/"
 ROW = "1995,3000,4,2.5,1.0,2"
 WARM_MODELS = 10
 MiB = 1024 * 1024
-BASE_ENV = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "PYTHONUNBUFFERED": "1",
-}
 TARGET_RATIO = 0.25
 
 
@@ -144,29 +133,8 @@ def publish_models(s3_url: str, work: Path) -> Models:
 
 
 def side_server(name: str, s3_url: str, prefix: str, work: Path, *extra: str) -> Server:
-    return Server(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "endpoint",
-            "--serving",
-            "dense",
-            "--fd",
-            "{fd}",
-            "--endpoint-name",
-            ENDPOINT_NAME,
-            "--model-data-url",
-            f"s3://{BUCKET}/{prefix}",
-            "--log-level",
-            "warning",
-            "--exit-with-parent",
-            *extra,
-        ],
-        env={**BASE_ENV, "AWS_ENDPOINT_URL_S3": s3_url},
-        cwd=REPO_ROOT,
-        log_path=work / f"{name}.log",
-    )
+    """The endpoint in dense serving (the SageMaker side, starting the container)."""
+    return endpoint_server(name, f"s3://{BUCKET}/{prefix}", s3_url, work, "--serving", "dense", *extra)
 
 
 def ceiling_server(work: Path) -> Server:

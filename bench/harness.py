@@ -85,6 +85,31 @@ def memory_bytes(pids: Sequence[int]) -> tuple[int, int]:
     return rss, pss
 
 
+class Ticker:
+    """Calls ``tick()`` at once, then every ``interval`` seconds, on a thread from :meth:`start` to :meth:`stop`."""
+
+    def __init__(self, tick: Callable[[], None], interval: float, name: str) -> None:
+        self._tick = tick
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._tick()
+            self._stop.wait(self._interval)
+
+    def start(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop ticking; waits for a tick under way."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 @dataclass
 class MemorySampler:
     """Samples a process tree's RSS/PSS every ``interval`` seconds on a background thread."""
@@ -92,26 +117,21 @@ class MemorySampler:
     pid: int
     interval: float = 0.5
     samples: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, rss, pss)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _ticker: Ticker | None = None
 
     def __enter__(self) -> MemorySampler:
         started = time.monotonic()
 
         def sample() -> None:
-            while not self._stop.is_set():
-                rss, pss = memory_bytes(process_tree(self.pid))
-                self.samples.append((time.monotonic() - started, rss, pss))
-                self._stop.wait(self.interval)
+            rss, pss = memory_bytes(process_tree(self.pid))
+            self.samples.append((time.monotonic() - started, rss, pss))
 
-        self._thread = threading.Thread(target=sample, name="memory-sampler", daemon=True)
-        self._thread.start()
+        self._ticker = Ticker(sample, self.interval, "memory-sampler").start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._ticker is not None:
+            self._ticker.stop()
 
 
 # --------------------------------------------------------------------------- servers

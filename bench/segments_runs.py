@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.harness import REPO_ROOT, BenchBroken, percentiles
+from bench.harness import REPO_ROOT, BenchBroken, Ticker, percentiles
 from house_prices.registry import LiveModel, ModelRegistry
 
 # The CLI's defaults, passed explicitly so the bare fits below use the same values by construction.
@@ -211,23 +211,15 @@ class LiveWatcher:
     polls: int = 0
     settled_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _ticker: Ticker | None = None
 
     def __enter__(self) -> LiveWatcher:
-        self._thread = threading.Thread(target=self._run, name="live-watcher", daemon=True)
-        self._thread.start()
+        self._ticker = Ticker(self.poll, self.interval, "live-watcher").start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll()
-            self._stop.wait(self.interval)
+        if self._ticker is not None:
+            self._ticker.stop()
 
     def poll(self) -> None:
         with self._lock:

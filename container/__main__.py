@@ -17,21 +17,18 @@ import gc
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from container.app import create_app
 from container.programs import Programs
 from container.registry import JOURNAL, LOCK
 from container.settings import ContainerSettings
 from endpoint.http import SocketServer, server_config
-from endpoint.lifetime import watch_parent
+from endpoint.lifetime import ignore_stop_signals, supervise_workers
 from endpoint.sockets import inherited_socket, listening_socket
 
 log = logging.getLogger("container")
@@ -162,11 +159,7 @@ def _serve(
     """One server process on ``sock`` until SIGINT/SIGTERM (or its parent dies)."""
     app = create_app(settings, programs, state_dir)
     server = SocketServer(server_config(app), sock)
-    # uvicorn handles SIGINT/SIGTERM (stop accepting, finish in-flight requests, run lifespan shutdown),
-    # then re-raises the signal to the handlers it found: make those no-ops so a requested stop exits 0.
-    stops: list[int] = []
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, lambda number, frame: stops.append(number))
+    stops = ignore_stop_signals()
     if exit_with_parent:
         server.stop_with_parent()
     server.serve_forever()
@@ -183,58 +176,22 @@ def _supervise(
     exit_with_parent: bool,
 ) -> int:
     """Fork one worker per socket; restart one that dies; stop them all on a signal."""
-    workers: dict[int, int] = {}
-    stopping: list[int] = []
-    restarts: list[float] = []
 
-    def start(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 1
-            try:
-                for stop_signal in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(stop_signal, signal.SIG_DFL)
-                for other, sock in enumerate(sockets):
-                    if other != index and sock is not sockets[index]:
-                        sock.close()
-                code = _serve(settings, programs, state_dir, sockets[index], exit_with_parent=True)
-            finally:
-                os._exit(code)
-        workers[pid] = index
+    def serve(index: int) -> int:
+        for other, sock in enumerate(sockets):
+            if other != index and sock is not sockets[index]:
+                sock.close()
+        return _serve(settings, programs, state_dir, sockets[index], exit_with_parent=True)
 
-    def stop(number: int, frame: Any) -> None:
-        stopping.append(number)
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, stop)
-    for index in range(len(sockets)):
-        start(index)
-    if exit_with_parent:
-        watch_parent(lambda: stop(signal.SIGTERM, None), done=lambda: bool(stopping))
-    code = 0
-    while workers:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        index = workers.pop(pid, -1)
-        if index < 0 or stopping:
-            continue
-        now = time.monotonic()
-        restarts[:] = [at for at in restarts if now - at < _RESTART_WINDOW_SECONDS] + [now]
-        log.error("worker %d (pid %d) died with status %d", index, pid, os.waitstatus_to_exitcode(status))
-        if len(restarts) > _MAX_RESTARTS:
-            log.error("workers died %d times within %g s; stopping", len(restarts), _RESTART_WINDOW_SECONDS)
-            code = 1
-            stop(signal.SIGTERM, None)
-            continue
-        start(index)
-    log.info("container stopped%s", f" by signal {stopping[0]}" if stopping else "")
+    code, stopped_by = supervise_workers(
+        len(sockets),
+        serve,
+        logger=log,
+        exit_with_parent=exit_with_parent,
+        max_restarts=_MAX_RESTARTS,
+        restart_window_seconds=_RESTART_WINDOW_SECONDS,
+    )
+    log.info("container stopped%s", f" by signal {stopped_by}" if stopped_by is not None else "")
     return code
 
 

@@ -12,7 +12,8 @@ import asyncio
 import inspect
 from typing import Any
 
-from container.errors import BadRequest, ClientGone, PayloadTooLarge, RequestTimeout
+from container.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from endpoint.bodies import receive_body
 
 Receive = Any
 
@@ -33,28 +34,7 @@ async def read_body(receive: Receive, declared: bytes | str | None, limit: int, 
         return body
     try:
         async with asyncio.timeout(timeout):
-            if message is None:
-                message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            body = message.get("body", b"")
-            if not message.get("more_body", False):
-                if len(body) > limit:
-                    raise too_large(len(body), limit)
-                return body
-            chunks = [body]
-            total = len(body)
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone()
-                chunk = message.get("body", b"")
-                total += len(chunk)
-                if total > limit:
-                    raise too_large(total, limit)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
+            return await receive_body(receive, limit, too_large, message)
     except TimeoutError:
         raise RequestTimeout(f"The request body was not received within {timeout:g} s.") from None
 

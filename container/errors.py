@@ -102,7 +102,3 @@ class InsufficientMemory(ContainerError):
 
     status = 507
     kind = "InsufficientMemoryException"
-
-
-class ClientGone(Exception):
-    """The caller disconnected before its whole body arrived: nobody reads an answer."""

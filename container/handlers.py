@@ -19,13 +19,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from container.errors import (
-    ClientGone,
     ContainerError,
     InvocationFailed,
     MethodNotAllowed,
     RequestTimeout,
     ResourceNotFound,
 )
+from endpoint.errors import ClientGone
 
 log = logging.getLogger("container")
 

@@ -12,9 +12,10 @@ docs/container.md), since any worker may map any model.
 from __future__ import annotations
 
 import mmap
-import pickle
 from dataclasses import dataclass
 from typing import Any
+
+from endpoint.memory import pickled_bytes, stated_bytes
 
 # Memory per model per worker beside the measured bytes: the Python objects around it (PackedForest, its
 # ForestArrays, array headers, the mmap object, the worker's bookkeeping) and the heap slack its load
@@ -33,39 +34,26 @@ class ModelSize:
         return self.shared + (self.private + PER_WORKER_OVERHEAD_BYTES) * workers
 
 
-class _CountingSink:
-    def __init__(self) -> None:
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        length = memoryview(data).nbytes
-        self.size += length
-        return length
-
-
 def measure(model: Any, *, fallback_bytes: int = 0) -> ModelSize:
     """The model's shared and private bytes; an unpicklable model counts as ``nbytes`` or ``fallback_bytes``."""
-    sink = _CountingSink()
     shared = 0
     private = 0
 
-    def count(buffer: pickle.PickleBuffer) -> bool:
+    def count(view: memoryview) -> None:
         nonlocal shared, private
-        view = buffer.raw()
         if _mapped(view.obj):
             shared += view.nbytes
         else:
             private += view.nbytes
-        return False  # counted only, never serialised
 
     try:
-        pickle.Pickler(sink, protocol=5, buffer_callback=count).dump(model)
+        in_band = pickled_bytes(model, count)
     except Exception:
-        stated = getattr(model, "nbytes", None)
-        if isinstance(stated, int) and not isinstance(stated, bool) and stated >= 0:
+        stated = stated_bytes(model)
+        if stated is not None:
             return ModelSize(shared=0, private=stated, method="nbytes")
         return ModelSize(shared=0, private=max(fallback_bytes, 0), method="files")
-    return ModelSize(shared=shared, private=private + sink.size, method="measured")
+    return ModelSize(shared=shared, private=private + in_band, method="measured")
 
 
 def _mapped(exporter: Any) -> bool:

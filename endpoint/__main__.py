@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import importlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from endpoint.app import DenseRuntime, create_app
 from endpoint.config import EndpointConfig
 from endpoint.http import SocketServer, server_config
 from endpoint.instance import IMAGE_COMMAND
-from endpoint.lifetime import watch_parent
+from endpoint.lifetime import ignore_stop_signals, supervise_workers
 from endpoint.program import InferenceProgram
 from endpoint.sockets import inherited_socket, listening_socket
 
@@ -199,11 +196,7 @@ def _serve(
     gc.freeze()
     announced = (lambda: log.info("%s", announce)) if announce else None
     server = SocketServer(server_config(app), sock, on_started=announced)
-    # uvicorn handles SIGINT/SIGTERM (stop accepting, finish in-flight requests, run lifespan shutdown),
-    # then re-raises the signal to the handlers it found: make those no-ops so a requested stop exits 0.
-    stops: list[int] = []
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, lambda number, frame: stops.append(number))
+    stops = ignore_stop_signals()
     if exit_with_parent:
         server.stop_with_parent()
     runtime = app.state.runtime
@@ -232,62 +225,25 @@ def _supervise(config: EndpointConfig, sock: socket.socket, announce: str, *, ex
     temporary = config.cache_dir is None
     if temporary:
         config = dataclasses.replace(config, cache_dir=Path(tempfile.mkdtemp(prefix="endpoint-cache-")))
-    workers: dict[int, int] = {}
-    stopping: list[int] = []
-    restarts: list[float] = []
-
-    def start(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 1
-            try:
-                for stop_signal in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(stop_signal, signal.SIG_DFL)
-                code = _serve(config, sock, None, exit_with_parent=True)
-            finally:
-                os._exit(code)
-        workers[pid] = index
-
-    def stop(number: int, frame: Any) -> None:
-        stopping.append(number)
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, stop)
+    # Forked after everything built so far: keep it out of the collector's generations (shared pages).
     gc.freeze()
-    for index in range(config.workers):
-        start(index)
-    log.info("%s", announce)
-    if exit_with_parent:
-        watch_parent(lambda: stop(signal.SIGTERM, None), done=lambda: bool(stopping))
-    code = 0
     try:
-        while workers:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            index = workers.pop(pid, -1)
-            if index < 0 or stopping:
-                continue
-            now = time.monotonic()
-            restarts[:] = [at for at in restarts if now - at < _RESTART_WINDOW_SECONDS] + [now]
-            log.error("worker %d (pid %d) died with status %d", index, pid, os.waitstatus_to_exitcode(status))
-            if len(restarts) > _MAX_RESTARTS:
-                log.error("workers died %d times within %g s; stopping", len(restarts), _RESTART_WINDOW_SECONDS)
-                code = 1
-                stop(signal.SIGTERM, None)
-                continue
-            start(index)
+        code, stopped_by = supervise_workers(
+            config.workers,
+            lambda index: _serve(config, sock, None, exit_with_parent=True),
+            logger=log,
+            exit_with_parent=exit_with_parent,
+            on_started=lambda: log.info("%s", announce),
+            max_restarts=_MAX_RESTARTS,
+            restart_window_seconds=_RESTART_WINDOW_SECONDS,
+        )
     finally:
         sock.close()
         if temporary and config.cache_dir is not None:
             shutil.rmtree(config.cache_dir, ignore_errors=True)
-    log.info("endpoint %s stopped%s", config.endpoint_name, f" by signal {stopping[0]}" if stopping else "")
+    log.info(
+        "endpoint %s stopped%s", config.endpoint_name, f" by signal {stopped_by}" if stopped_by is not None else ""
+    )
     return code
 
 

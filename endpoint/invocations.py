@@ -22,8 +22,9 @@ from concurrent.futures import Executor
 from typing import Any
 
 from endpoint import protocol
+from endpoint.bodies import receive_body
 from endpoint.config import PRODUCTION_VARIANT, EndpointConfig
-from endpoint.errors import ClientGone, RequestTimeout, ServiceUnavailable
+from endpoint.errors import RequestTimeout, ServiceUnavailable
 from endpoint.metrics import EndpointMetrics
 from endpoint.program import InferenceProgram, Prediction, RequestContext
 from endpoint.store import ModelStore
@@ -97,12 +98,7 @@ class InvokeEndpoint:
                 custom_attributes = value.decode("latin-1")
             elif name == _INFERENCE_ID:
                 inference_id = value.decode("latin-1")
-        target = protocol.validate_target_model(target)
-        state["target_model"] = target
-        if custom_attributes is not None:
-            protocol.validate_custom_attributes(custom_attributes)
-        if inference_id is not None:
-            protocol.validate_inference_id(inference_id)
+        target = validate_headers(state, target, custom_attributes, inference_id)
         body = await read_body(receive, declared, config.max_body_bytes, config.body_read_timeout_seconds)
         if self.shutting_down:
             raise ServiceUnavailable("The endpoint is shutting down.")
@@ -131,18 +127,46 @@ class InvokeEndpoint:
             lease.cost = rate if cost is None else cost + _SMOOTHING * (rate - cost)
         finally:
             lease.release()
-        headers = [
-            (b"content-type", prediction.content_type.encode("latin-1")),
-            (b"content-length", str(len(prediction.body)).encode()),
-            _VARIANT,
-            (_REQUEST_ID, request_id.encode()),
-        ]
-        # Only what the container set: SageMaker forwards the container's header and echoes nothing.
-        if context.response_custom_attributes:
-            headers.append((_CUSTOM_ATTRIBUTES_OUT, context.response_custom_attributes.encode("latin-1")))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": prediction.body})
+        attributes = context.response_custom_attributes
+        await send_answer(
+            send,
+            prediction.content_type.encode("latin-1"),
+            prediction.body,
+            request_id,
+            attributes.encode("latin-1") if attributes else None,
+        )
         self.metrics.invocation("OK", time.perf_counter() - started)
+
+
+def validate_headers(
+    state: dict[str, Any], target: str | None, custom_attributes: str | None, inference_id: str | None
+) -> str:
+    """The request's TargetModel, validated and noted in its state (the exception handlers read it back),
+    after checking the optional CustomAttributes and InferenceId."""
+    target = protocol.validate_target_model(target)
+    state["target_model"] = target
+    if custom_attributes is not None:
+        protocol.validate_custom_attributes(custom_attributes)
+    if inference_id is not None:
+        protocol.validate_inference_id(inference_id)
+    return target
+
+
+async def send_answer(
+    send: Send, content_type: bytes, body: bytes, request_id: str, custom_attributes: bytes | None
+) -> None:
+    """InvokeEndpoint's 200: the container's body, content type and custom attributes (only what the
+    container set: SageMaker forwards the container's header and echoes nothing), the variant and request id."""
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        _VARIANT,
+        (_REQUEST_ID, request_id.encode()),
+    ]
+    if custom_attributes:
+        headers.append((_CUSTOM_ATTRIBUTES_OUT, custom_attributes))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _timed_invoke(
@@ -165,27 +189,7 @@ async def read_body(receive: Receive, declared: bytes | None, limit: int, timeou
             raise protocol.body_too_large(size, limit)
     try:
         async with asyncio.timeout(timeout):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            body: bytes = message.get("body", b"")
-            if not message.get("more_body", False):
-                if len(body) > limit:
-                    raise protocol.body_too_large(len(body), limit)
-                return body
-            chunks = [body]
-            total = len(body)
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone()
-                chunk = message.get("body", b"")
-                total += len(chunk)
-                if total > limit:
-                    raise protocol.body_too_large(total, limit)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
+            return await receive_body(receive, limit, protocol.body_too_large)
     except TimeoutError:
         raise RequestTimeout(
             f"The request body was not received within {timeout:g} s; the connection is closed."

@@ -37,25 +37,38 @@ class _CountingSink:
         return length
 
 
-def measure_bytes(obj: Any) -> int:
-    """Deep size of ``obj`` in bytes by pickling into a counting sink (arrays counted out-of-band)."""
+def pickled_bytes(obj: Any, on_buffer: Callable[[memoryview], None]) -> int:
+    """The in-band bytes of ``obj`` pickled (protocol 5) into a counting sink; each large buffer (a numpy
+    array's data) goes to ``on_buffer`` as a raw view instead, counted by the caller, never copied."""
     sink = _CountingSink()
-    buffers: list[int] = []
 
     def count_buffer(buffer: pickle.PickleBuffer) -> bool:
-        buffers.append(buffer.raw().nbytes)
+        on_buffer(buffer.raw())
         return False  # False = do not serialise in-band; only counted.
 
     pickle.Pickler(sink, protocol=5, buffer_callback=count_buffer).dump(obj)
-    return sink.size + sum(buffers)
+    return sink.size
+
+
+def measure_bytes(obj: Any) -> int:
+    """Deep size of ``obj`` in bytes by pickling into a counting sink (arrays counted out-of-band)."""
+    buffers: list[int] = []
+    in_band = pickled_bytes(obj, lambda view: buffers.append(view.nbytes))
+    return in_band + sum(buffers)
+
+
+def stated_bytes(model: Any) -> int | None:
+    """The model's own integer ``nbytes``, if it states one (a numpy array, a packed forest)."""
+    stated = getattr(model, "nbytes", None)
+    if isinstance(stated, int) and not isinstance(stated, bool) and stated >= 0:
+        return stated
+    return None
 
 
 def model_bytes(model: Any) -> int:
     """What a loaded model holds: its own integer ``nbytes`` if it has one, else ``measure_bytes``."""
-    stated = getattr(model, "nbytes", None)
-    if isinstance(stated, int) and not isinstance(stated, bool) and stated >= 0:
-        return stated
-    return measure_bytes(model)
+    stated = stated_bytes(model)
+    return measure_bytes(model) if stated is None else stated
 
 
 def rss_bytes() -> int:

@@ -50,13 +50,14 @@ from typing import Any
 from prometheus_client import Gauge
 
 from endpoint import protocol
-from endpoint.config import PRODUCTION_VARIANT, EndpointConfig
+from endpoint.config import EndpointConfig
 from endpoint.container_client import Answer, ContainerClient, ContainerTimeout, ContainerUnreachable
 from endpoint.download import ArtifactCache
 from endpoint.errors import ContainerError, ContainerUnavailable, LoadTimeout, ModelNotReady, ServiceUnavailable
 from endpoint.instance import ContainerProcess
-from endpoint.invocations import RequestIds, read_body
+from endpoint.invocations import RequestIds, read_body, send_answer, validate_headers
 from endpoint.metrics import EndpointMetrics
+from endpoint.store import Background
 
 log = logging.getLogger("endpoint.sagemaker_side")
 
@@ -77,9 +78,6 @@ MEMORY_SAMPLE_SECONDS = 1.0
 _TARGET_MODEL = protocol.TARGET_MODEL_HEADER.lower().encode()
 _CUSTOM_ATTRIBUTES = protocol.CUSTOM_ATTRIBUTES_HEADER.lower().encode()
 _INFERENCE_ID = protocol.INFERENCE_ID_HEADER.lower().encode()
-_VARIANT = (protocol.INVOKED_VARIANT_HEADER.encode(), PRODUCTION_VARIANT.encode())
-_REQUEST_ID = protocol.REQUEST_ID_HEADER.encode()
-_CUSTOM_ATTRIBUTES_OUT = protocol.CUSTOM_ATTRIBUTES_HEADER.encode()
 # The request headers SageMaker passes on to the container's invoke route.
 _FORWARDED = frozenset({b"content-type", b"accept", _TARGET_MODEL, _CUSTOM_ATTRIBUTES, _INFERENCE_ID})
 _JSON = [(b"content-type", b"application/json")]
@@ -141,7 +139,7 @@ class ContainerModels:
         self._changes: list[asyncio.Future[None]] = []
         # Loads waiting in _make_room for such a change (they cannot make room for each other).
         self._waiting_for_room = 0
-        self._background: set[asyncio.Future[Any]] = set()
+        self._background = Background()
         self._closed = False
         self.memory_pss = 0
         registry = metrics.registry
@@ -211,7 +209,7 @@ class ContainerModels:
             return
         self._changed()
         if not self._caching and self._hosted.get(hosted.target) is hosted:
-            self._track(asyncio.ensure_future(self._unload(hosted)))
+            self._background.track(asyncio.ensure_future(self._unload(hosted)))
 
     def _changed(self) -> None:
         changes, self._changes = self._changes, []
@@ -243,7 +241,7 @@ class ContainerModels:
     def _start_load(self, target: str) -> _Pending:
         pending = _Pending(future=asyncio.get_running_loop().create_future())
         self._pending[target] = pending
-        self._track(asyncio.ensure_future(self._run_load(target, pending)))
+        self._background.track(asyncio.ensure_future(self._run_load(target, pending)))
         return pending
 
     async def _run_load(self, target: str, pending: _Pending) -> None:
@@ -285,7 +283,7 @@ class ContainerModels:
         self._changed()
         pending.future.set_result(hosted)
         if not pending.waiters and not self._caching:  # every waiter gave up: nobody will release it
-            self._track(asyncio.ensure_future(self._unload(hosted)))
+            self._background.track(asyncio.ensure_future(self._unload(hosted)))
 
     async def _load(self, target: str, name: str, url: Path) -> int:
         """LoadModel until the container has it: 507 makes room (LRU) and tries again; other errors raise.
@@ -372,7 +370,9 @@ class ContainerModels:
             self._metrics.model_unloading_time.observe(time.perf_counter() - started)
 
     def _unpin(self, hosted: Hosted) -> None:
-        self._track(asyncio.get_running_loop().run_in_executor(self._executor, self._artifacts.unpin, hosted.directory))
+        self._background.track(
+            asyncio.get_running_loop().run_in_executor(self._executor, self._artifacts.unpin, hosted.directory)
+        )
 
     # -- instance memory ----------------------------------------------------------------------------
     async def watch_memory(self, interval: float = MEMORY_SAMPLE_SECONDS) -> None:
@@ -408,14 +408,9 @@ class ContainerModels:
     def _update_gauges(self) -> None:
         self._metrics.loaded_model_count.set(len(self._hosted))
 
-    def _track(self, future: asyncio.Future[Any]) -> None:
-        self._background.add(future)
-        future.add_done_callback(self._background.discard)
-
     async def drain(self) -> None:
         """Wait for in-flight loads, unloads and unpins (tests, shutdown)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self._background.drain()
 
     async def close(self) -> None:
         """Stop loading; unpin every directory (the container stops with the endpoint)."""
@@ -464,12 +459,7 @@ class InvokeContainer:
                     inference_id = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
-        target = protocol.validate_target_model(target)
-        state["target_model"] = target
-        if custom_attributes is not None:
-            protocol.validate_custom_attributes(custom_attributes)
-        if inference_id is not None:
-            protocol.validate_inference_id(inference_id)
+        target = validate_headers(state, target, custom_attributes, inference_id)
         body = await read_body(receive, declared, config.max_body_bytes, config.body_read_timeout_seconds)
         if self.shutting_down:
             raise ServiceUnavailable("The endpoint is shutting down.")
@@ -494,17 +484,13 @@ class InvokeContainer:
                 models.release(hosted)
         if not 200 <= answer.status < 300:
             raise ContainerError(answer.text(), answer.status)
-        headers = [
-            (b"content-type", answer.header(b"content-type") or b"application/json"),
-            (b"content-length", str(len(answer.body)).encode()),
-            _VARIANT,
-            (_REQUEST_ID, request_id.encode()),
-        ]
-        attributes = answer.header(_CUSTOM_ATTRIBUTES)
-        if attributes:
-            headers.append((_CUSTOM_ATTRIBUTES_OUT, attributes))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": answer.body})
+        await send_answer(
+            send,
+            answer.header(b"content-type") or b"application/json",
+            answer.body,
+            request_id,
+            answer.header(_CUSTOM_ATTRIBUTES),
+        )
         self.metrics.invocation("OK", time.perf_counter() - started)
 
     async def _forward(self, hosted: Hosted, headers: list[tuple[bytes, bytes]], body: bytes) -> Answer | None:

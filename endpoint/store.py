@@ -41,6 +41,23 @@ T = TypeVar("T")
 log = logging.getLogger("endpoint.store")
 
 
+class Background:
+    """Work started off the request path (loads, unloads): each future is held until it is done, so that
+    :meth:`drain` can wait for all of it."""
+
+    def __init__(self) -> None:
+        self._futures: set[asyncio.Future[Any]] = set()
+
+    def track(self, future: asyncio.Future[Any]) -> None:
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+
+    async def drain(self) -> None:
+        """Wait for everything tracked, including what it starts meanwhile."""
+        while self._futures:
+            await asyncio.gather(*list(self._futures), return_exceptions=True)
+
+
 @dataclass(frozen=True)
 class Loaded(Generic[T]):
     """What a loader returns: the model and its measured size in bytes."""
@@ -122,7 +139,7 @@ class ModelStore(Generic[T]):
         # Models whose load outlived the load timeout and is still running: the error their requests get.
         self._stuck: dict[str, LoadTimeout] = {}
         self._transient = 0
-        self._background: set[asyncio.Future[Any]] = set()
+        self._background = Background()
         self._closed = False
 
     # -- introspection (tests, /metrics) ------------------------------------------------------------
@@ -199,7 +216,7 @@ class ModelStore(Generic[T]):
         pending: _Pending[T] = _Pending(future=loop.create_future())
         self._pending[name] = pending
         task = asyncio.ensure_future(self._run_load(name, pending))
-        self._track(task)
+        self._background.track(task)
         return pending
 
     async def _run_load(self, name: str, pending: _Pending[T]) -> None:
@@ -319,20 +336,15 @@ class ModelStore(Generic[T]):
                 self._metrics.model_unloading_time.observe(elapsed / len(names))
                 self._metrics.model_unloads.inc()
 
-        self._track(loop.run_in_executor(self._executor, unload))
+        self._background.track(loop.run_in_executor(self._executor, unload))
 
     def _update_gauges(self) -> None:
         self._metrics.loaded_model_count.set(len(self._entries) + self._transient)
         self._metrics.loaded_model_bytes.set(self.loaded_bytes)
 
-    def _track(self, future: asyncio.Future[Any]) -> None:
-        self._background.add(future)
-        future.add_done_callback(self._background.discard)
-
     async def drain(self) -> None:
         """Wait for in-flight loads and unloads (tests, shutdown)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self._background.drain()
 
     async def close(self) -> None:
         self._closed = True

@@ -28,49 +28,24 @@ from endpoint.app import DenseRuntime, create_app
 from endpoint.config import EndpointConfig, ModelDataUrl
 from endpoint.sagemaker_side import INVOCATION_TIMEOUT_MESSAGE, model_name
 from endpoint.testing import metric_value, sagemaker_runtime, serve_in_thread, tar_gz, write_program
-from tests.container_harness import NEW_HOUSE, options, recorded_loads, tiny_forest
+from tests.container_harness import NEW_HOUSE, RECORDING_PROGRAM, options, recorded_loads, tiny_forest
 from tests.integration.endpoint_harness import artifact_bucket, invocation_error, invoke_many
 
 BUCKET = "dense-side"
 PREFIX = "mme/"
 ENDPOINT = "dense-local"
 MODELS = 4
-PROGRAM = """
-import json
-import os
-import time
-
-from packed_forest import PackedForest
-
-
-class Model:
-    def __init__(self, forest, predict_delay):
-        self.forest = forest
-        self.predict_delay = predict_delay
-
-
-def model_fn(model_dir):
-    with open(os.environ["LOAD_LOG"], "a") as log:
-        log.write(f"{os.getpid()} {model_dir}\\n")
-    path = os.path.join(model_dir, "options.json")
-    options = json.load(open(path)) if os.path.exists(path) else {}
-    time.sleep(options.get("load_delay", 0))
-    if options.get("fail"):
-        raise RuntimeError(options["fail"])
-    forest = PackedForest.load(os.path.join(model_dir, "forest.npz"), mmap=True)
-    return Model(forest, options.get("predict_delay", 0))
-
-
-def predict_fn(data, model):
-    time.sleep(model.predict_delay)
-    return model.forest.predict(data)
-
+# The container harness's recording program (LOAD_LOG, options.json), echoing what crossed the hop.
+PROGRAM = (
+    RECORDING_PROGRAM
+    + """
 
 def output_fn(prediction, accept, context):
     seen = [context.target_model, context.custom_attributes, context.inference_id, accept]
     context.response_custom_attributes = "seen=" + "|".join(str(value) for value in seen)
     return json.dumps([float(value) for value in prediction]), "application/json"
 """
+)
 
 
 def target(index: int) -> str:
