@@ -294,11 +294,16 @@ def _run(args: argparse.Namespace) -> int:
             table = live_quality.table_name(
                 args, ops.config, environ, _stack_outputs(args.stack, args.region) if args.stack else None
             )
-            summaries = live_quality.worst_first(
-                live_quality.read_all(boto3.client("dynamodb"), table), args.min_count, args.top
-            )
-            rows = result = live_quality.rows(summaries)
-            columns, title = live_quality.COLUMNS, f"Live quality, worst first ({table})"
+            if args.drift:
+                drifting = live_quality.drifting(live_quality.read_items(boto3.client("dynamodb"), table), args.top)
+                rows = result = drifting
+                columns, title = live_quality.DRIFT_COLUMNS, f"Drifting cities, worst first ({table})"
+            else:
+                summaries = live_quality.worst_first(
+                    live_quality.read_all(boto3.client("dynamodb"), table), args.min_count, args.top
+                )
+                rows = result = live_quality.rows(summaries)
+                columns, title = live_quality.COLUMNS, f"Live quality, worst first ({table})"
         elif args.command == "cities":
             rows = ops.cities()
             columns = ("city", "version", "target_model", "promoted_at")

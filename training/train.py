@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 import packed_forest
-from house_prices import naming, schema
+from house_prices import drift, naming, schema
 from packed_forest.evaluation import PERCENTILES, error_metrics
 
 # The seed's metric lines; SageMaker's MetricDefinitions regex is "AE-at-50th-percentile: ([0-9.]+).*$".
@@ -151,12 +151,31 @@ def fit_model(
         "model_format": {"name": packed_forest.FORMAT_NAME, "version": packed.format_version},
         "hyperparameters": dict(hyperparameters),
         "model_name": model_name,
+        "reference": reference_distributions(x_train),
     }
     if "test" in splits and len(splits["test"][1]):
         x_test, y_test = splits["test"]
         metrics["test"] = {**error_metrics(y_test, packed.predict(x_test)), "median_price": float(np.median(y_test))}
         metrics["rows"]["test"] = len(y_test)
     return model, packed, metrics
+
+
+def reference_distributions(features: np.ndarray) -> dict[str, dict[str, list[Any]]]:
+    """Per feature, the training rows' decile bin edges (de-duplicated) and counts per bin (docs/quality.md, Drift).
+
+    numpy's linear quantiles and ``searchsorted(side="right")`` are ``house_prices.drift``'s
+    ``reference_edges`` and ``bin_of``, vectorised: live counts bin by the same rule.
+    """
+    references: dict[str, dict[str, list[Any]]] = {}
+    for column, name in enumerate(schema.FEATURE_NAMES):
+        values = np.asarray(features[:, column], dtype=np.float64)
+        edges: list[float] = []
+        for edge in np.quantile(values, drift.DECILES):
+            if not edges or float(edge) > edges[-1]:
+                edges.append(float(edge))
+        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+        references[name] = drift.Reference(tuple(edges), tuple(int(c) for c in counts)).to_json()
+    return references
 
 
 def write_model_dir(

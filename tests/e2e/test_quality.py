@@ -62,6 +62,38 @@ def test_a_label_reaches_the_live_quality_within_60_seconds(stack: LocalStack, t
     assert quality_of(stack, city, version)["count"] == before + 1  # type: ignore[index]
 
 
+def test_captured_predictions_reach_the_versions_drift_report(stack: LocalStack, trained: dict) -> None:
+    # Given a live city's version and its drift count so far
+    city = CITIES[0]
+    response = httpx.post(f"{stack.info.api_url}/locations/{city}/predictions", json=houses(city, 1, seed=18)[0])
+    assert response.status_code == 200, response.text
+    version = response.json()["model"]["version"]
+    before = ((quality_of(stack, city, version) or {}).get("drift") or {}).get("count", 0)
+    # When three more houses are priced (one request) and the capture object is delivered to the local S3
+    batch = httpx.post(
+        f"{stack.info.api_url}/locations/{city}/predictions", json={"houses": houses(city, 3, seed=19)}, timeout=30
+    )
+    assert batch.status_code == 200, batch.text
+    # Then the local stand-in delivers the template's S3 event and the quality function counts them for drift
+    deadline, report = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        report = (quality_of(stack, city, version) or {}).get("drift")
+        if report and report["count"] >= before + 4:
+            break
+        time.sleep(0.5)
+    assert report is not None, "no drift report"
+    assert report["count"] >= before + 4, report
+    assert set(report["features"]) == {
+        "YEAR_BUILT",
+        "SQUARE_FEET",
+        "NUM_BEDROOMS",
+        "NUM_BATHROOMS",
+        "LOT_ACRES",
+        "GARAGE_SPACES",
+    }
+    assert report["drifting"] is False  # below the minimum sample
+
+
 def test_hostile_feedback_is_400_naming_the_field(stack: LocalStack) -> None:
     response = httpx.post(f"{stack.info.api_url}/feedback", json={"prediction_id": "x", "sale_price": -1}, timeout=30)
     assert response.status_code == 400

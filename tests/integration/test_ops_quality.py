@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 from moto import mock_aws
 
 from house_prices.live_quality import Aggregate, QualitySummary
@@ -72,3 +74,48 @@ def test_worst_first_ranks_by_ratio_then_ape() -> None:
     a = QualitySummary.of("A", "v", Aggregate.of(120, 100), 10.0)
     b = QualitySummary.of("B", "v", Aggregate.of(200, 100), None)
     assert [s.city for s in live_quality.worst_first([b, a])] == ["A", "B"]
+
+
+def put_drift(dynamodb: Any, city: str, version: str, psi: dict[str, float], drifting: bool, count: int) -> None:
+    """A drift report as the quality function saves it (one feature drifts when its PSI > 0.2 here)."""
+    report = {
+        "count": count,
+        "drifting": drifting,
+        "features": {name: {"psi": value, "js": value / 2, "drifting": value > 0.2} for name, value in psi.items()},
+    }
+    dynamodb.update_item(
+        TableName=TABLE,
+        Key={"city": {"S": city}, "version": {"S": version}},
+        UpdateExpression="SET #r = :r",
+        ExpressionAttributeNames={"#r": "drift"},
+        ExpressionAttributeValues={
+            ":r": TypeSerializer().serialize(json.loads(json.dumps(report), parse_float=Decimal))
+        },
+    )
+
+
+def test_drift_lists_only_drifting_cities_largest_psi_first(dynamodb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given Chicago drifting on one feature, Denver (no labels yet) on two, Austin's report not drifting
+    put_drift(dynamodb, "Chicago_IL", "v1", {"SQUARE_FEET": 0.3, "LOT_ACRES": 0.01}, True, 500)
+    put_drift(dynamodb, "Denver_CO", "v9", {"SQUARE_FEET": 0.25, "YEAR_BUILT": 0.9}, True, 800)
+    put_drift(dynamodb, "Austin_TX", "v2", {"SQUARE_FEET": 0.05}, False, 900)
+    # When `ops quality --drift --json` runs
+    code = cli.main(["quality", "--quality-table", TABLE, "--drift", "--json", "--table", "t", "--bucket", "b"])
+    rows = json.loads(capsys.readouterr().out)
+    # Then the drifting ones are listed, largest PSI first, with their drifting features
+    assert code == 0
+    assert [(r["city"], r["version"], r["predictions"]) for r in rows] == [
+        ("Denver_CO", "v9", 800),
+        ("Chicago_IL", "v1", 500),
+    ]
+    assert rows[0]["features"] == "SQUARE_FEET, YEAR_BUILT"
+    assert rows[0]["max_psi"] == pytest.approx(0.9)
+    assert rows[1]["drift"]["LOT_ACRES"] == {"psi": 0.01, "js": 0.005, "drifting": False}
+    # And the table form names them too
+    assert cli.main(["quality", "--quality-table", TABLE, "--drift", "--table", "t", "--bucket", "b"]) == 0
+    out = capsys.readouterr().out
+    assert "Denver_CO" in out
+    assert "Austin_TX" not in out
+    # And the quality list still leaves out the version without labels
+    assert cli.main(["quality", "--quality-table", TABLE, "--json", "--table", "t", "--bucket", "b"]) == 0
+    assert "Denver_CO" not in capsys.readouterr().out

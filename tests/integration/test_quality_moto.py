@@ -13,8 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 from quality import handler
+from quality.adapters.dynamodb import DynamoDriftStore
+from quality.logic import Recorded
 
-from house_prices import captures, ids, labels
+from house_prices import captures, drift, ids, labels, schema
 from house_prices.ids import UlidGenerator
 from house_prices.live_quality import summary_from_item
 from house_prices.naming import KeyLayout
@@ -178,3 +180,66 @@ def test_a_label_file_is_ingested_and_its_pending_labels_requeued(world: World) 
     assert invoke(event)["redelivered"] == 1
     assert world.quality()[VERSION].count == 1
     assert json.loads(json.dumps(result))  # the summary is JSON for Lambda's async result
+
+
+def test_a_capture_object_adds_drift_counts_once_and_saves_the_versions_drift(world: World) -> None:
+    # Given Austin_TX's version trained with references, and a delivered capture object of three predictions
+    reference = {
+        name: drift.build_reference([float(value)] * 10) for name, value in zip(schema.FEATURE_NAMES, ROW, strict=True)
+    }
+    ModelRegistry(world.dynamodb, REGISTRY_TABLE).record_version(
+        model_version(
+            "Austin_TX",
+            VERSION,
+            metrics={"validation": {"ae_p50": 5000.0}, "reference": {n: r.to_json() for n, r in reference.items()}},
+        )
+    )
+    made_at = datetime.now(UTC) - timedelta(minutes=10)
+    world.capture(made_at, [100_000.0, 200_000.0, 300_000.0], city="Austin_TX")
+    key = LAYOUT.capture_prefix("Austin_TX", made_at.date()) + f"stream-1-{made_at:%Y-%m-%d-%H-%M-%S}-x.jsonl.gz"
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key.replace("=", "%3D")}},
+            }
+        ]
+    }
+    # When S3's event is handled, then delivered again
+    first = invoke(event)
+    again = invoke(event)
+    # Then the three predictions are counted once, each feature in the bin of its value (every value = the edge)
+    assert first["captures_counted"] == 3
+    assert (again["captures_counted"], again["captures_redelivered"]) == (0, 3)
+    item = world.dynamodb.get_item(
+        TableName=QUALITY_TABLE, Key={"city": {"S": "Austin_TX"}, "version": {"S": VERSION}}, ConsistentRead=True
+    )["Item"]
+    assert item["drift_n"] == {"N": "3"}
+    assert item["drift_SQUARE_FEET_1"] == {"N": "3"}
+    # And the drift report is saved (below the minimum sample: not drifting), with no quality figures invented
+    report = item[drift.REPORT]["M"]
+    assert report["count"] == {"N": "3"}
+    assert report["drifting"] == {"BOOL": False}
+    assert summary_from_item(item).count == 0
+
+
+def test_two_refreshes_of_the_same_counts_save_one_transition(world: World) -> None:
+    # Given counts recorded once for a version, and an object's claim that is then redelivered
+    store = DynamoDriftStore(world.dynamodb, QUALITY_TABLE, LEDGER_TABLE)
+    increments = {("Chicago_IL", VERSION): {"drift_n": 5, "drift_SQUARE_FEET_2": 5}}
+    claim = {"ledger_key": "capture#k", "source": "s3://b/k@e", "increments": increments, "expires_at": 1}
+    assert store.record_captures(**claim) == Recorded.COUNTED  # type: ignore[arg-type]
+    assert store.record_captures(ledger_key="capture#k", source="s3://b/k@e", increments=increments, expires_at=1) == (
+        Recorded.REDELIVERED
+    )
+    item = store.live_item("Chicago_IL", VERSION)
+    assert item["drift_n"] == 5
+    # When two concurrent refreshes that read the same item both save "now drifting"
+    report = {"count": 5, "drifting": True, "features": {"SQUARE_FEET": {"psi": 1.5, "js": 0.6, "drifting": True}}}
+    first = store.save_report("Chicago_IL", VERSION, report, seen_count=5, was_drifting=False)
+    second = store.save_report("Chicago_IL", VERSION, report, seen_count=5, was_drifting=False)
+    # Then only the first saves (and so counts the transition); a stale count saves nothing either
+    assert (first, second) == (True, False)
+    assert not store.save_report("Chicago_IL", VERSION, report, seen_count=4, was_drifting=True)
+    assert store.live_item("Chicago_IL", VERSION)["drift"]["features"]["SQUARE_FEET"]["psi"] == 1.5

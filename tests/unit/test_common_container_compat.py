@@ -2,8 +2,9 @@
 
 Each supported image tag's Python comes from training/images.json (1.2-1: 3.9, 1.4-2: 3.10,
 1.4-2-py312: 3.12); `sourcedir.tar.gz` carries train.py,
-inference.py and the stdlib-only parts of `house_prices` there. A `datetime.UTC` or `zip(strict=)`
-slipping into them would only fail on AWS, so import them under those interpreters here.
+inference.py and the stdlib-only parts of `house_prices` (drift too: train.py builds references) there.
+A `datetime.UTC` or `zip(strict=)` slipping into them would only fail on AWS, so import them under those
+interpreters here.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ def test_container_side_code_imports_on_the_container_python(version: str) -> No
     # When the stdlib-only layer modules are used and the scripts are byte-compiled
     script = (
         "from datetime import datetime, timezone\n"
-        "from house_prices import archives, errors, naming, schema\n"
+        "from house_prices import archives, drift, errors, naming, schema\n"
         "v = naming.make_version(datetime(2026, 1, 1, tzinfo=timezone.utc), 'ab' * 32)\n"
         "assert naming.target_model('Chicago_IL', v) == 'Chicago_IL.' + naming.validate_version(v) + '.tar.gz'\n"
         "assert schema.parse_houses({'YEAR_BUILT': 2000, 'SQUARE_FEET': 2000, 'NUM_BEDROOMS': 3,"
         " 'NUM_BATHROOMS': 2.5, 'LOT_ACRES': 1.0, 'GARAGE_SPACES': 1})\n"
+        "assert drift.build_reference([1.0, 1.0, 1.0, 2.0]).counts == (0, 3, 0, 0, 1)\n"
+        "assert drift.drift_report({'A': drift.Reference((1.0,), (50, 50))}, {'A': [25, 75]}).count == 100\n"
         "for path in ('training/train.py', 'training/inference.py'):\n"
         "    compile(open(path).read(), path, 'exec')\n"
         "print('ok')\n"

@@ -21,6 +21,7 @@ ALARMS = {
     "ModelCacheHitAlarm": "model-cache-hit-ratio",
     "ModelLoadingWaitAlarm": "model-loading-wait",
     "LabelsUnknownAlarm": "labels-unknown",
+    "DriftStartedAlarm": "drift-started",
 }
 STACK = "house-prices"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ops-pager"

@@ -10,7 +10,7 @@ import joblib
 import numpy as np
 import pytest
 
-from house_prices import naming, schema
+from house_prices import drift, naming, schema
 from packed_forest import PackedForest
 from packed_forest.evaluation import error_metrics
 from training import data
@@ -85,6 +85,7 @@ def test_training_writes_model_and_documented_metrics(
     # Then metrics.json has exactly the documented keys
     assert set(metrics) == {
         "validation", "test", "rows", "features", "versions", "hyperparameters", "model_name", "model_format",
+        "reference",
     }  # fmt: skip
     assert metrics["model_format"] == {"name": "house-prices/packed-forest", "version": 2}
     assert set(metrics["validation"]) == {"ae_p10", "ae_p50", "ae_p90", "r2", "rows"}
@@ -105,6 +106,36 @@ def test_training_writes_model_and_documented_metrics(
     model = PackedForest.load(model_dir / naming.PACKED_MODEL_FILENAME)
     features, prices = train_script.load_channel(channels["val"])
     assert np.median(np.abs(prices - model.predict(features))) == v["ae_p50"]
+
+
+def test_metrics_hold_each_features_reference_bins_by_the_drift_modules_rule(
+    channels: dict[str, Path], tmp_path: Path
+) -> None:
+    # Given 120 training rows / When train.py runs
+    model_dir = tmp_path / "model"
+    argv = ["--n-estimators", "5", "--model-dir", str(model_dir), "--train", str(channels["train"]),
+            "--validation", str(channels["val"])]  # fmt: skip
+    assert train_script.main(argv) == 0
+    reference = json.loads((model_dir / naming.METRICS_FILENAME).read_text())["reference"]
+    features, _ = train_script.load_channel(channels["train"])
+    # Then every feature has decile edges and counts of its training rows, as house_prices.drift builds them
+    assert list(reference) == list(schema.FEATURE_NAMES)
+    for column, name in enumerate(schema.FEATURE_NAMES):
+        expected = drift.build_reference(features[:, column].tolist())
+        assert drift.Reference.from_json(reference[name]) == expected
+        assert sum(reference[name]["counts"]) == 120
+    # And a discrete feature has fewer, de-duplicated edges (bedrooms take 5 values)
+    assert len(reference["NUM_BEDROOMS"]["edges"]) < len(drift.DECILES)
+
+
+def test_reference_bins_match_on_ties_and_extremes() -> None:
+    # Given values with heavy ties and an outlier
+    values = np.array([[1.0] * 6] * 50 + [[2.0] * 6] * 30 + [[1e6] * 6] * 1)
+    # When the references are computed with numpy
+    references = train_script.reference_distributions(values)
+    # Then they equal the pure-Python rule exactly
+    for name in schema.FEATURE_NAMES:
+        assert drift.Reference.from_json(references[name]) == drift.build_reference(values[:, 0].tolist())
 
 
 def test_keep_joblib_also_writes_the_estimator_which_predicts_the_same(

@@ -1,4 +1,4 @@
-"""Lambda entry point: SQS batches of feedback messages, and S3 events of label files -> quality.logic.
+"""Lambda entry point: SQS batches of feedback messages, S3 events of label files and capture objects -> logic.
 
 Partial batch responses (``ReportBatchItemFailures``): a message whose labels are not all settled
 (a prediction not delivered yet, or a dependency failing) is reported failed and redelivered after
@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from house_prices.errors import DependencyFailure
 from house_prices.observability import MetricUnit, logger, metrics, tracer
 from quality import wiring
-from quality.logic import Outcome, QualityService, Report
+from quality.logic import CaptureReport, Outcome, QualityService, Report
 from quality.settings import QualitySettings
 
 # Aggregate counts only: a city or version as a dimension would make thousands of custom metrics.
@@ -29,6 +29,10 @@ METRIC_NAMES = {
     Outcome.UNKNOWN: "LabelsUnknown",
 }
 INVALID_METRIC = "LabelsInvalid"
+# Drift: predictions binned from capture objects, and (city, version) pairs that started / stopped drifting.
+CAPTURES_METRIC = "CapturesCounted"
+DRIFT_STARTED_METRIC = "DriftStarted"
+DRIFT_STOPPED_METRIC = "DriftStopped"
 
 
 @functools.cache
@@ -47,6 +51,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:s3":
         # Asynchronous invocation: a DependencyFailure propagates, and Lambda retries the event.
+        capture_records = [
+            r for r in records if quality.is_capture_key(str(r.get("s3", {}).get("object", {}).get("key")))
+        ]
+        if capture_records:
+            captured = quality.handle_capture_event(capture_records, now)
+            _publish_captures(captured)
+            logger.info("Capture objects counted", extra=captured.as_dict())
+            if len(capture_records) == len(records):
+                return captured.as_dict()
+        records = [r for r in records if r not in capture_records]
         report = quality.handle_s3_event(records, now)
         _publish(report)
         logger.info("Label files processed", extra=report.as_dict())
@@ -73,3 +87,9 @@ def _publish(report: Report) -> None:
     for outcome, name in METRIC_NAMES.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=report.outcomes[outcome])
     metrics.add_metric(name=INVALID_METRIC, unit=MetricUnit.Count, value=report.invalid)
+
+
+def _publish_captures(report: CaptureReport) -> None:
+    metrics.add_metric(name=CAPTURES_METRIC, unit=MetricUnit.Count, value=report.counted)
+    metrics.add_metric(name=DRIFT_STARTED_METRIC, unit=MetricUnit.Count, value=report.drift_started)
+    metrics.add_metric(name=DRIFT_STOPPED_METRIC, unit=MetricUnit.Count, value=report.drift_stopped)

@@ -15,6 +15,12 @@ to read) or by (city, ``house_id``). Per label:
 
 Partitions are read once per invocation (``JoinCache``): a queue batch or a label file with many
 labels of the same city and day reads that day's objects once.
+
+Capture objects (the S3 event on ``captures/``) feed drift (``house_prices.drift``): each object's
+predictions are binned per (city, version) by that version's reference bins (from the registry, cached
+per invocation) and ADDed with one update per (city, version), claimed in the ledger per object key in
+the same transaction (S3 events are at least once); then each touched version's drift report is
+recomputed and saved, and the (city, version) pairs that start or stop drifting are counted.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
+from house_prices import drift
 from house_prices.captures import CapturedPrediction
 from house_prices.errors import InvalidInput
 from house_prices.ids import parse_prediction_id
@@ -87,6 +94,56 @@ class QualityStore(Protocol):
     ) -> Recorded: ...
 
 
+class ReferenceSource(Protocol):
+    def references(self, city: str, version: str) -> Mapping[str, drift.Reference]: ...
+
+
+class CaptureObjects(Protocol):
+    def read_object(self, bucket: str, key: str) -> tuple[list[CapturedPrediction], str] | None: ...
+
+
+class DriftStore(Protocol):
+    def record_captures(
+        self, *, ledger_key: str, source: str, increments: Mapping[tuple[str, str], Mapping[str, int]], expires_at: int
+    ) -> Recorded: ...
+
+    def live_item(self, city: str, version: str) -> Mapping[str, Any]: ...
+
+    def save_report(
+        self, city: str, version: str, report: Mapping[str, Any], seen_count: int, was_drifting: bool
+    ) -> bool: ...
+
+
+# A capture object's ledger claim outlives S3's redeliveries and Lambda's async retries (hours) by far.
+CAPTURE_LEDGER_DAYS = 30
+
+
+@dataclass
+class CaptureReport:
+    """What capture objects came to: predictions counted, or not (redelivered object, no reference), and drift."""
+
+    counted: int = 0
+    redelivered: int = 0
+    unreferenced: int = 0
+    objects: int = 0
+    drift_started: int = 0
+    drift_stopped: int = 0
+
+    def add(self, other: CaptureReport) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "captures_counted": self.counted,
+            "captures_redelivered": self.redelivered,
+            "captures_unreferenced": self.unreferenced,
+            "capture_objects": self.objects,
+            "drift_started": self.drift_started,
+            "drift_stopped": self.drift_stopped,
+        }
+
+
 @dataclass
 class Report:
     """What one source (a queue message, a label file) came to; ``invalid`` counts refused file rows."""
@@ -138,8 +195,19 @@ class QualityService:
         files: LabelFiles | None = None,
         labels_prefix: str = "",
         queue: LabelQueue | None = None,
+        capture_objects: CaptureObjects | None = None,
+        captures_prefix: str | None = None,
+        references: ReferenceSource | None = None,
+        drift_store: DriftStore | None = None,
+        drift_thresholds: drift.Thresholds = drift.DEFAULT_THRESHOLDS,
     ) -> None:
         self.queue = queue
+        self.capture_objects = capture_objects
+        self.captures_prefix = captures_prefix
+        self.references = references
+        self.drift_store = drift_store
+        self.drift_thresholds = drift_thresholds
+        self._references: dict[tuple[str, str], Mapping[str, drift.Reference]] = {}
         self.captures = captures
         self.cache = JoinCache(captures)
         self.files = files
@@ -154,6 +222,94 @@ class QualityService:
         """Partitions and offline figures are cached for one invocation only (memory stays bounded)."""
         self.cache = JoinCache(self.captures)
         self._offline.clear()
+        self._references.clear()
+
+    def is_capture_key(self, key: str) -> bool:
+        return bool(self.captures_prefix) and unquote_plus(key).startswith(self.captures_prefix or "")
+
+    def handle_capture_event(self, records: Sequence[Any], now: datetime) -> CaptureReport:
+        """S3's ObjectCreated records of capture objects (the function's S3 trigger on ``captures/``)."""
+        report = CaptureReport()
+        for record in records:
+            try:
+                bucket = str(record["s3"]["bucket"]["name"])
+                key = unquote_plus(str(record["s3"]["object"]["key"]))
+            except (KeyError, TypeError):
+                logger.error("Refused an S3 record without bucket and key", extra={"record": str(record)[:2000]})
+                continue
+            report.add(self.handle_capture_object(bucket, key, now))
+        return report
+
+    def handle_capture_object(self, bucket: str, key: str, now: datetime) -> CaptureReport:
+        """Bin one capture object's predictions per (city, version) and count them once; then refresh drift."""
+        if self.capture_objects is None or self.drift_store is None or self.references is None:
+            logger.warning("Ignored a capture object: drift is not wired", extra={"key": key})
+            return CaptureReport()
+        found = self.capture_objects.read_object(bucket, key)
+        if found is None:
+            logger.warning("A capture object is gone; skipped", extra={"key": key})
+            return CaptureReport()
+        predictions, etag = found
+        report = CaptureReport(objects=1)
+        groups: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+        for prediction in predictions:
+            groups.setdefault((prediction.city, prediction.version), {})[prediction.prediction_id] = prediction.features
+        increments: dict[tuple[str, str], dict[str, int]] = {}
+        counted = 0
+        for (city, version), rows in groups.items():
+            references = self._reference(city, version)
+            if not references:
+                report.unreferenced += len(rows)
+                continue
+            increments[(city, version)] = drift.live_increments(rows.values(), references)
+            counted += len(rows)
+        if not increments:
+            return report
+        expires_at = int((now + timedelta(days=CAPTURE_LEDGER_DAYS)).timestamp())
+        recorded = self.drift_store.record_captures(
+            ledger_key=f"capture#{key}",
+            source=f"s3://{bucket}/{key}@{etag}",
+            increments=increments,
+            expires_at=expires_at,
+        )
+        if recorded is Recorded.COUNTED:
+            report.counted += counted
+        else:
+            report.redelivered += counted
+        # Refreshed even on a redelivery: a crash between the counts and the report must not leave it stale.
+        for city, version in increments:
+            change = self._refresh_drift(city, version)
+            if change is True:
+                report.drift_started += 1
+            elif change is False:
+                report.drift_stopped += 1
+        return report
+
+    def _reference(self, city: str, version: str) -> Mapping[str, drift.Reference]:
+        key = (city, version)
+        if key not in self._references:
+            self._references[key] = self.references.references(city, version) if self.references else {}
+        return self._references[key]
+
+    def _refresh_drift(self, city: str, version: str) -> bool | None:
+        """Recompute and save the version's drift report; True/False when it started/stopped drifting, else None.
+
+        The save is conditional on the live count read (``seen_count``) and on the flag read (``was_drifting``):
+        of concurrent refreshes only one that read the newest counts saves a change of the flag, so a
+        transition is counted once.
+        """
+        assert self.drift_store is not None
+        references = self._reference(city, version)
+        item = self.drift_store.live_item(city, version)
+        report = drift.drift_report(references, drift.live_counts(item, references), self.drift_thresholds)
+        previous = item.get(drift.REPORT)
+        was_drifting = bool(previous.get("drifting")) if isinstance(previous, Mapping) else False
+        seen = item.get(drift.LIVE_COUNT, 0)
+        seen_count = int(seen) if isinstance(seen, (int, float)) and not isinstance(seen, bool) else 0
+        saved = self.drift_store.save_report(city, version, report.to_json(), seen_count, was_drifting)
+        if saved and report.drifting != was_drifting:
+            return report.drifting
+        return None
 
     def handle_message(self, body: str, message_id: str, now: datetime) -> Report:
         """One queue message: the router's labels, or S3's notification of label files under ``labels/``."""

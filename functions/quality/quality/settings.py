@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from house_prices import drift
 from house_prices.labels import DEFAULT_RETENTION_DAYS
 from house_prices.naming import DEFAULT_PREFIX, KeyLayout
 from house_prices.settings import EnvReader
@@ -25,6 +26,7 @@ class QualitySettings:
     feedback_queue_url: str
     retention_days: int = DEFAULT_RETENTION_DAYS
     capture_wait_seconds: int = DEFAULT_CAPTURE_WAIT_SECONDS
+    drift_thresholds: drift.Thresholds = drift.DEFAULT_THRESHOLDS
 
     @property
     def capture_wait(self) -> timedelta:
@@ -42,6 +44,11 @@ class QualitySettings:
         layout = env.parsed("MODEL_PREFIX", KeyLayout, DEFAULT_PREFIX)
         retention_days = env.integer("LABEL_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
         capture_wait_seconds = env.integer("CAPTURE_WAIT_SECONDS", DEFAULT_CAPTURE_WAIT_SECONDS, minimum=0)
+        thresholds = drift.Thresholds(
+            psi=env.parsed("DRIFT_PSI_THRESHOLD", _positive, str(drift.DEFAULT_PSI_THRESHOLD)),
+            js=env.parsed("DRIFT_JS_THRESHOLD", _positive, str(drift.DEFAULT_JS_THRESHOLD)),
+            min_count=env.integer("DRIFT_MIN_COUNT", drift.DEFAULT_MIN_COUNT),
+        )
         env.check("quality")
         return cls(
             artifact_bucket=artifact_bucket,
@@ -52,4 +59,12 @@ class QualitySettings:
             feedback_queue_url=feedback_queue_url,
             retention_days=retention_days,
             capture_wait_seconds=capture_wait_seconds,
+            drift_thresholds=thresholds,
         )
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value < float("inf")):
+        raise ValueError(f"must be a positive number, got {text!r}")
+    return value

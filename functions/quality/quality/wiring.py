@@ -7,7 +7,7 @@ from botocore.config import Config
 
 from house_prices.observability import traced
 from house_prices.registry import ModelRegistry
-from quality.adapters.dynamodb import DynamoQualityStore, RegistryOfflineFigures
+from quality.adapters.dynamodb import DynamoDriftStore, DynamoQualityStore, RegistryOfflineFigures, RegistryReferences
 from quality.adapters.s3 import S3Captures, S3LabelFiles
 from quality.adapters.sqs import SqsLabelQueue
 from quality.logic import QualityService
@@ -20,13 +20,20 @@ _CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, c
 def build_service(settings: QualitySettings) -> QualityService:
     s3 = traced(boto3.client("s3", config=_CLIENT_CONFIG))
     dynamodb = traced(boto3.client("dynamodb", config=_CLIENT_CONFIG))
+    captures = S3Captures(s3, settings.artifact_bucket, settings.layout)
+    registry = ModelRegistry(dynamodb, settings.registry_table)
     return QualityService(
-        captures=S3Captures(s3, settings.artifact_bucket, settings.layout),
+        captures=captures,
         store=DynamoQualityStore(dynamodb, settings.quality_table, settings.ledger_table),
-        offline=RegistryOfflineFigures(ModelRegistry(dynamodb, settings.registry_table)),
+        offline=RegistryOfflineFigures(registry),
         retention_days=settings.retention_days,
         capture_wait=settings.capture_wait,
         files=S3LabelFiles(s3),
         labels_prefix=settings.layout.labels_prefix,
         queue=SqsLabelQueue(traced(boto3.client("sqs", config=_CLIENT_CONFIG)), settings.feedback_queue_url),
+        capture_objects=captures,
+        captures_prefix=settings.layout.captures_prefix,
+        references=RegistryReferences(registry),
+        drift_store=DynamoDriftStore(dynamodb, settings.quality_table, settings.ledger_table),
+        drift_thresholds=settings.drift_thresholds,
     )

@@ -77,6 +77,19 @@ def feedback_schemas(prediction_id_pattern: str, city_pattern: str, max_labels: 
                 "median_ae": nullable_number,
                 "offline_ae_p50": {**nullable_number, "description": "the quality gate's validation.ae_p50"},
                 "live_vs_offline": {**nullable_number, "description": "median_ae / offline_ae_p50"},
+                "drift": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": (
+                        "input drift of the captured predictions against the version's training rows (null until "
+                        "counted): count, drifting, and per feature psi, js (Jensen-Shannon distance) and drifting"
+                    ),
+                    "properties": {
+                        "count": {"type": "integer"},
+                        "drifting": {"type": "boolean"},
+                        "features": {"type": "object", "additionalProperties": {"type": "object"}},
+                    },
+                },
             },
         },
     }

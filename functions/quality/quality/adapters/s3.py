@@ -40,6 +40,18 @@ class S3Captures:
         except (BotoCoreError, ClientError) as error:
             raise DependencyFailure(f"S3 read of s3://{self._bucket}/{prefix} failed: {error}") from error
 
+    def read_object(self, bucket: str, key: str) -> tuple[list[CapturedPrediction], str] | None:
+        """One delivered capture object's predictions and ETag, or None when it is gone."""
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+            return list(_predictions(response["Body"].read())), str(response.get("ETag", "")).strip('"')
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
+        except BotoCoreError as error:
+            raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
+
 
 def _predictions(body: bytes) -> Iterator[CapturedPrediction]:
     """Every readable line's predictions; a torn or foreign line is skipped (its labels stay unknown, reported)."""

@@ -1,13 +1,25 @@
-"""DynamoDB adapter: a city's live quality per version (QualityTable), one Query."""
+"""DynamoDB adapter: a city's live quality and input drift per version (QualityTable), one Query."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from house_prices import drift
 from house_prices.errors import DependencyFailure
 from house_prices.live_quality import CITY, QualitySummary, summary_from_item
+
+
+@dataclass(frozen=True)
+class VersionQualityView(QualitySummary):
+    """A version's live quality plus its last drift report (None until the quality function saved one)."""
+
+    drift: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "drift": self.drift}
 
 
 class DynamoQualityReader:
@@ -16,7 +28,7 @@ class DynamoQualityReader:
         self._table = table
 
     def summaries(self, city: str) -> list[QualitySummary]:
-        """Every version of ``city`` with labels, newest version first (versions sort by time)."""
+        """Every version of ``city`` with labels or captured predictions, newest first (versions sort by time)."""
         try:
             items = [
                 item
@@ -31,4 +43,9 @@ class DynamoQualityReader:
             ]
         except (BotoCoreError, ClientError) as error:
             raise DependencyFailure(f"DynamoDB Query of the quality table failed: {error}") from error
-        return [summary_from_item(item) for item in items]
+        return [_view(item) for item in items]
+
+
+def _view(item: dict[str, Any]) -> VersionQualityView:
+    summary = summary_from_item(item)
+    return VersionQualityView(**vars(summary), drift=drift.report_from_item(item))
