@@ -19,7 +19,7 @@ LAMBDA_RUNTIME := build/bench/lambda-runtime
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-$(shell cat requirements/lambda-runtime.txt | md5sum | cut -c1-12)
 BENCH_ARGS ?=
 
-.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo up deploy preflight invoke bench bench-quick bench-deps bench-http-api lambda-runtime wrk clean
+.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo demo-quality up deploy preflight invoke bench bench-quick bench-deps bench-http-api lambda-runtime wrk clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ preflight: $(STAMP) ## would make deploy work in this account and region? each p
 
 demo: $(STAMP) ## the original notebook end to end on the local stack (no AWS, no Docker)
 	$(PYTHON) -m local.demo
+
+demo-quality: $(STAMP) ## the quality loop on the local stack: replayed traffic, late labels; finds a drifting city and a worse model
+	$(PYTHON) -m local.demo_quality
 
 up: $(STAMP) ## run the local stack until Ctrl-C; state persists in .local/state (FRESH=1 starts empty; SERVING=dense: the dense container)
 	$(PYTHON) -m local.stack $(if $(FRESH),--fresh) $(if $(SERVING),--serving $(SERVING))

@@ -96,3 +96,38 @@ def test_other_deep_copies_of_a_table_are_still_real_copies(dynamodb: Any) -> No
     clone = copy.deepcopy(table)
     assert clone is not table
     assert clone.items is not table.items
+
+
+def test_concurrent_transactions_on_one_item_never_commit_half(dynamodb: Any) -> None:
+    """A claim and an ADD in one transaction, from many threads at once: every ledger claim has its count."""
+    import threading
+
+    # Given an aggregate item and many threads each claiming a distinct label and adding 1 to it
+    def claim_and_add(label: int) -> None:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                put("ledger", f"label#{label}", "claimed"),
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": {"city": {"S": "A"}, "record": {"S": "aggregate"}},
+                        "UpdateExpression": "ADD #n :one",
+                        "ExpressionAttributeNames": {"#n": "count"},
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+            ]
+        )
+
+    threads = [threading.Thread(target=claim_and_add, args=(label,)) for label in range(40)]
+    # When they all run at once
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then the count equals the claims
+    item = dynamodb.get_item(TableName=TABLE, Key={"city": {"S": "A"}, "record": {"S": "aggregate"}})["Item"]
+    claims = dynamodb.query(
+        TableName=TABLE, KeyConditionExpression="city = :c", ExpressionAttributeValues={":c": {"S": "ledger"}}
+    )["Items"]
+    assert int(item["count"]["N"]) == len(claims) == 40
