@@ -5,7 +5,10 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
-STAMP := $(VENV)/.installed-$(shell cat requirements/dev.txt requirements/constraints.txt | md5sum | cut -c1-12)
+# The roots every process puts on sys.path (as Lambda puts the layer there); in the stamp, so a new root
+# reaches an existing venv's .pth file too.
+PACKAGE_ROOTS := layers/common functions/router functions/model_sync functions/quality .
+STAMP := $(VENV)/.installed-$(shell { cat requirements/dev.txt requirements/constraints.txt; echo '$(PACKAGE_ROOTS)'; } | md5sum | cut -c1-12)
 # `sam build` for the python3.13 runtime needs python3.13 on PATH (pyenv provides it here).
 export PYENV_VERSION ?= 3.11.7:3.13.0
 export SAM_CLI_TELEMETRY := 0
@@ -28,7 +31,7 @@ $(STAMP): requirements/dev.txt requirements/constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
 	# Put the layer, function and project roots on the venv's path, as Lambda and SageMaker do.
-	$(PYTHON) -c 'import site,os; open(os.path.join(site.getsitepackages()[0], "house_price_mme.pth"), "w").write("\n".join(os.path.abspath(p) for p in ["layers/common", "functions/router", "functions/model_sync", "functions/quality", "."]) + "\n")'
+	$(PYTHON) -c 'import site,os,sys; open(os.path.join(site.getsitepackages()[0], "house_price_mme.pth"), "w").write("\n".join(os.path.abspath(p) for p in sys.argv[1:]) + "\n")' $(PACKAGE_ROOTS)
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create .venv with the pinned dependencies
