@@ -162,22 +162,26 @@ class _Run:
         self.validation: dict[str, Any] | None = None
         self.stages: dict[str, float] = {}
         self.skipped: dict[str, str] = {}
-        self._boto3: Any = None
-        self._region: str | None = None
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
 
-    # AWS clients are built only when a run needs them (validation of a local file needs none).
-    def client(self, service: str) -> Any:
-        if self._boto3 is None:
+    # AWS clients are built only when a run needs them (validation of a local file needs none), once each:
+    # publishing, the manifest and the verdicts share one S3 client instead of building one per use.
+    def session(self) -> Any:
+        if self._session is None:
             import boto3
 
-            self._boto3 = boto3.session.Session(region_name=self.args.region)
-            self._region = self._boto3.region_name
-        return self._boto3.client(service)
+            self._session = boto3.session.Session(region_name=self.args.region)
+        return self._session
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session().client(service)
+        return self._clients[service]
 
     @property
     def region(self) -> str | None:
-        self.client("s3")
-        return self._region
+        return str(self.session().region_name) if self.session().region_name else None
 
     def publisher(self) -> S3Publisher:
         return S3Publisher(self.client("s3"), self.args.bucket, self.layout)
