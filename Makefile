@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 # The roots every process puts on sys.path (as Lambda puts the layer there); in the stamp, so a new root
 # reaches an existing venv's .pth file too.
-PACKAGE_ROOTS := layers/common functions/router functions/model_sync functions/quality .
+PACKAGE_ROOTS := layers/common functions/router functions/model_sync functions/quality functions/rollouts .
 STAMP := $(VENV)/.installed-$(shell { cat requirements/dev.txt requirements/constraints.txt; echo '$(PACKAGE_ROOTS)'; } | md5sum | cut -c1-12)
 # `sam build` for the python3.13 runtime needs python3.13 on PATH (pyenv provides it here).
 export PYENV_VERSION ?= 3.11.7:3.13.0
@@ -22,7 +22,7 @@ LAMBDA_RUNTIME := build/bench/lambda-runtime
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-$(shell cat requirements/lambda-runtime.txt | md5sum | cut -c1-12)
 BENCH_ARGS ?=
 
-.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo demo-quality up deploy preflight invoke bench bench-quick bench-deps bench-http-api lambda-runtime wrk clean
+.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo demo-quality up deploy preflight invoke bench bench-quick bench-quality bench-deps bench-http-api lambda-runtime wrk clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -124,6 +124,9 @@ bench-quick: bench-deps ## smoke run of the bench (short rounds, few models; rep
 	$(PYTHON) bench/suite.py --quick --no-legacy --mlserver $(MLSERVER_VENV)/bin/mlserver --docs build/bench/quick/benchmarks.md $(BENCH_ARGS)
 	$(PYTHON) bench/segments_scale.py --quick --docs build/bench/quick/benchmarks.md
 	$(PYTHON) bench/density.py --quick
+
+bench-quality: $(STAMP) ## live quality aggregation: 1M captured predictions + 100k labels over 10k cities (one core)
+	$(PYTHON) bench/quality_aggregation.py $(BENCH_ARGS)
 
 bench-http-api: wrk $(BENCH_STAMP) ## local HTTP API throughput vs a bare ceiling (wrk, interleaved; --json for reports)
 	$(PYTHON) bench/http_api_throughput.py $(BENCH_ARGS)

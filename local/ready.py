@@ -67,10 +67,19 @@ class LogDeliveryReady:
     deliveries: int
 
 
-Shape = TypeVar("Shape", EventQueue, MotoReady, DispatcherReady, HttpApiReady, LogDeliveryReady)
+@dataclass(frozen=True)
+class SchedulerReady:
+    """``local.scheduler``: the function is loaded, its schedules run, on-demand ticks are taken at ``url``."""
+
+    function: str
+    url: str
+    schedules: Mapping[str, str]  # Schedule event name -> its expression
 
 
-def write(path: Path, facts: MotoReady | DispatcherReady | HttpApiReady | LogDeliveryReady) -> None:
+Shape = TypeVar("Shape", EventQueue, MotoReady, DispatcherReady, HttpApiReady, LogDeliveryReady, SchedulerReady)
+
+
+def write(path: Path, facts: MotoReady | DispatcherReady | HttpApiReady | LogDeliveryReady | SchedulerReady) -> None:
     """Publish ``facts`` atomically; a field that is None is left out."""
     write_ready_file(path, {name: value for name, value in asdict(facts).items() if value is not None})
 

@@ -10,6 +10,8 @@ Processes (each "Lambda" gets its own process, hence its own ``os.environ``, lik
                         side only, in front of the container's process running the image's command
 * ``local.http_api``    API Gateway HTTP API → the router function
 * ``local.log_delivery`` CloudWatch Logs subscription filter → Firehose → S3 on the router's log lines
+* ``local.scheduler``   one per function with ``Schedule`` events: EventBridge's scheduled rules (the rollout
+                        decider every minute), plus on-demand ticks at a chosen time (a simulated clock)
 
 Names (bucket, registry table, endpoint, prefix, routes, environments) are resolved from
 ``template.yaml``. Every server binds 127.0.0.1 on a free port. ``.local/stack.json`` tells
@@ -53,7 +55,7 @@ from local import log_delivery, ready
 from local.journal import JournalLocked, ensure_unused
 from local.lambda_runtime import LOCAL_CREDENTIALS, stack_client_environment
 from local.process import LOCAL_HOST, Child, ChildFailed, RestartPolicy, Supervisor, write_ready_file
-from local.ready import DispatcherReady, EventQueue, HttpApiReady, MotoReady
+from local.ready import DispatcherReady, EventQueue, HttpApiReady, MotoReady, SchedulerReady
 from local.template import (
     LOCAL_ACCOUNT_ID,
     REPO_ROOT,
@@ -116,6 +118,8 @@ class StackConfig:
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     # Firehose buffering interval of local/log_delivery.py (captured predictions to S3); None: the template's.
     capture_buffer_seconds: float | None = None
+    # Scheduled functions (local/scheduler.py) only run on demand (POST {scheduler}/ticks): tests own the clock.
+    schedules_paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class StackPlan:
     # by logical id -> URL (what !Ref of a queue is on AWS, so the functions' variables hold it too).
     queue_functions: tuple[FunctionSpec, ...] = ()
     queue_urls: Mapping[str, str] = field(default_factory=dict)
+    # Functions with Schedule events (EventBridge rules, e.g. RolloutFunction), each played by local/scheduler.py.
+    scheduled_functions: tuple[FunctionSpec, ...] = ()
 
 
 def plan_stack(template: Template, config: StackConfig) -> StackPlan:
@@ -197,6 +203,7 @@ def plan_stack(template: Template, config: StackConfig) -> StackPlan:
         serving=serving,
         queue_functions=tuple(f for f in functions.values() if f.sqs_triggers),
         queue_urls=queue_urls,
+        scheduled_functions=tuple(f for f in functions.values() if any(t.enabled for t in f.schedule_triggers)),
     )
 
 
@@ -282,6 +289,8 @@ class StackInfo:
     state_dir: str = ""
     # managed (the scikit-learn image emulated) or dense (the SageMaker side in front of the dense container).
     serving: str = "managed"
+    # Scheduled function -> its local/scheduler.py URL (POST {url}/ticks fires one tick at a chosen time).
+    schedulers: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -361,6 +370,7 @@ class LocalStack:
         # model-sync pre-warms promoted versions on the endpoint, as on AWS; the router invokes it.
         functions_env = {**aws_env, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url}
         dispatchers = self._start_dispatchers(functions_env, queues)
+        schedulers = self._start_schedulers(functions_env)
         api = self._start_http_api(functions_env)
         deliveries = self._start_log_delivery(aws_env, api)
         # The slow part is importing sklearn/boto3/powertools in each child: wait for all at once.
@@ -369,16 +379,21 @@ class LocalStack:
             api_ready = pool.submit(api.wait_ready, timeout)
             endpoint_ready = pool.submit(endpoint.wait_until_ready, timeout)
             dispatchers_ready = [pool.submit(d.wait_ready, timeout) for d in dispatchers]
+            schedulers_ready = [pool.submit(s.wait_ready, timeout) for s in schedulers]
             api_facts = ready.parse(HttpApiReady, api_ready.result())
             endpoint_ready.result()
             for dispatcher_ready in dispatchers_ready:
                 ready.parse(DispatcherReady, dispatcher_ready.result())
+            scheduler_urls = {
+                facts.function: facts.url
+                for facts in (ready.parse(SchedulerReady, done.result()) for done in schedulers_ready)
+            }
         for delivery in deliveries:
             ready.parse(ready.LogDeliveryReady, delivery.wait_ready(timeout))
         # A restarted API must come back on the URL clients already have.
         api.argv = [*api.argv, "--port", str(api_facts.port)]
 
-        self._info = self._stack_info(api_facts.url, endpoint_url, moto_url, queues)
+        self._info = replace(self._stack_info(api_facts.url, endpoint_url, moto_url, queues), schedulers=scheduler_urls)
         self._publish()
         self.supervisor = Supervisor(
             self.children,
@@ -526,6 +541,21 @@ class LocalStack:
                     )
                 )
         return dispatchers
+
+    def _start_schedulers(self, env: Mapping[str, str]) -> list[Child]:
+        """EventBridge's scheduled rules: one local/scheduler.py per scheduled function, its tick endpoint on a
+        socket held here (a restarted scheduler keeps its URL)."""
+        schedulers = []
+        for function in self.plan.scheduled_functions:
+            held, _ = self._hold_socket()
+            arguments = ["-m", "local.scheduler", "serve", "--function", function.logical_id]
+            arguments += ["--resources", self._resources_json(), "--fd", str(held.fileno())]
+            arguments += ["--paused"] if self.config.schedules_paused else []
+            arguments += [*self._template_args(), *self._environment_args(function)]
+            schedulers.append(
+                self._spawn(f"scheduler-{function.logical_id}", arguments, env, pass_fds=(held.fileno(),))
+            )
+        return schedulers
 
     def _start_log_delivery(self, env: Mapping[str, str], api: Child) -> list[Child]:
         """CloudWatch Logs subscription filters + Firehose on the API function's log lines (local/log_delivery.py)."""
@@ -744,6 +774,10 @@ def print_banner(
         "Registry table": info.registry_table,
         "Logs": info.log_dir,
         "State": info.state_dir or "in memory only",
+        **{
+            f"Schedule ({function})": f"{url}  one tick at a chosen time: python -m local.scheduler tick --time ISO"
+            for function, url in info.schedulers.items()
+        },
     }
     width = max(len(name) for name in facts)
     say(f"local stack up in {started_seconds:.1f}s", style="bold green")

@@ -185,6 +185,15 @@ class SqsTrigger:
 
 
 @dataclass(frozen=True)
+class ScheduleTrigger:
+    """One ``Schedule`` event (an EventBridge rule on a schedule): its expression, e.g. ``rate(1 minute)``."""
+
+    event_name: str
+    expression: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     logical_id: str
     function_name: str
@@ -197,6 +206,7 @@ class FunctionSpec:
     http_routes: tuple[HttpRoute, ...] = ()
     s3_triggers: tuple[S3Trigger, ...] = ()
     sqs_triggers: tuple[SqsTrigger, ...] = ()
+    schedule_triggers: tuple[ScheduleTrigger, ...] = ()
     # Asynchronous invocations (S3 events) are attempted 1 + this many times before dead-lettering.
     max_async_retries: int = LAMBDA_DEFAULT_ASYNC_RETRIES
     # EventInvokeConfig's OnFailure destination (e.g. a dead-letter queue), by logical id.
@@ -325,6 +335,7 @@ class Template:
         routes: list[HttpRoute] = []
         triggers: list[S3Trigger] = []
         sqs_triggers: list[SqsTrigger] = []
+        schedules: list[ScheduleTrigger] = []
         for event_name, event in (props.get("Events") or {}).items():
             where = f"{logical_id}.Events.{event_name}"
             event_props = event.get("Properties") or {}
@@ -332,6 +343,14 @@ class Template:
                 routes.append(self._http_route(event_name, event_props, resources, where))
             elif event.get("Type") == "S3":
                 triggers.append(self._s3_trigger(event_name, event_props, resources, where))
+            elif event.get("Type") == "Schedule":
+                expression = self.resolve(event_props.get("Schedule"), resources, where=f"{where}.Schedule")
+                if not isinstance(expression, str):
+                    raise TemplateError(f"{where}.Schedule must be a schedule expression, got {expression!r}")
+                # SAM: Enabled (bool) or State (ENABLED | DISABLED); enabled when neither is set.
+                enabled = self.resolve(event_props.get("Enabled", True), resources, where=f"{where}.Enabled")
+                state = self.resolve(event_props.get("State", "ENABLED"), resources, where=f"{where}.State")
+                schedules.append(ScheduleTrigger(event_name, expression, enabled is not False and state == "ENABLED"))
             elif event.get("Type") == "SQS":
                 queue = _logical_id_of(event_props.get("Queue"))
                 if queue is None:
@@ -368,6 +387,7 @@ class Template:
             http_routes=tuple(routes),
             s3_triggers=tuple(triggers),
             sqs_triggers=tuple(sqs_triggers),
+            schedule_triggers=tuple(schedules),
             max_async_retries=int(retries),
             on_failure_logical_id=_logical_id_of(on_failure),
             layer_paths=layers,

@@ -11,6 +11,8 @@
     python -m ops plan --models N --rps R         instances and monthly cost per serving option (ops/plan.py)
     python -m ops preflight                       would `make deploy` work here? each problem with its fix
     python -m ops outputs [KEY]                   a deployed stack's outputs (--stack; default samconfig's)
+    python -m ops rollout status [CITY]           rollouts in progress; a city's rollout, evidence and history
+    python -m ops rollout start|weight|promote|abort|policy CITY ...   progressive delivery (ops/rollouts.py)
 
 Bucket, prefix, table, failure queue and alarm prefix come from --bucket/--prefix/--table/--queue-url/
 --alarm-prefix, else ARTIFACT_BUCKET/MODEL_PREFIX/REGISTRY_TABLE/MODEL_SYNC_FAILURE_QUEUE_URL/
@@ -55,7 +57,7 @@ from model_sync.adapters.s3 import S3Artifacts
 from model_sync.gate import GatePolicy, recorded_ae_p50
 from model_sync.logic import ModelSync
 from model_sync.settings import DEFAULT_QUALITY_GATE
-from ops import failures, plan, preflight, tables
+from ops import failures, plan, preflight, rollouts, tables
 from ops import quality as live_quality
 from ops import stack as stacks
 from ops.config import ConfigError, OpsConfig, resolve
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_command(commands)
     stacks.add_command(commands)
     live_quality.add_command(commands)
-    for command in commands.choices.values():
+    nested = rollouts.add_command(commands)
+    for command in {*commands.choices.values(), *nested}:
         _add_global_options(command, after_command=True)
     return parser
 
@@ -139,6 +142,13 @@ class Ops:
         table = self.config.require_table()
         return ModelRegistry(boto3.client("dynamodb"), table)
 
+    def rollout(self, args: argparse.Namespace, environ: Mapping[str, str]) -> rollouts.Report:
+        def quality_table() -> str:
+            outputs = _stack_outputs(args.stack, args.region) if args.stack else None
+            return live_quality.table_name(args, self.config, environ, outputs)
+
+        return rollouts.run(args, self.registry(), boto3.client("dynamodb"), quality_table, environ)
+
     def store(self) -> S3Artifacts:
         return S3Artifacts(boto3.client("s3"))
 
@@ -150,7 +160,7 @@ class Ops:
         )
 
     def cities(self) -> list[dict[str, Any]]:
-        return [model.__dict__ for model in self.registry().live_models()]
+        return [asdict(model) for model in self.registry().live_models()]
 
     def versions(self, city: str) -> list[dict[str, Any]]:
         registry = self.registry()
@@ -169,7 +179,7 @@ class Ops:
         live = registry.promote(
             city, version, force=True, expected_live=expected_live, reason=f"promoted by operator (was {expected_live})"
         )
-        return {**live.__dict__, "previous_version": expected_live}
+        return {**asdict(live), "previous_version": expected_live}
 
     def publish(self, city: str, path: Path, job: str | None, max_unpacked_bytes: int) -> dict[str, Any]:
         bucket = self.config.require_bucket()
@@ -287,6 +297,13 @@ def _run(args: argparse.Namespace) -> int:
                 print(json.dumps(report.as_dict(), indent=2, default=str))
             else:
                 _print_status(out, report)
+            return 0
+        if args.command == rollouts.COMMAND:
+            done = ops.rollout(args, environ)
+            if args.json:
+                print(json.dumps(done.result, indent=2, default=str))
+            else:
+                rollouts.print_report(out, done)
             return 0
         if args.command in failures.COMMANDS:
             result, rows, columns, title, exit_code = failures.run(args, ops.config)

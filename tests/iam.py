@@ -122,6 +122,11 @@ def _dynamodb_transact_write(params: Mapping[str, Any]) -> list[Permission]:
     ]
 
 
+def _dynamodb_batch_write(params: Mapping[str, Any]) -> list[Permission]:
+    # IAM authorises BatchWriteItem once per table of the request.
+    return [Permission("dynamodb:BatchWriteItem", _table({"TableName": name})) for name in params["RequestItems"]]
+
+
 def _dynamodb_item(action: str) -> Callable[[Mapping[str, Any]], list[Permission]]:
     return lambda params: [Permission(action, _table(params))]
 
@@ -148,7 +153,12 @@ _OPERATIONS: dict[tuple[str, str], Callable[[Mapping[str, Any]], list[Permission
     ("dynamodb", "DeleteItem"): _dynamodb_item("dynamodb:DeleteItem"),
     ("dynamodb", "Scan"): _dynamodb_item("dynamodb:Scan"),
     ("dynamodb", "Query"): _dynamodb_query,
+    # IAM authorises BatchGetItem on each table it reads.
+    ("dynamodb", "BatchGetItem"): lambda p: [
+        Permission("dynamodb:BatchGetItem", _table({"TableName": table})) for table in p["RequestItems"]
+    ],
     ("dynamodb", "TransactWriteItems"): _dynamodb_transact_write,
+    ("dynamodb", "BatchWriteItem"): _dynamodb_batch_write,
     # A queue URL ends in the queue's name (locally the template's Ref of a queue is that name).
     ("sqs", "SendMessage"): lambda p: [
         Permission("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{p['QueueUrl'].rsplit('/', 1)[-1]}")
@@ -195,10 +205,14 @@ class FunctionGrants:
 
         def rename(value: Any) -> Any:
             if isinstance(value, dict):
-                return {
+                renamed = {
                     k: (names.get(v, v) if k in _NAME_PARAMETERS and isinstance(v, str) else rename(v))
                     for k, v in value.items()
                 }
+                items = renamed.get("RequestItems")
+                if isinstance(items, dict):  # BatchWriteItem: the tables are its keys
+                    renamed["RequestItems"] = {names.get(k, k): v for k, v in items.items()}
+                return renamed
             if isinstance(value, list):
                 return [rename(item) for item in value]
             if isinstance(value, str):

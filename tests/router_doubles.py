@@ -1,9 +1,11 @@
 """The one home of the router tests' fakes and API events.
 
 ``FakeRegistry`` and ``FakeEndpoint`` satisfy ``router.logic``'s ``Registry`` and ``Endpoint``
-protocols; ``add_model_error`` queues SageMaker's ModelError on a Stubber; ``api_event`` loads the
-payload-2.0 events in ``events/`` (the same files `sam local invoke` and `make invoke` use), so a test
-and a manual invocation exercise the same request.
+protocols (``FakeRegistry.start_rollout`` puts a rollout of ``CANDIDATE`` on the live item, as the
+registry does; ``FakeEndpoint.failures`` makes one TargetModel fail); ``add_model_error`` queues
+SageMaker's ModelError on a Stubber; ``api_event`` loads the payload-2.0 events in ``events/`` (the
+same files `sam local invoke` and `make invoke` use), so a test and a manual invocation exercise the
+same request.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from botocore.stub import Stubber
 from house_prices import ids
 from house_prices.errors import UnknownCity, UnknownVersion
 from house_prices.naming import target_model
-from house_prices.registry import LiveModel, ModelVersion
+from house_prices.registry import LiveModel, ModelVersion, Rollout, RolloutEvent, RolloutMode
 from tests.model_versions import model_version
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -25,6 +27,9 @@ LIVE = "20261125T040000Z-1a2b3c4d"
 OLDER = "20261120T040000Z-0badcafe"
 REJECTED = "20261126T040000Z-deadbeef"
 PROMOTED_AT = "2026-11-25T04:00:01+00:00"
+# Newer than LIVE: the version a rollout offers (status "candidate" while it runs).
+CANDIDATE = "20261201T040000Z-c0ffee00"
+ROLLOUT_STARTED_AT = "2026-12-01T05:00:00+00:00"
 # 2026-12-07T02:43:25.571Z: the millisecond of every SequentialIds id.
 ID_MILLISECOND = 1796611405571
 
@@ -65,11 +70,31 @@ def api_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
+def rollout(
+    mode: RolloutMode = "canary", weight_bp: int = 1000, salt: str = "5a1f00d5a1f00d00", city: str = "Chicago_IL"
+) -> Rollout:
+    """A running rollout of CANDIDATE in ``city``, as ``ModelRegistry.start_rollout`` stores it."""
+    return Rollout(
+        candidate_version=CANDIDATE,
+        candidate_target_model=target_model(city, CANDIDATE),
+        mode=mode,
+        weight_bp=weight_bp,
+        salt=salt,
+        started_at=ROLLOUT_STARTED_AT,
+        deadline="2026-12-15T05:00:00+00:00",
+        revision=1,
+        policy={"min_labels": 200, "alpha": 0.05},
+        started_by="operator",
+    )
+
+
 class FakeRegistry:
     """Chicago_IL serves LIVE (OLDER on standby, REJECTED rejected); Houston_TX has only a rejected version."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
+        self.rollout: Rollout | None = None
+        self.history: list[RolloutEvent] = []
         self.items = {
             "Chicago_IL": [
                 model_version("Chicago_IL", REJECTED, "rejected"),
@@ -83,7 +108,24 @@ class FakeRegistry:
         self.calls.append(("live_model", city))
         if city != "Chicago_IL":
             raise UnknownCity(city)
-        return LiveModel(city, LIVE, target_model(city, LIVE), PROMOTED_AT)
+        return LiveModel(city, LIVE, target_model(city, LIVE), PROMOTED_AT, self.rollout)
+
+    def start_rollout(
+        self, mode: RolloutMode = "canary", weight_bp: int = 1000, salt: str = "5a1f00d5a1f00d00"
+    ) -> None:
+        """Chicago_IL rolls CANDIDATE out against LIVE: the version record, the live item's rollout, a history event."""
+        self.items["Chicago_IL"].insert(0, model_version("Chicago_IL", CANDIDATE, "candidate"))
+        self.rollout = rollout(mode, weight_bp, salt)
+        self.history.insert(
+            0,
+            RolloutEvent(
+                "Chicago_IL", CANDIDATE, LIVE, "started", ROLLOUT_STARTED_AT, "operator", "", {"mode": mode}, 1
+            ),
+        )
+
+    def rollout_history(self, city: str, limit: int = 50) -> list[RolloutEvent]:
+        self.calls.append(("rollout_history", city))
+        return [event for event in self.history if event.city == city][:limit]
 
     def version(self, city: str, version: str) -> ModelVersion:
         self.calls.append(("version", city, version))
@@ -104,17 +146,29 @@ class FakeRegistry:
 
 
 class FakeEndpoint:
-    """Records each call (and its InferenceId); answers ``answer`` if given, else a price derived from each row."""
+    """Records each call (and its InferenceId); answers ``answer`` if given, else a price derived from each row.
+
+    ``failures[target]`` is raised for that TargetModel (after recording the call), ``answers[target]`` is
+    that TargetModel's answer. The stand-in model prices a candidate's rows differently from the others'
+    (x 160 instead of x 150), so a test can tell which version priced a house from its price too.
+    """
 
     def __init__(self, answer: list[float] | None = None) -> None:
         self.calls: list[tuple[str, str]] = []
         self.inference_ids: list[str | None] = []
         self.answer = answer
+        self.answers: dict[str, list[float]] = {}
+        self.failures: dict[str, Exception] = {}
 
     def invoke(self, target: str, csv_body: str, inference_id: str | None = None) -> list[float]:
         self.calls.append((target, csv_body))
         self.inference_ids.append(inference_id)
+        if target in self.failures:
+            raise self.failures[target]
+        if target in self.answers:
+            return self.answers[target]
         if self.answer is not None:
             return self.answer
         # A deterministic stand-in model (SQUARE_FEET x 150): rows cannot be mixed up unnoticed.
-        return [float(line.split(",")[1]) * 150 for line in csv_body.splitlines()]
+        per_square_foot = 160 if CANDIDATE in target else 150
+        return [float(line.split(",")[1]) * per_square_foot for line in csv_body.splitlines()]

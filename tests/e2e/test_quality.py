@@ -99,3 +99,49 @@ def test_hostile_feedback_is_400_naming_the_field(stack: LocalStack) -> None:
     assert response.status_code == 400
     fields = {e["field"] for e in response.json()["errors"]}
     assert {"prediction_id", "sale_price", "sold_at"} <= fields
+
+
+def test_a_label_by_city_and_house_id_reaches_the_live_quality(stack: LocalStack, trained: dict) -> None:
+    # Given a house priced with the caller's own house_id (a unique one: the stack is shared)
+    city = CITIES[0]
+    house_id = f"listing-{time.time_ns()}"
+    response = httpx.post(
+        f"{stack.info.api_url}/locations/{city}/predictions",
+        json={**houses(city, 1, seed=23)[0], "house_id": house_id},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    version, (prediction,) = body["model"]["version"], body["predictions"]
+    before = (quality_of(stack, city, version) or {}).get("count", 0)
+    # When its sale is reported by (city, house_id), without the prediction id
+    started = time.monotonic()
+    label = {"city": city, "house_id": house_id, "sale_price": round(prediction["price"] * 0.8, 2)}
+    feedback = httpx.post(
+        f"{stack.info.api_url}/feedback", json={**label, "sold_at": datetime.now(UTC).date().isoformat()}, timeout=30
+    )
+    assert (feedback.status_code, feedback.json()) == (202, {"accepted": 1}), feedback.text
+    # Then the capture is indexed and the label joined to that prediction within 60 s, once
+    quality = None
+    while time.monotonic() - started < LABEL_TARGET_SECONDS:
+        quality = quality_of(stack, city, version)
+        if quality and quality["count"] > before:
+            break
+        time.sleep(0.5)
+    waited = time.monotonic() - started
+    assert quality is not None, f"no quality for {city} {version} after {waited:.1f} s"
+    assert quality["count"] == before + 1, f"after {waited:.1f} s: {quality}"
+    print(f"a label by house reached the live quality in {waited:.1f} s")
+    # And the same sale reported by the prediction id is a duplicate, not counted again
+    again = httpx.post(
+        f"{stack.info.api_url}/feedback",
+        json={
+            "prediction_id": prediction["prediction_id"],
+            "sale_price": label["sale_price"],
+            "sold_at": datetime.now(UTC).date().isoformat(),
+        },
+        timeout=30,
+    )
+    assert again.status_code == 202
+    time.sleep(3)
+    assert quality_of(stack, city, version)["count"] == before + 1  # type: ignore[index]

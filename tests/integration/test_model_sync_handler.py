@@ -350,3 +350,45 @@ def test_logs_carry_the_s3_request_id_as_correlation_id(stack: Stack) -> None:
     invoke(event)
     # Then the invocation's structured logs are correlated by it
     assert logger.get_correlation_id() == request_id
+
+
+def test_with_a_canary_policy_a_better_retrain_enters_a_rollout_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given model-sync deployed with ROLLOUT_POLICY=canary:10,days:3 and a live version
+    monkeypatch.setenv("ROLLOUT_POLICY", "canary:10,days:3")
+    handler.service.cache_clear()
+    first = only(invoke(s3_put_event(stack.upload(build_artifact(metrics=realistic_metrics(20_000)), job="a"))))
+    assert first["action"] == "promoted"
+    # When a better retrain's event arrives, twice (S3 may deliver an event more than once)
+    event = s3_put_event(stack.upload(build_artifact(metrics=realistic_metrics(19_000)), job="b"))
+    started = only(invoke(event))
+    registry_after_start = stack.registry_snapshot()
+    again = only(invoke(event))
+    # Then the first delivery started a canary on the live item and the second changed nothing
+    assert started["action"] == "rollout", started
+    assert again["action"] == "duplicate"
+    assert stack.registry_snapshot() == registry_after_start
+    live = stack.registry.live_model(CITY)
+    assert live.version == first["version"]
+    assert live.rollout is not None
+    assert (live.rollout.candidate_version, live.rollout.mode, live.rollout.weight_bp) == (
+        started["version"],
+        "canary",
+        1000,
+    )
+    assert live.rollout.started_by == "model-sync"
+    assert [model.city for model in stack.registry.rollouts()] == [CITY]
+    assert stack.registry.version(CITY, started["version"]).status == "candidate"
+    assert [event.action for event in stack.registry.rollout_history(CITY)] == ["started"]
+
+
+def test_a_city_override_turns_rollouts_off_for_that_city(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLLOUT_POLICY", "shadow")
+    handler.service.cache_clear()
+    stack.registry.set_rollout_override(CITY, "off")
+    only(invoke(s3_put_event(stack.upload(build_artifact(metrics=realistic_metrics(20_000)), job="a"))))
+    better = only(invoke(s3_put_event(stack.upload(build_artifact(metrics=realistic_metrics(19_000)), job="b"))))
+    assert better["action"] == "promoted"
+    assert stack.registry.live_model(CITY).version == better["version"]
+    assert stack.registry.rollouts() == []

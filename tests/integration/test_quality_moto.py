@@ -33,6 +33,7 @@ STACK = "house-prices"
 QUALITY_TABLE = f"{STACK}-QualityTable"
 LEDGER_TABLE = f"{STACK}-LabelLedgerTable"
 REGISTRY_TABLE = f"{STACK}-RegistryTable"
+HOUSES_TABLE = f"{STACK}-HousePredictionsTable"
 VERSION = "20261125T040000Z-1a2b3c4d"
 ROW = (2005, 3100, 4, 2.5, 1.1, 2)
 
@@ -42,7 +43,12 @@ class World:
         self.s3, self.dynamodb, self.sqs, self.queue_url = s3, dynamodb, sqs, queue_url
 
     def capture(
-        self, made_at: datetime, prices: list[float], city: str = "Chicago_IL", pids: list[str] | None = None
+        self,
+        made_at: datetime,
+        prices: list[float],
+        city: str = "Chicago_IL",
+        pids: list[str] | None = None,
+        house_ids: list[str | None] | None = None,
     ) -> list[str]:
         """Predictions captured as Firehose delivers them: gzipped capture lines under the partition."""
         generator = UlidGenerator(clock_ms=lambda: int(made_at.timestamp() * 1000))
@@ -54,11 +60,15 @@ class World:
             prediction_ids=pids,
             rows=[ROW] * len(prices),
             prices=prices,
-            house_ids=[None] * len(prices),
+            house_ids=house_ids or [None] * len(prices),
         )
-        key = LAYOUT.capture_prefix(city, made_at.date()) + f"stream-1-{made_at:%Y-%m-%d-%H-%M-%S}-x.jsonl.gz"
+        key = self.capture_key(made_at, city)
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(("\n".join(lines) + "\n").encode()))
         return pids
+
+    @staticmethod
+    def capture_key(made_at: datetime, city: str = "Chicago_IL") -> str:
+        return LAYOUT.capture_prefix(city, made_at.date()) + f"stream-1-{made_at:%Y-%m-%d-%H-%M-%S}-x.jsonl.gz"
 
     def quality(self, city: str = "Chicago_IL") -> dict[str, Any]:
         items = self.dynamodb.query(
@@ -77,16 +87,18 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("QUALITY_TABLE", QUALITY_TABLE)
     monkeypatch.setenv("LABEL_LEDGER_TABLE", LEDGER_TABLE)
     monkeypatch.setenv("REGISTRY_TABLE", REGISTRY_TABLE)
+    monkeypatch.setenv("HOUSE_INDEX_TABLE", HOUSES_TABLE)
+    monkeypatch.setenv("DEGRADED_MIN_LABELS", "2")
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     handler.service.cache_clear()
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         dynamodb = boto3.client("dynamodb")
-        for table in (QUALITY_TABLE, LEDGER_TABLE, REGISTRY_TABLE):
+        for table in (QUALITY_TABLE, LEDGER_TABLE, REGISTRY_TABLE, HOUSES_TABLE):
             create_table(dynamodb, table)
         ModelRegistry(dynamodb, REGISTRY_TABLE).record_version(
-            model_version("Chicago_IL", VERSION, metrics={"validation": {"ae_p50": 5000.0}})
+            model_version("Chicago_IL", VERSION, "live", metrics={"validation": {"ae_p50": 5000.0}})
         )
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(QueueName=f"{STACK}-FeedbackQueue")["QueueUrl"]
@@ -243,3 +255,75 @@ def test_two_refreshes_of_the_same_counts_save_one_transition(world: World) -> N
     assert (first, second) == (True, False)
     assert not store.save_report("Chicago_IL", VERSION, report, seen_count=4, was_drifting=True)
     assert store.live_item("Chicago_IL", VERSION)["drift"]["features"]["SQUARE_FEET"]["psi"] == 1.5
+
+
+def s3_event(key: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key.replace("=", "%3D")}},
+            }
+        ]
+    }
+
+
+def house_body(*labels_: tuple[str, float, str]) -> str:
+    now = datetime.now(UTC)
+    parsed = [
+        labels.parse_label({"city": "Chicago_IL", "house_id": house, "sale_price": sale, "sold_at": sold_at}, now)
+        for house, sale, sold_at in labels_
+    ]
+    return labels.label_message(parsed, now)
+
+
+def test_a_label_by_house_id_joins_the_latest_indexed_prediction_before_the_sale(world: World) -> None:
+    # Given listing-1 priced three and two days ago, and listing-2 once, captured and delivered
+    three, two = datetime.now(UTC) - timedelta(days=3), datetime.now(UTC) - timedelta(days=2)
+    world.capture(three, [50_000.0], house_ids=["listing-1"])
+    (latest, other) = world.capture(two, [110_000.0, 70_000.0], house_ids=["listing-1", "listing-2"])
+    # When the quality function reads the capture objects (their S3 events)
+    indexed = [invoke(s3_event(World.capture_key(at)))["houses_indexed"] for at in (three, two)]
+    assert indexed == [1, 2]
+    # And listing-1's sale (yesterday) is reported by (city, house_id), and again by its prediction id
+    sold_at = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    assert invoke(sqs_event(("m1", house_body(("listing-1", 100_000, sold_at)))))["batchItemFailures"] == []
+    assert invoke(sqs_event(("m2", label_body((latest, 100_000)))))["batchItemFailures"] == []
+    # Then the latest prediction before the sale is counted, once (+10k), and the id label is a duplicate
+    summary = world.quality()[VERSION]
+    assert (summary.count, summary.bias) == (1, 10_000)
+    claims = {item["label"]["S"]: item for item in world.dynamodb.scan(TableName=LEDGER_TABLE)["Items"]}
+    assert claims[f"id#{latest}"]["via"] == {"S": "house#Chicago_IL#listing-1"}
+    assert claims["house#Chicago_IL#listing-1"]["prediction_id"] == {"S": latest}
+    # And a redelivery of the house label's message counts nothing; listing-2's id label still joins
+    assert invoke(sqs_event(("m1", house_body(("listing-1", 100_000, sold_at)))))["batchItemFailures"] == []
+    assert invoke(sqs_event(("m3", label_body((other, 70_000)))))["batchItemFailures"] == []
+    assert world.quality()[VERSION].count == 2
+    # And a house never priced is unknown (the sale was yesterday: nothing is still on its way)
+    assert invoke(sqs_event(("m4", house_body(("listing-9", 1.0, sold_at)))))["batchItemFailures"] == []
+
+
+def test_a_live_version_erring_past_k_times_offline_is_flagged_degraded_once(world: World) -> None:
+    # Given Chicago_IL's live version (offline median error 5k; DEGRADED_MIN_LABELS 2, k 1.5)
+    pids = world.capture(datetime.now(UTC) - timedelta(days=1), [150_000.0, 150_000.0, 150_000.0])
+    # When two labels err by 50k (10 × offline), then a third
+    invoke(sqs_event(("m1", label_body((pids[0], 100_000), (pids[1], 100_000)))))
+    item = world.dynamodb.get_item(
+        TableName=QUALITY_TABLE, Key={"city": {"S": "Chicago_IL"}, "version": {"S": VERSION}}, ConsistentRead=True
+    )["Item"]
+    # Then the version is flagged degraded in the quality table
+    assert item["degraded"] == {"BOOL": True}
+    # And the transition is published once, as an aggregate metric without a city
+    published: list[dict[str, Any]] = []
+    original = metrics.add_metric
+
+    def spy(name: str, unit: Any, value: float) -> None:
+        published.append({"name": name, "value": value})
+        original(name=name, unit=unit, value=value)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics, "add_metric", spy)
+        invoke(sqs_event(("m2", label_body((pids[2], 100_000)))))
+    assert {"name": "QualityDegraded", "value": 0} in published
+    assert not any("city" in str(m) for m in published)

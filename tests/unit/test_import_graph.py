@@ -20,18 +20,20 @@ PACKAGE_ROOTS = {
     "router": ROOT / "functions" / "router",
     "model_sync": ROOT / "functions" / "model_sync",
     "quality": ROOT / "functions" / "quality",
+    "rollouts": ROOT / "functions" / "rollouts",
     "packed_forest": ROOT,
     "training": ROOT,
     "endpoint": ROOT,
     "local": ROOT,
     "ops": ROOT,
 }
-LAMBDA_PACKAGES = ("house_prices", "router", "model_sync", "quality")
+LAMBDA_PACKAGES = ("house_prices", "router", "model_sync", "quality", "rollouts")
 # What each Lambda package may import besides itself (functions/*/Makefile ships exactly these).
 ALLOWED_IMPORTS = {
     "router": {"house_prices"},
     "model_sync": {"house_prices", "packed_forest"},
     "quality": {"house_prices"},
+    "rollouts": {"house_prices"},
     "house_prices": set(),
     "packed_forest": set(),
 }

@@ -322,7 +322,7 @@ def test_real_template_registry_table_becomes_create_table_arguments(real: Templ
         {"AttributeName": "city", "KeyType": "HASH"},
         {"AttributeName": "record", "KeyType": "RANGE"},
     ]
-    assert [index["IndexName"] for index in definition["GlobalSecondaryIndexes"]] == ["live-models"]
+    assert [index["IndexName"] for index in definition["GlobalSecondaryIndexes"]] == ["live-models", "rollouts"]
     assert definition["BillingMode"] == "PAY_PER_REQUEST"
     assert set(definition) == {"AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode"}
     with pytest.raises(TemplateError, match="no AWS::DynamoDB::Table 'Nope'"):

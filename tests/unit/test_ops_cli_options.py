@@ -20,6 +20,7 @@ COMMANDS = {
     "preflight": [],
     "outputs": [],
     "quality": [],
+    "rollout": ["status"],
 }
 VALUES = {"--stack-file": "s.json", "--json": None}
 

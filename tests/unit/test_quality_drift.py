@@ -198,6 +198,7 @@ def test_drift_thresholds_are_settings_with_common_practice_defaults() -> None:
         "LABEL_LEDGER_TABLE": "l",
         "REGISTRY_TABLE": "r",
         "FEEDBACK_QUEUE_URL": "https://sqs/q",
+        "HOUSE_INDEX_TABLE": "h",
     }
     # Given no drift variables / Then PSI 0.2, JS 0.1 and the minimum sample
     assert QualitySettings.from_env(base).drift_thresholds == drift.Thresholds(0.2, 0.1, drift.DEFAULT_MIN_COUNT)

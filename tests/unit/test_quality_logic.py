@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from quality.logic import Outcome, QualityService, Recorded, recorded_ae_p50
+from quality.logic import Outcome, Priced, QualityService, Recorded, VersionFacts, recorded_ae_p50
 
 from house_prices import ids, labels
 from house_prices.captures import CapturedPrediction
@@ -43,36 +44,57 @@ class Store:
     """The ledger and the aggregates, with the adapter's contract: claim once, counted in the same step."""
 
     def __init__(self) -> None:
-        self.ledger: dict[str, str] = {}
+        self.ledger: dict[str, tuple[str, str]] = {}  # claim -> (source, the label key that claimed it)
         self.aggregates: dict[tuple[str, str], Aggregate] = {}
         self.offline: dict[tuple[str, str], float | None] = {}
+        self.flags: dict[tuple[str, str], bool] = {}
 
     def record(
         self,
         *,
         label: Label,
         source: str,
-        prediction: CapturedPrediction,
+        prediction: Priced,
         aggregate: Aggregate,
         offline_ae_p50: float | None,
         expires_at: int,
     ) -> Recorded:
+        claims = {label.key, f"id#{prediction.prediction_id}"}
         if label.key in self.ledger:
-            return Recorded.REDELIVERED if self.ledger[label.key] == source else Recorded.DUPLICATE
-        self.ledger[label.key] = source
+            same = self.ledger[label.key] == (source, label.key)
+            return Recorded.REDELIVERED if same else Recorded.DUPLICATE
+        if claims & set(self.ledger):
+            return Recorded.DUPLICATE
+        for claim in claims:
+            self.ledger[claim] = (source, label.key)
         key = (prediction.city, prediction.version)
         self.aggregates[key] = self.aggregates.get(key, Aggregate()).merge(aggregate)
         self.offline[key] = offline_ae_p50
         return Recorded.COUNTED
 
+    def live_item(self, city: str, version: str) -> Mapping[str, Any]:
+        aggregate = self.aggregates.get((city, version), Aggregate())
+        flag = {"degraded": self.flags[(city, version)]} if (city, version) in self.flags else {}
+        return {**aggregate.increments(), "offline_ae_p50": self.offline.get((city, version)), **flag}
+
+    def save_degraded(self, city: str, version: str, degraded: bool, seen_count: int, was_degraded: bool) -> bool:
+        if (
+            self.aggregates[(city, version)].count != seen_count
+            or self.flags.get((city, version), False) != was_degraded
+        ):
+            return False
+        self.flags[(city, version)] = degraded
+        return True
+
 
 class Offline:
-    def __init__(self) -> None:
+    def __init__(self, live: bool = True) -> None:
         self.calls = 0
+        self.live = live
 
-    def ae_p50(self, city: str, version: str) -> float | None:
+    def facts(self, city: str, version: str) -> VersionFacts:
         self.calls += 1
-        return 25_000.0
+        return VersionFacts(25_000.0, self.live)
 
 
 class Files:
@@ -151,13 +173,27 @@ def test_a_partition_is_read_once_per_invocation() -> None:
     assert len(captures.reads) == 2
 
 
-def test_a_label_by_house_id_is_reported_unknown_not_counted() -> None:
+def test_a_label_by_house_id_without_a_house_index_is_reported_unknown_not_counted() -> None:
     store = Store()
     by_house = labels.parse_label(
         {"city": "Chicago_IL", "house_id": "h", "sale_price": 1e5, "sold_at": "2026-12-01"}, NOW
     )
     assert service(Captures(), store).process([by_house], "sqs:m", NOW).outcomes[Outcome.UNKNOWN] == 1
     assert store.aggregates == {}
+
+
+def test_the_same_label_twice_in_one_source_is_a_duplicate_counted_once() -> None:
+    # Given a message that holds the same label twice
+    pid = prediction_id(NOW - timedelta(days=1))
+    store = Store()
+    quality = service(Captures([captured(pid, 110_000)]), store)
+    # When it is processed, then redelivered
+    first = quality.process([label(pid), label(pid, 90_000)], "sqs:m1", NOW)
+    again = quality.process([label(pid), label(pid, 90_000)], "sqs:m1", NOW)
+    # Then the first is counted, the second reported as a duplicate, both times; the aggregate counts one
+    assert (first.outcomes[Outcome.JOINED], first.outcomes[Outcome.DUPLICATE]) == (1, 1)
+    assert (again.outcomes[Outcome.REDELIVERED], again.outcomes[Outcome.DUPLICATE]) == (1, 1)
+    assert store.aggregates[("Chicago_IL", "v1")].count == 1
 
 
 def test_a_router_message_is_processed_and_a_hostile_one_is_refused_without_retry() -> None:

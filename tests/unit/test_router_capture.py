@@ -113,3 +113,79 @@ def test_the_default_stream_is_stdout_at_write_time(capsys: pytest.CaptureFixtur
     record(PredictionCapture(1.0), 1)
     line = capsys.readouterr().out.strip()
     assert json.loads(line)["capture"] == "predictions"
+
+
+def test_rollout_tags_go_on_the_line_and_read_back() -> None:
+    # Given the candidate's side of a canary request, recorded with its tags
+    stream = io.StringIO()
+    tag = captures.rollout_tag("20261201T040000Z-c0ffee00", "canary", "candidate", True)
+    PredictionCapture(1.0, stream=stream).record(
+        city="Chicago_IL",
+        version="20261201T040000Z-c0ffee00",
+        request_id="req-18",
+        prediction_ids=SequentialIds.expected("Chicago_IL", 2),
+        rows=[ROW] * 2,
+        prices=[1.0, 2.0],
+        house_ids=[None, "h1"],
+        rollout=tag,
+        latency_ms=12.5,
+    )
+    # Then the line carries them once, and every prediction read back has them
+    line = stream.getvalue()
+    assert json.loads(line)["rollout"] == {
+        "candidate": "20261201T040000Z-c0ffee00",
+        "mode": "canary",
+        "arm": "candidate",
+        "sampled": True,
+    }
+    read = captures.parse_capture_line(line)
+    assert {(r.version, r.latency_ms, r.candidate_error) for r in read} == {("20261201T040000Z-c0ffee00", 12.5, None)}
+    assert all(r.rollout == tag for r in read)
+
+
+def test_a_fallback_line_names_the_candidates_error() -> None:
+    [line] = captures.capture_lines(
+        city="Chicago_IL",
+        version=LIVE,
+        request_id="req-18",
+        prediction_ids=SequentialIds.expected("Chicago_IL", 1),
+        rows=[ROW],
+        prices=[1.0],
+        house_ids=[None],
+        rollout=captures.rollout_tag("20261201T040000Z-c0ffee00", "canary", "live", True),
+        latency_ms=3.0,
+        candidate_error="EndpointTimeout",
+    )
+    [read] = captures.parse_capture_line(line)
+    assert (read.version, read.candidate_error, read.rollout and read.rollout["arm"]) == (
+        LIVE,
+        "EndpointTimeout",
+        "live",
+    )
+
+
+def test_a_line_written_before_rollouts_still_reads_with_empty_tags() -> None:
+    # Given a format-1 line exactly as the router wrote it before issue 18
+    line = (
+        '{"capture":"predictions","format":1,"time":"2026-12-07T02:43:25.571Z","city":"Chicago_IL",'
+        f'"version":"{LIVE}","request_id":"r","predictions":[{{"prediction_id":'
+        f'"{SequentialIds.expected("Chicago_IL", 1)[0]}","price":5.0,"features":{{"YEAR_BUILT":2005,'
+        '"SQUARE_FEET":3100,"NUM_BEDROOMS":4,"NUM_BATHROOMS":2.5,"LOT_ACRES":1.1,"GARAGE_SPACES":2}}]}'
+    )
+    [read] = captures.parse_capture_line(line)
+    assert (read.price, read.rollout, read.latency_ms, read.candidate_error) == (5.0, None, None, None)
+
+
+@pytest.mark.parametrize(("field", "value"), [("rollout", "canary"), ("latency_ms", "fast"), ("latency_ms", True)])
+def test_malformed_rollout_tags_are_refused(field: str, value: Any) -> None:
+    [line] = captures.capture_lines(
+        city="Chicago_IL",
+        version=LIVE,
+        request_id="r",
+        prediction_ids=SequentialIds.expected("Chicago_IL", 1),
+        rows=[ROW],
+        prices=[1.0],
+        house_ids=[None],
+    )
+    with pytest.raises(ValueError, match=field):
+        captures.parse_capture_line(json.dumps({**json.loads(line), field: value}))

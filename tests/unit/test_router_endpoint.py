@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 from house_prices.errors import EndpointBusy, EndpointTimeout, EndpointUnavailable, ModelInvocationError
 from router.adapters.endpoint import SageMakerEndpoint, parse_predictions
 from router.settings import RouterSettings
-from router.wiring import registry_client, runtime_client
+from router.wiring import build_candidate_endpoint, registry_client, runtime_client
 from tests.router_doubles import add_model_error
 
 TARGET = "Chicago_IL.20261125T040000Z-1a2b3c4d.tar.gz"
@@ -176,3 +176,12 @@ def test_registry_client_has_bounded_timeouts_and_honours_its_endpoint_variable(
 def test_without_the_variable_the_regional_endpoint_is_used() -> None:
     client = runtime_client(SETTINGS)
     assert client.meta.endpoint_url == "https://runtime.sagemaker.us-east-1.amazonaws.com"
+
+
+def test_the_candidate_client_makes_one_attempt_with_the_endpoints_timeouts() -> None:
+    # A rollout's candidate is never retried: its houses fall back to the live version instead
+    candidate = build_candidate_endpoint(SETTINGS)
+    config = candidate.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2, 7)
+    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
+    assert candidate.endpoint_name == SETTINGS.endpoint_name

@@ -133,9 +133,9 @@ def test_predict_fixture(
         "location": "Chicago_IL",
         "model": {"version": LIVE, "target_model": f"Chicago_IL.{LIVE}.tar.gz"},
         "predictions": [
-            {"prediction_id": ids[0], "price": 450000.0},
-            {"prediction_id": ids[1], "price": 330000.0},
-            {"prediction_id": ids[2], "price": 615000.0},
+            {"prediction_id": ids[0], "price": 450000.0, "version": LIVE},
+            {"prediction_id": ids[1], "price": 330000.0, "version": LIVE},
+            {"prediction_id": ids[2], "price": 615000.0, "version": LIVE},
         ],
     }
     assert endpoint.calls == [
@@ -159,7 +159,7 @@ def test_single_house_fixture() -> None:
     status, _, body = invoke(api_event("api-predictions-single.json"))
     assert (status, body["predictions"]) == (
         200,
-        [{"prediction_id": SequentialIds.expected("Chicago_IL", 1)[0], "price": 450000.0}],
+        [{"prediction_id": SequentialIds.expected("Chicago_IL", 1)[0], "price": 450000.0, "version": LIVE}],
     )
 
 

@@ -58,7 +58,7 @@ def test_batch_prediction_uses_the_live_model_and_one_invoke(service: RouterServ
     # When predicted
     result = service.predict("Chicago_IL", json.dumps({"houses": [HOUSE, second]}))
     # Then one InvokeEndpoint carries both rows in feature order and prices come back in row order,
-    # each with its own prediction id, the model version once for all
+    # each with its own prediction id and the version that priced it
     assert endpoint.calls == [
         (f"Chicago_IL.{LIVE}.tar.gz", "2005,3100,4,2.5,1.1,2\n2005,2000,4,2.5,0.5,2\n"),
     ]
@@ -66,7 +66,10 @@ def test_batch_prediction_uses_the_live_model_and_one_invoke(service: RouterServ
     assert result == {
         "location": "Chicago_IL",
         "model": {"version": LIVE, "target_model": f"Chicago_IL.{LIVE}.tar.gz"},
-        "predictions": [{"prediction_id": first, "price": 465000.0}, {"prediction_id": last, "price": 300000.0}],
+        "predictions": [
+            {"prediction_id": first, "price": 465000.0, "version": LIVE},
+            {"prediction_id": last, "price": 300000.0, "version": LIVE},
+        ],
     }
     # and the call is named after the request's first prediction id (its 26-character ULID)
     assert endpoint.inference_ids == [first[:26]]

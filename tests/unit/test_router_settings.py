@@ -20,7 +20,7 @@ def test_defaults_match_the_documented_contract() -> None:
     assert settings == RouterSettings(
         endpoint_name="house-prices-mme",
         registry_table="house-prices-registry",
-        live_model_cache_seconds=10,
+        live_model_cache_seconds=4,
         max_houses_per_request=1000,
         endpoint_connect_timeout_seconds=1,
         endpoint_read_timeout_seconds=8,

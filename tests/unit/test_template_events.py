@@ -14,6 +14,7 @@ from cfnlint.decode import decode
 from house_prices import naming, schema
 from house_prices.errors import InvalidInput, NotAModelKey
 from model_sync.settings import SyncSettings
+from rollouts.settings import RolloutSettings
 from router.settings import RouterSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,6 +185,8 @@ def test_env_json_values_are_accepted_by_the_functions_settings(env_json: dict[s
     assert router.endpoint_name == "house-prices-mme"
     sync = SyncSettings.from_env(env_json["ModelSyncFunction"])
     assert sync.artifact_bucket == env_json["ModelSyncFunction"]["ARTIFACT_BUCKET"]
+    rollouts = RolloutSettings.from_env(env_json["RolloutFunction"])
+    assert rollouts.quality_table == env_json["RolloutFunction"]["QUALITY_TABLE"]
 
 
 def test_env_json_bucket_is_what_the_template_names_for_the_default_prefix(

@@ -22,6 +22,9 @@ ALARMS = {
     "ModelLoadingWaitAlarm": "model-loading-wait",
     "LabelsUnknownAlarm": "labels-unknown",
     "DriftStartedAlarm": "drift-started",
+    "QualityDegradedAlarm": "quality-degraded",
+    "RolloutsRolledBackAlarm": "rollouts-rolled-back",
+    "RolloutDeciderFailingAlarm": "rollout-decider-failing",
 }
 STACK = "house-prices"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ops-pager"

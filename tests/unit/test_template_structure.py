@@ -12,7 +12,7 @@ import pytest
 from cfnlint.decode import decode
 
 from house_prices import naming, schema
-from house_prices.registry import LIVE_INDEX, LIVE_PARTITION_ATTRIBUTE
+from house_prices.registry import LIVE_INDEX, LIVE_PARTITION_ATTRIBUTE, ROLLOUT_INDEX, ROLLOUT_PARTITION_ATTRIBUTE
 from model_sync.gate import GatePolicy
 from tests.pythons import find_python
 
@@ -26,6 +26,7 @@ FUNCTIONS = {
     "RouterFunction": ("functions/router/", "router.handler.lambda_handler"),
     "ModelSyncFunction": ("functions/model_sync/", "model_sync.handler.lambda_handler"),
     "QualityFunction": ("functions/quality/", "quality.handler.lambda_handler"),
+    "RolloutFunction": ("functions/rollouts/", "rollouts.handler.lambda_handler"),
 }
 
 
@@ -131,6 +132,7 @@ def test_common_layer_is_built_by_sam_from_layers_common(template: dict[str, Any
         ("RouterFunction", "router", set()),
         ("ModelSyncFunction", "model_sync", {"packed_forest", "numpy", "numpy.libs"}),
         ("QualityFunction", "quality", set()),
+        ("RolloutFunction", "rollouts", set()),
     ],
 )
 def test_function_builds_ship_their_package_with_bytecode(
@@ -286,6 +288,7 @@ TABLE_ATTRIBUTES = [
     {"AttributeName": "city", "AttributeType": "S"},
     {"AttributeName": "record", "AttributeType": "S"},
     {"AttributeName": LIVE_PARTITION_ATTRIBUTE, "AttributeType": "S"},
+    {"AttributeName": ROLLOUT_PARTITION_ATTRIBUTE, "AttributeType": "S"},
 ]
 TABLE_GLOBAL_INDEXES = [
     {
@@ -295,7 +298,15 @@ TABLE_GLOBAL_INDEXES = [
             {"AttributeName": "city", "KeyType": "RANGE"},
         ],
         "Projection": {"ProjectionType": "ALL"},
-    }
+    },
+    {
+        "IndexName": ROLLOUT_INDEX,
+        "KeySchema": [
+            {"AttributeName": ROLLOUT_PARTITION_ATTRIBUTE, "KeyType": "HASH"},
+            {"AttributeName": "city", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    },
 ]
 
 

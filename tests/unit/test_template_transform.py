@@ -104,8 +104,11 @@ def test_sam_generates_invoke_permissions_and_the_throttled_default_stage(transf
     resources = transformed["Resources"]
     permissions = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
     principals = sorted(p["Properties"]["Principal"] for p in permissions)
-    # S3 invokes model-sync (training outputs) and the quality function (label files, capture objects).
-    assert principals == ["apigateway.amazonaws.com"] * len(schema.API_ROUTES) + ["s3.amazonaws.com"] * 3
+    # S3 invokes model-sync (training outputs) and the quality function (label files, capture objects);
+    # EventBridge's schedule invokes the rollout decider.
+    assert principals == (
+        ["apigateway.amazonaws.com"] * len(schema.API_ROUTES) + ["events.amazonaws.com"] + ["s3.amazonaws.com"] * 3
+    )
     stage = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage")
     assert stage["Properties"]["StageName"] == "$default"
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}

@@ -12,8 +12,13 @@ Every step is idempotent, so Lambda may re-run an event (retry or duplicate deli
 4. a re-run finding the record still PENDING resumes at the gate; any other state is a duplicate and
    changes nothing, so an operator's rollback is never undone by a late duplicate event;
 5. promotion is a monotonic conditional write: an older version never replaces a newer live one;
-6. a promoted version is pre-warmed with one tiny request (best effort: bounded by the client's
-   timeouts, logged and counted when it fails, never undoing or blocking the promotion).
+6. with a rollout policy (``ROLLOUT_POLICY``, or the city's override in the registry) a candidate that
+   passed the gate enters a shadow or canary rollout instead (docs/rollouts.md) when its city has a live
+   version: one transaction starts it and sets the candidate's status to ``candidate``, so a redelivered
+   event finds no PENDING record and is a duplicate (never a second rollout, never a restart). A newer
+   candidate supersedes a running rollout; an older one stays ``standby``;
+7. a promoted (or rolled-out) version is pre-warmed with one tiny request (best effort: bounded by the
+   client's timeouts, logged and counted when it fails, never undoing or blocking the promotion).
 """
 
 from __future__ import annotations
@@ -27,22 +32,26 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from house_prices.artifacts import ArtifactReport, HashingReader, inspect_artifact
-from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused
+from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused, RolloutConflict
 from house_prices.naming import PACKED_MODEL_FILENAME, KeyLayout, TrainingOutput, make_version, target_model
 from house_prices.observability import MetricUnit, logger, metrics
-from house_prices.registry import PENDING_REASON, LiveModel, ModelVersion, Status
+from house_prices.registry import PENDING_REASON, LiveModel, ModelVersion, Rollout, RolloutMode, Status
+from house_prices.rollout_stats import GuardPolicy
 from house_prices.schema import FEATURE_NAMES
 from model_sync.gate import GatePolicy, Measured, decide, disagreement, metrics_problem
 from model_sync.measure import MAX_VALIDATION_BYTES, ValidationRowsProblem, measure, parse_rows
+from model_sync.rollout_policy import DEFAULT_ROLLOUT_MAX_DAYS, ROLLOUT_OFF, RolloutPolicy
 from packed_forest import PackedForest, PackedForestError
 
-Action = Literal["promoted", "standby", "duplicate", "rejected", "ignored"]
+Action = Literal["promoted", "rollout", "standby", "duplicate", "rejected", "ignored"]
+ROLLOUT_ACTOR = "model-sync"
 PENDING = PENDING_REASON
 SHA256_METADATA = "sha256"
 
 # One metric per outcome; no city/version dimension (cardinality).
 _METRIC_BY_ACTION: dict[str, str] = {
     "promoted": "ModelsPromoted",
+    "rollout": "RolloutsStarted",
     "standby": "ModelsHeldBack",
     "duplicate": "DuplicateEvents",
     "rejected": "ArtifactsRejected",
@@ -95,6 +104,20 @@ class Registry(Protocol):
         force: bool = False,
         reason: str | None = None,
     ) -> LiveModel: ...
+    def start_rollout(
+        self,
+        city: str,
+        candidate_version: str,
+        mode: RolloutMode,
+        weight_bp: int,
+        policy: Mapping[str, Any],
+        duration_seconds: float,
+        actor: str,
+        reason: str = "",
+        now: datetime | None = None,
+        replace: bool = False,
+    ) -> Rollout: ...
+    def rollout_override(self, city: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -128,6 +151,8 @@ class ModelSync:
     gate: GatePolicy
     max_unpacked_bytes: int
     warmer: Warmer | None = None
+    rollout: RolloutPolicy = ROLLOUT_OFF
+    rollout_max_days: int = DEFAULT_ROLLOUT_MAX_DAYS
 
     # entry points
     def sync_event_records(self, records: Iterable[Any]) -> list[SyncResult]:
@@ -307,6 +332,10 @@ class ModelSync:
         if not decision.promote:
             self.registry.set_status(city, version, "standby", decision.reason)
             return self._result("standby", decision.reason, output, version)
+        if live is not None:  # the first version of a city has nothing to be compared with: it goes live
+            policy = self._rollout_policy(city)
+            if policy.rollout_mode is not None:
+                return self._roll_out(output, version, live, policy, policy.rollout_mode, decision.reason)
         try:
             self.registry.promote(city, version, reason=decision.reason)
         except PromotionRefused as refused:
@@ -319,6 +348,64 @@ class ModelSync:
             return self._result("standby", reason, output, version)
         self._prewarm(target_model(city, version))
         return self._result("promoted", decision.reason, output, version)
+
+    def _rollout_policy(self, city: str) -> RolloutPolicy:
+        """The city's override when it has one, else the deployment's ROLLOUT_POLICY."""
+        spec = self.registry.rollout_override(city)
+        if spec is None:
+            return self.rollout
+        try:
+            return RolloutPolicy.parse(spec)
+        except ValueError as error:
+            # ops validates overrides before storing them; a hand-edited item must not wedge the city's syncs.
+            logger.error(
+                "the city's rollout override is not a policy; ROLLOUT_POLICY applies", extra={"why": f"{error}"}
+            )
+            return self.rollout
+
+    def _roll_out(
+        self,
+        output: TrainingOutput,
+        version: str,
+        live: LiveModel,
+        policy: RolloutPolicy,
+        mode: RolloutMode,
+        gate_reason: str,
+    ) -> SyncResult:
+        """Start a rollout of ``version`` against ``live`` (superseding an older candidate's rollout)."""
+        city = output.city
+        running = live.rollout
+        if running is not None and running.candidate_version >= version:
+            if running.candidate_version == version:
+                return self._result("rollout", f"already in a {running.mode} rollout", output, version)
+            reason = f"not rolled out: newer version {running.candidate_version} is in a {running.mode} rollout"
+            self.registry.set_status(city, version, "standby", reason)
+            return self._result("standby", reason, output, version)
+        reason = f"{gate_reason}; rollout {policy}"
+        try:
+            rollout = self.registry.start_rollout(
+                city,
+                version,
+                mode,
+                policy.weight_bp,
+                GuardPolicy().as_dict(),  # the guards in force at the start stay the rollout's
+                policy.duration_seconds(self.rollout_max_days),
+                ROLLOUT_ACTOR,
+                reason=reason,
+                replace=running is not None,
+            )
+        except (RolloutConflict, PromotionRefused) as refused:
+            # Lost a race (a concurrent twin of this event, a newer version, an operator); re-read who won.
+            current = self.registry.find_live(city)
+            if current is not None and current.version == version:
+                return self._result("promoted", "already live", output, version)
+            if current is not None and current.rollout is not None and current.rollout.candidate_version == version:
+                return self._result("rollout", f"already in a {current.rollout.mode} rollout", output, version)
+            reason = f"{refused.message}; gate {gate_reason}"
+            self.registry.set_status(city, version, "standby", reason)
+            return self._result("standby", reason, output, version)
+        self._prewarm(rollout.candidate_target_model)
+        return self._result("rollout", reason, output, version)
 
     def _prewarm(self, model: str) -> None:
         if self.warmer is None:

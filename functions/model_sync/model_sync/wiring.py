@@ -27,6 +27,8 @@ def build_service(settings: SyncSettings) -> ModelSync:
         layout=settings.layout,
         gate=settings.gate,
         max_unpacked_bytes=settings.max_unpacked_bytes,
+        rollout=settings.rollout,
+        rollout_max_days=settings.rollout_max_days,
         warmer=(
             EndpointWarmer(traced(boto3.client("sagemaker-runtime", config=_WARM_CONFIG)), settings.endpoint_name)
             if settings.endpoint_name

@@ -33,6 +33,9 @@ INVALID_METRIC = "LabelsInvalid"
 CAPTURES_METRIC = "CapturesCounted"
 DRIFT_STARTED_METRIC = "DriftStarted"
 DRIFT_STOPPED_METRIC = "DriftStopped"
+# Live quality: (city, live version) pairs whose live error went over k × offline / back under it.
+DEGRADED_METRIC = "QualityDegraded"
+RECOVERED_METRIC = "QualityRecovered"
 
 
 @functools.cache
@@ -62,6 +65,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 return captured.as_dict()
         records = [r for r in records if r not in capture_records]
         report = quality.handle_s3_event(records, now)
+        report.add(quality.refresh_quality())
         _publish(report)
         logger.info("Label files processed", extra=report.as_dict())
         return report.as_dict()
@@ -78,6 +82,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         total.add(report)
         if report.retry:
             failures.append({"itemIdentifier": message_id})
+    total.add(quality.refresh_quality())
     _publish(total)
     logger.info("Labels processed", extra={**total.as_dict(), "retried_messages": len(failures)})
     return {"batchItemFailures": failures}
@@ -87,6 +92,8 @@ def _publish(report: Report) -> None:
     for outcome, name in METRIC_NAMES.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=report.outcomes[outcome])
     metrics.add_metric(name=INVALID_METRIC, unit=MetricUnit.Count, value=report.invalid)
+    metrics.add_metric(name=DEGRADED_METRIC, unit=MetricUnit.Count, value=report.degraded)
+    metrics.add_metric(name=RECOVERED_METRIC, unit=MetricUnit.Count, value=report.recovered)
 
 
 def _publish_captures(report: CaptureReport) -> None:

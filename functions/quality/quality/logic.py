@@ -10,17 +10,36 @@ to read) or by (city, ``house_id``). Per label:
 * **redelivered**: the ledger holds it from this very source (a retried queue message): nothing to do;
 * **pending**: not in its partition yet while the prediction is younger than ``capture_wait``
   (Firehose buffers up to ~1.5 × its interval): the source is retried later by the queue;
-* **unknown**: not found after that, or named by (city, ``house_id``), which needs the house's
-  prediction day and is not joined yet (docs/quality.md).
+* **unknown**: not found after that.
+
+A label named by (city, ``house_id``) is joined through the house index (``HouseIndex``): every captured
+prediction that carries a ``house_id`` is indexed when its capture object is read (the ``captures/`` S3
+event, which drift reads anyway), and the label takes **the latest prediction of that house made before
+the end of its ``sold_at`` day (UTC), within the retention window** (``house_window``): one bounded
+query, no capture object read. Such a label claims its prediction too (``id#…``), so a label by id and
+one by house for the same prediction count once between them. It is pending while it is younger than
+``capture_wait`` and a prediction made before the end of its sale day could still be on its way.
+
+Within one source (a message, a file) a label key seen twice is a duplicate without asking the store.
 
 Partitions are read once per invocation (``JoinCache``): a queue batch or a label file with many
 labels of the same city and day reads that day's objects once.
+
+After the labels of an invocation, each (city, version) they counted is checked against the
+degradation rule (``live_quality.DegradationRule``: live error > k × offline with enough labels, live
+versions only); a change of its flag is saved conditionally, so each transition is counted once
+(``QualityDegraded`` / ``QualityRecovered``, as drift's).
 
 Capture objects (the S3 event on ``captures/``) feed drift (``house_prices.drift``): each object's
 predictions are binned per (city, version) by that version's reference bins (from the registry, cached
 per invocation) and ADDed with one update per (city, version), claimed in the ledger per object key in
 the same transaction (S3 events are at least once); then each touched version's drift report is
 recomputed and saved, and the (city, version) pairs that start or stop drifting are counted.
+
+Rollouts (issue 18, docs/rollouts.md "Shadow scoring" and "Evidence"): a capture object's lines tagged
+by a rollout also feed that rollout's operational evidence and shadow scoring (``RolloutCaptures``,
+``quality.shadow``), and a label joining a tagged prediction adds its rollout evidence in the same
+transaction that claims it (``RolloutLabels``, ``quality.rollout_labels``).
 """
 
 from __future__ import annotations
@@ -30,18 +49,19 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote_plus
 
 from house_prices import drift
 from house_prices.captures import CapturedPrediction
-from house_prices.errors import InvalidInput
-from house_prices.ids import parse_prediction_id
-from house_prices.labels import Label, parse_label_file, parse_label_message
-from house_prices.live_quality import Aggregate
+from house_prices.errors import DependencyFailure, InvalidInput
+from house_prices.ids import parse_prediction_id, ulid_timestamp_ms
+from house_prices.labels import Label, parse_label_file, read_label_message
+from house_prices.live_quality import DEGRADED, OFFLINE, Aggregate, DegradationRule, QualitySummary
 from house_prices.observability import logger
+from quality.rollout_labels import EvidenceIncrement, RolloutLabels
 
 # Labels per message when a file's pending labels are requeued (~130 bytes each; SQS takes 256 KiB).
 REQUEUE_CHUNK = 1000
@@ -67,8 +87,51 @@ class CaptureSource(Protocol):
     def partition(self, city: str, day: str) -> Iterable[CapturedPrediction]: ...
 
 
+class Priced(Protocol):
+    """What a label is scored against: a captured prediction, or its house index entry."""
+
+    @property
+    def prediction_id(self) -> str: ...
+    @property
+    def city(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def price(self) -> float: ...
+
+
+class HousePrediction(NamedTuple):
+    """A house index entry: one captured prediction of a caller's ``house_id``."""
+
+    city: str
+    house_id: str
+    prediction_id: str
+    version: str
+    price: float
+    rollout: Mapping[str, Any] | None = None  # the capture line's rollout tag (issue 18), if any
+
+
+class HouseIndex(Protocol):
+    """Predictions by (city, ``house_id``), ordered by prediction id (so by time)."""
+
+    def add(self, entries: Sequence[tuple[HousePrediction, int]]) -> None:
+        """Index each entry until its ``expires_at`` (idempotent: a redelivered object writes the same)."""
+        ...
+
+    def latest(self, city: str, house_id: str, made_from: datetime, made_before: datetime) -> HousePrediction | None:
+        """The entry with the largest prediction id made in [``made_from``, ``made_before``), or None."""
+        ...
+
+
+class VersionFacts(NamedTuple):
+    """What the registry says of a version: the gate's offline figure, and whether it is the city's live one."""
+
+    ae_p50: float | None
+    live: bool
+
+
 class OfflineFigures(Protocol):
-    def ae_p50(self, city: str, version: str) -> float | None: ...
+    def facts(self, city: str, version: str) -> VersionFacts: ...
 
 
 class LabelQueue(Protocol):
@@ -87,11 +150,29 @@ class QualityStore(Protocol):
         *,
         label: Label,
         source: str,
-        prediction: CapturedPrediction,
+        prediction: Priced,
         aggregate: Aggregate,
         offline_ae_p50: float | None,
         expires_at: int,
-    ) -> Recorded: ...
+        evidence: EvidenceIncrement | None = None,
+    ) -> Recorded:
+        """Claim ``label.key`` (and ``id#{prediction_id}`` when that differs) and ADD the aggregate, atomically;
+        with ``evidence``, ADD it to the rollout's evidence item in the same transaction."""
+        ...
+
+    def live_item(self, city: str, version: str) -> Mapping[str, Any]: ...
+
+    def save_degraded(self, city: str, version: str, degraded: bool, seen_count: int, was_degraded: bool) -> bool:
+        """SET the flag if the label count is still ``seen_count`` and the flag still ``was_degraded``."""
+        ...
+
+
+class RolloutCaptures(Protocol):
+    """A capture object's rollout side: operational evidence from its tagged lines, shadow scoring."""
+
+    def record_object(
+        self, bucket: str, key: str, etag: str, predictions: Sequence[CapturedPrediction], now: datetime
+    ) -> CaptureReport: ...
 
 
 class ReferenceSource(Protocol):
@@ -118,6 +199,37 @@ class DriftStore(Protocol):
 CAPTURE_LEDGER_DAYS = 30
 
 
+def house_window(sold_at: str, now: datetime, retention_days: int) -> tuple[datetime, datetime]:
+    """[made_from, made_before): when the prediction a house label names can have been made.
+
+    The rule when a house was priced several times: the **latest prediction made before the end of the
+    ``sold_at`` day (UTC)** and not older than the retention window. A price asked after the sale (a
+    relisting) is not what the sale price judges; an earlier price of the same house is superseded by
+    the later one, which the seller and buyer saw last.
+    """
+    made_before = datetime.combine(date.fromisoformat(sold_at) + timedelta(days=1), time(), UTC)
+    return now - timedelta(days=retention_days), made_before
+
+
+def house_entries(predictions: Iterable[CapturedPrediction], retention_days: int) -> list[tuple[HousePrediction, int]]:
+    """The house index entries of captured predictions that carry a ``house_id`` (one per prediction id),
+    each with its expiry: the prediction's time + the retention window + a day, as the ledger's."""
+    entries: dict[str, tuple[HousePrediction, int]] = {}
+    for p in predictions:
+        if p.house_id is None or p.prediction_id in entries or not math.isfinite(p.price):
+            continue
+        try:
+            made_ms = ulid_timestamp_ms(p.prediction_id[:26])
+        except ValueError:
+            continue  # not an id the API made: its labels cannot name it either
+        expires_at = made_ms // 1000 + (retention_days + 1) * 86_400
+        entries[p.prediction_id] = (
+            HousePrediction(p.city, p.house_id, p.prediction_id, p.version, p.price, p.rollout),
+            expires_at,
+        )
+    return list(entries.values())
+
+
 @dataclass
 class CaptureReport:
     """What capture objects came to: predictions counted, or not (redelivered object, no reference), and drift."""
@@ -128,6 +240,11 @@ class CaptureReport:
     objects: int = 0
     drift_started: int = 0
     drift_stopped: int = 0
+    houses_indexed: int = 0
+    rollout_calls: int = 0  # InvokeEndpoint calls counted from tagged lines (both versions)
+    rollout_redelivered: int = 0  # objects whose rollout evidence was counted before
+    shadow_scored: int = 0  # sampled shadow predictions priced by their candidate
+    shadow_failed_calls: int = 0  # the candidate's failed shadow calls (counted as its errors)
 
     def add(self, other: CaptureReport) -> None:
         for item in fields(self):
@@ -141,6 +258,11 @@ class CaptureReport:
             "capture_objects": self.objects,
             "drift_started": self.drift_started,
             "drift_stopped": self.drift_stopped,
+            "houses_indexed": self.houses_indexed,
+            "rollout_calls": self.rollout_calls,
+            "rollout_redelivered": self.rollout_redelivered,
+            "shadow_scored": self.shadow_scored,
+            "shadow_failed_calls": self.shadow_failed_calls,
         }
 
 
@@ -151,6 +273,10 @@ class Report:
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     invalid: int = 0
     requeued: int = 0  # a file's pending labels, sent to the feedback queue to be retried there
+    degraded: int = 0  # (city, live version) pairs whose live error went over k × offline (refresh_quality)
+    recovered: int = 0  # ... and back under it
+    paired: int = 0  # labels counted with a shadow pair (rollout evidence; refresh_quality)
+    unpaired: int = 0  # shadow-sampled labels counted without one (the candidate's price never came)
 
     @property
     def retry(self) -> bool:
@@ -160,9 +286,21 @@ class Report:
         self.outcomes.update(other.outcomes)
         self.invalid += other.invalid
         self.requeued += other.requeued
+        self.degraded += other.degraded
+        self.recovered += other.recovered
+        self.paired += other.paired
+        self.unpaired += other.unpaired
 
     def as_dict(self) -> dict[str, int]:
-        return {**{o.value: self.outcomes[o] for o in Outcome}, "invalid": self.invalid, "requeued": self.requeued}
+        return {
+            **{o.value: self.outcomes[o] for o in Outcome},
+            "invalid": self.invalid,
+            "requeued": self.requeued,
+            "degraded": self.degraded,
+            "recovered": self.recovered,
+            "paired": self.paired,
+            "unpaired": self.unpaired,
+        }
 
 
 class JoinCache:
@@ -200,7 +338,17 @@ class QualityService:
         references: ReferenceSource | None = None,
         drift_store: DriftStore | None = None,
         drift_thresholds: drift.Thresholds = drift.DEFAULT_THRESHOLDS,
+        houses: HouseIndex | None = None,
+        degradation: DegradationRule | None = None,
+        rollouts: RolloutCaptures | None = None,
+        rollout_labels: RolloutLabels | None = None,
     ) -> None:
+        self.rollouts = rollouts
+        self.rollout_labels = rollout_labels
+        self._pairs: Counter[str] = Counter()
+        self.houses = houses
+        self.degradation = degradation or DegradationRule()
+        self._touched: set[tuple[str, str]] = set()
         self.queue = queue
         self.capture_objects = capture_objects
         self.captures_prefix = captures_prefix
@@ -216,13 +364,16 @@ class QualityService:
         self.offline = offline
         self.retention_days = retention_days
         self.capture_wait = capture_wait
-        self._offline: dict[tuple[str, str], float | None] = {}
+        self._facts: dict[tuple[str, str], VersionFacts] = {}
 
     def new_invocation(self) -> None:
         """Partitions and offline figures are cached for one invocation only (memory stays bounded)."""
         self.cache = JoinCache(self.captures)
-        self._offline.clear()
+        self._facts.clear()
         self._references.clear()
+        self._touched.clear()
+        if self.rollout_labels is not None:
+            self.rollout_labels.new_invocation()
 
     def is_capture_key(self, key: str) -> bool:
         return bool(self.captures_prefix) and unquote_plus(key).startswith(self.captures_prefix or "")
@@ -241,9 +392,10 @@ class QualityService:
         return report
 
     def handle_capture_object(self, bucket: str, key: str, now: datetime) -> CaptureReport:
-        """Bin one capture object's predictions per (city, version) and count them once; then refresh drift."""
-        if self.capture_objects is None or self.drift_store is None or self.references is None:
-            logger.warning("Ignored a capture object: drift is not wired", extra={"key": key})
+        """Index one capture object's houses, bin its predictions per (city, version) and count them once;
+        then refresh drift."""
+        if self.capture_objects is None:
+            logger.warning("Ignored a capture object: captures are not wired", extra={"key": key})
             return CaptureReport()
         found = self.capture_objects.read_object(bucket, key)
         if found is None:
@@ -251,6 +403,29 @@ class QualityService:
             return CaptureReport()
         predictions, etag = found
         report = CaptureReport(objects=1)
+        if self.houses is not None:
+            # Before the drift claim: a crash in between is retried, and the index writes are idempotent.
+            entries = house_entries(predictions, self.retention_days)
+            if entries:
+                self.houses.add(entries)
+            report.houses_indexed = len(entries)
+        if self.drift_store is not None and self.references is not None:
+            report = self._count_drift(bucket, key, etag, predictions, now, report)
+        if self.rollouts is not None:
+            # After drift: a rollout-side failure (S3, DynamoDB) retries the event, and drift's claim holds.
+            report.add(self.rollouts.record_object(bucket, key, etag, predictions, now))
+        return report
+
+    def _count_drift(
+        self,
+        bucket: str,
+        key: str,
+        etag: str,
+        predictions: Sequence[CapturedPrediction],
+        now: datetime,
+        report: CaptureReport,
+    ) -> CaptureReport:
+        assert self.drift_store is not None
         groups: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
         for prediction in predictions:
             groups.setdefault((prediction.city, prediction.version), {})[prediction.prediction_id] = prediction.features
@@ -325,7 +500,7 @@ class QualityService:
                 report.add(self._handle_s3_record(record, now))
             return report
         try:
-            labels = parse_label_message(body, now, self.retention_days)
+            received_at, labels = read_label_message(body, now, self.retention_days)
         except InvalidInput as error:
             # Never retried (it cannot get better); logged with its problems so nothing vanishes unseen.
             logger.error(
@@ -337,7 +512,7 @@ class QualityService:
                 },
             )
             return Report(invalid=1)
-        return self.process(labels, f"sqs:{message_id}", now)
+        return self.process(labels, f"sqs:{message_id}", now, received_at=received_at)
 
     def handle_s3_event(self, records: Sequence[Any], now: datetime) -> Report:
         """S3's ObjectCreated records of label files (the function's S3 trigger on ``labels/``)."""
@@ -373,8 +548,9 @@ class QualityService:
                 labels.append(row.label)
         source = f"s3://{bucket}/{key}@{etag}"
         pending: list[Label] = []
+        seen: set[str] = set()
         for label in labels:
-            outcome = self.process_one(label, source, now)
+            outcome = self.process_one(label, source, now, seen=seen)
             if outcome is Outcome.PENDING and self.queue is not None:
                 pending.append(label)
             else:
@@ -384,45 +560,134 @@ class QualityService:
         report.requeued = len(pending)
         return report
 
-    def process(self, labels: Sequence[Label], source: str, now: datetime) -> Report:
+    def process(
+        self, labels: Sequence[Label], source: str, now: datetime, *, received_at: datetime | None = None
+    ) -> Report:
         report = Report()
+        seen: set[str] = set()
         for label in labels:
-            report.outcomes[self.process_one(label, source, now)] += 1
+            report.outcomes[self.process_one(label, source, now, received_at=received_at, seen=seen)] += 1
         return report
 
-    def process_one(self, label: Label, source: str, now: datetime) -> Outcome:
-        if label.prediction_id is None:
-            return Outcome.UNKNOWN
-        made_at, city = parse_prediction_id(label.prediction_id)
-        day = made_at.date().isoformat()
-        prediction = self.cache.find(label.prediction_id, city, day)
+    def process_one(
+        self,
+        label: Label,
+        source: str,
+        now: datetime,
+        *,
+        received_at: datetime | None = None,
+        seen: set[str] | None = None,
+    ) -> Outcome:
+        """Join one label and count it once. ``received_at``: when the label reached us (its message's
+        time; ``now`` for a file); ``seen``: the label keys of this source settled so far."""
+        if seen is not None and label.key in seen:
+            return Outcome.DUPLICATE  # the same label twice in one source: counted at most once, reported
+        prediction, missing = self.find(label, now, received_at or now)
         if prediction is None:
-            if now - made_at < self.capture_wait:
-                self.cache.forget(city, day)
-                return Outcome.PENDING
-            return Outcome.UNKNOWN
+            return missing
         if not (math.isfinite(prediction.price) and prediction.price >= 0):
             return Outcome.UNKNOWN  # a capture we cannot score is reported, never counted
+        made_at = datetime.fromtimestamp(ulid_timestamp_ms(prediction.prediction_id[:26]) / 1000, UTC)
         expires_at = made_at + timedelta(days=self.retention_days + 1)
+        judged = self.rollout_labels.judge(prediction, label.sale_price, now) if self.rollout_labels else None
+        if judged is not None and judged.pending:
+            return Outcome.PENDING  # its shadow record may still be on its way: nothing claimed yet
+        facts = self._version_facts(prediction.city, prediction.version)
+        # Passed only when there is some, so a store without rollouts keeps its signature.
+        evidence = judged.evidence if judged is not None else None
+        rollout: dict[str, Any] = {"evidence": evidence} if evidence is not None else {}
         recorded = self.store.record(
             label=label,
             source=source,
             prediction=prediction,
             aggregate=Aggregate.of(prediction.price, label.sale_price),
-            offline_ae_p50=self._offline_figure(prediction.city, prediction.version),
+            offline_ae_p50=facts.ae_p50,
             expires_at=int(expires_at.timestamp()),
+            **rollout,
         )
+        if seen is not None:
+            seen.add(label.key)
+        if recorded is Recorded.COUNTED:
+            self._touched.add((prediction.city, prediction.version))
+            if judged is not None:
+                self._pairs.update(paired=int(judged.paired), unpaired=int(judged.unpaired))
         return {
             Recorded.COUNTED: Outcome.JOINED,
             Recorded.DUPLICATE: Outcome.DUPLICATE,
             Recorded.REDELIVERED: Outcome.REDELIVERED,
         }[recorded]
 
-    def _offline_figure(self, city: str, version: str) -> float | None:
+    def find(self, label: Label, now: datetime, received_at: datetime) -> tuple[Priced | None, Outcome]:
+        """The prediction a label names, or None with what that means now: PENDING or UNKNOWN."""
+        if label.prediction_id is not None:
+            made_at, city = parse_prediction_id(label.prediction_id)
+            day = made_at.date().isoformat()
+            found = self.cache.find(label.prediction_id, city, day)
+            if found is not None:
+                return found, Outcome.JOINED
+            if now - made_at < self.capture_wait:
+                self.cache.forget(city, day)
+                return None, Outcome.PENDING
+            return None, Outcome.UNKNOWN
+        if label.house_id is None or self.houses is None:
+            return None, Outcome.UNKNOWN
+        made_from, made_before = house_window(label.sold_at, now, self.retention_days)
+        entry = self.houses.latest(label.city, label.house_id, made_from, made_before)
+        if entry is not None:
+            return entry, Outcome.JOINED
+        # A prediction made before the end of the sale day may still be in Firehose's buffer: wait for it,
+        # but only capture_wait from the label's arrival (the queue gives up on a message after an hour).
+        if now - received_at < self.capture_wait and made_before > now - self.capture_wait:
+            return None, Outcome.PENDING
+        return None, Outcome.UNKNOWN
+
+    def refresh_quality(self) -> Report:
+        """Check the (city, version) pairs this invocation counted labels for against the degradation rule;
+        save a changed flag conditionally and count each transition once. A store failure here loses no
+        label (they are counted): the next label of the version checks again."""
+        report = Report(paired=self._pairs["paired"], unpaired=self._pairs["unpaired"])
+        self._pairs.clear()
+        for city, version in sorted(self._touched):
+            try:
+                change = self._refresh_degradation(city, version)
+            except DependencyFailure as error:
+                logger.warning(
+                    "Degradation check skipped", extra={"city": city, "version": version, "error": error.message}
+                )
+                continue
+            if change is True:
+                report.degraded += 1
+            elif change is False:
+                report.recovered += 1
+        self._touched.clear()
+        return report
+
+    def _refresh_degradation(self, city: str, version: str) -> bool | None:
+        item = self.store.live_item(city, version)
+        offline = item.get(OFFLINE)
+        summary = QualitySummary.of(
+            city,
+            version,
+            Aggregate.from_attributes(item),
+            float(offline) if isinstance(offline, (int, float)) and not isinstance(offline, bool) else None,
+        )
+        degraded = self._version_facts(city, version).live and self.degradation.applies(summary)
+        was = item.get(DEGRADED) is True
+        if degraded == was:
+            return None
+        if self.store.save_degraded(city, version, degraded, summary.count, was):
+            logger.info(
+                "Live quality " + ("degraded" if degraded else "recovered"),
+                extra={"city": city, "version": version, "live_vs_offline": summary.live_vs_offline},
+            )
+            return degraded
+        return None
+
+    def _version_facts(self, city: str, version: str) -> VersionFacts:
         key = (city, version)
-        if key not in self._offline:
-            self._offline[key] = self.offline.ae_p50(city, version)
-        return self._offline[key]
+        if key not in self._facts:
+            self._facts[key] = self.offline.facts(city, version)
+        return self._facts[key]
 
 
 def recorded_ae_p50(metrics: Mapping[str, Any] | None) -> float | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from house_prices.captures import capture_lines
 from house_prices.observability import logger
@@ -47,8 +47,12 @@ class PredictionCapture:
         rows: Sequence[Sequence[float]],
         prices: Sequence[float],
         house_ids: Sequence[str | None],
+        rollout: dict[str, Any] | None = None,
+        latency_ms: float | None = None,
+        candidate_error: str | None = None,
     ) -> int:
-        """Record the sampled predictions of one request; returns how many were recorded."""
+        """Record the sampled predictions of one request (or of one side of a rollout's request: one
+        call per side, each with its own tags); returns how many were recorded."""
         keep = self.sample(len(prediction_ids))
         if not keep:
             return 0
@@ -66,6 +70,9 @@ class PredictionCapture:
                 rows=rows,
                 prices=prices,
                 house_ids=house_ids,
+                rollout=rollout,
+                latency_ms=latency_ms,
+                candidate_error=candidate_error,
             )
             # One write: a line is never interleaved with another writer's (Powertools' logger shares stdout).
             (self._stream or sys.stdout).write("\n".join(lines) + "\n")

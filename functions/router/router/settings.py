@@ -15,8 +15,10 @@ from house_prices.settings import EnvReader
 class RouterSettings:
     endpoint_name: str
     registry_table: str
-    # 0 switches the cache off (the local stack wants promotions visible at once).
-    live_model_cache_seconds: int = field(default=10, metadata={"minimum": 0})
+    # The live item (live version and any rollout) is cached this long per city. 4 s keeps the issue's
+    # "a promotion, rollback or weight change reaches every router within 5 s" with a second to spare
+    # for the GetItem itself (docs/rollouts.md, Routing). 0 switches the cache off.
+    live_model_cache_seconds: int = field(default=4, metadata={"minimum": 0})
     max_houses_per_request: int = DEFAULT_MAX_HOUSES_PER_REQUEST
     endpoint_connect_timeout_seconds: int = 1
     endpoint_read_timeout_seconds: int = 8

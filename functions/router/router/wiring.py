@@ -25,6 +25,9 @@ from router.feedback import FeedbackService
 from router.logic import RouterService
 from router.settings import RouterSettings
 
+# InvokeEndpoint attempts for a rollout's candidate (build_candidate_endpoint).
+CANDIDATE_ATTEMPTS = 1
+
 
 @cache
 def _session() -> botocore.session.Session:
@@ -65,6 +68,19 @@ def build_endpoint(settings: RouterSettings) -> SageMakerEndpoint:
     return SageMakerEndpoint(runtime_client(settings), settings.endpoint_name, settings.endpoint_read_timeout_seconds)
 
 
+def build_candidate_endpoint(settings: RouterSettings) -> SageMakerEndpoint:
+    """The endpoint as a rollout's candidate sees it: one attempt, because a failed candidate call is
+    answered by the live version (its retry), and the function's timeout must hold the registry lookup,
+    one candidate attempt and the live call's attempts (tests/unit/test_router_budget.py)."""
+    client = bounded_client(
+        "sagemaker-runtime",
+        settings.endpoint_connect_timeout_seconds,
+        settings.endpoint_read_timeout_seconds,
+        CANDIDATE_ATTEMPTS,
+    )
+    return SageMakerEndpoint(client, settings.endpoint_name, settings.endpoint_read_timeout_seconds)
+
+
 def build_registry(settings: RouterSettings) -> CachedRegistry:
     registry = ModelRegistry(registry_client(settings), settings.registry_table)
     return CachedRegistry(registry, settings.live_model_cache_seconds)
@@ -76,6 +92,7 @@ def build_service(settings: RouterSettings) -> RouterService:
         build_endpoint(settings),
         settings.max_houses_per_request,
         capture=PredictionCapture(settings.capture_sample_rate),
+        candidate_endpoint=build_candidate_endpoint(settings),
         quality=(
             DynamoQualityReader(registry_client(settings), settings.quality_table) if settings.quality_table else None
         ),

@@ -20,6 +20,18 @@ One **capture line** is one JSON object on one line, holding the sampled predict
 * per prediction: ``prediction_id``, ``price``, ``features`` (the validated values, by name, as the
   model got them) and ``house_id`` only if the caller sent one.
 
+Optional, added by rollouts (issue 18, docs/rollouts.md "Routing"); absent on older lines and outside
+a rollout, so format 1 is unchanged for every reader:
+
+* ``rollout``: ``{"candidate": version, "mode": "shadow"|"canary", "arm": "live"|"candidate",
+  "sampled": bool}`` (``rollout_tag``) on every line written while the city has a rollout: ``arm`` is
+  the side whose model priced the line's houses, ``sampled`` says the houses fell under the rollout's
+  weight (canary: routed to the candidate; shadow: to be scored by the candidate off the response path);
+* ``latency_ms``: the InvokeEndpoint call that priced the line's houses (every line of that call
+  carries it: count calls by ``request_id`` and ``arm``);
+* ``candidate_error``: the candidate's failure (an error class name) for houses routed to the
+  candidate but priced by the live model instead (their ``arm`` is ``live``, ``sampled`` true).
+
 Delivered to S3 by Firehose as gzipped JSON lines, one capture line per line (``read_capture_object``).
 Standard library only: the router, a future aggregator function and the operator CLI all use it.
 """
@@ -58,6 +70,10 @@ class CapturedPrediction(NamedTuple):
     features: dict[str, float]
     price: float
     house_id: str | None = None
+    # Rollout tags of the line (None on lines written outside a rollout or before issue 18).
+    rollout: dict[str, Any] | None = None
+    latency_ms: float | None = None
+    candidate_error: str | None = None
 
 
 def capture_time(prediction_id: str) -> str:
@@ -65,6 +81,11 @@ def capture_time(prediction_id: str) -> str:
     milliseconds = ulid_timestamp_ms(prediction_id[:26])
     seconds, millis = divmod(milliseconds, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def rollout_tag(candidate: str, mode: str, arm: str, sampled: bool) -> dict[str, Any]:
+    """A line's ``rollout`` object (the one place its field names are spelled)."""
+    return {"candidate": candidate, "mode": mode, "arm": arm, "sampled": sampled}
 
 
 def capture_lines(
@@ -76,8 +97,14 @@ def capture_lines(
     rows: Sequence[Sequence[float]],
     prices: Sequence[float],
     house_ids: Sequence[str | None],
+    rollout: dict[str, Any] | None = None,
+    latency_ms: float | None = None,
+    candidate_error: str | None = None,
 ) -> list[str]:
-    """The capture line(s) of one request's predictions (all sequences in house order, equal lengths)."""
+    """The capture line(s) of one request's predictions (all sequences in house order, equal lengths).
+
+    ``rollout``, ``latency_ms`` and ``candidate_error`` go on the line only when given.
+    """
     count = len(prediction_ids)
     if not count or not len(rows) == len(prices) == len(house_ids) == count:
         raise ValueError(
@@ -91,6 +118,12 @@ def capture_lines(
         "version": version,
         "request_id": request_id,
     }
+    if rollout is not None:
+        head["rollout"] = rollout
+    if latency_ms is not None:
+        head["latency_ms"] = latency_ms
+    if candidate_error is not None:
+        head["candidate_error"] = candidate_error
     predictions: list[dict[str, Any]] = []
     for prediction_id, row, price, house_id in zip(prediction_ids, rows, prices, house_ids, strict=True):
         prediction: dict[str, Any] = {
@@ -124,7 +157,8 @@ def parse_capture_line(text: str) -> list[CapturedPrediction]:
     if record.get("format") != FORMAT:
         raise ValueError(f"capture format {record.get('format')!r} is not {FORMAT}")
     try:
-        common = {name: str(record[name]) for name in ("city", "version", "time", "request_id")}
+        common: dict[str, Any] = {name: str(record[name]) for name in ("city", "version", "time", "request_id")}
+        common.update(_rollout_tags(record))
         return [
             CapturedPrediction(
                 prediction_id=str(item["prediction_id"]),
@@ -137,6 +171,25 @@ def parse_capture_line(text: str) -> list[CapturedPrediction]:
         ]
     except (KeyError, TypeError) as error:
         raise ValueError(f"incomplete capture line: missing {error}") from error
+
+
+def _rollout_tags(record: dict[str, Any]) -> dict[str, Any]:
+    """The optional rollout fields of a line, type-checked; {} on lines without them (old or no rollout)."""
+    tags: dict[str, Any] = {}
+    rollout = record.get("rollout")
+    if rollout is not None:
+        if not isinstance(rollout, dict):
+            raise ValueError("rollout must be an object")
+        tags["rollout"] = rollout
+    latency = record.get("latency_ms")
+    if latency is not None:
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)):
+            raise ValueError("latency_ms must be a number")
+        tags["latency_ms"] = float(latency)
+    error = record.get("candidate_error")
+    if error is not None:
+        tags["candidate_error"] = str(error)
+    return tags
 
 
 def read_capture_object(body: bytes) -> Iterator[CapturedPrediction]:

@@ -26,6 +26,7 @@ the 0.1 threshold flagged 61 % of unshifted cities at some check up to 500 predi
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,19 +118,32 @@ def _check(reference: Sequence[float], live: Sequence[float]) -> None:
 def psi(reference: Sequence[float], live: Sequence[float], epsilon: float = EPSILON) -> float:
     """Population stability index of live counts against reference counts (same bins)."""
     _check(reference, live)
-    p, q = proportions(reference, epsilon), proportions(live, epsilon)
-    return sum((qi - pi) * math.log(qi / pi) for pi, qi in zip(p, q))
+    return _psi(proportions(reference, epsilon), proportions(live, epsilon))
 
 
 def js_distance(reference: Sequence[float], live: Sequence[float], epsilon: float = EPSILON) -> float:
     """Jensen–Shannon distance (√ of the divergence, natural log) of live against reference counts."""
     _check(reference, live)
-    p, q = proportions(reference, epsilon), proportions(live, epsilon)
+    return _js(proportions(reference, epsilon), proportions(live, epsilon))
+
+
+def _psi(p: Sequence[float], q: Sequence[float]) -> float:
+    return sum((qi - pi) * math.log(qi / pi) for pi, qi in zip(p, q))
+
+
+def _js(p: Sequence[float], q: Sequence[float]) -> float:
     m = [(pi + qi) / 2 for pi, qi in zip(p, q)]
     divergence = 0.5 * sum(pi * math.log(pi / mi) for pi, mi in zip(p, m)) + 0.5 * sum(
         qi * math.log(qi / mi) for qi, mi in zip(q, m)
     )
     return math.sqrt(max(divergence, 0.0))
+
+
+@functools.lru_cache(maxsize=4096)
+def _reference_proportions(counts: tuple[int, ...]) -> list[float]:
+    # A version's reference never changes, and its drift report is recomputed after each capture object:
+    # its proportions are computed once per process (callers only read the list).
+    return proportions(counts)
 
 
 @dataclass(frozen=True)
@@ -180,10 +194,16 @@ def drift_report(
     count = 0
     for name, reference in references.items():
         live = live_counts.get(name)
-        if live is None or sum(live) <= 0 or sum(reference.counts) <= 0:
+        if live is None:
             continue
-        count = max(count, int(sum(live)))
-        p, j = psi(reference.counts, live), js_distance(reference.counts, live)
+        total = sum(live)
+        if total <= 0 or sum(reference.counts) <= 0:
+            continue
+        _check(reference.counts, live)
+        count = max(count, int(total))
+        # psi() and js_distance() of the same proportions, each computed once (the same floats).
+        p_ref, q_live = _reference_proportions(reference.counts), proportions(live)
+        p, j = _psi(p_ref, q_live), _js(p_ref, q_live)
         features.append(FeatureDrift(name, p, j, p > thresholds.psi or j > thresholds.js))
     enough = count >= thresholds.min_count
     flagged = tuple(FeatureDrift(f.feature, f.psi, f.js, f.drifting and enough) for f in features)
@@ -203,37 +223,55 @@ def live_attribute(feature: str, index: int) -> str:
     return f"{LIVE_PREFIX}{feature}_{index}"
 
 
+@functools.lru_cache(maxsize=256)
+def _live_attributes(feature: str, bins: int) -> tuple[str, ...]:
+    # The attribute names of a feature's bins, spelled once per process rather than per value counted.
+    return tuple(live_attribute(feature, index) for index in range(bins))
+
+
 def live_increments(rows: Iterable[Mapping[str, float]], references: Mapping[str, Reference]) -> dict[str, int]:
     """What a batch of captured feature rows adds: ``drift_n`` and one count per feature per reference bin.
 
     A feature missing from a row (or not a finite number) is not counted for that row; the others are.
     """
+    rows = rows if isinstance(rows, (list, tuple)) else list(rows)
     increments: dict[str, int] = {}
-    count = 0
-    for row in rows:
-        count += 1
-        for name, reference in references.items():
+    for name, reference in references.items():
+        # One feature at a time over all rows: its edges and attribute names are looked up once.
+        edges = reference.edges
+        counts = [0] * (len(edges) + 1)
+        for row in rows:
             value = row.get(name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            kind = type(value)
+            if kind is float:
+                if not math.isfinite(value):  # type: ignore[arg-type]
+                    continue
+            elif kind is int:
+                value = float(value)  # type: ignore[arg-type]
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
-            attribute = live_attribute(name, bin_of(float(value), reference.edges))
-            increments[attribute] = increments.get(attribute, 0) + 1
-    if count:
-        increments[LIVE_COUNT] = count
+            else:
+                value = float(value)
+            counts[bisect.bisect_right(edges, value)] += 1
+        for attribute, counted in zip(_live_attributes(name, len(counts)), counts):
+            if counted:
+                increments[attribute] = counted
+    if rows:
+        increments[LIVE_COUNT] = len(rows)
     return increments
 
 
 def live_counts(item: Mapping[str, Any], references: Mapping[str, Reference]) -> dict[str, list[int]]:
     """The live counts per feature per reference bin read back from an item (plain numbers; missing means 0)."""
-
-    def number(name: str) -> int:
-        value = item.get(name, 0)
-        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-    return {
-        name: [number(live_attribute(name, index)) for index in range(len(reference.counts))]
-        for name, reference in references.items()
-    }
+    counts: dict[str, list[int]] = {}
+    get = item.get
+    for name, reference in references.items():
+        values = []
+        for attribute in _live_attributes(name, len(reference.counts)):
+            value = get(attribute, 0)
+            values.append(int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0)
+        counts[name] = values
+    return counts
 
 
 def references_from_metrics(metrics: Mapping[str, Any] | None) -> dict[str, Reference]:

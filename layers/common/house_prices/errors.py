@@ -120,3 +120,17 @@ class PromotionRefused(DomainError):
 
 class DependencyFailure(DomainError):
     """A transient failure of S3/DynamoDB/etc.; handlers re-raise so Lambda retries."""
+
+
+class RolloutConflict(DomainError):
+    """A rollout write lost: another rollout runs, or the rollout changed since it was read (revision)."""
+
+
+class NoRollout(NotFound):
+    """The city has no rollout running (of that candidate)."""
+
+    def __init__(self, city: str, candidate_version: str | None = None) -> None:
+        of = f" of {candidate_version}" if candidate_version else ""
+        super().__init__("rollout", f"{city!r} has no rollout{of} running", f"No rollout{of} running for {city}")
+        self.city = city
+        self.candidate_version = candidate_version

@@ -215,13 +215,32 @@ def label_message(labels: Sequence[Label], received_at: datetime) -> str:
 
 def parse_label_message(text: str, now: datetime, retention_days: int = DEFAULT_RETENTION_DAYS) -> list[Label]:
     """A queue message written by ``label_message`` → labels (validated again: the queue is an input too)."""
+    return read_label_message(text, now, retention_days)[1]
+
+
+def read_label_message(
+    text: str, now: datetime, retention_days: int = DEFAULT_RETENTION_DAYS
+) -> tuple[datetime, list[Label]]:
+    """A queue message → (when the labels were received, the labels). A ``received_at`` that is missing,
+    unreadable or later than ``now`` reads as ``now`` (it only bounds how long a label may wait)."""
     try:
         body = json.loads(text)
     except ValueError as error:
         raise InvalidInput([FieldProblem("message", f"is not JSON: {error}")]) from None
     if not isinstance(body, Mapping) or body.get("format") != MESSAGE_FORMAT:
         raise InvalidInput([FieldProblem("message.format", f"must be {MESSAGE_FORMAT}")])
-    return parse_feedback({LABELS: body.get(LABELS)}, now, retention_days, max_labels=10_000)
+    labels = parse_feedback({LABELS: body.get(LABELS)}, now, retention_days, max_labels=10_000)
+    return min(_received_at(body.get("received_at")) or now, now), labels
+
+
+def _received_at(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 class FileRow(NamedTuple):

@@ -41,6 +41,13 @@ ABS_SUM = "abs_sum"
 SIGNED_SUM = "signed_sum"
 APE_PREFIX = "ape_"
 AE_PREFIX = "ae_"
+# Each bucket's attribute name, and the (histogram, index) it stands for: spelled once, not per label.
+_APE_NAMES = tuple(f"{APE_PREFIX}{i}" for i in range(APE_BUCKETS))
+_AE_NAMES = tuple(f"{AE_PREFIX}{i}" for i in range(AE_BUCKETS))
+_BUCKET_SLOTS = {
+    **{name: (0, i) for i, name in enumerate(_APE_NAMES)},
+    **{name: (1, i) for i, name in enumerate(_AE_NAMES)},
+}
 
 
 def bucket_of(value: float, edges: Sequence[float]) -> int:
@@ -122,24 +129,29 @@ class Aggregate:
             ABS_SUM: self.abs_error_sum,
             SIGNED_SUM: self.signed_error_sum,
         }
-        out.update({f"{APE_PREFIX}{i}": n for i, n in enumerate(self.ape_buckets) if n})
-        out.update({f"{AE_PREFIX}{i}": n for i, n in enumerate(self.ae_buckets) if n})
+        out.update({name: n for name, n in zip(_APE_NAMES, self.ape_buckets, strict=True) if n})
+        out.update({name: n for name, n in zip(_AE_NAMES, self.ae_buckets, strict=True) if n})
         return out
 
     @classmethod
     def from_attributes(cls, item: Mapping[str, Any]) -> Aggregate:
         """Read back what ``increments`` were added up to (plain Python numbers; missing means 0)."""
 
-        def number(name: str) -> float:
-            value = item.get(name, 0)
+        def number(value: Any) -> float:
             return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
+        # One pass over the item's attributes (a few dozen) rather than a lookup per bucket (262).
+        buckets: tuple[list[int], list[int]] = ([0] * APE_BUCKETS, [0] * AE_BUCKETS)
+        for name, value in item.items():
+            slot = _BUCKET_SLOTS.get(name)
+            if slot is not None:
+                buckets[slot[0]][slot[1]] = int(number(value))
         return cls(
-            int(number(COUNT)),
-            number(ABS_SUM),
-            number(SIGNED_SUM),
-            tuple(int(number(f"{APE_PREFIX}{i}")) for i in range(APE_BUCKETS)),
-            tuple(int(number(f"{AE_PREFIX}{i}")) for i in range(AE_BUCKETS)),
+            int(number(item.get(COUNT, 0))),
+            number(item.get(ABS_SUM, 0)),
+            number(item.get(SIGNED_SUM, 0)),
+            tuple(buckets[0]),
+            tuple(buckets[1]),
         )
 
 
@@ -193,11 +205,35 @@ class QualitySummary:
 
 
 # The quality table's item (template.yaml QualityTable): key (city, version), the aggregate's
-# attributes, and the gate's offline figure of the version.
+# attributes, the gate's offline figure of the version, and whether the version is degraded.
 CITY = "city"
 VERSION = "version"
+# The ``version`` key of a rollout's evidence item starts so (``house_prices.rollout_evidence``): every real
+# version starts with its UTC year, so ``version < EVIDENCE_PREFIX`` selects versions only.
+EVIDENCE_PREFIX = "rollout#"
 OFFLINE = "offline_ae_p50"
 UPDATED_AT = "updated_at"
+DEGRADED = "degraded"
+DEFAULT_DEGRADED_RATIO = 1.5
+# The live median is read from a histogram (±12 %) of few labels: below ~50 its sampling noise alone
+# (a median's standard error is ~1.25 σ/√n) can cross 1.5 × for a model that errs as it did offline.
+DEFAULT_DEGRADED_MIN_COUNT = 50
+
+
+@dataclass(frozen=True)
+class DegradationRule:
+    """A (city, version) is **degraded** when it has at least ``min_count`` labels and its live median
+    absolute error exceeds ``ratio`` × the gate's offline one (``QualitySummary.live_vs_offline``)."""
+
+    ratio: float = DEFAULT_DEGRADED_RATIO
+    min_count: int = DEFAULT_DEGRADED_MIN_COUNT
+
+    def applies(self, summary: QualitySummary) -> bool:
+        ratio = summary.live_vs_offline
+        return summary.count >= self.min_count and ratio is not None and ratio > self.ratio
+
+
+DEFAULT_DEGRADATION = DegradationRule()
 
 
 def summary_from_item(item: Mapping[str, Mapping[str, Any]]) -> QualitySummary:

@@ -8,6 +8,7 @@ Layout (``PREFIX`` defaults to the seed's ``DEMO_MME_SCIKIT_V1``)::
     PREFIX/code/sourcedir-{sha256[:12]}.tar.gz                      train.py + inference.py + house_prices
     PREFIX/captures/city={city}/date={YYYY-MM-DD}/*.jsonl.gz        captured predictions (Firehose; docs/quality.md)
     PREFIX/capture_errors/{error type}/{YYYY-MM-DD}/                what Firehose could not partition or deliver
+    PREFIX/shadow_captures/city={city}/date={YYYY-MM-DD}/*.jsonl.gz shadow rollouts' candidate prices (docs/rollouts.md)
 
 The trigger prefix (``model_artifacts/``) and the write prefix (``multi_model_artifacts/``) are
 disjoint, so model-sync can never trigger itself.
@@ -34,6 +35,10 @@ TRAINING_JOBS_DIR = "training_jobs"
 # Captured predictions, partitioned by city and UTC date (Hive style, so Athena and Glue see two columns).
 CAPTURES_DIR = "captures"
 CAPTURE_ERRORS_DIR = "capture_errors"
+# A shadow rollout's candidate prices of captured predictions, written by the quality function per capture
+# object (one object per source object and partition: a redelivery rewrites the same key), read when labels join.
+SHADOW_CAPTURES_DIR = "shadow_captures"
+_SHADOW_SUFFIXES = (".gz", ".jsonl", ".json")
 # bulk late labels (CSV or JSON lines) dropped by callers; the quality function ingests them (docs/quality.md)
 LABELS_DIR = "labels"
 ARTIFACT_FILENAME = "model.tar.gz"
@@ -177,6 +182,25 @@ class KeyLayout:
     def capture_prefix(self, city: str, day: str | date) -> str:
         """Where the predictions of ``city`` made on UTC ``day`` (``YYYY-MM-DD``) are delivered."""
         return f"{self.captures_prefix}city={validate_city(city)}/date={capture_date(day)}/"
+
+    # shadow scoring (docs/rollouts.md, "Shadow scoring"): the same partitions as the captures they price
+    @property
+    def shadow_captures_prefix(self) -> str:
+        return f"{self.prefix}/{SHADOW_CAPTURES_DIR}/"
+
+    def shadow_prefix(self, city: str, day: str | date) -> str:
+        """Where the shadow records of ``city``'s predictions made on UTC ``day`` are written."""
+        return f"{self.shadow_captures_prefix}city={validate_city(city)}/date={capture_date(day)}/"
+
+    def shadow_key(self, city: str, day: str | date, source_key: str) -> str:
+        """The shadow records of one capture object's predictions of (city, day): named after the source
+        object, so scoring the same object again (a redelivered S3 event) rewrites the same key."""
+        name = unquote_plus(source_key).rstrip("/").rpartition("/")[2]
+        for suffix in _SHADOW_SUFFIXES:
+            name = name.removesuffix(suffix)
+        if not name:
+            raise ValueError(f"a capture object key names a file, got {source_key!r}")
+        return f"{self.shadow_prefix(city, day)}{name}.jsonl.gz"
 
     @property
     def capture_errors_prefix(self) -> str:

@@ -327,6 +327,45 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
         "required": ["version", "target_model", "promoted_at"],
         "properties": {"version": string, "target_model": string, "promoted_at": string},
     }
+    rollout: dict[str, Any] = {
+        "type": "object",
+        "description": "the city's running rollout (docs/rollouts.md); null on the location when none runs",
+        "required": ["mode", "candidate", "weight_bp", "started_at", "deadline", "policy", "history"],
+        "properties": {
+            "mode": {"type": "string", "enum": ["shadow", "canary"]},
+            "candidate": {"type": "string", "pattern": _ecma_pattern(VERSION_PATTERN)},
+            "candidate_target_model": string,
+            "weight_bp": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 10_000,
+                "description": "basis points: canary, the share of houses the candidate prices; shadow, the "
+                "share of live predictions the candidate also scores",
+            },
+            "started_at": string,
+            "deadline": {**string, "description": "the rollout ends (timed out) then without a decision"},
+            "started_by": string,
+            "revision": {"type": "integer"},
+            "policy": {"type": "object", "description": "the guard settings, as stored"},
+            "history": {
+                "type": "array",
+                "description": "the city's newest rollout events, newest first",
+                "items": {
+                    "type": "object",
+                    "required": ["at", "action", "candidate"],
+                    "properties": {
+                        "at": string,
+                        "action": string,
+                        "candidate": string,
+                        "live": string,
+                        "actor": string,
+                        "reason": string,
+                        "evidence": {"type": "object"},
+                    },
+                },
+            },
+        },
+    }
     schemas: dict[str, Any] = {
         "House": house_json_schema(),
         "Houses": {
@@ -345,7 +384,7 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["prediction_id", "price"],
+                        "required": ["prediction_id", "price", "version"],
                         "properties": {
                             "prediction_id": {
                                 "type": "string",
@@ -353,6 +392,12 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
                                 "description": "unique, sorts by time: {ULID}-{city}; send it back with the sale price",
                             },
                             "price": {"type": "number"},
+                            "version": {
+                                "type": "string",
+                                "pattern": _ecma_pattern(VERSION_PATTERN),
+                                "description": "the version that priced this house: the model's, or during a "
+                                "canary rollout (docs/rollouts.md) possibly the candidate's",
+                            },
                             HOUSE_ID: {"type": "string", "description": "the house_id sent with the house, if any"},
                         },
                     },
@@ -375,10 +420,11 @@ def openapi_document(max_houses: int = DEFAULT_MAX_HOUSES_PER_REQUEST, title: st
         },
         "Location": {
             "type": "object",
-            "required": ["location", "live", "versions", "features"],
+            "required": ["location", "live", "versions", "features", "rollout"],
             "properties": {
                 "location": string,
                 "live": {**live, "nullable": True},
+                "rollout": {**rollout, "nullable": True},
                 "versions": {"type": "array", "items": {"type": "object"}},
                 "features": {"type": "array", "items": {"type": "object"}},
                 "quality": {

@@ -1,15 +1,22 @@
-"""DynamoDB adapter: one label's claim and its aggregate increment in one transaction.
+"""DynamoDB adapter: one label's claim and its aggregate increment in one transaction; the house index.
 
 ``TransactWriteItems`` puts the label's ledger item (``attribute_not_exists``: a label is claimed
 once) and ADDs its errors to the (city, version) item together, so a label is counted exactly once
-whatever the queue redelivers and whenever the function stops. A cancelled claim is read back to tell
-a redelivery of the same source from a duplicate. Failures become ``DependencyFailure``.
+whatever the queue redelivers and whenever the function stops. A label by (city, ``house_id``) also
+claims its prediction (``id#…``, with ``via`` naming the house label), so a label by id for the same
+prediction is a duplicate, and the reverse. A cancelled claim is read back to tell a redelivery of the
+same source from a duplicate. Failures become ``DependencyFailure``.
+
+The house index (``HousePredictionsTable``): key ``house`` = ``{city}#{house_id}`` (a city has no
+``#``) and ``prediction_id`` (sorted by time, as ULIDs are), with the version and the price; one Query
+finds the latest prediction of a house in a time window through the ULID's 10-character time prefix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,14 +24,25 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from house_prices import drift
-from house_prices.captures import CapturedPrediction
 from house_prices.errors import DependencyFailure, DomainError
+from house_prices.ids import encode_ulid
 from house_prices.labels import Label
-from house_prices.live_quality import CITY, OFFLINE, UPDATED_AT, VERSION, Aggregate
+from house_prices.live_quality import CITY, COUNT, DEGRADED, OFFLINE, UPDATED_AT, VERSION, Aggregate
 from house_prices.registry import ModelRegistry
-from quality.logic import Recorded, recorded_ae_p50
+from house_prices.rollout_evidence import add_update, evidence_version
+from quality.logic import HousePrediction, Priced, Recorded, VersionFacts, recorded_ae_p50
+from quality.rollout_labels import EvidenceIncrement
 
 LEDGER_KEY = "label"
+# The ledger item of a prediction claimed by a label of another key (a house label): which one.
+VIA = "via"
+HOUSE_KEY = "house"
+HOUSE_SORT = "prediction_id"
+# The capture line's rollout tag of an indexed prediction (a map), so a house label finds its rollout too.
+HOUSE_ROLLOUT = "rollout"
+# BatchWriteItem takes at most 25 puts; unprocessed ones are retried with backoff this many times.
+BATCH_WRITE_LIMIT = 25
+BATCH_WRITE_ATTEMPTS = 8
 # TransactWriteItems takes at most 100 actions: the ledger claim and 99 (city, version) updates.
 MAX_UPDATES_PER_TRANSACTION = 99
 _DESERIALIZER = TypeDeserializer()
@@ -46,10 +64,11 @@ class DynamoQualityStore:
         *,
         label: Label,
         source: str,
-        prediction: CapturedPrediction,
+        prediction: Priced,
         aggregate: Aggregate,
         offline_ae_p50: float | None,
         expires_at: int,
+        evidence: EvidenceIncrement | None = None,
     ) -> Recorded:
         now = datetime.now(UTC).isoformat(timespec="seconds")
         increments = aggregate.increments()
@@ -75,17 +94,25 @@ class DynamoQualityStore:
             "labelled_at": {"S": now},
             "expires_at": {"N": str(expires_at)},
         }
+        claims = [ledger_item]
+        prediction_key = f"id#{prediction.prediction_id}"
+        if label.key != prediction_key:
+            claims.append({**ledger_item, LEDGER_KEY: {"S": prediction_key}, VIA: {"S": label.key}})
+        puts: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._ledger,
+                    "Item": claim,
+                    "ConditionExpression": "attribute_not_exists(#k)",
+                    "ExpressionAttributeNames": {"#k": LEDGER_KEY},
+                }
+            }
+            for claim in claims
+        ]
         try:
             self._db.transact_write_items(
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._ledger,
-                            "Item": ledger_item,
-                            "ConditionExpression": "attribute_not_exists(#k)",
-                            "ExpressionAttributeNames": {"#k": LEDGER_KEY},
-                        }
-                    },
+                    *puts,
                     {
                         "Update": {
                             "TableName": self._quality,
@@ -95,20 +122,37 @@ class DynamoQualityStore:
                             "ExpressionAttributeValues": values,
                         }
                     },
+                    *([self._evidence_update(evidence, now)] if evidence is not None and evidence.increments else []),
                 ]
             )
         except ClientError as error:
             reasons = error.response.get("CancellationReasons") or []
-            if (
-                error.response.get("Error", {}).get("Code") == "TransactionCanceledException"
-                and reasons
-                and (reasons[0].get("Code") == "ConditionalCheckFailed")
-            ):
-                return self._claimed_by(label.key, source)
+            failed = [
+                index
+                for index, reason in enumerate(reasons[: len(puts)])
+                if reason.get("Code") == "ConditionalCheckFailed"
+            ]
+            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException" and failed:
+                # The label's own claim decides redelivery; only its prediction claimed (by another label): duplicate.
+                return self._claimed_by(label.key, source) if failed[0] == 0 else Recorded.DUPLICATE
             raise DependencyFailure(f"DynamoDB TransactWriteItems failed: {error}") from error
         except BotoCoreError as error:
             raise DependencyFailure(f"DynamoDB TransactWriteItems failed: {error}") from error
         return Recorded.COUNTED
+
+    def _evidence_update(self, evidence: EvidenceIncrement, now: str) -> dict[str, Any]:
+        """The ADD of a label's rollout evidence to (city, ``rollout#{candidate}``) (house_prices.rollout_evidence)."""
+        update, names, plain = add_update(evidence.increments, now)
+        values = {name: {"S": value} if isinstance(value, str) else _number(value) for name, value in plain.items()}
+        return {
+            "Update": {
+                "TableName": self._quality,
+                "Key": {CITY: {"S": evidence.city}, VERSION: {"S": evidence_version(evidence.candidate_version)}},
+                "UpdateExpression": update,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def _claimed_by(self, key: str, source: str) -> Recorded:
         try:
@@ -117,8 +161,135 @@ class DynamoQualityStore:
             )
         except (ClientError, BotoCoreError) as error:
             raise DependencyFailure(f"DynamoDB GetItem failed: {error}") from error
-        same = item is not None and item.get("source", {}).get("S") == source
+        # A prediction claimed through a house label is a duplicate of it, even from the same source.
+        same = item is not None and item.get("source", {}).get("S") == source and VIA not in item
         return Recorded.REDELIVERED if same else Recorded.DUPLICATE
+
+    def live_item(self, city: str, version: str) -> Mapping[str, Any]:
+        return _live_item(self._db, self._quality, city, version)
+
+    def save_degraded(self, city: str, version: str, degraded: bool, seen_count: int, was_degraded: bool) -> bool:
+        """SET the flag if the label count is still ``seen_count`` and the flag still ``was_degraded``."""
+        flag = "#d = :was" if was_degraded else "(attribute_not_exists(#d) OR #d = :was)"
+        try:
+            self._db.update_item(
+                TableName=self._quality,
+                Key={CITY: {"S": city}, VERSION: {"S": version}},
+                UpdateExpression="SET #d = :d",
+                ConditionExpression=f"#n = :n AND {flag}",
+                ExpressionAttributeNames={"#d": DEGRADED, "#n": COUNT},
+                ExpressionAttributeValues={
+                    ":d": {"BOOL": degraded},
+                    ":n": {"N": str(seen_count)},
+                    ":was": {"BOOL": was_degraded},
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
+        except BotoCoreError as error:
+            raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
+        return True
+
+
+def _live_item(db: Any, table: str, city: str, version: str) -> Mapping[str, Any]:
+    """The (city, version) item as plain Python values (numbers as int or float), read consistently."""
+    try:
+        item = db.get_item(TableName=table, Key={CITY: {"S": city}, VERSION: {"S": version}}, ConsistentRead=True).get(
+            "Item"
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise DependencyFailure(f"DynamoDB GetItem failed: {error}") from error
+    return {name: _plain(_DESERIALIZER.deserialize(value)) for name, value in (item or {}).items()}
+
+
+def time_prefix(moment: datetime) -> str:
+    """The 10 characters a ULID made at ``moment`` (to the millisecond) starts with."""
+    return encode_ulid(int(moment.timestamp() * 1000) << 80)[:10]
+
+
+def house_id_bounds(made_from: datetime, made_before: datetime) -> tuple[str, str]:
+    """Sort-key bounds (``BETWEEN``, inclusive) of prediction ids made in [made_from, made_before).
+
+    An id is its ULID (time prefix first, then the random part) then ``-city``: every id of a millisecond
+    sorts after that millisecond's prefix and before the prefix followed by ``~`` (above every character
+    an id holds), so the bounds are the first millisecond's prefix and the last one's + ``~``.
+    """
+    return time_prefix(made_from), time_prefix(made_before - timedelta(milliseconds=1)) + "~"
+
+
+class DynamoHouseIndex:
+    """Predictions by (city, ``house_id``): BatchWriteItem to add (idempotent), one Query to find the latest."""
+
+    def __init__(self, dynamodb_client: Any, table: str, sleep: Any = time.sleep) -> None:
+        self._db = dynamodb_client
+        self._table = table
+        self._sleep = sleep
+
+    def add(self, entries: Sequence[tuple[HousePrediction, int]]) -> None:
+        # BatchWriteItem refuses two puts of one key in a request: one entry per prediction id (house_entries).
+        for start in range(0, len(entries), BATCH_WRITE_LIMIT):
+            requests = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            HOUSE_KEY: {"S": f"{entry.city}#{entry.house_id}"},
+                            HOUSE_SORT: {"S": entry.prediction_id},
+                            VERSION: {"S": entry.version},
+                            "price": _number(entry.price),
+                            "expires_at": {"N": str(expires_at)},
+                            **(
+                                {HOUSE_ROLLOUT: _SERIALIZER.serialize(_dynamo(dict(entry.rollout)))}
+                                if entry.rollout
+                                else {}
+                            ),
+                        }
+                    }
+                }
+                for entry, expires_at in entries[start : start + BATCH_WRITE_LIMIT]
+            ]
+            self._write(requests)
+
+    def _write(self, requests: list[dict[str, Any]]) -> None:
+        pending = {self._table: requests}
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            try:
+                response = self._db.batch_write_item(RequestItems=pending)
+            except (ClientError, BotoCoreError) as error:
+                raise DependencyFailure(f"DynamoDB BatchWriteItem failed: {error}") from error
+            pending = {t: r for t, r in (response.get("UnprocessedItems") or {}).items() if r}
+            if not pending:
+                return
+            self._sleep(min(0.05 * 2**attempt, 2.0))  # throttled: back off, as the SDK's guide asks
+        raise DependencyFailure(f"DynamoDB BatchWriteItem left {sum(map(len, pending.values()))} items unprocessed")
+
+    def latest(self, city: str, house_id: str, made_from: datetime, made_before: datetime) -> HousePrediction | None:
+        if made_before <= made_from:
+            return None
+        low, high = house_id_bounds(made_from, made_before)
+        try:
+            items = self._db.query(
+                TableName=self._table,
+                KeyConditionExpression="#h = :h AND #p BETWEEN :low AND :high",
+                ExpressionAttributeNames={"#h": HOUSE_KEY, "#p": HOUSE_SORT},
+                ExpressionAttributeValues={
+                    ":h": {"S": f"{city}#{house_id}"},
+                    ":low": {"S": low},
+                    ":high": {"S": high},
+                },
+                ScanIndexForward=False,
+                Limit=1,
+            ).get("Items", [])
+        except (ClientError, BotoCoreError) as error:
+            raise DependencyFailure(f"DynamoDB Query failed: {error}") from error
+        if not items:
+            return None
+        item = items[0]
+        tag = _plain(_DESERIALIZER.deserialize(item[HOUSE_ROLLOUT])) if HOUSE_ROLLOUT in item else None
+        return HousePrediction(
+            city, house_id, item[HOUSE_SORT]["S"], item[VERSION]["S"], float(item["price"]["N"]), tag
+        )
 
 
 class DynamoDriftStore:
@@ -196,13 +367,7 @@ class DynamoDriftStore:
 
     def live_item(self, city: str, version: str) -> Mapping[str, Any]:
         """The (city, version) item as plain Python values (numbers as int or float), read consistently."""
-        try:
-            item = self._db.get_item(
-                TableName=self._quality, Key={CITY: {"S": city}, VERSION: {"S": version}}, ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as error:
-            raise DependencyFailure(f"DynamoDB GetItem failed: {error}") from error
-        return {name: _plain(_DESERIALIZER.deserialize(value)) for name, value in (item or {}).items()}
+        return _live_item(self._db, self._quality, city, version)
 
     def save_report(
         self, city: str, version: str, report: Mapping[str, Any], seen_count: int, was_drifting: bool
@@ -265,13 +430,14 @@ class RegistryReferences:
 
 
 class RegistryOfflineFigures:
-    """The gate's ``validation.ae_p50`` of a version, from the registry (None when unknown)."""
+    """The gate's ``validation.ae_p50`` of a version and whether it is live, from the registry (one GetItem)."""
 
     def __init__(self, registry: ModelRegistry) -> None:
         self._registry = registry
 
-    def ae_p50(self, city: str, version: str) -> float | None:
+    def facts(self, city: str, version: str) -> VersionFacts:
         try:
-            return recorded_ae_p50(self._registry.version(city, version).metrics)
+            recorded = self._registry.version(city, version)
         except DomainError:  # an unknown version or a registry hiccup: the live figures still count
-            return None
+            return VersionFacts(None, False)
+        return VersionFacts(recorded_ae_p50(recorded.metrics), recorded.status == "live")

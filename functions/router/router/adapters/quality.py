@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from house_prices import drift
 from house_prices.errors import DependencyFailure
-from house_prices.live_quality import CITY, QualitySummary, summary_from_item
+from house_prices.live_quality import CITY, EVIDENCE_PREFIX, VERSION, QualitySummary, summary_from_item
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,11 @@ class DynamoQualityReader:
                 item
                 for page in self._db.get_paginator("query").paginate(
                     TableName=self._table,
-                    KeyConditionExpression="#c = :c",
-                    ExpressionAttributeNames={"#c": CITY},
-                    ExpressionAttributeValues={":c": {"S": city}},
+                    # Versions start with their UTC year; a rollout's evidence item (``rollout#…``) sorts after
+                    # every one of them and is not a version.
+                    KeyConditionExpression="#c = :c AND #v < :evidence",
+                    ExpressionAttributeNames={"#c": CITY, "#v": VERSION},
+                    ExpressionAttributeValues={":c": {"S": city}, ":evidence": {"S": EVIDENCE_PREFIX}},
                     ScanIndexForward=False,
                 )
                 for item in page.get("Items", [])

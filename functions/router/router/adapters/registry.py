@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from house_prices.errors import UnknownCity
 from house_prices.observability import tracer
-from house_prices.registry import LiveModel, ModelRegistry, ModelVersion
+from house_prices.registry import LiveModel, ModelRegistry, ModelVersion, RolloutEvent
 from router.ttl_cache import TtlCache
 
 # Bounds memory when callers probe many (valid but unknown) city names.
@@ -20,7 +20,8 @@ class CachedRegistry:
     """Caches ``live_model`` (hits and misses) for ``ttl_seconds``; every other read goes to DynamoDB.
 
     Misses are cached too, so a flood of requests for an unknown city costs one GetItem per TTL.
-    A promotion therefore becomes visible to a warm container within ``ttl_seconds``.
+    The live item carries the city's rollout, so a promotion, a rollback or a weight change becomes
+    visible to a warm container within ``ttl_seconds`` plus one (strongly consistent) GetItem.
     """
 
     def __init__(
@@ -55,6 +56,10 @@ class CachedRegistry:
     @tracer.capture_method
     def live_models(self) -> list[LiveModel]:
         return self._registry.live_models()
+
+    @tracer.capture_method
+    def rollout_history(self, city: str, limit: int = 50) -> list[RolloutEvent]:
+        return self._registry.rollout_history(city, limit)
 
     @tracer.capture_method
     def ping(self) -> None:

@@ -1,0 +1,1 @@
+"""Progressive delivery's decider: each minute, every running rollout is promoted, rolled back or kept."""
