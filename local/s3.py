@@ -128,20 +128,50 @@ def create_table(dynamodb_client: Any, table: str, template: Template | None = N
     The stack names each table ``{stack}-{LogicalId}``; a name that matches none is the registry's
     (``RegistryTable``, or the only table of a template with one).
     """
-    template = template or Template.load()
+    dynamodb_client.create_table(TableName=table, **_table_definition(table, template or Template.load()))
+
+
+def add_missing_indexes(dynamodb_client: Any, table: str, template: Template | None = None) -> list[str]:
+    """Create the template's global secondary indexes that an existing ``table`` lacks; returns their names.
+
+    A stack kept in ``.local/state`` from before an index was declared gets it, as a CloudFormation
+    update would add it (one ``UpdateTable`` per index: DynamoDB creates one at a time).
+    """
+    definition = _table_definition(table, template or Template.load())
+    described = dynamodb_client.describe_table(TableName=table)["Table"]
+    present = {index["IndexName"] for index in described.get("GlobalSecondaryIndexes", [])}
+    added = []
+    for index in definition.get("GlobalSecondaryIndexes", []):
+        if index["IndexName"] in present:
+            continue
+        create = {key: index[key] for key in ("IndexName", "KeySchema", "Projection")}
+        if "ProvisionedThroughput" in index:
+            create["ProvisionedThroughput"] = index["ProvisionedThroughput"]
+        dynamodb_client.update_table(
+            TableName=table,
+            AttributeDefinitions=definition["AttributeDefinitions"],
+            GlobalSecondaryIndexUpdates=[{"Create": create}],
+        )
+        added.append(index["IndexName"])
+    return added
+
+
+def _table_definition(table: str, template: Template) -> dict[str, Any]:
     declared = template.logical_ids("AWS::DynamoDB::Table")
     matching = [logical for logical in declared if table.endswith(f"-{logical}")] or (
         declared if len(declared) == 1 else [logical for logical in declared if logical == "RegistryTable"]
     )
     if len(matching) != 1:
         raise ValueError(f"cannot tell which of the template's tables ({', '.join(declared)}) {table!r} is")
-    dynamodb_client.create_table(TableName=table, **template.table_definition(matching[0]))
+    return dict(template.table_definition(matching[0]))
 
 
 def create_registry_table(endpoint_url: str, region: str, table: str) -> None:
     dynamodb = client("dynamodb", endpoint_url, region)
-    with suppress(dynamodb.exceptions.ResourceInUseException):
+    try:
         create_table(dynamodb, table)
+    except dynamodb.exceptions.ResourceInUseException:
+        add_missing_indexes(dynamodb, table)
 
 
 def create_event_queue(

@@ -24,7 +24,10 @@ class Versions(Protocol):
 @dataclass(frozen=True)
 class Verdict:
     city: str
-    status: str  # "live", "standby" (held back by the gate), "rejected", or "pending" (no record in time)
+    # "live", "standby" (held back by the gate), "rejected", "pending" (no record in time), or "candidate":
+    # past the gate and in a shadow or canary rollout, which may last days (``python -m ops rollout status CITY``
+    # tells how it ends: live, rejected when rolled back, or standby)
+    status: str
     version: str = ""
     reason: str = ""
 

@@ -327,3 +327,30 @@ def test_real_template_registry_table_becomes_create_table_arguments(real: Templ
     assert set(definition) == {"AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode"}
     with pytest.raises(TemplateError, match="no AWS::DynamoDB::Table 'Nope'"):
         real.table_definition("Nope")
+
+
+def test_a_kept_registry_table_gains_the_indexes_the_template_added_since(real: Template) -> None:
+    # Given a registry table kept in .local/state from before the `rollouts` index was declared
+    import boto3
+    from moto import mock_aws
+
+    from local.s3 import add_missing_indexes
+
+    definition = real.table_definition("RegistryTable")
+    older = [index for index in definition["GlobalSecondaryIndexes"] if index["IndexName"] != "rollouts"]
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        attributes = [a for a in definition["AttributeDefinitions"] if a["AttributeName"] != "rollout_partition"]
+        dynamodb.create_table(
+            TableName="demo-RegistryTable",
+            **{**definition, "GlobalSecondaryIndexes": older, "AttributeDefinitions": attributes},
+        )
+        # When the stack provisions it again
+        added = add_missing_indexes(dynamodb, "demo-RegistryTable", real)
+        # Then the missing index exists (and a second run adds nothing)
+        described = dynamodb.describe_table(TableName="demo-RegistryTable")["Table"]
+        assert added == ["rollouts"]
+        assert {index["IndexName"] for index in described["GlobalSecondaryIndexes"]} == {
+            index["IndexName"] for index in definition["GlobalSecondaryIndexes"]
+        }
+        assert add_missing_indexes(dynamodb, "demo-RegistryTable", real) == []
