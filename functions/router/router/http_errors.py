@@ -14,7 +14,7 @@ are 4xx; only our own or our dependencies' failures are 5xx. Status choices:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,50 +70,80 @@ class HttpError:
         )
 
 
+def _client_error(status: int) -> Callable[[Any], HttpError]:
+    """A client mistake: its own message and field problems, as raised."""
+    return lambda error: HttpError(status, error.message, tuple(error.problems), type(error).__name__)
+
+
+def _model_failed(error: ModelInvocationError) -> HttpError:
+    # The model's own text can be a Python traceback naming server paths: logs only, never the caller.
+    status = f" (model status {error.original_status})" if error.original_status is not None else ""
+    problem = f"the model failed on this request{status}; the operator has been told through the logs"
+    return HttpError(502, "The model failed to predict", (FieldProblem("model", problem),), type(error).__name__)
+
+
+def _endpoint_busy(error: EndpointBusy) -> HttpError:
+    return HttpError(
+        503,
+        "The model is not ready or is throttled; retry later",
+        (FieldProblem("model", "the model is loading or the endpoint is throttled"),),
+        type(error).__name__,
+        {"Retry-After": str(max(1, error.retry_after_seconds))},
+    )
+
+
+def _endpoint_timeout(error: EndpointTimeout) -> HttpError:
+    return HttpError(
+        504, "The model did not answer in time", (FieldProblem("model", error.message),), "EndpointTimeout"
+    )
+
+
+def _endpoint_unavailable(error: EndpointUnavailable) -> HttpError:
+    # SageMaker's own text can name buckets and accounts: it goes to the logs, not to the caller.
+    problem = "the model endpoint failed; the operator has been told through the logs"
+    return HttpError(502, "The model endpoint failed", (FieldProblem("model", problem),), type(error).__name__)
+
+
+def _registry_unavailable(error: DependencyFailure) -> HttpError:
+    return HttpError(
+        503,
+        "The model registry is unavailable; retry later",
+        (FieldProblem("registry", "temporarily unavailable"),),
+        type(error).__name__,
+        {"Retry-After": "1"},
+    )
+
+
+def _misconfigured(error: SettingsError) -> HttpError:
+    return HttpError(500, "The router is misconfigured", tuple(error.problems), type(error).__name__)
+
+
+# The one map of failures to responses, looked up along the exception's class hierarchy (most specific
+# class first), as Starlette's exception handlers are: a subclass answers as its nearest mapped ancestor.
+HTTP_ERRORS: dict[type[BaseException], Callable[[Any], HttpError]] = {
+    PayloadTooLarge: _client_error(413),
+    InvalidInput: _client_error(400),
+    NotFound: _client_error(404),
+    ModelInvocationError: _model_failed,
+    EndpointBusy: _endpoint_busy,
+    EndpointTimeout: _endpoint_timeout,
+    EndpointUnavailable: _endpoint_unavailable,
+    DependencyFailure: _registry_unavailable,
+    SettingsError: _misconfigured,
+}
+
+
 def http_error_for(error: BaseException, request_id: str = "") -> HttpError:
     """Map any exception to its HTTP error. Pure: no logging, no metrics."""
-    kind = type(error).__name__
-    if isinstance(error, PayloadTooLarge):
-        return HttpError(413, error.message, tuple(error.problems), kind)
-    if isinstance(error, InvalidInput):
-        return HttpError(400, error.message, tuple(error.problems), kind)
-    if isinstance(error, NotFound):
-        return HttpError(404, error.message, tuple(error.problems), kind)
-    if isinstance(error, ModelInvocationError):
-        # The model's own text can be a Python traceback naming server paths: logs only, never the caller.
-        status = f" (model status {error.original_status})" if error.original_status is not None else ""
-        problem = f"the model failed on this request{status}; the operator has been told through the logs"
-        return HttpError(502, "The model failed to predict", (FieldProblem("model", problem),), kind)
-    if isinstance(error, EndpointBusy):
-        return HttpError(
-            503,
-            "The model is not ready or is throttled; retry later",
-            (FieldProblem("model", "the model is loading or the endpoint is throttled"),),
-            kind,
-            {"Retry-After": str(max(1, error.retry_after_seconds))},
-        )
-    if isinstance(error, EndpointTimeout):
-        return HttpError(504, "The model did not answer in time", (FieldProblem("model", error.message),), kind)
-    if isinstance(error, EndpointUnavailable):
-        # SageMaker's own text can name buckets and accounts: it goes to the logs, not to the caller.
-        problem = "the model endpoint failed; the operator has been told through the logs"
-        return HttpError(502, "The model endpoint failed", (FieldProblem("model", problem),), kind)
-    if isinstance(error, DependencyFailure):
-        return HttpError(
-            503,
-            "The model registry is unavailable; retry later",
-            (FieldProblem("registry", "temporarily unavailable"),),
-            kind,
-            {"Retry-After": "1"},
-        )
-    if isinstance(error, SettingsError):
-        return HttpError(500, "The router is misconfigured", tuple(error.problems), kind)
+    for cls in type(error).__mro__:
+        if (build := HTTP_ERRORS.get(cls)) is not None:
+            return build(error)
     reference = f"; request id {request_id}" if request_id else ""
     return HttpError(
         500,
         "Internal server error",
         (FieldProblem("request", f"unexpected failure{reference}"),),
-        kind if isinstance(error, DomainError) else "Unexpected",
+        type(error).__name__ if isinstance(error, DomainError) else "Unexpected",
     )
 
 
