@@ -53,10 +53,9 @@ from house_prices.naming import job_name, validate_city, validate_job, validate_
 from house_prices.observability import logger
 from house_prices.registry import ModelRegistry
 from house_prices.settings import process_environ
-from model_sync.adapters.s3 import S3Artifacts
-from model_sync.gate import GatePolicy, recorded_ae_p50
-from model_sync.logic import ModelSync
+from model_sync.gate import recorded_ae_p50
 from model_sync.settings import DEFAULT_QUALITY_GATE
+from model_sync.wiring import assemble
 from ops import failures, plan, preflight, rollouts, tables
 from ops import quality as live_quality
 from ops import stack as stacks
@@ -149,9 +148,6 @@ class Ops:
 
         return rollouts.run(args, self.registry(), boto3.client("dynamodb"), quality_table, environ)
 
-    def store(self) -> S3Artifacts:
-        return S3Artifacts(boto3.client("s3"))
-
     def status(self, peek: int) -> Status:
         return Status(
             live=self.cities(),
@@ -200,13 +196,10 @@ class Ops:
         afterwards, whoever decided it (this run, or the S3 trigger's run if that came first)."""
         published = self.publish(city, path, job, max_unpacked_bytes)
         registry = self.registry()
-        service = ModelSync(
-            store=self.store(),
-            registry=registry,
-            bucket=published["bucket"],
-            layout=self.config.layout,
-            gate=GatePolicy.parse(gate),
-            max_unpacked_bytes=max_unpacked_bytes,
+        service = assemble(
+            self.config.sync_settings(gate, max_unpacked_bytes, bucket=published["bucket"]),
+            boto3.client("s3"),
+            boto3.client("dynamodb"),
         )
         result = service.sync_training_output(published["bucket"], published["key"])
         status = None

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from house_prices.naming import DEFAULT_PREFIX, KeyLayout
-from house_prices.settings import EnvReader
+from house_prices.settings import EnvReader, SettingsError
+from model_sync.settings import SyncSettings
 
 DEFAULT_STACK_FILE = Path(".local/stack.json")
 
@@ -26,6 +27,34 @@ class OpsConfig:
     alarm_prefix: str | None = None
     # QUALITY_GATE, for `sync`; None leaves model-sync's default.
     quality_gate: str | None = None
+    # ROLLOUT_POLICY and ROLLOUT_MAX_DAYS, as the function reads them; None leaves model-sync's defaults.
+    rollout_policy: str | None = None
+    rollout_max_days: str | None = None
+
+    def sync_settings(
+        self, gate: str | None = None, max_unpacked_bytes: int | None = None, bucket: str | None = None
+    ) -> SyncSettings:
+        """model-sync's settings for a run on the operator's machine (``ops sync``, ``ops redrive``): read
+        from the same variables as the function's, so both decide alike; no endpoint, so no pre-warm."""
+        environ = {
+            "ARTIFACT_BUCKET": bucket or self.require_bucket(),
+            "REGISTRY_TABLE": self.require_table(),
+            "MODEL_PREFIX": self.layout.prefix,
+            **{
+                name: value
+                for name, value in (
+                    ("QUALITY_GATE", gate or self.quality_gate),
+                    ("ROLLOUT_POLICY", self.rollout_policy),
+                    ("ROLLOUT_MAX_DAYS", self.rollout_max_days),
+                    ("MAX_UNPACKED_BYTES", None if max_unpacked_bytes is None else str(max_unpacked_bytes)),
+                )
+                if value is not None
+            },
+        }
+        try:
+            return SyncSettings.from_env(environ)
+        except SettingsError as error:
+            raise ConfigError(str(error)) from error
 
     def require_bucket(self) -> str:
         if not self.bucket:
@@ -137,4 +166,6 @@ def resolve(
         or deployed.get("alarm_prefix")
         or (f"{local_stack_name}-" if local_stack_name else None),
         quality_gate=env.optional("QUALITY_GATE"),
+        rollout_policy=env.optional("ROLLOUT_POLICY"),
+        rollout_max_days=env.optional("ROLLOUT_MAX_DAYS"),
     )

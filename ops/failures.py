@@ -14,15 +14,14 @@ the deployed stack's output ``ModelSyncDeadLetterQueueUrl`` (``--stack``), else 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
 from ops.config import ConfigError, OpsConfig
+from ops.failure_records import FailureRecord
 
 COMMANDS = ("failed", "redrive")
 # Long enough for a redrive to finish a record before anyone else sees it again.
@@ -40,40 +39,12 @@ def add_commands(commands: Any) -> None:
             command.add_argument("ids", nargs="*", help="record message ids (default: every record)")
 
 
-@dataclass(frozen=True)
-class FailedEvent:
-    """One invocation record from the OnFailure destination."""
-
-    message_id: str
-    receipt_handle: str
-    record: dict[str, Any]
-
-    @property
-    def keys(self) -> list[str]:
-        payload = self.record.get("requestPayload")
-        records = payload.get("Records", []) if isinstance(payload, dict) else []
-        return [str(r.get("s3", {}).get("object", {}).get("key", "")) for r in records if isinstance(r, dict)]
-
-    def row(self) -> dict[str, Any]:
-        context = self.record.get("requestContext") or {}
-        error = self.record.get("responsePayload") or {}
-        return {
-            "id": self.message_id,
-            "timestamp": self.record.get("timestamp"),
-            "condition": context.get("condition"),
-            "attempts": context.get("approximateInvokeCount"),
-            "keys": self.keys,
-            "error_type": error.get("errorType"),
-            "error": error.get("errorMessage"),
-        }
-
-
 class FailureQueue:
     def __init__(self, sqs: Any, url: str) -> None:
         self._sqs = sqs
         self._url = url
 
-    def receive_all(self, visibility_seconds: int) -> Iterator[FailedEvent]:
+    def receive_all(self, visibility_seconds: int) -> Iterator[FailureRecord]:
         """Every record now visible, once each (they stay hidden for ``visibility_seconds``)."""
         seen: set[str] = set()
         while True:
@@ -85,16 +56,12 @@ class FailureQueue:
                 return
             for message in fresh:
                 seen.add(message["MessageId"])
-                try:
-                    record = json.loads(message["Body"])
-                except ValueError:
-                    record = {"requestPayload": message["Body"]}
-                yield FailedEvent(message["MessageId"], message["ReceiptHandle"], record)
+                yield FailureRecord.from_message(message)
 
-    def release(self, event: FailedEvent) -> None:
+    def release(self, event: FailureRecord) -> None:
         self._sqs.change_message_visibility(QueueUrl=self._url, ReceiptHandle=event.receipt_handle, VisibilityTimeout=0)
 
-    def delete(self, event: FailedEvent) -> None:
+    def delete(self, event: FailureRecord) -> None:
         self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=event.receipt_handle)
 
 
@@ -113,13 +80,13 @@ def redrive(queue: FailureQueue, sync: Any, ids: Sequence[str]) -> list[dict[str
         if wanted and event.message_id not in wanted:
             queue.release(event)
             continue
-        payload = event.record.get("requestPayload")
-        if not isinstance(payload, dict) or not isinstance(payload.get("Records"), list):
+        records = event.s3_records
+        if records is None:
             queue.release(event)
             results.append({"id": event.message_id, "outcome": "kept", "detail": "payload is not an S3 event"})
             continue
         try:
-            synced = sync(payload["Records"])
+            synced = sync(records)
         except Exception as error:  # the event failed again: keep its record, show why
             queue.release(event)
             results.append(
@@ -154,18 +121,6 @@ def run(args: argparse.Namespace, config: OpsConfig) -> tuple[Any, list[dict[str
 
 
 def _model_sync(config: OpsConfig) -> Any:
-    from house_prices.artifacts import DEFAULT_MAX_UNPACKED_BYTES
-    from house_prices.registry import ModelRegistry
-    from model_sync.adapters.s3 import S3Artifacts
-    from model_sync.gate import GatePolicy
-    from model_sync.logic import ModelSync
-    from model_sync.settings import DEFAULT_QUALITY_GATE
+    from model_sync.wiring import assemble
 
-    return ModelSync(
-        store=S3Artifacts(boto3.client("s3")),
-        registry=ModelRegistry(boto3.client("dynamodb"), config.require_table()),
-        bucket=config.require_bucket(),
-        layout=config.layout,
-        gate=GatePolicy.parse(config.quality_gate or DEFAULT_QUALITY_GATE),
-        max_unpacked_bytes=DEFAULT_MAX_UNPACKED_BYTES,
-    )
+    return assemble(config.sync_settings(), boto3.client("s3"), boto3.client("dynamodb"))

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from house_prices import drift
 from house_prices.errors import DependencyFailure
-from house_prices.live_quality import QualitySummary, summary_from_item
+from house_prices.live_quality import EVIDENCE_PREFIX, VERSION, QualitySummary, summary_from_item
 from ops.config import ConfigError, OpsConfig
 
 COMMAND = "quality"
@@ -64,11 +64,19 @@ def worst_first(summaries: Sequence[QualitySummary], min_count: int = 1, top: in
 
 
 def read_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
-    """Every item of the quality table, as DynamoDB's typed JSON (one Scan)."""
+    """Every (city, version) item of the quality table, as DynamoDB's typed JSON (one Scan).
+
+    Rollouts' evidence items (version ``rollout#…``, house_prices.rollout_evidence) share the table and are
+    left out by the Scan's filter: they are not versions (``ops rollout status`` shows them).
+    """
+    pages = dynamodb.get_paginator("scan").paginate(
+        TableName=table,
+        FilterExpression="NOT begins_with(#v, :evidence)",
+        ExpressionAttributeNames={"#v": VERSION},
+        ExpressionAttributeValues={":evidence": {"S": EVIDENCE_PREFIX}},
+    )
     try:
-        return [
-            item for page in dynamodb.get_paginator("scan").paginate(TableName=table) for item in page.get("Items", [])
-        ]
+        return [item for page in pages for item in page.get("Items", [])]
     except (BotoCoreError, ClientError) as error:
         raise DependencyFailure(f"DynamoDB Scan of {table} failed: {error}") from error
 

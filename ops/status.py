@@ -11,46 +11,22 @@ answers that API but creates no alarms, so locally the section is empty and says
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ops.failure_records import FailureRecord, FailureSummary, clip
+
 MAX_PEEKED_MESSAGES = 10
-MAX_SUMMARY_CHARS = 200
-# Paths tried in order, in the first JSON object of a message body.
-_ERROR_PATHS = (
-    ("responsePayload", "errorMessage"),
-    ("responsePayload", "errorType"),
-    ("errorMessage",),
-    ("reason",),
-)
-_KEY_PATHS = (
-    ("requestPayload", "Records", 0, "s3", "object", "key"),
-    ("Records", 0, "s3", "object", "key"),
-)
-_CONDITION_PATHS = (("requestContext", "condition"),)
-
-
-@dataclass(frozen=True)
-class FailedEvent:
-    message_id: str
-    sent_at: str | None
-    receive_count: int | None
-    key: str | None
-    condition: str | None
-    error: str | None
-    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class FailedEvents:
     queue_url: str | None
     approximate_count: int | None
-    peeked: tuple[FailedEvent, ...] = ()
+    peeked: tuple[FailureSummary, ...] = ()
     unavailable: str | None = None
 
 
@@ -92,62 +68,6 @@ class Status:
         }
 
 
-def _dig(document: Any, path: Sequence[str | int]) -> Any:
-    for step in path:
-        if isinstance(step, int):
-            if not (isinstance(document, list) and len(document) > step):
-                return None
-            document = document[step]
-        elif isinstance(document, dict) and step in document:
-            document = document[step]
-        else:
-            return None
-    return document
-
-
-def _first(document: Any, paths: Sequence[Sequence[str | int]]) -> str | None:
-    for path in paths:
-        value = _dig(document, path)
-        if value not in (None, ""):
-            return _clip(str(value))
-    return None
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_SUMMARY_CHARS else text[:MAX_SUMMARY_CHARS] + "…"
-
-
-def summarise_message(message: Mapping[str, Any]) -> FailedEvent:
-    """Whatever the record's shape: key, condition and error where recognisable, else the raw body."""
-    body = str(message.get("Body", ""))
-    try:
-        document: Any = json.loads(body)
-    except ValueError:
-        document = None
-    key = _first(document, _KEY_PATHS)
-    condition = _first(document, _CONDITION_PATHS)
-    error = _first(document, _ERROR_PATHS)
-    if key is None and error is None:
-        error = _clip(body)  # an unknown shape: show it rather than hide it
-    attributes = {
-        name: _clip(str(value.get("StringValue")))
-        for name, value in (message.get("MessageAttributes") or {}).items()
-        if value.get("StringValue") is not None
-    }
-    system = message.get("Attributes") or {}
-    sent = system.get("SentTimestamp")
-    count = system.get("ApproximateReceiveCount")
-    return FailedEvent(
-        message_id=str(message.get("MessageId", "")),
-        sent_at=datetime.fromtimestamp(int(sent) / 1000, UTC).isoformat(timespec="seconds") if sent else None,
-        receive_count=int(count) if count is not None else None,
-        key=key,
-        condition=condition,
-        error=error,
-        attributes=attributes,
-    )
-
-
 def failed_events(sqs: Any, queue_url: str | None, peek: int = MAX_PEEKED_MESSAGES) -> FailedEvents:
     if not queue_url:
         return FailedEvents(None, None, unavailable="no failure queue configured (--queue-url or --stack)")
@@ -170,7 +90,7 @@ def failed_events(sqs: Any, queue_url: str | None, peek: int = MAX_PEEKED_MESSAG
             messages.extend(fresh)
     except (ClientError, BotoCoreError) as error:
         return FailedEvents(queue_url, None, unavailable=f"cannot read the queue: {error}")
-    return FailedEvents(queue_url, count, tuple(summarise_message(m) for m in messages))
+    return FailedEvents(queue_url, count, tuple(FailureRecord.from_message(m).summary() for m in messages))
 
 
 def alarm_states(cloudwatch: Any, prefix: str | None) -> Alarms:
@@ -187,7 +107,7 @@ def alarm_states(cloudwatch: Any, prefix: str | None) -> Alarms:
                     AlarmState(
                         name=alarm["AlarmName"],
                         state=alarm.get("StateValue", "UNKNOWN"),
-                        reason=_clip(alarm.get("StateReason", "")),
+                        reason=clip(alarm.get("StateReason", "")),
                         updated_at=updated.isoformat(timespec="seconds") if updated else None,
                     )
                 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 from botocore.config import Config
 
@@ -20,9 +22,25 @@ _WARM_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, con
 
 
 def build_service(settings: SyncSettings) -> ModelSync:
+    """The function's ModelSync: traced clients with the budgets above."""
+    return assemble(
+        settings,
+        s3_client=traced(boto3.client("s3", config=_CLIENT_CONFIG)),
+        dynamodb_client=traced(boto3.client("dynamodb", config=_CLIENT_CONFIG)),
+        sagemaker_runtime_client=(
+            traced(boto3.client("sagemaker-runtime", config=_WARM_CONFIG)) if settings.endpoint_name else None
+        ),
+    )
+
+
+def assemble(
+    settings: SyncSettings, s3_client: Any, dynamodb_client: Any, sagemaker_runtime_client: Any | None = None
+) -> ModelSync:
+    """The one way a ModelSync is put together: the function, and the operator's ``ops sync`` and ``ops redrive``
+    (their own clients and credentials), so a setting reaches all three alike."""
     return ModelSync(
-        store=S3Artifacts(traced(boto3.client("s3", config=_CLIENT_CONFIG))),
-        registry=ModelRegistry(traced(boto3.client("dynamodb", config=_CLIENT_CONFIG)), settings.registry_table),
+        store=S3Artifacts(s3_client),
+        registry=ModelRegistry(dynamodb_client, settings.registry_table),
         bucket=settings.artifact_bucket,
         layout=settings.layout,
         gate=settings.gate,
@@ -30,8 +48,8 @@ def build_service(settings: SyncSettings) -> ModelSync:
         rollout=settings.rollout,
         rollout_max_days=settings.rollout_max_days,
         warmer=(
-            EndpointWarmer(traced(boto3.client("sagemaker-runtime", config=_WARM_CONFIG)), settings.endpoint_name)
-            if settings.endpoint_name
+            EndpointWarmer(sagemaker_runtime_client, settings.endpoint_name)
+            if settings.endpoint_name and sagemaker_runtime_client is not None
             else None
         ),
     )
