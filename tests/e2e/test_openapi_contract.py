@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from house_prices import schema
+from house_prices import openapi
 from local.stack import LocalStack
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ checks.positive_data_acceptance.expected-statuses = ["202", "400"]
 def test_the_served_document_is_the_generated_one(stack: LocalStack) -> None:
     response = httpx.get(f"{stack.info.api_url}/openapi.json", timeout=10)
     assert response.status_code == 200
-    assert response.json() == schema.openapi_document()
+    assert response.json() == openapi.openapi_document()
 
 
 def test_the_api_keeps_its_openapi_contract(stack: LocalStack, trained: dict, tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from house_prices import schema
+from house_prices import http_api, openapi, schema
 from house_prices.errors import InvalidInput
 from local.template import Template
 from router import handler
 
-DOCUMENT = schema.openapi_document()
+DOCUMENT = openapi.openapi_document()
 
 
 def test_the_document_is_valid_openapi_3() -> None:
@@ -44,11 +44,11 @@ def test_path_parameters_are_declared_for_every_templated_path() -> None:
 
 
 def test_the_batch_limit_is_the_routers() -> None:
-    houses = schema.openapi_document(max_houses=7)["components"]["schemas"]["Houses"]
+    houses = openapi.openapi_document(max_houses=7)["components"]["schemas"]["Houses"]
     assert houses["properties"]["houses"]["maxItems"] == 7
 
 
-HOUSE_VALIDATOR = jsonschema.Draft4Validator(schema.house_json_schema())
+HOUSE_VALIDATOR = jsonschema.Draft4Validator(openapi.house_json_schema())
 
 
 def _value() -> st.SearchStrategy[Any]:
@@ -124,8 +124,19 @@ def test_the_example_house_is_valid() -> None:
 
 @pytest.mark.parametrize("count", [0, 1001])
 def test_batches_outside_the_limits_are_invalid(count: int) -> None:
-    batch_schema = {**schema.openapi_document()["components"]["schemas"]["Houses"], "components": {}}
+    batch_schema = {**openapi.openapi_document()["components"]["schemas"]["Houses"], "components": {}}
     batch_schema["properties"] = {
-        "houses": {**batch_schema["properties"]["houses"], "items": schema.house_json_schema()}
+        "houses": {**batch_schema["properties"]["houses"], "items": openapi.house_json_schema()}
     }
     assert not jsonschema.Draft4Validator(batch_schema).is_valid({"houses": [schema.EXAMPLE_HOUSE] * count})
+
+
+def test_each_operation_is_named_as_the_route_table_names_it() -> None:
+    # Given the one route table, when the document is built, then each route's operation carries its id
+    for route in http_api.ROUTES:
+        assert DOCUMENT["paths"][route.path][route.method.lower()]["operationId"] == route.operation_id
+
+
+def test_the_router_registers_every_route_of_the_table_and_nothing_else() -> None:
+    # Given the resolver the router's handler built from the table, then it serves exactly the table's routes
+    assert sorted(handler.app._route_keys) == sorted(f"{r.method}{r.resolver_path}" for r in http_api.ROUTES)

@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics.provider import cold_start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from house_prices import captures, schema
+from house_prices import captures, openapi, schema
 from house_prices.observability import logger, metrics
 from router import handler, wiring
 from router.capture import PredictionCapture
@@ -457,5 +457,5 @@ def test_openapi_document_is_served_with_the_routers_batch_limit(monkeypatch: py
     status, _, body = invoke(request("GET", "/openapi.json"))
     # Then it gets the OpenAPI document generated from the schema module, with that limit
     assert status == 200
-    assert body == schema.openapi_document(max_houses=25)
+    assert body == openapi.openapi_document(max_houses=25)
     assert body["components"]["schemas"]["Houses"]["properties"]["houses"]["maxItems"] == 25

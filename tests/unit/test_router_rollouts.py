@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from openapi_schema_validator import OAS30Validator
 
-from house_prices import captures, rollout_bucket, schema
+from house_prices import captures, openapi, rollout_bucket, schema
 from house_prices.errors import EndpointBusy, EndpointTimeout, ModelInvocationError, UnknownVersion
 from house_prices.naming import target_model
 from house_prices.observability import logger, metrics
@@ -378,7 +378,7 @@ def test_describe_location_shows_the_running_rollout_with_its_latest_events(
 
 def response_validator(name: str) -> OAS30Validator:
     """The OpenAPI document's schema of a response body, its references resolved within the document."""
-    document = schema.openapi_document()
+    document = openapi.openapi_document()
     return OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": document["components"]})
 
 

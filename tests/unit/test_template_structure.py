@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from house_prices import naming, schema
+from house_prices import http_api, naming
 from house_prices.registry import LIVE_INDEX, LIVE_PARTITION_ATTRIBUTE, ROLLOUT_INDEX, ROLLOUT_PARTITION_ATTRIBUTE
 from model_sync.gate import GatePolicy
 from tests.pythons import find_python
@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 BUCKET_NAME_SUB = "${BucketNamePrefix}-${AWS::AccountId}-${AWS::Region}"
-# The API's contract: house_prices.schema.API_ROUTES (the OpenAPI document is generated from it).
-ROUTES = {(method.upper(), path) for method, path in schema.API_ROUTES}
+# The API's contract: house_prices.http_api.ROUTES (the router and the OpenAPI document are built from it).
+ROUTES = {(route.method, route.path) for route in http_api.ROUTES}
 FUNCTIONS = {
     "RouterFunction": ("functions/router/", "router.handler.lambda_handler"),
     "ModelSyncFunction": ("functions/model_sync/", "model_sync.handler.lambda_handler"),

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from house_prices import schema
+from house_prices import http_api
 from tests.graphs import find_cycle
 from tests.sam_transform import source_template as load_source_template
 from tests.sam_transform import transform
@@ -97,7 +97,7 @@ def test_every_route_is_iam_protected_exactly_when_auth_type_is_aws_iam(
                 assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
             else:
                 assert "security" not in operation
-    assert seen == {(method.upper(), path) for method, path in schema.API_ROUTES}
+    assert seen == {(route.method, route.path) for route in http_api.ROUTES}
 
 
 def test_sam_generates_invoke_permissions_and_the_throttled_default_stage(transformed: dict[str, Any]) -> None:
@@ -107,7 +107,7 @@ def test_sam_generates_invoke_permissions_and_the_throttled_default_stage(transf
     # S3 invokes model-sync (training outputs) and the quality function (label files, capture objects);
     # EventBridge's schedule invokes the rollout decider.
     assert principals == (
-        ["apigateway.amazonaws.com"] * len(schema.API_ROUTES) + ["events.amazonaws.com"] + ["s3.amazonaws.com"] * 3
+        ["apigateway.amazonaws.com"] * len(http_api.ROUTES) + ["events.amazonaws.com"] + ["s3.amazonaws.com"] * 3
     )
     stage = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage")
     assert stage["Properties"]["StageName"] == "$default"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -9,26 +10,15 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConf
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from house_prices import http_api
 from house_prices.observability import logger, metrics, tracer
 from router import http_errors, wiring
 from router.feedback import FeedbackService
 from router.logic import RouterService
 from router.settings import RouterSettings
 
-PREDICTIONS = "/locations/<city>/predictions"
-LOCATION = "/locations/<city>"
-LOCATIONS = "/locations"
-HEALTH = "/health"
-OPENAPI = "/openapi.json"
-FEEDBACK = "/feedback"
-ROUTES: dict[str, tuple[str, ...]] = {
-    PREDICTIONS: ("POST",),
-    LOCATION: ("GET",),
-    LOCATIONS: ("GET",),
-    HEALTH: ("GET",),
-    OPENAPI: ("GET",),
-    FEEDBACK: ("POST",),
-}
+# The paths and methods of house_prices.http_api.ROUTES, in the resolver's syntax (its one table).
+ROUTES = http_api.methods_by_resolver_path()
 
 # Any origin may read responses (browser callers still need SigV4 when AuthType is AWS_IAM). On AWS
 # the HttpApi's CorsConfiguration answers OPTIONS preflights before they reach this function.
@@ -47,7 +37,6 @@ def feedback_service() -> FeedbackService:
     return wiring.build_feedback(RouterSettings.from_env())
 
 
-@app.post(PREDICTIONS)
 def predict(city: str) -> dict[str, Any]:
     event = app.current_event
     return service().predict(
@@ -59,31 +48,39 @@ def predict(city: str) -> dict[str, Any]:
     )
 
 
-@app.post(FEEDBACK)
 def feedback() -> Response:
     event = app.current_event
     accepted = feedback_service().accept(event.body, bool(event.is_base64_encoded))
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=accepted)
 
 
-@app.get(LOCATION)
 def describe_location(city: str) -> dict[str, Any]:
     return service().describe_location(city)
 
 
-@app.get(LOCATIONS)
 def list_locations() -> dict[str, Any]:
     return service().list_locations()
 
 
-@app.get(HEALTH)
 def health() -> dict[str, Any]:
     return service().health(deep=_query("deep") in {"1", "true"})
 
 
-@app.get(OPENAPI)
 def openapi() -> dict[str, Any]:
     return service().openapi()
+
+
+# Every route of the table has its handler here (a KeyError at import otherwise), registered once.
+HANDLERS: dict[http_api.Route, Callable[..., Any]] = {
+    http_api.PREDICTIONS: predict,
+    http_api.LOCATIONS: list_locations,
+    http_api.LOCATION: describe_location,
+    http_api.HEALTH: health,
+    http_api.OPENAPI: openapi,
+    http_api.FEEDBACK: feedback,
+}
+for _route in http_api.ROUTES:
+    app.route(_route.resolver_path, method=_route.method)(HANDLERS[_route])
 
 
 def _query(name: str) -> str | None:

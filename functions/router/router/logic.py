@@ -318,7 +318,9 @@ class RouterService:
 
     def openapi(self) -> JsonObject:
         """The API's OpenAPI document, with this router's batch limit."""
-        return schema.openapi_document(self.max_houses)
+        from house_prices import openapi  # only this route needs the document's builder: not at cold start
+
+        return openapi.openapi_document(self.max_houses)
 
     def _resolve(self, city: str, version: str | None) -> tuple[str, str, Rollout | None]:
         """The model that answers (live, or the pinned version) and the rollout to apply (never when pinned)."""
