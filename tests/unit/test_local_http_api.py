@@ -1,4 +1,4 @@
-"""local.http_api pure parts: route matching, payload-2.0 events, proxy-result mapping."""
+"""local.http_api_events, the pure parts of the HTTP API stand-in: routes, payload-2.0 events, proxy results."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from local.http_api import (
+from local.http_api_events import (
     ApiIdentity,
     HttpResponse,
     InvalidProxyResult,
