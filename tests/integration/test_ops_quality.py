@@ -119,3 +119,19 @@ def test_drift_lists_only_drifting_cities_largest_psi_first(dynamodb: Any, capsy
     # And the quality list still leaves out the version without labels
     assert cli.main(["quality", "--quality-table", TABLE, "--json", "--table", "t", "--bucket", "b"]) == 0
     assert "Denver_CO" not in capsys.readouterr().out
+
+
+def test_rollout_evidence_items_are_not_listed_as_versions(dynamodb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a rollout's evidence item beside the versions' items (house_prices.rollout_evidence)
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={"city": {"S": "Chicago_IL"}, "version": {"S": "rollout#20261201T040000Z-5e6f7a8b"}, "pair_n": {"N": "7"}},
+    )
+    # When the command lists every version, even those without labels
+    code = cli.main(
+        ["quality", "--quality-table", TABLE, "--min-count", "0", "--json", "--table", "t", "--bucket", "b"]
+    )
+    # Then the evidence item is not one of them
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert sorted(r["version"] for r in rows) == ["v1", "v2", "v3"]

@@ -36,6 +36,12 @@ DRIFT_STOPPED_METRIC = "DriftStopped"
 # Live quality: (city, live version) pairs whose live error went over k × offline / back under it.
 DEGRADED_METRIC = "QualityDegraded"
 RECOVERED_METRIC = "QualityRecovered"
+# Rollouts (docs/rollouts.md, "Evidence"): labels that paired a shadow prediction, or could not; shadow
+# predictions scored by their candidate, and the candidate's failed shadow calls.
+PAIRED_METRIC = "RolloutLabelsPaired"
+UNPAIRED_METRIC = "RolloutLabelsUnpaired"
+SHADOW_SCORED_METRIC = "ShadowPredictionsScored"
+SHADOW_FAILED_METRIC = "ShadowCandidateFailures"
 
 
 @functools.cache
@@ -94,9 +100,13 @@ def _publish(report: Report) -> None:
     metrics.add_metric(name=INVALID_METRIC, unit=MetricUnit.Count, value=report.invalid)
     metrics.add_metric(name=DEGRADED_METRIC, unit=MetricUnit.Count, value=report.degraded)
     metrics.add_metric(name=RECOVERED_METRIC, unit=MetricUnit.Count, value=report.recovered)
+    metrics.add_metric(name=PAIRED_METRIC, unit=MetricUnit.Count, value=report.paired)
+    metrics.add_metric(name=UNPAIRED_METRIC, unit=MetricUnit.Count, value=report.unpaired)
 
 
 def _publish_captures(report: CaptureReport) -> None:
     metrics.add_metric(name=CAPTURES_METRIC, unit=MetricUnit.Count, value=report.counted)
     metrics.add_metric(name=DRIFT_STARTED_METRIC, unit=MetricUnit.Count, value=report.drift_started)
     metrics.add_metric(name=DRIFT_STOPPED_METRIC, unit=MetricUnit.Count, value=report.drift_stopped)
+    metrics.add_metric(name=SHADOW_SCORED_METRIC, unit=MetricUnit.Count, value=report.shadow_scored)
+    metrics.add_metric(name=SHADOW_FAILED_METRIC, unit=MetricUnit.Count, value=report.shadow_failed_calls)

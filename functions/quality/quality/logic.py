@@ -23,7 +23,8 @@ one by house for the same prediction count once between them. It is pending whil
 Within one source (a message, a file) a label key seen twice is a duplicate without asking the store.
 
 Partitions are read once per invocation (``JoinCache``): a queue batch or a label file with many
-labels of the same city and day reads that day's objects once.
+labels of the same city and day reads that day's objects once, and parses only the lines that hold the
+ids asked for (``captures.CaptureLines``; the answers of a full parse, at a fraction of its cost).
 
 After the labels of an invocation, each (city, version) they counted is checked against the
 degradation rule (``live_quality.DegradationRule``: live error > k × offline with enough labels, live
@@ -55,7 +56,7 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote_plus
 
 from house_prices import drift
-from house_prices.captures import CapturedPrediction
+from house_prices.captures import CapturedPrediction, CaptureLines
 from house_prices.errors import DependencyFailure, InvalidInput
 from house_prices.ids import parse_prediction_id, ulid_timestamp_ms
 from house_prices.labels import Label, parse_label_file, read_label_message
@@ -308,12 +309,14 @@ class JoinCache:
 
     def __init__(self, captures: CaptureSource) -> None:
         self._captures = captures
-        self._partitions: dict[tuple[str, str], dict[str, CapturedPrediction]] = {}
+        self._partitions: dict[tuple[str, str], Mapping[str, CapturedPrediction] | CaptureLines] = {}
 
     def find(self, prediction_id: str, city: str, day: str) -> CapturedPrediction | None:
         key = (city, day)
         if key not in self._partitions:
-            self._partitions[key] = {p.prediction_id: p for p in self._captures.partition(city, day)}
+            found = self._captures.partition(city, day)
+            # The S3 adapter's lines are parsed only where they hold an id asked for; any other source, whole.
+            self._partitions[key] = found if isinstance(found, CaptureLines) else {p.prediction_id: p for p in found}
         return self._partitions[key].get(prediction_id)
 
     def forget(self, city: str, day: str) -> None:
@@ -372,6 +375,7 @@ class QualityService:
         self._facts.clear()
         self._references.clear()
         self._touched.clear()
+        self._pairs.clear()
         if self.rollout_labels is not None:
             self.rollout_labels.new_invocation()
 

@@ -176,10 +176,18 @@ def shadow_batches(predictions: Sequence[CapturedPrediction]) -> dict[tuple[str,
         tag = _tag(prediction)
         if tag is None or tag.mode != "shadow" or tag.arm != "live" or not tag.sampled:
             continue
-        if prediction.version == tag.candidate:
-            continue  # priced by the candidate already: nothing to pair
+        if prediction.version == tag.candidate or not _made_on(prediction.prediction_id):
+            continue  # priced by the candidate already, or an id no label can name: nothing to pair
         batches.setdefault((prediction.city, tag.candidate), {}).setdefault(prediction.prediction_id, prediction)
     return {key: list(found.values()) for key, found in batches.items()}
+
+
+def _made_on(prediction_id: str) -> str | None:
+    """The UTC day a prediction id was made (its records' partition), or None for an id the API did not make."""
+    try:
+        return parse_prediction_id(prediction_id)[0].date().isoformat()
+    except DomainError:
+        return None
 
 
 def csv_chunks(rows: Sequence[Sequence[float]], limit: int = schema.MAX_ENDPOINT_BODY_BYTES) -> list[tuple[int, str]]:
@@ -209,7 +217,9 @@ class RolloutCaptures:
         scorer: Scorer | None = None,
         writer: ShadowWriter | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        body_limit: int = schema.MAX_ENDPOINT_BODY_BYTES,
     ) -> None:
+        self.body_limit = body_limit
         self.ledger = ledger
         self.layout = layout
         self.scorer = scorer
@@ -234,8 +244,7 @@ class RolloutCaptures:
             report.shadow_scored += len(scored)
             report.shadow_failed_calls += candidate_calls.candidate_requests.errors
             for record in scored:
-                made_at, _ = parse_prediction_id(record.prediction_id)
-                records.setdefault((city, made_at.date().isoformat()), []).append(record)
+                records.setdefault((city, _made_on(record.prediction_id) or ""), []).append(record)
         if records and self.writer is not None:
             for (city, day), found in sorted(records.items()):
                 self.writer.write(self.layout.shadow_key(city, day, key), encode_records(found))
@@ -266,7 +275,7 @@ class RolloutCaptures:
         target = naming.target_model(city, candidate)
         records: list[ShadowRecord] = []
         calls = RolloutEvidence()
-        chunks = csv_chunks(rows)
+        chunks = csv_chunks(rows, self.body_limit)
         for index, (start, body) in enumerate(chunks):
             end = chunks[index + 1][0] if index + 1 < len(chunks) else len(rows)
             invoked = self._clock()

@@ -15,7 +15,6 @@ from quality.adapters.dynamodb import (
     RegistryReferences,
 )
 from quality.adapters.endpoint import SageMakerScorer
-from quality.adapters.evidence import DynamoEvidenceLedger
 from quality.adapters.s3 import S3Captures, S3LabelFiles
 from quality.adapters.shadow import S3ShadowRecords
 from quality.adapters.sqs import SqsLabelQueue
@@ -51,7 +50,8 @@ def build_service(settings: QualitySettings) -> QualityService:
         houses=DynamoHouseIndex(dynamodb, settings.house_index_table),
         degradation=settings.degradation,
         rollouts=RolloutCaptures(
-            DynamoEvidenceLedger(dynamodb, settings.quality_table, settings.ledger_table),
+            # The rollouts' evidence items are ADDed with their object's claim as drift's counts are.
+            DynamoDriftStore(dynamodb, settings.quality_table, settings.ledger_table),
             settings.layout,
             scorer=build_scorer(settings),
             writer=shadows,

@@ -20,6 +20,7 @@ import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 PER_DECADE = 20
@@ -129,8 +130,9 @@ class Aggregate:
             ABS_SUM: self.abs_error_sum,
             SIGNED_SUM: self.signed_error_sum,
         }
-        out.update({name: n for name, n in zip(_APE_NAMES, self.ape_buckets, strict=True) if n})
-        out.update({name: n for name, n in zip(_AE_NAMES, self.ae_buckets, strict=True) if n})
+        # The non-zero buckets' names and counts, picked in C (a label fills one bucket of each of 262).
+        out.update(zip(compress(_APE_NAMES, self.ape_buckets), filter(None, self.ape_buckets), strict=True))
+        out.update(zip(compress(_AE_NAMES, self.ae_buckets), filter(None, self.ae_buckets), strict=True))
         return out
 
     @classmethod

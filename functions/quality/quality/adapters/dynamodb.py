@@ -369,6 +369,20 @@ class DynamoDriftStore:
         """The (city, version) item as plain Python values (numbers as int or float), read consistently."""
         return _live_item(self._db, self._quality, city, version)
 
+    def claimed(self, ledger_key: str) -> bool:
+        """True when the ledger holds ``ledger_key`` (shadow scoring skips an object counted before)."""
+        try:
+            response = self._db.get_item(
+                TableName=self._ledger,
+                Key={LEDGER_KEY: {"S": ledger_key}},
+                ConsistentRead=True,
+                ProjectionExpression="#k",
+                ExpressionAttributeNames={"#k": LEDGER_KEY},
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise DependencyFailure(f"DynamoDB GetItem failed: {error}") from error
+        return "Item" in response
+
     def save_report(
         self, city: str, version: str, report: Mapping[str, Any], seen_count: int, was_drifting: bool
     ) -> bool:

@@ -5,13 +5,12 @@ Every botocore failure becomes a ``DependencyFailure`` (the queue redelivers the
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from house_prices.captures import CapturedPrediction, parse_capture_line
+from house_prices.captures import CapturedPrediction, CaptureLines, decode_capture_object
 from house_prices.errors import DependencyFailure
 from house_prices.naming import KeyLayout
 
@@ -27,7 +26,8 @@ class S3Captures:
         self._bucket = bucket
         self._layout = layout
 
-    def partition(self, city: str, day: str) -> Iterator[CapturedPrediction]:
+    def partition(self, city: str, day: str) -> CaptureLines:
+        """The partition's lines, parsed only as far as asked (``CaptureLines.get``, or iterated whole)."""
         prefix = self._layout.capture_prefix(city, day)
         try:
             keys = [
@@ -35,10 +35,10 @@ class S3Captures:
                 for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix)
                 for item in page.get("Contents", [])
             ]
-            for key in keys:
-                yield from _predictions(self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read())
+            bodies = [self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read() for key in keys]
         except (BotoCoreError, ClientError) as error:
             raise DependencyFailure(f"S3 read of s3://{self._bucket}/{prefix} failed: {error}") from error
+        return CaptureLines([text for text in map(decode_capture_object, bodies) if text is not None])
 
     def read_object(self, bucket: str, key: str) -> tuple[list[CapturedPrediction], str] | None:
         """One delivered capture object's predictions and ETag, or None when it is gone."""
@@ -55,16 +55,8 @@ class S3Captures:
 
 def _predictions(body: bytes) -> Iterator[CapturedPrediction]:
     """Every readable line's predictions; a torn or foreign line is skipped (its labels stay unknown, reported)."""
-    try:
-        text = (gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body).decode("utf-8", errors="replace")
-    except (OSError, EOFError):
-        return
-    for line in text.splitlines():
-        if line.strip():
-            try:
-                yield from parse_capture_line(line)
-            except ValueError:
-                continue
+    text = decode_capture_object(body)
+    return iter(CaptureLines([] if text is None else [text]))
 
 
 class S3LabelFiles:
