@@ -33,13 +33,14 @@ WHY_MISSED = {
         "a transaction copies no table."
     ),
     "training overhead": (
-        "the CLI does 1.3-1.4 x the bare fits' CPU (last column). py-spy of the workers at 200 × 500, before "
-        "gzip went to level 1 and the split CSVs moved off the critical path: the forest fit 72 %, importing "
-        "sklearn and scipy 11 % (1.5-2 s per worker interpreter, paid once per worker, not per segment), gzip "
-        "7.6 % (level 1 now: 3.8 x faster), pack_forest 2.8 %, validation metrics 1.7 %. The wall-clock "
-        "ratio also assumes two idle cores: the same bare fits run in two processes took 0.98-1.95 x the sum "
-        "÷ 2 in the same rounds, other tenants of this shared machine holding a core; on the quietest round "
-        "the ratio was 1.35."
+        "the CPU the CLI adds is what is left (last column; 1.31-1.41 x before the zygote): scikit-learn's "
+        "import once per run (≈1.2 s, mostly overlapping validation) instead of once per worker; per segment, "
+        "next to a ≈85 ms fit, ≈10 ms of pack_forest, model.tar.gz (gzip level 1), validation and test "
+        "metrics and the drift reference (cProfile of that part: pack_forest 34 %, zlib 17 %, packed predict "
+        "and format validation 15 %); the split CSVs, ≈0.5 s per 200 segments on the CLI's writer thread. On "
+        "two idle cores that is ≈1.2 x; the wall-clock ratio also assumes two idle cores, and the same bare "
+        "fits run in two processes at once show what the other tenants of this shared machine left of them "
+        "in each round."
     ),
 }
 
@@ -250,14 +251,27 @@ def _model_sync_lines(model_sync: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _sharded_wall(r: Mapping[str, Any]) -> float:
+    # Results written before the CLI-minus-validate-only wall was measured carry only the train stage.
+    return float(r.get("sharded_wall_seconds", r["sharded_train_seconds"]))
+
+
+def _load(r: Mapping[str, Any]) -> str:
+    if "load_average_start" not in r:
+        return "-"
+    return f"{r['load_average_start'][0]:.1f} → {r['load_average_end'][0]:.1f}"
+
+
 def _overhead_lines(overhead: Mapping[str, Any]) -> list[str]:
     workers = overhead["workers"]
     rows = [
         [
             str(r["round"]),
             " → ".join(r["order"]),
+            _load(r),
             f"{r['bare_fit_seconds']:.1f}",
             f"{r['ceiling_seconds']:.1f}",
+            f"{_sharded_wall(r):.1f}",
             f"{r['sharded_train_seconds']:.1f}",
             f"{r['worker_segment_seconds'] / workers:.1f}",
             f"{r['ratio']:.2f}",
@@ -267,27 +281,35 @@ def _overhead_lines(overhead: Mapping[str, Any]) -> list[str]:
         ]
         for r in overhead["rounds"]
     ]
+    measured = f" Measured {overhead['date']} (`--overhead-only`)." if "date" in overhead else ""
     return [
         f"### Training overhead: {overhead['segments']} segments × {overhead['rows']} rows, {workers} workers",
         "",
         "Bare: `RandomForestRegressor(n_estimators=100, min_samples_leaf=3, random_state=42, n_jobs=1).fit` "
         f"on exactly the rows the CLI trained each segment on (read back from its train channel, "
         f"{overhead['train_rows_per_segment']:.0f} rows per segment), one after another in one process, summed "
-        f"and ÷ {workers}. Sharded: the CLI's own train stage (`stages.train`: shard planning, shard files, one "
-        "`train.py --segments` interpreter per worker, fit + pack + metrics + model.tar.gz per segment, split "
-        "CSVs). Worker Σ: the per-segment seconds the workers report, ÷ workers. The target's ratio is sharded "
-        f"÷ (bare Σ ÷ {workers}), which assumes {workers} idle cores; the same fits run in {workers} forked "
-        "processes at once (wall) show what the cores gave this round. CPU: the CLI's user + system seconds "
-        "(process and workers) minus a `--validate-only` run's, over the bare fits' CPU: the work the CLI adds, "
-        "whatever the other tenants of the machine do. Rounds alternate which side runs first.",
+        f"and ÷ {workers}. Sharded: the wall of the CLI run as a user runs it minus the wall of a "
+        "`--validate-only` run of the same file just before it: all that training adds to the run (the "
+        "workers' zygote and its scikit-learn import, even where it overlaps validation; shard files; fit + "
+        "pack + metrics + model.tar.gz per segment in forked worker processes; split CSVs; results table; "
+        "manifest). Train stage: the CLI's own `stages.train`, for reference. Worker Σ: the per-segment "
+        "seconds the workers report, ÷ workers. The target's ratio is sharded ÷ (bare Σ ÷ "
+        f"{workers}), which assumes {workers} idle cores; the same fits run in {workers} forked processes at "
+        "once (wall) show what the cores gave this round. CPU: the CLI's user + system seconds (process, "
+        "zygote and workers) minus the `--validate-only` run's, over the bare fits' CPU: the work the CLI "
+        "adds, whatever the other tenants of the machine do. Load: the 1-minute load average at the start and "
+        "end of the round (other engineers' tests share the machine). Rounds alternate which side runs "
+        f"first.{measured}",
         "",
         *_table(
             [
                 "round",
                 "order",
+                "load",
                 "bare Σ fit s",
                 "÷ workers s",
-                "sharded train s",
+                "sharded wall s",
+                "train stage s",
                 "worker Σ ÷ workers s",
                 "ratio (target)",
                 f"bare in {workers} processes s",
@@ -319,6 +341,17 @@ def _validation_lines(validation: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _remeasured(overhead: Mapping[str, Any] | None) -> str:
+    if not overhead or "date" not in overhead:
+        return ""
+    start, end = overhead["load_average_start"], overhead["load_average_end"]
+    return (
+        f" The training overhead was measured again on {overhead['date']} (`--overhead-only`, the other "
+        f"sections kept from the run above): load {', '.join(f'{v:.2f}' for v in start)} at its start, "
+        f"{', '.join(f'{v:.2f}' for v in end)} at its end."
+    )
+
+
 def render_section(results: Mapping[str, Any]) -> str:
     start, end = results["load_average_start"], results["load_average_end"]
     lines = [
@@ -327,7 +360,7 @@ def render_section(results: Mapping[str, Any]) -> str:
         f"Generated by `bench/segments_scale.py` on {results['date']} — {results['cpus']} CPUs, Python "
         f"{results['python']}, run took {results['wall_seconds'] / 60:.1f} min. Load average (1, 5, 15 min) "
         f"{', '.join(f'{v:.2f}' for v in start)} at the start, {', '.join(f'{v:.2f}' for v in end)} at the end; "
-        "the machine is shared, so compare the ratios of the same rounds.",
+        "the machine is shared, so compare the ratios of the same rounds." + _remeasured(results.get("overhead")),
         "",
         *_table(
             ["target", "result", "measured"],
@@ -346,7 +379,8 @@ def render_section(results: Mapping[str, Any]) -> str:
     commands = [results.get("bench_command", "python bench/segments_scale.py")]
     commands += [results[key]["cli"]["command"] for key in ("validation", "end_to_end") if results.get(key)]
     if results.get("overhead"):
-        commands.append(results["overhead"]["command"])
+        commands += [results["overhead"].get("bench_command", ""), results["overhead"]["command"]]
+        commands = [command for command in commands if command]
     lines += ["", "Commands:", "", "```", *commands, "```"]
     return "\n".join(lines)
 

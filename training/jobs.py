@@ -40,7 +40,7 @@ from ops.stack import apply_stack
 from training import data as data_module
 from training import images
 from training.inputs import Hyperparameters
-from training.local_runs import DEFAULT_WORK_DIR, train_segments
+from training.local_runs import DEFAULT_WORK_DIR, start_workers, train_segments
 from training.manifest import LOCAL_MANIFEST, LocalManifestStore, Manifest, ManifestStore, S3ManifestStore
 from training.publishing import S3Publisher, publish_local_run
 from training.report import make_console, print_results
@@ -55,6 +55,7 @@ from training.sagemaker_jobs import (
     submit_sagemaker_jobs,
 )
 from training.shards import SegmentInput, synthetic_segment
+from training.workers import WorkerPool
 
 
 def _positive(text: str) -> int:
@@ -164,6 +165,8 @@ class _Run:
         self.skipped: dict[str, str] = {}
         self._session: Any = None
         self._clients: dict[str, Any] = {}
+        # Local mode: the workers' zygote, started before validation so its scikit-learn import overlaps it.
+        self.pool: WorkerPool | None = None
 
     # AWS clients are built only when a run needs them (validation of a local file needs none), once each:
     # publishing, the manifest and the verdicts share one S3 client instead of building one per use.
@@ -232,9 +235,12 @@ class _Run:
             workers=self.args.workers,
             progress=not self.args.no_progress and not self.args.json,
             console=self.console,
+            pool=self.pool,
         )
         self.stages["train"] = time.perf_counter() - started
-        print_results(report.results[:200], report.failures, console=self.console, wall_seconds=report.wall_seconds)
+        if self.args.data is None:
+            # A run over --data ends with the per-segment run report (print_run): one table, not two.
+            print_results(report.results[:200], report.failures, console=self.console, wall_seconds=report.wall_seconds)
         published: dict[str, list[str]] = {}
         if self.args.publish:
             publisher = self.publisher()
@@ -348,6 +354,16 @@ def _record(store: ManifestStore, manifest: Manifest, done: Sequence[tuple[Segme
 
 
 def execute(run: _Run) -> int:
+    if run.args.mode == "local" and not run.args.validate_only:
+        run.pool = start_workers()
+    try:
+        return _execute(run)
+    finally:
+        if run.pool is not None:
+            run.pool.close()
+
+
+def _execute(run: _Run) -> int:
     args = run.args
     started = time.perf_counter()
     segments = run.segments()

@@ -1,8 +1,10 @@
-"""Many segments per worker process: real train.py processes, one failing segment never fails its shard."""
+"""Many segments per worker: real processes forked from the zygote; one failing segment never fails its shard."""
 
 from __future__ import annotations
 
+import os
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 from house_prices import naming
 from training import data, local_runs
 from training.inputs import Hyperparameters
-from training.shards import SegmentInput, synthetic_segment
+from training.shards import SegmentInput, synthetic_segment, write_shard
+from training.workers import WorkerPool
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +63,79 @@ def test_a_rerun_never_leaves_a_previous_runs_artifact_for_a_segment_that_now_fa
     assert not artifact.exists()
 
 
+def _until_exit(pool: WorkerPool, job: str, timeout: float = 120.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in pool.events(timeout=1.0):
+            if event.get("id") == job and "returncode" in event:
+                return int(event["returncode"])
+    raise AssertionError(f"{job} never ended")
+
+
+def test_a_worker_killed_mid_shard_ends_alone_and_the_zygote_forks_the_next(tmp_path: Path) -> None:
+    # Given a zygote and a shard heavy enough to be still training when it is killed
+    heavy = tmp_path / "heavy"
+    write_shard([synthetic_segment("Austin_TX", 4_000, 1)], heavy / "input/data/train")
+    light = tmp_path / "light"
+    write_shard([synthetic_segment("Miami_FL", 60, 1)], light / "input/data/train")
+
+    def argv(job_dir: Path, trees: int) -> list[str]:
+        hps = {**Hyperparameters(n_estimators=trees).for_shard("segments-1-00000"), "artifacts-dir": str(tmp_path)}
+        channels = ["--train", str(job_dir / "input/data/train"), "--model-dir", str(job_dir / "model")]
+        return [*local_runs.train_command(hps)[2:], *channels]
+
+    with WorkerPool() as pool:
+        pool.submit("heavy", argv(heavy, 500), {}, heavy, heavy / "out.log", heavy / "err.log")
+        while "heavy" not in pool.pids:
+            pool.events(timeout=1.0)
+        # When that worker is killed (as an OOM kill would), then a shard with a bad argument and a good one start
+        pool.kill("heavy")
+        heavy_code = _until_exit(pool, "heavy")
+        pool.submit("bad", ["--n-estimators", "many"], {}, light, light / "bad.log", light / "bad-err.log")
+        bad_code = _until_exit(pool, "bad")
+        pool.submit("light", argv(light, 5), {}, light, light / "out.log", light / "err.log")
+        light_code = _until_exit(pool, "light")
+    # Then the killed worker ends by its signal, the bad one with argparse's message, and the next shard trains
+    assert heavy_code == -9
+    assert not (tmp_path / "Austin_TX" / "output" / naming.ARTIFACT_FILENAME).exists()
+    assert bad_code == 2
+    assert "--n-estimators" in (light / "bad-err.log").read_text()
+    assert light_code == 0, (light / "err.log").read_text()
+    assert (tmp_path / "Miami_FL" / "output" / naming.ARTIFACT_FILENAME).is_file()
+    assert '"status": "trained"' in (light / "out.log").read_text()
+
+
+def test_a_shard_past_its_timeout_is_killed_and_its_segments_fail_with_the_reason(tmp_path: Path) -> None:
+    # Given a segment that takes seconds to train and a timeout of a fraction of that
+    segments = [synthetic_segment("Austin_TX", 4_000, 1)]
+    # When it trains
+    report = local_runs.train_segments(
+        segments, tmp_path, hyperparameters=Hyperparameters(n_estimators=500), workers=1, progress=False,
+        timeout_seconds=0.5,
+    )  # fmt: skip
+    # Then the segment fails, killed, with the timeout named, and no artifact is left
+    [failure] = report.failures
+    assert failure.returncode == -9
+    assert "timed out after 0.5 s" in failure.stderr
+    assert not report.results
+
+
+def test_workers_that_cannot_start_fail_every_segment_with_the_reason(tmp_path: Path) -> None:
+    # Given a zygote whose scikit-learn import breaks (a package earlier on its path shadows the real one)
+    shadow = tmp_path / "shadow" / "sklearn"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('scikit-learn is broken here')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), local_runs.python_path()])}
+    segments = [synthetic_segment("Austin_TX", 60, 1), synthetic_segment("Miami_FL", 60, 1)]
+    # When a run trains on it
+    with WorkerPool(env) as pool:
+        report = local_runs.train_segments(segments, tmp_path / "work", workers=2, progress=False, pool=pool)
+    # Then nothing trains, and every segment fails naming the zygote's error (no hang, no traceback out)
+    assert not report.results
+    assert sorted(failure.city for failure in report.failures) == ["Austin_TX", "Miami_FL"]
+    assert all("scikit-learn is broken here" in failure.stderr for failure in report.failures)
+
+
 def test_a_shard_trains_from_the_unpacked_sourcedir_on_the_images_python_and_scikit_learn(tmp_path: Path) -> None:
     """As SageMaker runs it: only sourcedir.tar.gz on the path, the image's Python 3.10 + scikit-learn 1.4.2."""
     import json
@@ -68,7 +144,6 @@ def test_a_shard_trains_from_the_unpacked_sourcedir_on_the_images_python_and_sci
     from tests.sagemaker_image import image_python
     from training import packaging
     from training.local_runs import training_environment
-    from training.shards import write_shard
 
     python = image_python()
     if python is None:

@@ -169,7 +169,11 @@ def _results(segments: int = 1_000, rows: int = 500, train: float = 150.0) -> di
                     "bare_fit_seconds": 20.0,
                     "bare_cpu_seconds": 19.0,
                     "ceiling_seconds": 10.0,
-                    "sharded_train_seconds": 10.0 * ratio,
+                    "sharded_wall_seconds": 10.0 * ratio,
+                    "sharded_train_seconds": 10.0 * ratio - 1.0,
+                    "validate_only_wall_seconds": 1.5,
+                    "load_average_start": [0.5 * n, 1.0, 1.0],
+                    "load_average_end": [0.5 * n + 1, 1.0, 1.0],
                     "sharded_cpu_seconds": 19.0 * ratio,
                     "worker_segment_seconds": 22.0,
                     "bare_parallel_wall_seconds": 11.0,
@@ -244,6 +248,21 @@ def test_the_section_has_targets_stages_commands_and_load_and_replaces_only_its_
     assert "| train (2 workers) | 100.0 |" in again
     assert again.startswith("# Benchmarks\n\nthe suite's report\n")
     assert render_section(faster) in again
+
+
+def test_the_overhead_table_gives_each_rounds_load_and_the_sharded_wall_the_ratio_is_judged_on() -> None:
+    results = _results()
+    section = render_section({**results, "targets": evaluate_targets(results)})
+    # Round 2: sharded wall 14.0 s (the CLI minus --validate-only), train stage 13.0 s, load 1.0 → 2.0
+    assert "| 2 | sharded → bare → bare-parallel | 1.0 → 2.0 | 20.0 | 10.0 | 14.0 | 13.0 | 11.0 | 1.40 |" in section
+    # A results file from before the CLI-minus-validate-only wall still renders, on its train stage
+    for r in results["overhead"]["rounds"]:
+        del r["sharded_wall_seconds"], r["load_average_start"], r["load_average_end"]
+    assert "| 2 | sharded → bare → bare-parallel | - | 20.0 | 10.0 | 13.0 | 13.0 |" in render_section(results)
+    # Measured again alone (--overhead-only): the header says when, and under what load
+    results["overhead"].update(date="2026-12-07 05:36", load_average_start=[3.5, 4, 5], load_average_end=[4, 4, 5])
+    assert "measured again on 2026-12-07 05:36 (`--overhead-only`" in render_section(results)
+    assert "load 3.50, 4.00, 5.00 at its start, 4.00, 4.00, 5.00 at its end" in render_section(results)
 
 
 def test_model_sync_times_come_from_the_dispatchers_log_in_order(tmp_path: Path) -> None:

@@ -373,3 +373,31 @@ def test_cli_without_credentials_is_one_line(tmp_path: Path, monkeypatch: pytest
     assert code == 2
     assert "Unable to locate credentials" in err
     assert "Traceback" not in err
+
+
+class _RecordingPool:
+    def __init__(self, started: list[str]) -> None:
+        self.started = started
+        started.append("started")
+
+    def close(self) -> None:
+        self.started.append("closed")
+
+
+def test_local_runs_start_the_workers_before_validating_and_always_close_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a file validation refuses (a header and no rows), and a recording stand-in for the workers' zygote
+    events: list[str] = []
+    monkeypatch.setattr(jobs, "start_workers", lambda: _RecordingPool(events))
+    source = tmp_path / "houses.csv"
+    source.write_text("city,price,sqft\n")
+    argv = ["--data", str(source), "--segment-column", "city", "--price-column", "price", "--no-progress",
+            "--work-dir", str(tmp_path / "work")]  # fmt: skip
+    # When a local run fails validation, and when a run only validates
+    assert jobs.main(argv) == 2
+    assert events == ["started", "closed"]
+    jobs.main([*argv, "--validate-only"])
+    # Then the zygote was started before validation (its import overlaps it) and closed at the error; a
+    # --validate-only run never starts it
+    assert events == ["started", "closed"]

@@ -98,3 +98,19 @@ def test_an_unreadable_manifest_means_everything_retrains(text: str | None) -> N
     to_train, unchanged = Manifest.from_json(text).partition([segment("A", 3)], Hyperparameters())
     assert [s.city for s in to_train] == ["A"]
     assert unchanged == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(segments=st.integers(min_value=1, max_value=20_000), workers=st.integers(min_value=1, max_value=64))
+def test_a_local_run_cuts_a_few_shards_per_worker_but_never_one_per_segment(segments: int, workers: int) -> None:
+    from training.local_runs import MIN_SEGMENTS_PER_SHARD, SHARDS_PER_WORKER, shard_count
+
+    count = shard_count(segments, workers)
+    # Every worker has a shard while there are segments to go round, and a free worker finds another waiting
+    assert count == min(segments, max(workers, count))
+    assert count <= max(workers, workers * SHARDS_PER_WORKER)
+    # More shards than workers only while each keeps a worthwhile number of segments (a fork per shard)
+    if count > workers:
+        assert segments / count >= MIN_SEGMENTS_PER_SHARD
+    if segments >= workers * SHARDS_PER_WORKER * MIN_SEGMENTS_PER_SHARD:
+        assert count == workers * SHARDS_PER_WORKER
