@@ -22,7 +22,7 @@ LAMBDA_RUNTIME := build/bench/lambda-runtime
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME)/.installed-$(shell cat requirements/lambda-runtime.txt | md5sum | cut -c1-12)
 BENCH_ARGS ?=
 
-.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo demo-quality up deploy preflight invoke bench bench-quick bench-quality bench-deps bench-http-api lambda-runtime wrk clean
+.PHONY: help venv test lint format cfn-lint sam-validate sam-build unit integration e2e demo demo-quality demo-rollout up deploy preflight invoke bench bench-quick bench-quality bench-deps bench-http-api lambda-runtime wrk clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ demo: $(STAMP) ## the original notebook end to end on the local stack (no AWS, n
 
 demo-quality: $(STAMP) ## the quality loop on the local stack: replayed traffic, late labels; finds a drifting city and a worse model
 	$(PYTHON) -m local.demo_quality
+
+demo-rollout: $(STAMP) ## progressive delivery on the local stack: a shadow and a canary rollout; one promoted, one rolled back
+	$(PYTHON) -m local.demo_rollout
 
 up: $(STAMP) ## run the local stack until Ctrl-C; state persists in .local/state (FRESH=1 starts empty; SERVING=dense: the dense container)
 	$(PYTHON) -m local.stack $(if $(FRESH),--fresh) $(if $(SERVING),--serving $(SERVING))

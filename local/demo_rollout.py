@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -123,6 +124,7 @@ def ops_cli(stack_file: Path, *argv: str, timeout: float = 60.0) -> Any:
     """``python -m ops --stack-file F --json ARGV...`` in its own process; its JSON answer, or OpsFailed."""
     done = subprocess.run(
         [sys.executable, "-m", "ops", "--stack-file", str(stack_file), "--json", *argv],
+        env=stack_only_environment(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -135,6 +137,32 @@ def ops_cli(stack_file: Path, *argv: str, timeout: float = 60.0) -> Any:
             error = None
         raise OpsFailed(argv, done.returncode, error if isinstance(error, dict) else None, done.stderr)
     return json.loads(done.stdout)
+
+
+def stack_only_environment() -> dict[str, str]:
+    """This process's environment without what would outrank the stack file in ``ops`` (resource names,
+    endpoints, credentials): the CLI then talks to the stack the file describes, whatever this shell exports."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_ENDPOINT_URL") and name not in _OUTRANKING_STACK_FILE
+    }
+
+
+_OUTRANKING_STACK_FILE = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "ARTIFACT_BUCKET",
+        "MODEL_PREFIX",
+        "REGISTRY_TABLE",
+        "QUALITY_TABLE",
+        "MODEL_SYNC_FAILURE_QUEUE_URL",
+        "ALARM_NAME_PREFIX",
+    }
+)
 
 
 def tick(stack: LocalStack, at: datetime) -> dict[str, Any]:
@@ -192,6 +220,18 @@ def evidence_of(stack: LocalStack, city: str, candidate: str) -> dict[str, Any]:
     """The rollout's evidence summary (``RolloutEvidence.summary``) as ``ops rollout status`` reads it; {} if none."""
     summary, _ = ops_rollouts.evidence(stack.client("dynamodb"), lambda: quality_table(stack), city, candidate)
     return summary or {}
+
+
+def wait_for_calls(stack: LocalStack, city: str, candidate: str, requests: int, timeout: float) -> dict[str, Any]:
+    """Wait until the rollout's operational evidence counts ``requests`` live calls: every capture object of
+    them was read by the quality function, and in shadow mode its sampled rows were scored by the candidate
+    (the same transaction counts both), so their labels find the candidate's prices."""
+    found: dict[str, Any] = poll(
+        f"{city}: {requests} live calls in the rollout's evidence",
+        lambda: (e := evidence_of(stack, city, candidate)) and e.get("live_requests", 0) >= requests and e,
+        timeout,
+    )
+    return found
 
 
 def labels_counted(stack: LocalStack, city: str, candidate: str, mode: str) -> int:
@@ -274,7 +314,8 @@ DECISION_COLUMNS = (
     "action",
     "labels",
     "live_mape",
-    "candidate_vs_live",
+    "difference",
+    "relative",
     "p_rollback",
     "p_promote",
     "decided_at",
@@ -282,25 +323,36 @@ DECISION_COLUMNS = (
 
 
 def decision_row(city: str, event: Mapping[str, Any]) -> dict[str, Any]:
-    """One decision from the history, the numbers a person checks first."""
+    """One decision from the history: the sample, the statistic (mean APE candidate − live, in percentage
+    points ± its standard error), both always-valid p-values, and when it was decided (simulated time)."""
     numbers = event.get("evidence") or {}
     accuracy = (numbers.get("guards") or {}).get("accuracy") or {}
     labels = accuracy.get("labels")
     if accuracy.get("mode") == "canary":
         labels = f"{accuracy.get('labels')} + {accuracy.get('live_labels')} live"
-    relative = accuracy.get("relative_difference")
-    live_mape = accuracy.get("live_mean_ape")
+    difference, std_error = accuracy.get("difference"), accuracy.get("std_error")
+    relative, live_mape = accuracy.get("relative_difference"), accuracy.get("live_mean_ape")
     return {
         "city": city,
         "mode": numbers.get("mode", ""),
         "action": event["action"],
         "labels": labels,
         "live_mape": "" if live_mape is None else f"{live_mape:.1%}",
-        "candidate_vs_live": "" if relative is None else f"{relative:+.0%}",
-        "p_rollback": accuracy.get("p_rollback"),
-        "p_promote": accuracy.get("p_promote"),
+        "difference": ""
+        if difference is None or std_error is None
+        else f"{difference * 100:+.1f} pts ± {std_error * 100:.1f}",
+        "relative": "" if relative is None else f"{relative:+.0%}",
+        "p_rollback": p_value(accuracy.get("p_rollback")),
+        "p_promote": p_value(accuracy.get("p_promote")),
         "decided_at": numbers.get("decided_at", event.get("at")),
     }
+
+
+def p_value(value: float | None) -> str:
+    """An always-valid p-value as people read it (the history keeps 6 digits and 0 below 1e-100)."""
+    if value is None:
+        return ""
+    return "< 1e-100" if value == 0 else f"{value:.2g}"
 
 
 def run_rollout_demo(
@@ -321,7 +373,7 @@ def run_rollout_demo(
     api = stack.info.api_url
 
     console.rule(
-        f"1. version 1: {GOOD_CITY} trained on prices at {STALE_PRICE_FACTOR:.0%}, {WORSE_CITY} on the right ones"
+        f"2. version 1: {GOOD_CITY} trained on prices at {STALE_PRICE_FACTOR:.0%}, {WORSE_CITY} on the right ones"
     )
     train_and_publish(stack, {GOOD_CITY: STALE_PRICE_FACTOR, WORSE_CITY: 1.0}, work_dir / "v1", console, n_estimators)
     first = wait_for_live(registry, DEMO_CITIES, console, timeout=timeout)
@@ -329,7 +381,7 @@ def run_rollout_demo(
     timings["live"] = time.perf_counter() - started
 
     console.rule(
-        f"2. version 2 through model-sync (RolloutPolicy {DEPLOYMENT_POLICY}; {WORSE_CITY}: {WORSE_CITY_POLICY})"
+        f"3. version 2 through model-sync (RolloutPolicy {DEPLOYMENT_POLICY}; {WORSE_CITY}: {WORSE_CITY_POLICY})"
     )
     override = ops_cli(stack_file, "rollout", "policy", WORSE_CITY, WORSE_CITY_POLICY)
     console.print(f"python -m ops rollout policy {WORSE_CITY} {WORSE_CITY_POLICY} → {override}", highlight=False)
@@ -341,7 +393,7 @@ def run_rollout_demo(
     running = ops_cli(stack_file, "rollout", "status")
     tables.print_rows(console, running, ops_rollouts.ROLLOUT_COLUMNS, "python -m ops rollout status")
 
-    console.rule(f"3. replay {predictions_per_city} houses per city through the HTTP API")
+    console.rule(f"4. replay {predictions_per_city} houses per city through the HTTP API")
     served: dict[str, dict[str, int]] = {}
     priced: dict[str, list[Priced]] = {}
     with httpx.Client(timeout=60) as http:
@@ -353,6 +405,16 @@ def run_rollout_demo(
             )
             console.print(f"{city} ({modes[city]}): priced by {shares}", highlight=False)
         timings["priced"] = time.perf_counter() - started
+        console.rule("4. captures → S3 → QualityFunction: each version's calls counted, the shadow's rows scored")
+        for city in DEMO_CITIES:
+            # Shadow: one live call per request. Canary: the requests with a house on the live side.
+            live_calls = sum(
+                any(p.version == live[city] for p in priced[city][i : i + HOUSES_PER_REQUEST])
+                for i in range(0, len(priced[city]), HOUSES_PER_REQUEST)
+            )
+            found = wait_for_calls(stack, city, candidates[city], live_calls, timeout)
+            console.print(f"{city} evidence: {json.dumps(found)}", highlight=False)
+        timings["scored"] = time.perf_counter() - started
 
         day0 = max(started_at(model) for model in rollouts.values())
         waves = [
@@ -363,7 +425,7 @@ def run_rollout_demo(
         ticks = []
         for number, (wave, days) in enumerate(zip(waves, TICK_DAYS, strict=True), start=1):
             console.rule(
-                f"4.{number} {sum(len(w) for w in wave.values())} houses sell (POST /feedback); "
+                f"5.{number} {sum(len(w) for w in wave.values())} houses sell (POST /feedback); "
                 f"the decider ticks at day {days}"
             )
             post_labels(http, api, [label for city in DEMO_CITIES for label in wave[city]])
@@ -378,7 +440,7 @@ def run_rollout_demo(
             ticks.append(report)
             console.print(f"decider at {at.isoformat()}: {json.dumps(report)}", highlight=False)
 
-        console.rule("5. python -m ops rollout status CITY --json: the decisions and their evidence")
+        console.rule("6. python -m ops rollout status CITY --json: the decisions and their evidence")
         status = {city: ops_cli(stack_file, "rollout", "status", city) for city in DEMO_CITIES}
         rows = [
             decision_row(city, event)

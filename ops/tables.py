@@ -80,5 +80,6 @@ def print_rows(console: Console, rows: Sequence[Mapping[str, Any]], columns: Seq
         width=needed,
         force_terminal=console.is_terminal,
         color_system=console.color_system,  # type: ignore[arg-type]
+        quiet=console.quiet,
     )
     wide.print(rendered)
