@@ -6,6 +6,7 @@
     rollout promote CITY                     the candidate goes live now (same transaction as the decider's)
     rollout abort CITY                       end the rollout; the candidate goes back to standby
     rollout policy CITY [SPEC | --clear]     the city's override of model-sync's ROLLOUT_POLICY
+    rollout evaluate [--at ISO]              one pass of the decider, now or at a simulated time
 
 Every write is one of the registry's conditional writes (``ModelRegistry``): a command racing model-sync, the
 decider or another operator either wins whole or fails with RolloutConflict, and can be run again. The
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -109,6 +111,9 @@ def add_command(commands: Any) -> list[argparse.ArgumentParser]:
     policy.add_argument("city")
     policy.add_argument("spec", nargs="?", help="off | shadow[:PCT] | canary:PCT, optionally ,days:N")
     policy.add_argument("--clear", action="store_true", help="remove the override (ROLLOUT_POLICY applies)")
+    evaluate = actions.add_parser("evaluate", help="decide every running rollout once, as the scheduled decider does")
+    evaluate.add_argument("--at", help="the decision time, ISO-8601 (default: now); a simulated clock for demos")
+    evaluate.add_argument("--quality-table", help="where the evidence is [QUALITY_TABLE, the stack's QualityTableName]")
     return [rollout, *actions.choices.values()]
 
 
@@ -154,6 +159,8 @@ def run(
     environ: Mapping[str, str],
 ) -> Report:
     command = args.rollout_command
+    if command == "evaluate":
+        return evaluate(registry, dynamodb, quality_table, args.at)
     if command == "status" and args.city is None:
         return status_all(registry)
     city = validate_city(args.city)
@@ -191,6 +198,25 @@ def run(
         }
         return Report(row, [Section("Aborted", [row], ("city", "candidate_version", "live_version", "outcome"))])
     return policy(registry, city, args.spec, args.clear, environ)
+
+
+DECISION_COLUMNS = ("city", "mode", "outcome", "candidate_version", "live_version", "reason")
+
+
+def evaluate(registry: ModelRegistry, dynamodb: Any, quality_table: Callable[[], str], at: str | None) -> Report:
+    """The decider's own pass (``rollouts.wiring.decider``): the same judge, writes and history as the schedule's."""
+    from rollouts.wiring import decider
+
+    try:
+        when = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    except ValueError as error:
+        raise InvalidInput(
+            [FieldProblem("at", f"an ISO-8601 time, got {at!r}")], f"Invalid --at: {at!r} is not an ISO-8601 time"
+        ) from error
+    report = decider(dynamodb, registry.table_name, quality_table()).evaluate(when)
+    rows = [decision.as_dict() for decision in report.decisions]
+    title = f"Decisions at {report.at} ({len(rows)})" if rows else f"Decisions at {report.at}: no rollout runs"
+    return Report({**report.as_dict(), "decisions": rows}, [Section(title, rows, DECISION_COLUMNS)])
 
 
 def running(registry: ModelRegistry, city: str) -> tuple[LiveModel, Rollout]:

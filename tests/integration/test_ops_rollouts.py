@@ -181,3 +181,25 @@ def test_tables_for_people(aws: Stack, capsys: pytest.CaptureFixture[str]) -> No
     assert "Evidence: none yet" in out
     assert f"History of {CITY} (newest first)" in out
     assert "Rollout policy override: none" in out
+
+
+def test_evaluate_runs_the_deciders_pass_at_a_simulated_time(aws: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a one-day shadow rollout with no evidence
+    code, started = run(capsys, "rollout", "start", CITY, "--version", CAND, "--mode", "shadow", "--days", "1")
+    assert (code, started["mode"]) == (0, "shadow")
+    # When the operator evaluates before the deadline / Then it waits
+    code, waited = run(
+        capsys, "rollout", "evaluate", "--at", "2020-01-01T00:00:00+00:00", "--quality-table", QUALITY_TABLE
+    )
+    assert (code, waited["in_progress"], [d["outcome"] for d in waited["decisions"]]) == (0, 1, ["waiting"])
+    # When the operator evaluates past the deadline / Then the rollout times out and live stays
+    code, ended = run(
+        capsys, "rollout", "evaluate", "--at", "2100-01-01T00:00:00+00:00", "--quality-table", QUALITY_TABLE
+    )
+    assert (code, [d["outcome"] for d in ended["decisions"]]) == (0, ["timed_out"])
+    assert aws.registry.live_model(CITY).version == LIVE
+    assert aws.registry.find_live(CITY).rollout is None
+    # And a time that is not one is refused naming the field
+    code, refused = run(capsys, "rollout", "evaluate", "--at", "tomorrow", "--quality-table", QUALITY_TABLE)
+    assert (code, refused["error"]) == (1, "InvalidInput")
+    assert "--at" in refused["message"]

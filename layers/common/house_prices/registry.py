@@ -242,6 +242,10 @@ class ModelRegistry:
         self._db = dynamodb_client
         self._table = table_name
 
+    @property
+    def table_name(self) -> str:
+        return self._table
+
     # reads
     def live_model(self, city: str) -> LiveModel:
         live = self.find_live(city)
