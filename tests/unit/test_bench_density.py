@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from bench import density, density_report
 from bench.density_client import encode
-from bench.density_measure import models_in, slope
+from bench.density_measure import Quiet, QuietGate, models_in, parse_busy_seconds, slope
 from bench.density_servers import (
     CONFIG_TEMPLATE,
     VENDOR,
@@ -100,6 +101,93 @@ def test_a_different_server_leads_each_round() -> None:
         ["c", "a", "b"],
         ["a", "b", "c"],
     ]
+
+
+# --------------------------------------------------------------------------- the quiet gate
+
+
+def test_busy_time_is_every_cpu_field_but_idle_and_iowait_with_guest_time_counted_once() -> None:
+    # user nice system idle iowait irq softirq steal guest guest_nice (guest is already inside user)
+    line = "cpu  100 5 50 1000 20 1 4 10 70 3"
+    assert parse_busy_seconds(line, clock_ticks=100) == pytest.approx((100 + 5 + 50 + 1 + 4 + 10) / 100)
+
+
+class FakeMachine:
+    """A clock, /proc/stat's busy time and the bench's own CPU.
+
+    ``crowd[i]``: the cores the neighbours take during run i + 1 and while waiting before it.
+    """
+
+    def __init__(self, crowd: list[float]) -> None:
+        self.now = self.busy = self.own = 0.0
+        self.crowd = crowd
+        self.phase = 0
+
+    def advance(self, seconds: float, own_cores: float = 0.0) -> None:
+        neighbours = self.crowd[min(self.phase, len(self.crowd) - 1)]
+        self.now += seconds
+        self.own += own_cores * seconds
+        self.busy += (neighbours + own_cores) * seconds
+
+    def gate(self, quiet: Quiet) -> QuietGate:
+        return QuietGate(
+            quiet,
+            list,
+            busy=lambda: self.busy,
+            own=lambda pids: self.own,
+            clock=lambda: self.now,
+            sleep=self.advance,
+        )
+
+    def run(self) -> int:
+        """A 5 s measurement using 1.5 cores of the bench's own; the next phase of the neighbours starts after it."""
+        self.advance(5.0, own_cores=1.5)
+        self.phase += 1
+        return self.phase
+
+
+def test_a_run_the_neighbours_crowded_is_redone_and_the_quiet_one_kept() -> None:
+    # Given neighbours taking 1.2 cores during the first run and 0.1 afterwards
+    machine = FakeMachine([1.2, 0.1])
+    gate = machine.gate(Quiet(threshold_cores=0.25, retries=2))
+    # When a run goes through the gate
+    gated = gate.measure(machine.run)
+    # Then the second attempt is kept, with its reading; the bench's own 1.5 cores are not the neighbours'
+    assert (gated.value, gated.attempts) == (2, 2)
+    assert gated.outside_cores == pytest.approx(0.1)
+    assert (gate.runs, gate.redone) == (1, 1)
+    # Waiting: the whole settle time before the first attempt (crowded), one quiet window before the second;
+    # and the redone run
+    assert gate.spent_seconds == pytest.approx(10.0 + 0.5 + 5.0)
+
+
+def test_a_machine_that_stays_crowded_gets_the_least_crowded_attempt_within_the_budget() -> None:
+    # Given neighbours that never leave, crowding less on the second attempt
+    machine = FakeMachine([1.0, 0.6, 0.9])
+    quiet = Quiet(threshold_cores=0.25, retries=2, settle_seconds=1.0, window_seconds=0.5, budget_seconds=1000)
+    gate = machine.gate(quiet)
+    # When a run goes through the gate
+    gated = gate.measure(machine.run)
+    # Then every attempt was made and the least crowded one kept
+    assert gated.attempts == 3
+    assert gated.value == 2
+    assert gated.outside_cores == pytest.approx(0.6)
+    # And once the budget is spent, a crowded run is taken as it is
+    spent = machine.gate(replace(quiet, budget_seconds=0.0))
+    assert spent.measure(machine.run).attempts == 1
+
+
+def test_each_round_gets_its_own_budget() -> None:
+    # Given a crowded spell that spends the first round's budget
+    machine = FakeMachine([1.0] * 6 + [0.1])
+    gate = machine.gate(Quiet(threshold_cores=0.25, retries=2, settle_seconds=1.0, budget_seconds=6.0))
+    assert gate.measure(machine.run).attempts == 2  # waits of 1 s before each attempt and the 5 s redone run
+    assert gate.measure(machine.run).attempts == 1  # nothing left: taken as it is
+    # When the next round starts
+    gate.start_round()
+    # Then its runs are redone again while crowded
+    assert gate.measure(machine.run).attempts == 2
+    assert gate.redone == 2
 
 
 class FakeContainer:
@@ -251,6 +339,31 @@ RESULTS: dict[str, Any] = {
     "notes": ["a note"],
     "commands": [".venv/bin/python bench/density.py"],
 }
+
+
+def test_each_run_shows_what_the_neighbours_took_when_the_results_have_it() -> None:
+    # Given results with the gate's readings for one server and none for the others (an older results file)
+    results = copy.deepcopy(RESULTS)
+    results["servers"]["mms"]["wrk"]["8"]["outside_cores"] = [0.12]
+    results["servers"]["mms"]["wrk"]["50"]["outside_cores"] = [0.03]
+    results["servers"]["mms"]["cpu_rounds_outside_cores"] = [0.4]
+    results["quiet_gate"] = {
+        "threshold_cores": 0.25,
+        "retries": 2,
+        "settle_seconds": 10.0,
+        "budget_seconds": 120.0,
+        "spent_seconds": 42.0,
+        "runs": 10,
+        "redone": 3,
+    }
+    # When the section is rendered
+    text = density_report.render(results, density_report.evaluate_targets(results))
+    # Then the readings are in brackets beside their runs, and the gate's account is given
+    assert "| MMS | 8 | 1,000 (0.12) |" in text
+    assert "| MMS | CPU ms/request | 0.600 (0.40) |" in text
+    assert "| dense, 2 workers | 8 | 3,000 |" in text
+    assert "3 of 13 runs redone, 42 s spent waiting and redoing" in text
+    assert "other tenants took ≤ 0.12 cores during these runs" in text
 
 
 def test_targets_are_met_not_met_or_not_measured_from_the_same_run() -> None:
