@@ -68,8 +68,9 @@ from bench.density_servers import (
     mms_server,
 )
 from bench.density_zipf import ZipfSpec, zipf_run
-from bench.harness import REPO_ROOT, BenchBroken, write_lua_requests
 from bench.peers import CEILING_BODY
+from bench.processes import REPO_ROOT, BenchBroken
+from bench.wrk_runs import write_lua_requests
 
 GIB = 1024 * MIB
 # ml.m5.large (8 GiB) less 1 GiB for the OS, SageMaker's agents and the server itself (issue 16).

@@ -23,7 +23,7 @@ from bench.peers import ceiling_app
 def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     for _ in range(count):
-        # IPPROTO_TCP explicitly: asyncio then sets TCP_NODELAY on accepted connections (bench/harness.py).
+        # IPPROTO_TCP explicitly: asyncio then sets TCP_NODELAY on accepted connections (endpoint/sockets.py).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

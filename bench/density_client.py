@@ -4,7 +4,7 @@
 its answer before sending the next), so the server's CPU per request is measured over a fixed amount
 of work rather than a fixed time (idle background work, a JVM's or a registry poll, is not spread over
 however many requests a noisy second allowed). Raw sockets and pre-encoded requests: the client costs
-a few microseconds per request, and its CPU is not the server's anyway (``bench.harness.cpu_seconds``
+a few microseconds per request, and its CPU is not the server's anyway (``bench.processes.cpu_seconds``
 reads the server's process tree).
 """
 
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench.harness import BenchBroken, HttpRequest
+from bench.processes import BenchBroken
+from bench.wrk_runs import HttpRequest
 
 HOST = "127.0.0.1"
 

@@ -5,7 +5,7 @@ which starts ``python -m container serve``, the image's command, as SageMaker st
 moto S3 in its own process:
 
 * **throughput**: InvokeEndpoint, one CSV row, cycling over 10 warm seed-sized models (100 trees,
-  ``endpoint.testing.bench_model``, served by ``training/inference.py`` in the container), under
+  ``testkit.models.bench_model``, served by ``training/inference.py`` in the container), under
   ``wrk -t1`` at 8 and 50 connections, interleaved round by round with the bare Starlette ceiling of
   ``bench/peers.py`` (uvicorn + httptools + uvloop, one process); the figure per configuration is the
   median round. Target: ≥ 0.25 × the ceiling. CPU per request is split between the SageMaker side and the
@@ -45,26 +45,14 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from harness import (
-    REPO_ROOT,
-    BenchBroken,
-    HttpRequest,
-    MemorySampler,
-    Server,
-    cpu_seconds,
-    histogram_quantile,
-    memory_bytes,
-    percentiles,
-    process_tree,
-    prometheus_histograms,
-    run_wrk,
-    write_lua_requests,
-    zipf_sequence,
-)
-from peers import TARGET_MODEL_HEADER
-from suite import BASE_ENV, ENDPOINT_NAME, _drive, endpoint_server
+from bench.histograms import histogram_quantile, percentiles, prometheus_histograms
+from bench.peers import TARGET_MODEL_HEADER
+from bench.processes import REPO_ROOT, BenchBroken, MemorySampler, Server, cpu_seconds, memory_bytes, process_tree
+from bench.suite_config import BASE_ENV, ENDPOINT_NAME
+from bench.suite_scale import _drive
+from bench.suite_targets import endpoint_server
+from bench.wrk_runs import HttpRequest, run_wrk, write_lua_requests
+from bench.zipf import zipf_sequence
 
 BUCKET = "density-local"
 WARM_PREFIX = "warm/"
@@ -112,7 +100,7 @@ def moto_server(work: Path) -> Server:
 
 def publish_models(s3_url: str, work: Path) -> Models:
     """10 seed-sized forests (fitted here) under WARM_PREFIX, and the price inference.py gives ROW with each."""
-    from endpoint.testing import bench_model
+    from testkit.models import bench_model
     from training import inference
 
     client = s3(s3_url)
@@ -207,12 +195,16 @@ def throughput(s3_url: str, models: Models, work: Path, options: argparse.Namesp
                 for name, server in servers.items():
                     side_pids, container_pids = side_and_container(side)
                     before = (cpu_seconds(side_pids), cpu_seconds(container_pids))
+
+                    def server_pids(server: Server = server) -> list[int]:  # a lambda's type is not inferred
+                        return server.pids
+
                     result = run_wrk(
                         server.url,
                         requests_file,
                         seconds=options.seconds,
                         connections=connections,
-                        server_pids=lambda server=server: server.pids,
+                        server_pids=server_pids,
                     )
                     after = (cpu_seconds(side_pids), cpu_seconds(container_pids))
                     if result.errors or result.non_2xx:

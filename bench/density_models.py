@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import HttpRequest
+from bench.wrk_runs import HttpRequest
 
 HOUSE_SEED = 2024  # disjoint from the training seed: houses the models never saw
 CSV_HEADERS = {"Content-Type": "text/csv", "Accept": "application/json"}

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import LOCALHOST, REPO_ROOT, BenchBroken, Server
+from bench.processes import LOCALHOST, REPO_ROOT, BenchBroken, Server
 
 IMAGE_TAG = "1.4-2-py312"
 HANDLER = "sagemaker_sklearn_container.handler_service"

@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from bench.density_client import HOST
-from bench.harness import MemorySampler, Server, memory_bytes, percentiles, zipf_sequence
+from bench.histograms import percentiles
+from bench.processes import MemorySampler, Server, memory_bytes
+from bench.zipf import zipf_sequence
 
 MIB = 1024 * 1024
 # A request gives up (an error) after this many load/invoke rounds: SageMaker retries a few times too.

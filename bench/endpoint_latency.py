@@ -73,7 +73,9 @@ def self_contained(cold_models: int) -> Iterator[tuple[str, str, list[str]]]:
 
     from endpoint.app import create_app
     from endpoint.config import EndpointConfig, ModelDataUrl
-    from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client, serve_in_thread
+    from testkit.aws import moto_s3, s3_client
+    from testkit.models import fit_forest, model_tar_gz
+    from testkit.servers import serve_in_thread
 
     bucket, prefix = "bench-endpoint", KeyLayout().mme_prefix
     for name, value in {
@@ -95,7 +97,7 @@ def self_contained(cold_models: int) -> Iterator[tuple[str, str, list[str]]]:
 
 
 def run(url: str, endpoint_name: str, warm_target: str, cold_targets: list[str], requests: int) -> dict[str, Any]:
-    from endpoint.testing import sagemaker_runtime
+    from testkit.aws import sagemaker_runtime
 
     client = sagemaker_runtime(url, tcp_keepalive=True)
     before = server_metrics(url)

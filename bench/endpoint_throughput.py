@@ -72,7 +72,7 @@ end
 
 @contextlib.contextmanager
 def spawn(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    from endpoint.testing import startup_url
+    from testkit.servers import startup_url
 
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    from endpoint.testing import bench_model, moto_s3, s3_client
+    from testkit.aws import moto_s3, s3_client
+    from testkit.models import bench_model
 
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
     env["AWS_DEFAULT_REGION"] = "us-east-1"

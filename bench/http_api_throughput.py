@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import httpx
 
 from house_prices import schema
 from local.process import LOCAL_HOST
+from testkit.servers import wrk_binary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.08
@@ -132,13 +132,6 @@ def server_process(kind: str, work: Path, sandboxes: int) -> Iterator[str]:
 # --- wrk ---------------------------------------------------------------------------------------
 
 
-def wrk_binary() -> str:
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("wrk is not installed: `make wrk` installs the Debian package")
-    return found
-
-
 @dataclass(frozen=True)
 class Target:
     url: str
@@ -160,9 +153,13 @@ def wrk(target: Target, seconds: float, connections: int, threads: int, work: Pa
         " + summary.errors.status + summary.errors.timeout))\n"
         "end\n"
     )
+    try:
+        binary = wrk_binary()
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None  # a setup step missing: its message, not a traceback
     output = subprocess.run(
         [
-            wrk_binary(),
+            binary,
             f"-t{threads}",
             f"-c{connections}",
             f"-d{max(1, round(seconds))}s",

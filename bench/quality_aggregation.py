@@ -53,7 +53,7 @@ from quality.adapters.dynamodb import house_id_bounds
 from quality.adapters.s3 import S3Captures, S3LabelFiles
 from quality.logic import HousePrediction, Priced, QualityService, Recorded, VersionFacts
 
-from bench.harness import REPO_ROOT
+from bench.processes import REPO_ROOT
 from bench.report import replace_marked_block
 from house_prices import captures, drift, ids, schema
 from house_prices.live_quality import APE_EDGES, APE_PREFIX, Aggregate, bucket_of

@@ -53,7 +53,7 @@ from scipy.special import log_ndtr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import percentiles
+from bench.histograms import percentiles
 from bench.report import replace_marked_block
 from house_prices import rollout_bucket, rollout_stats, schema
 from house_prices.rollout_stats import GuardPolicy

@@ -138,7 +138,7 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                 f"({per_round}); "
                 f"{overhead['segments']} segments × {overhead['rows']} rows, {overhead['workers']} workers; "
                 f"{overhead['median_ratio_to_parallel']:.2f} x the same fits run in {overhead['workers']} processes, "
-                f"CPU {overhead['median_cpu_ratio']:.2f} x",
+                f"CPU {overhead['median_cpu_ratio']:.2f} x{_quiet_note(overhead)}",
             )
         )
     validation = results.get("validation")
@@ -262,6 +262,28 @@ def _load(r: Mapping[str, Any]) -> str:
     return f"{r['load_average_start'][0]:.1f} → {r['load_average_end'][0]:.1f}"
 
 
+def _quiet_note(overhead: Mapping[str, Any]) -> str:
+    """How the overhead rounds were gated: runs redone because other tenants crowded them (none before the gate)."""
+    quiet = overhead.get("quiet")
+    if not quiet:
+        return ""
+    return (
+        f"; {quiet['redone']} of {quiet['runs'] + quiet['redone']} runs redone (crowded: the rest of the machine "
+        f"took > {quiet['threshold_cores']:.2f} cores)"
+    )
+
+
+def _neighbours(r: Mapping[str, Any]) -> str:
+    """What the rest of the machine took during each side's kept run, in cores (and the runs made, if redone)."""
+    if "outside_cores" not in r:
+        return "-"
+    sides = ("sharded", "bare", "bare-parallel")
+    runs = r.get("attempts", {})
+    return " / ".join(
+        f"{r['outside_cores'][side]:.2f}" + (f" ({runs[side]} runs)" if runs.get(side, 1) > 1 else "") for side in sides
+    )
+
+
 def _overhead_lines(overhead: Mapping[str, Any]) -> list[str]:
     workers = overhead["workers"]
     rows = [
@@ -278,6 +300,7 @@ def _overhead_lines(overhead: Mapping[str, Any]) -> list[str]:
             f"{r['bare_parallel_wall_seconds']:.1f}",
             f"{r['ratio_to_parallel']:.2f}",
             f"{r['sharded_cpu_seconds']:.1f} / {r['bare_cpu_seconds']:.1f} = {r['cpu_ratio']:.2f}",
+            _neighbours(r),
         ]
         for r in overhead["rounds"]
     ]
@@ -299,7 +322,7 @@ def _overhead_lines(overhead: Mapping[str, Any]) -> list[str]:
         "zygote and workers) minus the `--validate-only` run's, over the bare fits' CPU: the work the CLI "
         "adds, whatever the other tenants of the machine do. Load: the 1-minute load average at the start and "
         "end of the round (other engineers' tests share the machine). Rounds alternate which side runs "
-        f"first.{measured}",
+        f"first.{_gate_text(overhead)}{measured}",
         "",
         *_table(
             [
@@ -315,10 +338,26 @@ def _overhead_lines(overhead: Mapping[str, Any]) -> list[str]:
                 f"bare in {workers} processes s",
                 "ratio to that",
                 "CPU s: sharded / bare = ratio",
+                "neighbours, cores: sharded / bare / in processes",
             ],
             rows,
         ),
     ]
+
+
+def _gate_text(overhead: Mapping[str, Any]) -> str:
+    quiet = overhead.get("quiet")
+    if not quiet:
+        return ""
+    return (
+        " Each side's run is gated as the density bench's wrk runs are (`bench/quiet.py`): before it, up to "
+        f"{quiet['settle_seconds']:.0f} s of waiting for a quiet half-second; during it, the CPU the rest of the "
+        "machine used (`/proc/stat` busy time minus the bench's own processes); a run during which that "
+        f"exceeded {quiet['threshold_cores']:.2f} cores is redone up to {quiet['retries']} times within "
+        f"{quiet['budget_seconds']:.0f} s per round, keeping the least crowded attempt (the pair validate-only "
+        f"+ CLI is one run). Neighbours: that reading for each side's kept run. This run: {quiet['redone']} "
+        f"runs redone, {quiet['spent_seconds']:.0f} s spent waiting and redoing."
+    )
 
 
 def _validation_lines(validation: Mapping[str, Any]) -> list[str]:

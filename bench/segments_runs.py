@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.harness import REPO_ROOT, BenchBroken, Ticker, percentiles
+from bench.histograms import percentiles
+from bench.processes import REPO_ROOT, BenchBroken, Ticker
 from house_prices.registry import LiveModel, ModelRegistry
 
 # The CLI's defaults, passed explicitly so the bare fits below use the same values by construction.

@@ -33,15 +33,17 @@ import statistics
 import sys
 import time
 import traceback
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench import segments_data as data
-from bench.harness import REPO_ROOT, BenchBroken
+from bench.processes import REPO_ROOT, BenchBroken
+from bench.quiet import Gated, Quiet, QuietGate
 from bench.segments_report import evaluate_targets, write_section
 from bench.segments_runs import (
     CliRun,
@@ -82,6 +84,7 @@ class Options:
     quick: bool = False
     from_json: Path | None = None
     overhead_only: bool = False
+    quiet: Quiet = field(default_factory=Quiet)  # the overhead rounds' gate
 
     @property
     def data_dir(self) -> Path:
@@ -211,6 +214,13 @@ def training_overhead(options: Options) -> dict[str, Any]:
     same file in the same round: everything training adds to the user's run (worker start-up, scikit-learn's
     import, shard files, fits, packing, metrics, archives, split CSVs, the results table, the manifest),
     including what overlaps validation. Its CPU is the CLI's (process, zygote and workers) minus that run's.
+
+    Every side runs through one ``QuietGate`` (``bench.quiet``, as the density bench's wrk runs): it waits
+    briefly for a quiet moment, reads what the rest of the machine took during the run, and redoes a
+    crowded run (within retries and a budget per round), keeping the least crowded attempt. The pair
+    validate-only + CLI is one gated run, since the sharded wall is their difference. The bench starts no
+    long-lived process: each run reaps what it started, so its CPU is in ``os.times()``'s children by the
+    time the gate reads it, never taken for a neighbour's.
     """
     config = data.FileConfig(options.overhead_segments, options.overhead_rows)
     path = data.ensure_file(config, options.data_dir)
@@ -218,50 +228,58 @@ def training_overhead(options: Options) -> dict[str, Any]:
     # --force: every round trains every segment (the local manifest would call them unchanged).
     argv = training_argv(path, data.mapping_args(), work, "--workers", str(options.workers), "--force")
     env = cli_environment()
+    gate = QuietGate(options.quiet, list)
     rounds: list[dict[str, Any]] = []
     rows: dict[str, np.ndarray] = {}
+
+    def sharded(number: int) -> dict[str, Any]:
+        validate_only = run_cli([*argv, "--validate-only"], env, options.logs / f"overhead-validate{number}.log")
+        run = run_cli(argv, env, options.logs / f"overhead-round{number}.log")
+        _require(run, f"overhead round {number}")
+        return {
+            "validate_only_wall_seconds": validate_only.wall_seconds,
+            "validate_only_cpu_seconds": validate_only.cpu_seconds,
+            "sharded_wall_seconds": run.wall_seconds - validate_only.wall_seconds,
+            "sharded_train_seconds": run.stages["train"],
+            "sharded_cpu_seconds": run.cpu_seconds - validate_only.cpu_seconds,
+            "cli_wall_seconds": run.wall_seconds,
+            "stages": run.stages,
+            "worker_segment_seconds": shard_segment_seconds(work),
+            "trained": run.trained,
+        }
+
     for number in range(1, options.rounds + 1):
         # Alternate which goes first, so drift in the machine's load hits both sides alike.
         order = ("sharded", "bare", "bare-parallel") if number % 2 else ("bare-parallel", "bare", "sharded")
         measured: dict[str, Any] = {"round": number, "order": list(order), "load_average_start": os.getloadavg()}
+        outside: dict[str, float] = {}
+        attempts: dict[str, int] = {}
+        gate.start_round()
         for side in order:
             if side == "sharded":
-                validate_log = options.logs / f"overhead-validate{number}.log"
-                validate_only = run_cli([*argv, "--validate-only"], env, validate_log)
-                run = run_cli(argv, env, options.logs / f"overhead-round{number}.log")
-                _require(run, f"overhead round {number}")
-                measured.update(
-                    validate_only_wall_seconds=validate_only.wall_seconds,
-                    validate_only_cpu_seconds=validate_only.cpu_seconds,
-                    sharded_wall_seconds=run.wall_seconds - validate_only.wall_seconds,
-                    sharded_train_seconds=run.stages["train"],
-                    sharded_cpu_seconds=run.cpu_seconds - validate_only.cpu_seconds,
-                    cli_wall_seconds=run.wall_seconds,
-                    stages=run.stages,
-                    worker_segment_seconds=shard_segment_seconds(work),
-                    trained=len(run.trained),
-                )
-                rows = rows or train_rows(work, run.trained)
-                continue
-            if not rows:
+                gated: Gated[Any] = gate.measure(partial(sharded, number))
+                trained = gated.value.pop("trained")
+                measured.update(gated.value, trained=len(trained))
+                rows = rows or train_rows(work, trained)
+            elif not rows:
                 raise BenchBroken("the bare fits need the train rows of a sharded run first")
-            if side == "bare":
-                fits = bare_fits(rows)
-                measured.update(bare_fit_seconds=fits.wall_seconds, bare_cpu_seconds=fits.cpu_seconds)
+            elif side == "bare":
+                gated = gate.measure(partial(bare_fits, rows))
+                measured.update(bare_fit_seconds=gated.value.wall_seconds, bare_cpu_seconds=gated.value.cpu_seconds)
             else:
-                measured["bare_parallel_wall_seconds"] = bare_fit_wall_parallel(rows, options.workers)
-        measured["load_average_end"] = os.getloadavg()
-        measured["ceiling_seconds"] = measured["bare_fit_seconds"] / options.workers
-        measured["ratio"] = measured["sharded_wall_seconds"] / measured["ceiling_seconds"]
-        measured["ratio_to_parallel"] = measured["sharded_wall_seconds"] / measured["bare_parallel_wall_seconds"]
-        measured["cpu_ratio"] = measured["sharded_cpu_seconds"] / measured["bare_cpu_seconds"]
+                gated = gate.measure(partial(bare_fit_wall_parallel, rows, options.workers))
+                measured["bare_parallel_wall_seconds"] = gated.value
+            outside[side], attempts[side] = gated.outside_cores, gated.attempts
+        measured.update(outside_cores=outside, attempts=attempts, load_average_end=os.getloadavg())
+        measured.update(overhead_ratios(measured, options.workers))
         rounds.append(measured)
         log(
             f"overhead round {number}: sharded {measured['sharded_wall_seconds']:.1f} s vs ceiling "
             f"{measured['ceiling_seconds']:.1f} s = {measured['ratio']:.2f}; bare fits in {options.workers} "
             f"processes {measured['bare_parallel_wall_seconds']:.1f} s = {measured['ratio_to_parallel']:.2f}; "
             f"CPU {measured['cpu_ratio']:.2f}; load {measured['load_average_start'][0]:.2f} → "
-            f"{measured['load_average_end'][0]:.2f}"
+            f"{measured['load_average_end'][0]:.2f}; neighbours "
+            + ", ".join(f"{side} {outside[side]:.2f} cores ({attempts[side]} runs)" for side in order)
         )
     return {
         "segments": config.segments,
@@ -270,9 +288,21 @@ def training_overhead(options: Options) -> dict[str, Any]:
         "train_rows_per_segment": sum(len(block) for block in rows.values()) / max(1, len(rows)),
         "command": command_text(argv),
         "rounds": rounds,
+        "quiet": gate.summary(),
         "median_ratio": statistics.median(r["ratio"] for r in rounds),
         "median_ratio_to_parallel": statistics.median(r["ratio_to_parallel"] for r in rounds),
         "median_cpu_ratio": statistics.median(r["cpu_ratio"] for r in rounds),
+    }
+
+
+def overhead_ratios(measured: Mapping[str, Any], workers: int) -> dict[str, float]:
+    """One round's ceiling (bare Σ ÷ workers) and the sharded run's ratios to it, to the parallel fits, in CPU."""
+    ceiling = measured["bare_fit_seconds"] / workers
+    return {
+        "ceiling_seconds": ceiling,
+        "ratio": measured["sharded_wall_seconds"] / ceiling,
+        "ratio_to_parallel": measured["sharded_wall_seconds"] / measured["bare_parallel_wall_seconds"],
+        "cpu_ratio": measured["sharded_cpu_seconds"] / measured["bare_cpu_seconds"],
     }
 
 
@@ -356,6 +386,18 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         action="store_true",
         help="measure only the training overhead; keep the other sections of the results file (--json)",
     )
+    parser.add_argument(
+        "--quiet-threshold-cores",
+        type=float,
+        default=Quiet.threshold_cores,
+        help="overhead rounds: a run is redone when the rest of the machine took more cores than this",
+    )
+    parser.add_argument(
+        "--quiet-budget-seconds",
+        type=float,
+        default=Quiet.budget_seconds,
+        help="overhead rounds: the most one round spends waiting for quiet and redoing runs (0: no redoing)",
+    )
     parser.add_argument("--docs", type=Path, default=None, help="markdown file to write the section into")
     parser.add_argument("--json", type=Path, default=None, help="results file (default build/bench/…json)")
     parser.add_argument(
@@ -371,6 +413,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         validation_run=not args.skip_validation_run,
         from_json=args.from_json,
         overhead_only=args.overhead_only,
+        quiet=Quiet(threshold_cores=args.quiet_threshold_cores, budget_seconds=args.quiet_budget_seconds),
     )
     if args.quick:
         quick_dir = REPO_ROOT / "build" / "bench" / "segments-quick"

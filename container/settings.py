@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from container import limits
+from house_prices.schema import MAX_ENDPOINT_BODY_BYTES
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # training/inference.py, in the repository and at the same place in the image (/opt/program/training).
@@ -24,7 +25,7 @@ DEFAULT_PORT = 8080
 DEFAULT_MODEL_ROOT = Path("/opt/ml/models")
 MIB = 1024**2
 # InvokeEndpoint's payload limit (the service model's BodyBlob): the container never needs more.
-MAX_BODY_BYTES = 6_291_456
+MAX_BODY_BYTES = MAX_ENDPOINT_BODY_BYTES
 # Memory the container's own processes need beside the models (measured in docs/container.md: PSS
 # 29 MiB with one worker, 45 MiB for the supervisor and two workers, numpy and the HTTP stack imported),
 # with room for request buffers, allocator slack and the registry (~0.5 KiB per model per worker).

@@ -18,7 +18,7 @@ from typing import Any
 
 from endpoint import toolkit
 from endpoint.app import DenseRuntime, create_app
-from endpoint.config import EndpointConfig
+from endpoint.config import EndpointConfig, settings
 from endpoint.http import SocketServer, server_config
 from endpoint.instance import IMAGE_COMMAND
 from endpoint.lifetime import ignore_stop_signals, supervise_workers
@@ -30,47 +30,12 @@ log = logging.getLogger("endpoint")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m endpoint", description=__doc__)
-    parser.add_argument("--host", help="bind address (default 127.0.0.1) [ENDPOINT_HOST]")
-    parser.add_argument("--port", type=int, help="port (default 8080; 0 = a free port) [ENDPOINT_PORT]")
+    add_setting_options(parser)
     parser.add_argument(
         "--fd",
         type=int,
         help="serve on this inherited, already listening socket instead of binding --host/--port "
         "(how the local stack starts it: the port is known before the process exists)",
-    )
-    parser.add_argument("--endpoint-name", help="EndpointName to answer to [ENDPOINT_NAME]")
-    parser.add_argument("--model-data-url", help="s3://bucket/prefix/ TargetModel is relative to [MODEL_DATA_URL]")
-    parser.add_argument("--cache-dir", type=Path, help="disk cache of unpacked models [ENDPOINT_CACHE_DIR]")
-    parser.add_argument("--max-models", type=int, help="max models in memory [ENDPOINT_MAX_MODELS]")
-    parser.add_argument(
-        "--max-memory-bytes", type=int, help="max measured bytes of models in memory [ENDPOINT_MAX_MEMORY_BYTES]"
-    )
-    parser.add_argument(
-        "--model-cache-setting",
-        choices=["Enabled", "Disabled"],
-        help="SageMaker ModelCacheSetting [MODEL_CACHE_SETTING]",
-    )
-    parser.add_argument(
-        "--model-load-wait-seconds",
-        type=float,
-        help="wait for a loading model before ModelNotReadyException (default 60) [ENDPOINT_MODEL_LOAD_WAIT_SECONDS]",
-    )
-    parser.add_argument(
-        "--image-version",
-        help="scikit-learn image tag whose serving stack to emulate (default: training/images.json's default) "
-        "[SAGEMAKER_SKLEARN_VERSION]",
-    )
-    parser.add_argument(
-        "--serving",
-        choices=["managed", "dense"],
-        help="managed: emulate the SageMaker scikit-learn image in this process (default); dense: be the SageMaker "
-        "side in front of the dense container's process, started with the image's command [ENDPOINT_SERVING]",
-    )
-    parser.add_argument(
-        "--container-workers",
-        type=int,
-        help="dense serving: the container's --workers (default: its own, the CPUs it may use) "
-        "[ENDPOINT_CONTAINER_WORKERS]",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
@@ -78,62 +43,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="stop when the launching process dies (a supervisor killed with SIGKILL leaves nothing behind)",
     )
-    parser.add_argument(
-        "--preload",
-        nargs="*",
-        help="modules imported at boot, as the scikit-learn container does (default sklearn.ensemble) "
-        "[ENDPOINT_PRELOAD_MODULES]",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        help="managed serving: server processes sharing the socket and the disk cache, each holding its own copy "
-        "of every model it serves, as the image's model server runs SAGEMAKER_NUM_MODEL_WORKERS processes per "
-        "model (default 1) [ENDPOINT_WORKERS, SAGEMAKER_NUM_MODEL_WORKERS]",
-    )
-    parser.add_argument(
-        "--inline-predict-seconds",
-        type=float,
-        help="predict on the event loop when a model's recent predictions took less than this (default 0.002; "
-        "0 = always in the predict pool) [ENDPOINT_INLINE_PREDICT_SECONDS]",
-    )
-    parser.add_argument(
-        "--body-read-timeout-seconds",
-        type=float,
-        help="answer 408 and close when a body has not arrived by then (default 10) "
-        "[ENDPOINT_BODY_READ_TIMEOUT_SECONDS]",
-    )
-    parser.add_argument(
-        "--model-load-timeout-seconds",
-        type=float,
-        help="a model load (download + model_fn) still running after this fails (default 120) "
-        "[ENDPOINT_MODEL_LOAD_TIMEOUT_SECONDS]",
-    )
     return parser.parse_args(argv)
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per ``EndpointConfig`` field declared with one: its help, default and variables from there."""
+    for name, (spec, default) in settings().items():
+        if spec.option is None:
+            continue
+        shown = spec.default_text if spec.default_text is not None else str(default)
+        words = [spec.help, *([f"(default {shown})"] if shown else []), f"[{', '.join(spec.variables)}]"]
+        parser.add_argument(
+            spec.option,
+            dest=name,
+            # Numbers and paths are checked by argparse; the rest by EndpointConfig, whose errors name the setting.
+            type=spec.convert if spec.convert in (int, float, Path) and not spec.many else str,
+            choices=spec.choices,
+            nargs="*" if spec.many else None,
+            help=" ".join(words),
+        )
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    overrides: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "endpoint_name": args.endpoint_name,
-        "model_data_url": args.model_data_url,
-        "cache_dir": args.cache_dir,
-        "max_models": args.max_models,
-        "max_memory_bytes": args.max_memory_bytes,
-        "model_cache_setting": args.model_cache_setting,
-        "model_load_wait_seconds": args.model_load_wait_seconds,
-        "preload_modules": tuple(args.preload) if args.preload is not None else None,
-        "workers": args.workers,
-        "inline_predict_seconds": args.inline_predict_seconds,
-        "body_read_timeout_seconds": args.body_read_timeout_seconds,
-        "model_load_timeout_seconds": args.model_load_timeout_seconds,
-        "image_version": args.image_version,
-        "serving": args.serving,
-        "container_workers": args.container_workers,
-    }
+    overrides: dict[str, Any] = {name: getattr(args, name) for name, (spec, _) in settings().items() if spec.option}
+    if args.preload_modules is not None:
+        overrides["preload_modules"] = tuple(args.preload_modules)
     environ = os.environ if environ is None else environ
     try:
         config = EndpointConfig.from_env(environ, **overrides)

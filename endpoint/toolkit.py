@@ -3,7 +3,7 @@
 In multi-model mode the image answers through three layers, and what a client sees depends on all
 of them: multi-model-server (MMS: a Java frontend and a Python worker), the ``sagemaker-inference``
 toolkit (``Transformer``: hook calls, decoding, error handling) and the container's
-``handler_service`` (the scikit-learn default hooks). ``training/images.json`` (``containers``)
+``handler_service`` (the scikit-learn default hooks). ``ops/images.json`` (``containers``)
 records which versions each tag ships; this module holds what those versions *do*, and the loader
 (``endpoint.program``) and default hooks (``endpoint.codecs``) follow it.
 
@@ -107,8 +107,8 @@ class UnknownServingStack(ValueError):
 
 
 def for_image(image_version: str | None = None) -> ServingStack:
-    """The serving stack of an image tag from ``training/images.json`` (its default tag if None)."""
-    from training.images import load_table
+    """The serving stack of an image tag from ``ops/images.json`` (its default tag if None)."""
+    from ops.images import load_table
 
     table = load_table()
     version = image_version or table.default_version

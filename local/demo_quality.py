@@ -96,6 +96,14 @@ def train_and_publish_demo_cities(
     stack: LocalStack, cities: Sequence[str], worse_city: str, work_dir: Path, console: Console, n_estimators: int
 ) -> None:
     """Train every city (``worse_city`` on mislabelled prices) and publish them like ``make demo`` does."""
+    factors = {city: MISLABEL_FACTOR if city == worse_city else 1.0 for city in cities}
+    train_and_publish(stack, factors, work_dir, console, n_estimators)
+
+
+def train_and_publish(
+    stack: LocalStack, price_factors: Mapping[str, float], work_dir: Path, console: Console, n_estimators: int
+) -> None:
+    """Train each city on prices recorded at its factor (1.0: the right prices) and publish like a training job."""
     from training import data
     from training.inputs import Hyperparameters
     from training.local_runs import train_segments
@@ -103,10 +111,10 @@ def train_and_publish_demo_cities(
     from training.shards import synthetic_segment
 
     segments = [
-        mislabelled_segment(city, MISLABEL_FACTOR)
-        if city == worse_city
-        else synthetic_segment(city, schema.HOUSES_PER_CITY, data.DEFAULT_SEED)
-        for city in cities
+        synthetic_segment(city, schema.HOUSES_PER_CITY, data.DEFAULT_SEED)
+        if factor == 1.0
+        else mislabelled_segment(city, factor)
+        for city, factor in price_factors.items()
     ]
     report = train_segments(
         segments, work_dir, hyperparameters=Hyperparameters(n_estimators=n_estimators), progress=False, console=console
@@ -317,20 +325,34 @@ def main(argv: list[str] | None = None) -> int:
             labels_per_city=args.labels,
             n_estimators=args.n_estimators,
         )
-    problems = verdict(result)
+
+    def found() -> str:
+        worst, top = result.quality[0], result.drifting[0]
+        return (
+            f"found: {WORSE_CITY} errs {worst['live_vs_offline']}× its offline error; "
+            f"{DRIFTED_CITY} drifts ({top['features']}: PSI {top['max_psi']:.3f}, JS {top['max_js']:.3f})"
+        )
+
+    return finish(console, verdict(result), found, started, args.json, result.as_dict())
+
+
+def finish(
+    console: Console,
+    problems: Sequence[str],
+    success: Callable[[], str],
+    started: float,
+    json_path: Path | None,
+    figures: Mapping[str, Any],
+) -> int:
+    """A demo's last words: its problems in red, else ``success()`` in green; the figures to ``json_path``;
+    the exit status (1 when there were problems)."""
     for problem in problems:
         console.print(f"[red]{problem}")
     if not problems:
-        worst = result.quality[0]
-        top = result.drifting[0]
-        console.print(
-            f"[green]found: {WORSE_CITY} errs {worst['live_vs_offline']}× its offline error; "
-            f"{DRIFTED_CITY} drifts ({top['features']}: PSI {top['max_psi']:.3f}, JS {top['max_js']:.3f})",
-            highlight=False,
-        )
+        console.print(f"[green]{success()}", highlight=False)
     console.rule(f"done in {time.perf_counter() - started:.1f} s — stack stopped")
-    if args.json:
-        args.json.write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     return 1 if problems else 0
 
 

@@ -45,10 +45,9 @@ import httpx
 from rich.console import Console
 
 from house_prices import schema
-from house_prices.naming import KeyLayout
 from house_prices.registry import LiveModel, ModelRegistry
 from local.demo import _stack_running, wait_for_live
-from local.demo_quality import Priced, label_of, mislabelled_segment, quality_table, traffic
+from local.demo_quality import Priced, finish, label_of, quality_table, traffic, train_and_publish
 from local.scheduler import parse_time, request_tick
 from local.stack import DEFAULT_STATE_DIR, LocalStack, StackConfig, print_banner
 from ops import rollouts as ops_rollouts
@@ -282,29 +281,6 @@ def post_labels(http: httpx.Client, api_url: str, labels: Sequence[Mapping[str, 
 # --- training ------------------------------------------------------------------------------------------------
 
 
-def train_and_publish(
-    stack: LocalStack, price_factors: Mapping[str, float], work_dir: Path, console: Console, n_estimators: int
-) -> None:
-    """Train each city on prices recorded at its factor (1.0: the right prices) and publish like a training job."""
-    from training import data
-    from training.inputs import Hyperparameters
-    from training.local_runs import train_segments
-    from training.publishing import S3Publisher, publish_local_run
-    from training.shards import synthetic_segment
-
-    segments = [
-        synthetic_segment(city, schema.HOUSES_PER_CITY, data.DEFAULT_SEED)
-        if factor == 1.0
-        else mislabelled_segment(city, factor)
-        for city, factor in price_factors.items()
-    ]
-    report = train_segments(
-        segments, work_dir, hyperparameters=Hyperparameters(n_estimators=n_estimators), progress=False, console=console
-    )
-    report.raise_for_failures()
-    publish_local_run(S3Publisher(stack.client("s3"), stack.info.bucket, KeyLayout(stack.info.prefix)), report)
-
-
 # --- the demo ------------------------------------------------------------------------------------------------
 
 
@@ -520,18 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             predictions_per_city=args.predictions,
             n_estimators=args.n_estimators,
         )
-    problems = verdict(result)
-    for problem in problems:
-        console.print(f"[red]{problem}")
-    if not problems:
-        console.print(
-            f"[green]{GOOD_CITY}: the better candidate was promoted; {WORSE_CITY}: the worse one was rolled back",
-            highlight=False,
-        )
-    console.rule(f"done in {time.perf_counter() - started:.1f} s — stack stopped")
-    if args.json:
-        args.json.write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
-    return 1 if problems else 0
+    success = f"{GOOD_CITY}: the better candidate was promoted; {WORSE_CITY}: the worse one was rolled back"
+    return finish(console, verdict(result), lambda: success, started, args.json, result.as_dict())
 
 
 if __name__ == "__main__":

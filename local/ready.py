@@ -30,7 +30,7 @@ class EventQueue:
 
 @dataclass(frozen=True)
 class MotoReady:
-    """``local.s3``: moto serves, the template's resources exist, the journal (if any) is replayed."""
+    """``local.moto_services``: moto serves, the template's resources exist, the journal (if any) is replayed."""
 
     # Fields holding a sequence of another ready shape, parsed element by element.
     nested: ClassVar[Mapping[str, type]] = {"queues": EventQueue}

@@ -2,7 +2,7 @@
 
 Processes (each "Lambda" gets its own process, hence its own ``os.environ``, like a sandbox):
 
-* ``local.s3``          moto server: S3 (with S3 → SQS event notifications), SQS, DynamoDB
+* ``local.moto_services`` moto server: S3 (with S3 → SQS event notifications), SQS, DynamoDB
 * ``local.dispatcher``  one per S3-triggered function: Lambda's async invoker (model-sync)
 * ``endpoint``          the SageMaker multi-model endpoint (InvokeEndpoint wire protocol): with the
                         managed scikit-learn image it emulates that image in process; with the dense
@@ -65,7 +65,7 @@ from local.template import (
     Template,
     TemplateError,
 )
-from training.images import UnknownImageVersion, load_table
+from ops.images import UnknownImageVersion, load_table
 
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 STACK_FILE_NAME = "stack.json"
@@ -431,7 +431,7 @@ class LocalStack:
             "moto",
             [
                 "-m",
-                "local.s3",
+                "local.moto_services",
                 "--spec",
                 json.dumps(spec),
                 "--fd",

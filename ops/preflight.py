@@ -5,7 +5,7 @@ stops when one fails. In order:
 
 1. **credentials**: ``sts:GetCallerIdentity`` (``AWS_PROFILE`` or the usual credential chain).
 2. **region** and the **serving image** there: the managed scikit-learn image exists in the regions
-   ``training/images.json`` lists; a dense-container image must be an ECR image in the stack's region,
+   ``ops/images.json`` lists; a dense-container image must be an ECR image in the stack's region,
    and is looked up (``ecr:DescribeImages``).
 3. **stack**: absent (created), updatable, or in a state no update can leave (``ROLLBACK_COMPLETE``
    after a failed first creation, an operation in progress, a failed rollback).
@@ -268,7 +268,7 @@ class _Checks:
 
     # 2 -------------------------------------------------------------------------------------------
     def region_and_image(self) -> None:
-        from training.images import load_table
+        from ops.images import load_table
 
         region = self.request.region
         self.add("region", OK, f"{region} (from {self.request.region_source or 'the caller'})")
@@ -280,7 +280,7 @@ class _Checks:
                 self.add(
                     "serving image",
                     FAIL,
-                    f"SageMaker has no scikit-learn image in {region} (training/images.json lists "
+                    f"SageMaker has no scikit-learn image in {region} (ops/images.json lists "
                     f"{len(table.accounts)} regions)",
                     "deploy to a listed region (REGION=...) or serve the dense container from this region's ECR "
                     "(SERVING_IMAGE_URI=...)",

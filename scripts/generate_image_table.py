@@ -1,4 +1,4 @@
-"""Regenerate training/images.json and template.yaml's SklearnImageAccounts from the vendored SDK data.
+"""Regenerate ops/images.json and template.yaml's SklearnImageAccounts from the vendored SDK data.
 
     python scripts/generate_image_table.py           # write both
     python scripts/generate_image_table.py --check   # exit 1 if either is stale (what the tests assert)
@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from training import images
+from ops import images
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import HttpRequest, Server, memory_bytes, process_tree, run_wrk, write_lua_requests
-from endpoint.testing import bench_model, packed_bytes
+from bench.processes import Server, memory_bytes, process_tree
+from bench.wrk_runs import HttpRequest, run_wrk, write_lua_requests
+from testkit.models import bench_model, packed_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOUSE = "1995,3000,4,2.5,1.0,2"

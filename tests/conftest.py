@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from endpoint.testing import free_port as pick_free_port
+from testkit.servers import free_port as pick_free_port
 
 # Powertools reads the metrics namespace when house_prices.observability is first imported, which
 # happens at collection time, before any fixture runs. Assigned, not defaulted, so a developer's

@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 
-from endpoint.testing import startup_url
 from house_prices.schema import FEATURE_NAMES
 from packed_forest.format import LEAF_THRESHOLD, make_meta, validate, write
+from testkit.servers import startup_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A house; the tiny forest splits on YEAR_BUILT at 1990.

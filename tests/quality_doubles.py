@@ -4,12 +4,14 @@
 ``quality.shadow.parse_records``), ``FakeEvidenceLedger`` (a capture object's claim and its ADDs) and
 ``FakeLabelStore`` (a label's claim, its aggregate and its rollout evidence, in one step) keep the
 adapters' contracts. ``tagged_lines`` builds capture lines with the router's real writer
-(``house_prices.captures.capture_lines``) and reads them back with the real parser.
+(``house_prices.captures.capture_lines``) and reads them back with the real parser. The names of the
+quality function's moto resources (``quality_aws`` in tests/integration/conftest.py) live here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +25,31 @@ from house_prices.errors import EndpointUnavailable
 from house_prices.ids import UlidGenerator
 from house_prices.labels import Label
 from house_prices.live_quality import Aggregate
+from house_prices.naming import KeyLayout
 from house_prices.rollout_evidence import RolloutEvidence, evidence_version
 
 CITY = "Chicago_IL"
 LIVE = "20261125T040000Z-1a2b3c4d"
 CANDIDATE = "20261201T040000Z-5e6f7a8b"
 ROW = (2005.0, 3100.0, 4.0, 2.5, 1.1, 2.0)
+BUCKET = "quality-bucket"
+LAYOUT = KeyLayout("DEMO_MME_SCIKIT_V1")
+STACK = "house-prices"
+QUALITY_TABLE = f"{STACK}-QualityTable"
+LEDGER_TABLE = f"{STACK}-LabelLedgerTable"
+REGISTRY_TABLE = f"{STACK}-RegistryTable"
+HOUSES_TABLE = f"{STACK}-HousePredictionsTable"
+TABLES = (QUALITY_TABLE, LEDGER_TABLE, REGISTRY_TABLE, HOUSES_TABLE)
+
+
+@dataclass(frozen=True)
+class QualityAws:
+    """The quality function's clients on moto, and its feedback queue."""
+
+    s3: Any
+    dynamodb: Any
+    sqs: Any
+    queue_url: str
 
 
 def prediction_ids(made_at: datetime, count: int, city: str = CITY, seed: int = 1) -> list[str]:

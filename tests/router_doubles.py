@@ -5,20 +5,26 @@ protocols (``FakeRegistry.start_rollout`` puts a rollout of ``CANDIDATE`` on the
 registry does; ``FakeEndpoint.failures`` makes one TargetModel fail); ``add_model_error`` queues
 SageMaker's ModelError on a Stubber; ``api_event`` loads the payload-2.0 events in ``events/`` (the
 same files `sam local invoke` and `make invoke` use), so a test and a manual invocation exercise the
-same request.
+same request. The fixtures at the end (metrics cleared around a test, a fresh fake registry and endpoint)
+serve the router's unit tests, which bind them by name.
 """
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from botocore.stub import Stubber
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
 
 from house_prices import ids
 from house_prices.errors import UnknownCity, UnknownVersion
 from house_prices.naming import target_model
+from house_prices.observability import metrics
 from house_prices.registry import LiveModel, ModelVersion, Rollout, RolloutEvent, RolloutMode
 from tests.model_versions import model_version
 
@@ -32,6 +38,13 @@ CANDIDATE = "20261201T040000Z-c0ffee00"
 ROLLOUT_STARTED_AT = "2026-12-01T05:00:00+00:00"
 # 2026-12-07T02:43:25.571Z: the millisecond of every SequentialIds id.
 ID_MILLISECOND = 1796611405571
+# The router integration tests' endpoint and registry table, and the CSV body of events/api-predictions-batch.json:
+# rows in schema.FEATURE_NAMES order (YEAR_BUILT, SQUARE_FEET, NUM_BEDROOMS, NUM_BATHROOMS, LOT_ACRES, GARAGE).
+ENDPOINT = "house-prices-mme"
+TABLE = "house-prices-registry"
+# tests/integration/conftest.py's ``stub_router``: Stubbers on the clients a function names in the real service.
+StubRouter = Callable[[Callable[[Any], Mapping[str, Any]]], dict[str, Stubber]]
+BATCH_CSV = b"1995,3000,4,2.5,1.0,2\n2010,2200,3,2.0,0.75,1\n1978,4100,6,3.5,1.42,3\n"
 
 
 class SequentialIds:
@@ -63,6 +76,25 @@ def add_model_error(
         modeled_fields={"OriginalStatusCode": original_status, "OriginalMessage": original_message},
         expected_params=expected_params,
     )
+
+
+def expected_call(version: str, city: str = "Chicago_IL") -> dict[str, Any]:
+    """The InvokeEndpoint parameters a Stubber expects for the batch event priced by ``version``."""
+    return {
+        "EndpointName": ENDPOINT,
+        "TargetModel": f"{city}.{version}.tar.gz",
+        "ContentType": "text/csv",
+        "Accept": "application/json",
+        "Body": BATCH_CSV,
+        # the request's first prediction id's ULID (tests/unit/test_router_handler.py pins the exact value)
+        "InferenceId": ANY,
+    }
+
+
+def json_body(values: list[float]) -> dict[str, Any]:
+    """An InvokeEndpoint answer for a Stubber: the model's JSON list of prices."""
+    raw = json.dumps(values).encode()
+    return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}
 
 
 def api_event(name: str) -> dict[str, Any]:
@@ -172,3 +204,20 @@ class FakeEndpoint:
         # A deterministic stand-in model (SQUARE_FEET x 150): rows cannot be mixed up unnoticed.
         per_square_foot = 160 if CANDIDATE in target else 150
         return [float(line.split(",")[1]) * per_square_foot for line in csv_body.splitlines()]
+
+
+@pytest.fixture(autouse=True)
+def clean_metrics() -> Iterator[None]:
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    return FakeRegistry()
+
+
+@pytest.fixture
+def endpoint() -> FakeEndpoint:
+    return FakeEndpoint()

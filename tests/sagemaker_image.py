@@ -5,7 +5,7 @@ image, and rebuilt when its requirements change (a stamp keyed by their hash). T
 a subprocess, the way the container would run ``inference.py``.
 
 - ``image_python()``: ``requirements/sagemaker-image.txt`` (scikit-learn, numpy) on Python 3.10.
-- ``serving_stack_python(tag)``: the tag's serving stack as ``training/images.json`` records it
+- ``serving_stack_python(tag)``: the tag's serving stack as ``ops/images.json`` records it
   (its Python, numpy, sagemaker-inference and multi-model-server, installed without their optional
   dependencies: only the modules of the request path are imported), for ``tests/toolkit_harness.py``.
 """
@@ -18,8 +18,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from ops.images import load_table
 from tests.pythons import find_python
-from training.images import load_table
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "requirements" / "sagemaker-image.txt"

@@ -7,16 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training import data as data_module
+from training.train import DEFAULT_MIN_SAMPLES_LEAF, DEFAULT_N_ESTIMATORS
 
 # SageMaker channel name -> the seed's split name in file names and prep keys.
 CHANNELS: Mapping[str, str] = {"train": "train", "validation": "val", "test": "test"}
 
 
+# A job's forests are seeded, so retraining the same data gives the same model; train.py run by hand is not
+# (its DEFAULT_RANDOM_STATE). None here sends no --random-state, leaving the script's default.
+JOB_RANDOM_STATE = 0
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
-    n_estimators: int = 100
-    min_samples_leaf: int = 3
-    random_state: int | None = 0
+    """The script's hyperparameters (its defaults, from ``training/train.py``), as a job passes them."""
+
+    n_estimators: int = DEFAULT_N_ESTIMATORS
+    min_samples_leaf: int = DEFAULT_MIN_SAMPLES_LEAF
+    random_state: int | None = JOB_RANDOM_STATE
 
     def for_city(self, city: str) -> dict[str, str | int]:
         """The script's hyperparameters by their CLI names (what SageMaker passes as ``--name value``)."""

@@ -18,13 +18,21 @@ CLI::
     python -m training.jobs --data s3://B/raw/ ... --mode sagemaker --bucket B --role-arn ARN --segments-per-job 500
 """
 
+# ruff: noqa: E402 - the imports after the first few come after the workers' zygote has started, on purpose
 from __future__ import annotations
+
+import sys
+
+from training.workers import WorkerPool, start_workers, trains_locally
+
+# ``python -m training.jobs``: the workers' zygote starts before this module's other imports (boto3,
+# pyarrow, rich: ~0.4 s), so its scikit-learn import (~1.3 s) overlaps them as well as validation.
+_EARLY_POOL: WorkerPool | None = start_workers() if __name__ == "__main__" and trains_locally(sys.argv[1:]) else None
 
 import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +43,12 @@ from rich.console import Console
 
 from house_prices import naming, schema
 from house_prices.errors import DomainError
+from ops import images
 from ops.config import ConfigError
 from ops.stack import apply_stack
 from training import data as data_module
-from training import images
 from training.inputs import Hyperparameters
-from training.local_runs import DEFAULT_WORK_DIR, start_workers, train_segments
+from training.local_runs import DEFAULT_WORK_DIR, train_segments
 from training.manifest import LOCAL_MANIFEST, LocalManifestStore, Manifest, ManifestStore, S3ManifestStore
 from training.publishing import S3Publisher, publish_local_run
 from training.report import make_console, print_results
@@ -55,7 +63,6 @@ from training.sagemaker_jobs import (
     submit_sagemaker_jobs,
 )
 from training.shards import SegmentInput, synthetic_segment
-from training.workers import WorkerPool
 
 
 def _positive(text: str) -> int:
@@ -146,8 +153,8 @@ def _parser() -> argparse.ArgumentParser:
         default=data_module.DEFAULT_SEED,
         help="the forests' random_state (and the synthetic cities' data)",
     )
-    parser.add_argument("--n-estimators", type=int, default=100)
-    parser.add_argument("--min-samples-leaf", type=int, default=3)
+    parser.add_argument("--n-estimators", type=int, default=Hyperparameters.n_estimators)
+    parser.add_argument("--min-samples-leaf", type=int, default=Hyperparameters.min_samples_leaf)
     return parser
 
 
@@ -353,9 +360,12 @@ def _record(store: ManifestStore, manifest: Manifest, done: Sequence[tuple[Segme
         store.write(manifest)
 
 
-def execute(run: _Run) -> int:
+def execute(run: _Run, pool: WorkerPool | None = None) -> int:
+    """Run it; local training uses ``pool`` (a zygote started earlier) or starts one now. Either is closed here."""
     if run.args.mode == "local" and not run.args.validate_only:
-        run.pool = start_workers()
+        run.pool = pool or start_workers()
+    elif pool is not None:
+        pool.close()  # started on a guess that did not hold: killed before it forks anything
     try:
         return _execute(run)
     finally:
@@ -415,7 +425,16 @@ def _emit(run: _Run, summary: RunSummary) -> None:
         sys.stdout.write("\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, pool: WorkerPool | None = None) -> int:
+    """The CLI; ``pool``: a workers' zygote already started, used if the run trains locally (closed either way)."""
+    try:
+        return _main(argv, pool)
+    finally:
+        if pool is not None:
+            pool.close()  # a usage error, or a run that never reached training: nothing forked, killed at once
+
+
+def _main(argv: Sequence[str] | None, pool: WorkerPool | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.data is not None:
@@ -442,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.publish or args.mode == "sagemaker") and not args.bucket and not args.validate_only:
         parser.error("--bucket is required with --publish and with --mode sagemaker")
     try:
-        return execute(_Run(parser, args))
+        return execute(_Run(parser, args), pool)
     except (DomainError, ConfigError) as error:
         # Never a traceback: the message says what to fix.
         message = getattr(error, "message", str(error))
@@ -454,4 +473,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(pool=_EARLY_POOL))

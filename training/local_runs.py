@@ -34,24 +34,15 @@ from training.inputs import Hyperparameters, channel_dirs, write_inputs
 from training.results import CityFailure, CityResult, RunReport
 from training.shards import SegmentInput, plan_shards, synthetic_segment, write_shard
 from training.train import SHARD_REPORT
-from training.workers import WorkerPool, WorkerPoolBroken
+from training.workers import WorkerPool, WorkerPoolBroken, python_path, start_workers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-COMMON_LAYER = REPO_ROOT / "layers" / "common"
 TRAIN_SCRIPT = Path(__file__).resolve().with_name(packaging.ENTRY_POINT)
 DEFAULT_WORK_DIR = REPO_ROOT / ".local" / "training"
 # Shards per worker, so the next shard goes to whichever worker is free; never fewer segments per shard
 # than this (a forked shard costs a few ms, its npz and report; a segment costs ~0.1 s).
 SHARDS_PER_WORKER = 8
 MIN_SEGMENTS_PER_SHARD = 16
-
-
-def python_path(existing: str | None = None) -> str:
-    """PYTHONPATH for train.py: the common layer first (as the sourcedir root is in SageMaker)."""
-    parts = [str(COMMON_LAYER)]
-    if existing:
-        parts.append(existing)
-    return os.pathsep.join(parts)
 
 
 def training_environment(
@@ -97,6 +88,7 @@ class _ShardRun:
     deadline: float | None = None
     stdout_offset: int = 0
     stdout_rest: str = ""
+    prepared: bool = False
 
     @property
     def rows(self) -> int:
@@ -118,6 +110,7 @@ class _ShardRun:
         return self.work_dir / city / "output" / naming.ARTIFACT_FILENAME
 
     def prepare(self) -> None:
+        self.prepared = True
         shutil.rmtree(self.shard_dir, ignore_errors=True)
         write_shard(self.shard, channel_dirs(self.shard_dir)["train"])
         (self.shard_dir / "output" / "data").mkdir(parents=True, exist_ok=True)
@@ -210,7 +203,8 @@ class _Scheduler:
         self.on_line = on_line
 
     def _start(self, run: _ShardRun) -> None:
-        run.prepare()
+        if not run.prepared:
+            run.prepare()
         hps = run.hyperparameters(self.hyperparameters)
         run.started = time.perf_counter()
         run.deadline = None if self.timeout_seconds is None else time.monotonic() + self.timeout_seconds
@@ -229,6 +223,10 @@ class _Scheduler:
                     run = waiting.pop(0)
                     running[run.job] = run
                     self._start(run)
+                # The next shards' files are written while these train, not between two shards of a worker.
+                for run in waiting[: self.workers]:
+                    if not run.prepared:
+                        run.prepare()
                 events = self.pool.events(timeout=0.2)
                 for run in running.values():
                     for line in run.new_lines():
@@ -250,14 +248,6 @@ class _Scheduler:
                 finished.append((run, -1))
         files = inputs()
         return [outcome for run, code in finished for outcome in run.outcomes(code, files, self.timeout_seconds)]
-
-
-def start_workers() -> WorkerPool:
-    """Start the workers' zygote now (its scikit-learn import overlaps whatever the caller does next).
-
-    Its ``PYTHONPATH`` starts with the common layer, as train.py's does in script mode.
-    """
-    return WorkerPool({**os.environ, "PYTHONPATH": python_path(os.environ.get("PYTHONPATH"))}).start()
 
 
 def train_segments(

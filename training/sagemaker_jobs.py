@@ -31,7 +31,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from house_prices import naming
 from house_prices.errors import DependencyFailure
-from training import images, packaging
+from ops import images
+from training import packaging
 from training.inputs import Hyperparameters, write_inputs
 from training.publishing import PUBLISH_THREADS, S3Publisher
 from training.shards import SegmentInput, plan_shards, write_shard

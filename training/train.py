@@ -32,15 +32,21 @@ from packed_forest.evaluation import PERCENTILES, error_metrics
 # The seed's metric lines; SageMaker's MetricDefinitions regex is "AE-at-50th-percentile: ([0-9.]+).*$".
 METRIC_LINE = "AE-at-{q}th-percentile: {value:.4f}"
 _REQUIRED_PATHS = {"model_dir": "SM_MODEL_DIR", "train": "SM_CHANNEL_TRAIN", "validation": "SM_CHANNEL_VALIDATION"}
+# The forest's hyperparameters: declared here, in the script SageMaker runs (it ships alone, so it imports
+# nothing of training/), and taken from here by training.inputs.Hyperparameters. The script's own seed is
+# scikit-learn's default, unseeded; every job passes one (training.inputs.JOB_RANDOM_STATE or --seed).
+DEFAULT_N_ESTIMATORS = 100
+DEFAULT_MIN_SAMPLES_LEAF = 3
+DEFAULT_RANDOM_STATE = None
 
 
 def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-estimators", type=int, default=100)
-    parser.add_argument("--min-samples-leaf", type=int, default=3)
+    parser.add_argument("--n-estimators", type=int, default=DEFAULT_N_ESTIMATORS)
+    parser.add_argument("--min-samples-leaf", type=int, default=DEFAULT_MIN_SAMPLES_LEAF)
     parser.add_argument("--model-name", default="house-price-model")
-    parser.add_argument("--random-state", type=int, default=None)
+    parser.add_argument("--random-state", type=int, default=DEFAULT_RANDOM_STATE)
     # SageMaker passes hyperparameters as strings ("true"/"false"), so this takes a value, not a bare flag.
     parser.add_argument(
         "--keep-joblib",

@@ -38,6 +38,15 @@ from typing import IO, Any
 SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _POLL_SECONDS = 0.05
 _REPO_ROOT = Path(__file__).resolve().parents[1]
+COMMON_LAYER = _REPO_ROOT / "layers" / "common"
+
+
+def python_path(existing: str | None = None) -> str:
+    """PYTHONPATH for train.py: the common layer first (as the sourcedir root is in SageMaker)."""
+    parts = [str(COMMON_LAYER)]
+    if existing:
+        parts.append(existing)
+    return os.pathsep.join(parts)
 
 
 # --------------------------------------------------------------------------- the zygote (python -m training.workers)
@@ -105,40 +114,74 @@ def _fork(train: Any, request: Mapping[str, Any]) -> int:
         os._exit(code)
 
 
+def _exit_watch(pid: int) -> int | None:
+    """A pidfd that turns readable the moment ``pid`` ends (Linux 5.3+), or None: then the loop polls."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 def serve() -> None:
-    """The zygote's loop: fork a child per request line, report each start and exit."""
+    """The zygote's loop: fork a child per request line, report each start and exit.
+
+    The loop sleeps in ``select`` on its stdin and on a pidfd per child, so a child's exit is
+    reported at once and the parent hands that worker its next shard without a polling delay.
+    """
     train = _warm_up()
     # Everything alive now is shared with every child: keep the collector from touching (copying) it.
     gc.freeze()
     _emit({"ready": True})
     children: dict[int, str] = {}
+    watches: dict[int, int] = {}  # pidfd -> the child it watches
     pending = b""
     open_input = True
     while open_input or children:
-        if open_input:
-            readable, _, _ = select.select([0], [], [], _POLL_SECONDS)
-            if readable:
-                chunk = os.read(0, 65536)
-                open_input = bool(chunk)
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in filter(None, lines):
-                    request = json.loads(line)
-                    pid = _fork(train, request)
-                    children[pid] = str(request["id"])
-                    _emit({"id": request["id"], "pid": pid})
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG if open_input else 0)
-            except ChildProcessError:  # none left after all (reaped elsewhere): nothing more will be known
-                for job in children.values():
-                    _emit({"id": job, "returncode": -1})
-                children.clear()
-                break
-            if pid == 0:
-                break
-            if pid in children:
-                _emit({"id": children.pop(pid), "returncode": os.waitstatus_to_exitcode(status)})
+        # Children without a pidfd (an old kernel) are found by polling waitpid.
+        timeout = None if len(watches) == len(children) else _POLL_SECONDS
+        readable, _, _ = select.select([0, *watches] if open_input else list(watches), [], [], timeout)
+        if 0 in readable:
+            chunk = os.read(0, 65536)
+            open_input = bool(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in filter(None, lines):
+                request = json.loads(line)
+                pid = _fork(train, request)
+                children[pid] = str(request["id"])
+                watch = _exit_watch(pid)
+                if watch is not None:
+                    watches[watch] = pid
+                _emit({"id": request["id"], "pid": pid})
+        ended = [watches.pop(fd) for fd in readable if fd in watches]
+        for fd in [fd for fd in readable if fd != 0]:
+            os.close(fd)
+        _reap(children, ended, poll=len(watches) < len(children))
+
+
+def _reap(children: dict[int, str], ended: Sequence[int], *, poll: bool) -> None:
+    """Report the exit of each child in ``ended`` (their pidfds said so), and of any other, if ``poll``."""
+    for pid in ended:
+        if pid not in children:  # already reaped by the polling below
+            continue
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped elsewhere: its exit status is unknowable
+            _emit({"id": children.pop(pid), "returncode": -1})
+            continue
+        _emit({"id": children.pop(pid), "returncode": os.waitstatus_to_exitcode(status)})
+    while poll and children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left after all (reaped elsewhere): nothing more will be known
+            for job in children.values():
+                _emit({"id": job, "returncode": -1})
+            children.clear()
+            return
+        if pid == 0:
+            return
+        if pid in children:
+            _emit({"id": children.pop(pid), "returncode": os.waitstatus_to_exitcode(status)})
 
 
 # --------------------------------------------------------------------------- the parent's side
@@ -260,6 +303,29 @@ class WorkerPool:
             process.wait()
         for reader in self._readers:
             reader.join(timeout=1)
+
+
+def start_workers() -> WorkerPool:
+    """Start the workers' zygote now (its scikit-learn import overlaps whatever the caller does next).
+
+    Its ``PYTHONPATH`` starts with the common layer, as train.py's does in script mode.
+    """
+    return WorkerPool({**os.environ, "PYTHONPATH": python_path(os.environ.get("PYTHONPATH"))}).start()
+
+
+def trains_locally(argv: Sequence[str]) -> bool:
+    """Whether ``python -m training.jobs argv`` will train locally, judged before argparse (and its imports) run.
+
+    Used only to start the zygote early: a wrong guess costs nothing but time (an unused zygote is
+    killed at once, and a run without one starts it as before), so anything unclear answers no.
+    """
+    args = list(argv)
+    for index, arg in enumerate(args):
+        if arg in ("-h", "--help") or arg.startswith(("--validate", "--mode=s")):
+            return False
+        if arg == "--mode" and index + 1 < len(args) and args[index + 1] != "local":
+            return False
+    return True
 
 
 if __name__ == "__main__":

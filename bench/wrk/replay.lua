@@ -1,5 +1,5 @@
 -- Cycles through a fixed list of requests (WRK_REQUESTS: a Lua file returning
--- {{method=, path=, headers={}, body=}, ...}, written by bench/harness.py) round-robin over all
+-- {{method=, path=, headers={}, body=}, ...}, written by bench/wrk_runs.py) round-robin over all
 -- connections of the thread, and prints one machine-readable summary line at the end.
 local requests = {}
 local counter = 0

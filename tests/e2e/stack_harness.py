@@ -65,7 +65,7 @@ def malicious_artifact(marker: Path) -> bytes:
     import json
     import pickle
 
-    from endpoint.testing import tar_gz
+    from testkit.models import tar_gz
     from tests.pickle_payloads import WritesMarker
 
     claims = {"validation": {"ae_p50": 1.0}, "features": list(schema.FEATURE_NAMES)}

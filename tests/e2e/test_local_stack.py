@@ -23,7 +23,6 @@ import httpx
 import numpy as np
 import pytest
 
-from endpoint.testing import metric_value, tar_gz
 from house_prices import schema
 from house_prices.naming import KeyLayout
 from house_prices.registry import ModelRegistry
@@ -31,6 +30,8 @@ from local.demo import wait_for_live
 from local.process import group_members, port_is_free
 from local.stack import LocalStack
 from local.template import REPO_ROOT
+from testkit.models import tar_gz
+from testkit.servers import metric_value
 from tests.e2e.stack_harness import (
     CITIES,
     QUIET,
@@ -191,8 +192,9 @@ def start_supervisor(state_dir: Path) -> RunningSupervisor:
         facts = json.loads((state_dir / "stack.json").read_text())
         ports = [int(facts[name].rsplit(":", 1)[1]) for name in ("api_url", "endpoint_url", "s3_endpoint_url")]
         groups = _descendant_groups(process.pid)
-        # moto, endpoint, three dispatchers (model-sync; quality's S3 event and its SQS event), HTTP API, log delivery
-        assert len(groups) == 7
+        # moto, endpoint, three dispatchers (model-sync; quality's S3 event and its SQS event), HTTP API, log delivery,
+        # the rollout decider's scheduler
+        assert len(groups) == 8
         assert all(group_members(group) for group in groups)
     except BaseException:
         process.kill()

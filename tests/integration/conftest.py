@@ -1,22 +1,27 @@
-"""Fixtures shared by integration tests: IAM-checked calls, model-sync's moto stack, endpoints on a module's world."""
+"""Fixtures shared by integration tests: IAM-checked calls, model-sync's moto stack, endpoints on a module's world,
+the router's real wiring with Stubbers on its runtime clients, the quality function's moto resources."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import boto3
 import botocore.session
 import moto.s3.models
 import pytest
+from aws_lambda_powertools.metrics.provider import cold_start
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry
 from house_prices.schema import SEED_CITIES
-from local.s3 import create_table
+from local.moto_services import create_table
 from local.template import Template
+from tests import quality_doubles as quality_kit
+from tests import router_doubles as router_kit
 from tests.iam import CallRecorder
 from tests.integration.endpoint_harness import EndpointWorld, Start, endpoint_starter
 from tests.integration.model_sync_harness import BUCKET, LAYOUT, TABLE, Clock, Stack, environment
@@ -81,3 +86,83 @@ def start(world: EndpointWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sta
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", world.s3_url)
     with endpoint_starter(world) as starter:
         yield starter
+
+
+@pytest.fixture
+def stub_router(monkeypatch: pytest.MonkeyPatch) -> Iterator[router_kit.StubRouter]:
+    """Build the router's real service (settings from env, real clients) with a Stubber on each client that
+    ``clients(service)`` names; after the test every queued response must have been used.
+
+    Request it after the module's moto registry, so the stubs go before moto does."""
+    from router import handler, wiring
+
+    made: dict[str, Stubber] = {}
+
+    def start(clients: Callable[[Any], Mapping[str, Any]]) -> dict[str, Stubber]:
+        monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "router")
+        monkeypatch.setenv("ENDPOINT_NAME", router_kit.ENDPOINT)
+        monkeypatch.setenv("REGISTRY_TABLE", router_kit.TABLE)
+        real_build = wiring.build_service
+
+        def build(settings: Any) -> Any:
+            service = real_build(settings)
+            for name, client in clients(service).items():
+                made[name] = Stubber(client)
+                made[name].activate()
+            return service
+
+        monkeypatch.setattr(wiring, "build_service", build)
+        handler.service.cache_clear()
+        cold_start.is_cold_start = True
+        handler.service()
+        return made
+
+    yield start
+    for stub in made.values():
+        stub.assert_no_pending_responses()
+        stub.deactivate()
+    handler.service.cache_clear()
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def router_registry() -> Iterator[ModelRegistry]:
+    """An empty registry table on moto DynamoDB (the router's ``REGISTRY_TABLE``)."""
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_table(client, router_kit.TABLE)
+        yield ModelRegistry(client, router_kit.TABLE)
+
+
+@pytest.fixture
+def quality_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[quality_kit.QualityAws]:
+    """The quality function's settings and its resources on moto: the bucket, its four tables, the feedback
+    queue. The handler builds its service on first use, so a module may add settings after this."""
+    from quality import handler
+
+    for name, value in {
+        "POWERTOOLS_SERVICE_NAME": "quality",
+        "ARTIFACT_BUCKET": quality_kit.BUCKET,
+        "MODEL_PREFIX": quality_kit.LAYOUT.prefix,
+        "QUALITY_TABLE": quality_kit.QUALITY_TABLE,
+        "LABEL_LEDGER_TABLE": quality_kit.LEDGER_TABLE,
+        "REGISTRY_TABLE": quality_kit.REGISTRY_TABLE,
+        "HOUSE_INDEX_TABLE": quality_kit.HOUSES_TABLE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    handler.service.cache_clear()
+    try:
+        with mock_aws():
+            s3 = boto3.client("s3")
+            s3.create_bucket(Bucket=quality_kit.BUCKET)
+            dynamodb = boto3.client("dynamodb")
+            for table in quality_kit.TABLES:
+                create_table(dynamodb, table)
+            sqs = boto3.client("sqs")
+            queue_url = sqs.create_queue(QueueName=f"{quality_kit.STACK}-FeedbackQueue")["QueueUrl"]
+            monkeypatch.setenv("FEEDBACK_QUEUE_URL", queue_url)
+            yield quality_kit.QualityAws(s3, dynamodb, sqs, queue_url)
+    finally:
+        handler.service.cache_clear()
+        metrics.clear_metrics()

@@ -20,7 +20,8 @@ import pytest
 
 from endpoint.app import Runtime, create_app
 from endpoint.config import EndpointConfig, ModelDataUrl
-from endpoint.testing import moto_s3, s3_client, serve_in_thread
+from testkit.aws import moto_s3, s3_client
+from testkit.servers import serve_in_thread
 
 Start = Callable[..., tuple[str, Runtime]]
 

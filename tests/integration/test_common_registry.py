@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from house_prices.errors import DomainError, NoRollout, PromotionRefused, RolloutConflict, UnknownCity, UnknownVersion
 from house_prices.registry import LIVE_RECORD, LiveModel, ModelRegistry, ModelVersion, Status
-from local.s3 import MotoServer, client, create_table
+from local.moto_services import MotoServer, client, create_table
 from tests.model_versions import model_version
 
 TABLE = "registry-test"

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from endpoint.testing import startup_url
+from testkit.servers import startup_url
 from tests.container_harness import OLD_HOUSE, tiny_forest
 from tests.sagemaker_image import cached_venv
 

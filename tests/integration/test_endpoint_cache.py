@@ -11,17 +11,10 @@ import httpx
 import pytest
 
 from endpoint.memory import model_bytes
-from endpoint.testing import (
-    OPTIONS_PROGRAM,
-    fit_forest,
-    metric_value,
-    model_tar_gz,
-    options_file,
-    packed_bytes,
-    sagemaker_runtime,
-    write_program,
-)
 from packed_forest import PackedForest
+from testkit.aws import sagemaker_runtime
+from testkit.models import OPTIONS_PROGRAM, fit_forest, model_tar_gz, options_file, packed_bytes, write_program
+from testkit.servers import metric_value
 from tests.integration.endpoint_harness import EndpointWorld, Start, artifact_bucket, invoke_many
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,9 @@ import boto3
 import pytest
 
 from endpoint.sockets import listening_socket
-from endpoint.testing import fit_forest, model_tar_gz, moto_s3, s3_client, startup_url
+from testkit.aws import moto_s3, s3_client
+from testkit.models import fit_forest, model_tar_gz
+from testkit.servers import startup_url
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ import pytest
 
 from endpoint.config import ModelDataUrl
 from endpoint.download import ArtifactCache
-from endpoint.testing import fit_forest, model_tar_gz, s3_client
+from testkit.aws import s3_client
+from testkit.models import fit_forest, model_tar_gz
 from tests.integration.endpoint_harness import artifact_bucket
 
 BUCKET = "disk-cache-models"

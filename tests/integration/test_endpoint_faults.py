@@ -17,15 +17,9 @@ import pytest
 from sklearn.ensemble import RandomForestRegressor
 
 from endpoint.sockets import listening_socket
-from endpoint.testing import (
-    OPTIONS_PROGRAM,
-    fit_forest,
-    metric_value,
-    model_tar_gz,
-    options_file,
-    sagemaker_runtime,
-    write_program,
-)
+from testkit.aws import sagemaker_runtime
+from testkit.models import OPTIONS_PROGRAM, fit_forest, model_tar_gz, options_file, write_program
+from testkit.servers import metric_value
 from tests.integration.endpoint_harness import (
     EndpointWorld,
     Start,

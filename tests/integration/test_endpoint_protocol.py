@@ -19,15 +19,9 @@ import pytest
 from botocore.parsers import create_parser
 from sklearn.ensemble import RandomForestRegressor
 
-from endpoint.testing import (
-    OPTIONS_PROGRAM,
-    fit_forest,
-    metric_value,
-    model_tar_gz,
-    options_file,
-    sagemaker_runtime,
-    write_program,
-)
+from testkit.aws import sagemaker_runtime
+from testkit.models import OPTIONS_PROGRAM, fit_forest, model_tar_gz, options_file, write_program
+from testkit.servers import metric_value
 from tests.integration.endpoint_harness import EndpointWorld, Start, artifact_bucket, csv_rows, invocation_error
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""local.s3 + local.dispatcher against a real moto server: S3 → SQS events, retries, and Lambda's
+"""local.moto_services + local.dispatcher against a real moto server: S3 → SQS events, retries, and Lambda's
 on-failure invocation records (the event plus the error) once the attempts are exhausted."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 
 from local.dispatcher import Dispatcher
 from local.lambda_runtime import LambdaContext
+from local.moto_services import MotoServer, client, create_bucket, create_event_queue, subscribe
 from local.ready import EventQueue
-from local.s3 import MotoServer, client, create_bucket, create_event_queue, subscribe
 from local.template import S3Trigger
 from tests.lambda_contexts import lambda_context
 

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from endpoint.testing import serve_in_thread
 from local.http_api import ApiIdentity, HttpApi
 from local.sandboxes import SandboxPool, SandboxSpec
 from local.template import CorsConfiguration, FunctionSpec, HttpRoute, LocalResources, Template
+from testkit.servers import serve_in_thread
 
 pytestmark = pytest.mark.slow
 

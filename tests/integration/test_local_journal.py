@@ -1,4 +1,5 @@
-"""local.s3 + local.journal as a real child process: state survives SIGKILL, torn writes, and is owned by one moto."""
+"""local.moto_services + local.journal as a real child process: state survives SIGKILL, torn writes, and is owned
+by one moto."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ SPEC = {
 
 
 def moto_argv(ready: Path) -> list[str]:
-    return [sys.executable, "-m", "local.s3", "--ready-file", str(ready), "--spec", json.dumps(SPEC)]
+    return [sys.executable, "-m", "local.moto_services", "--ready-file", str(ready), "--spec", json.dumps(SPEC)]
 
 
 @contextmanager

@@ -21,7 +21,7 @@ import pytest
 from house_prices import captures
 from house_prices.naming import KeyLayout
 from local.log_delivery import Delivery, LogTail, plan, pump, safe_offset
-from local.s3 import MotoServer, client, create_bucket
+from local.moto_services import MotoServer, client, create_bucket
 from local.template import REPO_ROOT, LocalResources, Template
 from tests.router_doubles import LIVE, SequentialIds
 

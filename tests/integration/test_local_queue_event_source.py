@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from local.dispatcher import QueueEventSource
-from local.s3 import MotoServer, client
+from local.moto_services import MotoServer, client
 from tests.lambda_contexts import lambda_context
 
 REGION = "us-east-1"

@@ -20,7 +20,7 @@ import pytest
 
 from house_prices.registry import ModelRegistry
 from local.lambda_runtime import LOCAL_CREDENTIALS
-from local.s3 import MotoServer, client, create_table
+from local.moto_services import MotoServer, client, create_table
 from local.scheduler import TICKS_PATH, main, request_tick
 from local.template import REPO_ROOT, LocalResources, Template
 from tests.model_versions import model_version

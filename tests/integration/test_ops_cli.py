@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.s3 import create_table
+from local.moto_services import create_table
 from ops import cli
 from ops.cli import build_parser, main
 from tests.integration.model_sync_harness import (

@@ -13,7 +13,7 @@ from boto3.dynamodb.types import TypeSerializer
 from moto import mock_aws
 
 from house_prices.live_quality import Aggregate, QualitySummary
-from local.s3 import create_table
+from local.moto_services import create_table
 from ops import cli
 from ops import quality as live_quality
 

@@ -10,7 +10,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from house_prices.rollout_evidence import RolloutEvidence, evidence_version
 from house_prices.rollout_stats import GuardPolicy
-from local.s3 import create_table
+from local.moto_services import create_table
 from ops.cli import main
 from tests.integration.model_sync_harness import CITY, Stack
 from tests.integration.test_ops_cli import run

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from house_prices.registry import ModelRegistry
-from local.s3 import MotoServer, client, create_table
+from local.moto_services import MotoServer, client, create_table
 from tests.model_versions import model_version
 
 ROOT = Path(__file__).resolve().parents[2]

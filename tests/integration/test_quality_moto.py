@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from quality import handler
 from quality.adapters.dynamodb import DynamoDriftStore
 from quality.logic import Recorded
@@ -19,21 +16,20 @@ from quality.logic import Recorded
 from house_prices import captures, drift, ids, labels, schema
 from house_prices.ids import UlidGenerator
 from house_prices.live_quality import summary_from_item
-from house_prices.naming import KeyLayout
 from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry
-from local.s3 import create_table
 from tests.lambda_contexts import lambda_context
 from tests.model_versions import model_version
+from tests.quality_doubles import (
+    BUCKET,
+    LAYOUT,
+    LEDGER_TABLE,
+    QUALITY_TABLE,
+    REGISTRY_TABLE,
+    QualityAws,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-BUCKET = "quality-bucket"
-LAYOUT = KeyLayout("DEMO_MME_SCIKIT_V1")
-STACK = "house-prices"
-QUALITY_TABLE = f"{STACK}-QualityTable"
-LEDGER_TABLE = f"{STACK}-LabelLedgerTable"
-REGISTRY_TABLE = f"{STACK}-RegistryTable"
-HOUSES_TABLE = f"{STACK}-HousePredictionsTable"
 VERSION = "20261125T040000Z-1a2b3c4d"
 ROW = (2005, 3100, 4, 2.5, 1.1, 2)
 
@@ -80,32 +76,12 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "quality")
-    monkeypatch.setenv("ARTIFACT_BUCKET", BUCKET)
-    monkeypatch.setenv("MODEL_PREFIX", LAYOUT.prefix)
-    monkeypatch.setenv("QUALITY_TABLE", QUALITY_TABLE)
-    monkeypatch.setenv("LABEL_LEDGER_TABLE", LEDGER_TABLE)
-    monkeypatch.setenv("REGISTRY_TABLE", REGISTRY_TABLE)
-    monkeypatch.setenv("HOUSE_INDEX_TABLE", HOUSES_TABLE)
+def world(monkeypatch: pytest.MonkeyPatch, quality_aws: QualityAws) -> World:
     monkeypatch.setenv("DEGRADED_MIN_LABELS", "2")
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    handler.service.cache_clear()
-    with mock_aws():
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        dynamodb = boto3.client("dynamodb")
-        for table in (QUALITY_TABLE, LEDGER_TABLE, REGISTRY_TABLE, HOUSES_TABLE):
-            create_table(dynamodb, table)
-        ModelRegistry(dynamodb, REGISTRY_TABLE).record_version(
-            model_version("Chicago_IL", VERSION, "live", metrics={"validation": {"ae_p50": 5000.0}})
-        )
-        sqs = boto3.client("sqs")
-        queue_url = sqs.create_queue(QueueName=f"{STACK}-FeedbackQueue")["QueueUrl"]
-        monkeypatch.setenv("FEEDBACK_QUEUE_URL", queue_url)
-        yield World(s3, dynamodb, sqs, queue_url)
-    handler.service.cache_clear()
-    metrics.clear_metrics()
+    ModelRegistry(quality_aws.dynamodb, REGISTRY_TABLE).record_version(
+        model_version("Chicago_IL", VERSION, "live", metrics={"validation": {"ae_p50": 5000.0}})
+    )
+    return World(quality_aws.s3, quality_aws.dynamodb, quality_aws.sqs, quality_aws.queue_url)
 
 
 def sqs_event(*bodies: tuple[str, str]) -> dict[str, Any]:

@@ -12,30 +12,29 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from quality import handler
 from quality.shadow import parse_records
 
 from house_prices import captures, labels
-from house_prices.naming import KeyLayout
-from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry
 from house_prices.rollout_evidence import RolloutEvidence, evidence_version
-from local.s3 import create_table
 from tests.lambda_contexts import lambda_context
 from tests.model_versions import model_version
-from tests.quality_doubles import CANDIDATE, CITY, LIVE, ROW, prediction_ids
+from tests.quality_doubles import (
+    BUCKET,
+    CANDIDATE,
+    CITY,
+    LAYOUT,
+    LIVE,
+    QUALITY_TABLE,
+    REGISTRY_TABLE,
+    ROW,
+    QualityAws,
+    prediction_ids,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-BUCKET = "quality-bucket"
-LAYOUT = KeyLayout("DEMO_MME_SCIKIT_V1")
-STACK = "house-prices"
-QUALITY_TABLE = f"{STACK}-QualityTable"
-LEDGER_TABLE = f"{STACK}-LabelLedgerTable"
-REGISTRY_TABLE = f"{STACK}-RegistryTable"
-HOUSES_TABLE = f"{STACK}-HousePredictionsTable"
 ENDPOINT = "house-prices-mme"
 CANDIDATE_PRICE = 105_000.0
 
@@ -118,43 +117,23 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def endpoint() -> Iterator[Endpoint]:
     endpoint = Endpoint()
-    thread = threading.Thread(target=endpoint.serve_forever, daemon=True)
-    thread.start()
-    for name, value in {
-        "POWERTOOLS_SERVICE_NAME": "quality",
-        "ARTIFACT_BUCKET": BUCKET,
-        "MODEL_PREFIX": LAYOUT.prefix,
-        "QUALITY_TABLE": QUALITY_TABLE,
-        "LABEL_LEDGER_TABLE": LEDGER_TABLE,
-        "REGISTRY_TABLE": REGISTRY_TABLE,
-        "HOUSE_INDEX_TABLE": HOUSES_TABLE,
-        "ENDPOINT_NAME": ENDPOINT,
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url,
-        "SHADOW_MAX_ATTEMPTS": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    handler.service.cache_clear()
-    try:
-        with mock_aws():
-            s3 = boto3.client("s3")
-            s3.create_bucket(Bucket=BUCKET)
-            dynamodb = boto3.client("dynamodb")
-            for table in (QUALITY_TABLE, LEDGER_TABLE, REGISTRY_TABLE, HOUSES_TABLE):
-                create_table(dynamodb, table)
-            registry = ModelRegistry(dynamodb, REGISTRY_TABLE)
-            registry.record_version(model_version(CITY, LIVE, "live"))
-            registry.record_version(model_version(CITY, CANDIDATE, "candidate"))
-            sqs = boto3.client("sqs")
-            monkeypatch.setenv("FEEDBACK_QUEUE_URL", sqs.create_queue(QueueName=f"{STACK}-FeedbackQueue")["QueueUrl"])
-            yield World(s3, dynamodb, endpoint)
-    finally:
-        endpoint.shutdown()
-        endpoint.server_close()
-        handler.service.cache_clear()
-        metrics.clear_metrics()
+    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
+    yield endpoint
+    endpoint.shutdown()
+    endpoint.server_close()
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch, endpoint: Endpoint, quality_aws: QualityAws) -> World:
+    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", endpoint.url)
+    monkeypatch.setenv("SHADOW_MAX_ATTEMPTS", "1")
+    registry = ModelRegistry(quality_aws.dynamodb, REGISTRY_TABLE)
+    registry.record_version(model_version(CITY, LIVE, "live"))
+    registry.record_version(model_version(CITY, CANDIDATE, "candidate"))
+    return World(quality_aws.s3, quality_aws.dynamodb, endpoint)
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from house_prices.errors import DependencyFailure
 from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry
 from house_prices.rollout_evidence import RolloutEvidence, add_update, evidence_version
-from local.s3 import MotoServer, client, create_table
+from local.moto_services import MotoServer, client, create_table
 from rollouts import handler
 from tests.lambda_contexts import lambda_context
 from tests.model_versions import model_version

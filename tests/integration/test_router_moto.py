@@ -3,78 +3,54 @@
 
 from __future__ import annotations
 
-import io
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.metrics.provider import cold_start
 from botocore.exceptions import ReadTimeoutError
-from botocore.response import StreamingBody
-from botocore.stub import ANY, Stubber
-from moto import mock_aws
+from botocore.stub import Stubber
 
-from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry
-from local.s3 import create_table
-from router import handler, wiring
-from router.logic import RouterService
-from router.settings import RouterSettings
+from router import handler
 from tests.lambda_contexts import lambda_context
 from tests.model_versions import model_version
-from tests.router_doubles import EVENTS, LIVE, OLDER, REJECTED, add_model_error, api_event
+from tests.router_doubles import (
+    ENDPOINT,
+    EVENTS,
+    LIVE,
+    OLDER,
+    REJECTED,
+    TABLE,
+    StubRouter,
+    add_model_error,
+    api_event,
+    expected_call,
+    json_body,
+)
 
 # Requests that end in an error record only the separate error metric, so the batch is empty on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-TABLE = "house-prices-registry"
-ENDPOINT = "house-prices-mme"
 # Chicago_IL's versions are the fakes' (LIVE, OLDER, REJECTED), so both routers see one registry;
 # every version here carries these metrics.
 METRICS = {"validation_ae_p50": 12000.5, "r2": 0.93, "rows": 300}
 
 
 @pytest.fixture
-def registry() -> Iterator[ModelRegistry]:
+def registry(router_registry: ModelRegistry) -> ModelRegistry:
     """moto DynamoDB with Chicago_IL live at LIVE (OLDER on standby, REJECTED rejected)."""
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        create_table(client, TABLE)
-        registry = ModelRegistry(client, TABLE)
-        for version in (OLDER, LIVE):
-            registry.record_version(model_version("Chicago_IL", version, metrics=METRICS))
-            registry.promote("Chicago_IL", version)
-        registry.record_version(model_version("Chicago_IL", REJECTED, "rejected", metrics=METRICS))
-        yield registry
+    for version in (OLDER, LIVE):
+        router_registry.record_version(model_version("Chicago_IL", version, metrics=METRICS))
+        router_registry.promote("Chicago_IL", version)
+    router_registry.record_version(model_version("Chicago_IL", REJECTED, "rejected", metrics=METRICS))
+    return router_registry
 
 
 @pytest.fixture
-def stubber(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry) -> Iterator[Stubber]:
+def stubber(registry: ModelRegistry, stub_router: StubRouter) -> Stubber:
     """The real wiring (settings from env, real clients) with a Stubber on the sagemaker-runtime client."""
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "router")
-    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
-    monkeypatch.setenv("REGISTRY_TABLE", TABLE)
-    stubs: list[Stubber] = []
-    real_build = wiring.build_service
-
-    def build(settings: RouterSettings) -> RouterService:
-        service = real_build(settings)
-        stub = Stubber(service.endpoint.client)  # type: ignore[attr-defined]
-        stub.activate()
-        stubs.append(stub)
-        return service
-
-    monkeypatch.setattr(wiring, "build_service", build)
-    handler.service.cache_clear()
-    cold_start.is_cold_start = True
-    handler.service()
-    yield stubs[0]
-    stubs[0].assert_no_pending_responses()
-    stubs[0].deactivate()
-    handler.service.cache_clear()
-    metrics.clear_metrics()
+    return stub_router(lambda service: {"live": service.endpoint.client})["live"]
 
 
 def event(name: str, **changes: Any) -> dict[str, Any]:
@@ -92,24 +68,6 @@ def event(name: str, **changes: Any) -> dict[str, Any]:
 def invoke(payload: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
     result = handler.lambda_handler(payload, lambda_context("RouterFunction"))
     return result["statusCode"], result.get("headers", {}), json.loads(result["body"]) if result.get("body") else None
-
-
-def expected_call(version: str) -> dict[str, Any]:
-    return {
-        "EndpointName": ENDPOINT,
-        "TargetModel": f"Chicago_IL.{version}.tar.gz",
-        "ContentType": "text/csv",
-        "Accept": "application/json",
-        # rows in schema.FEATURE_NAMES order: YEAR_BUILT, SQUARE_FEET, NUM_BEDROOMS, NUM_BATHROOMS, LOT_ACRES, GARAGE
-        "Body": b"1995,3000,4,2.5,1.0,2\n2010,2200,3,2.0,0.75,1\n1978,4100,6,3.5,1.42,3\n",
-        # the request's first prediction id's ULID (tests/unit/test_router_handler.py pins the exact value)
-        "InferenceId": ANY,
-    }
-
-
-def json_body(values: list[float]) -> dict[str, Any]:
-    raw = json.dumps(values).encode()
-    return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}
 
 
 def test_live_version_is_resolved_and_invoked_once(stubber: Stubber) -> None:

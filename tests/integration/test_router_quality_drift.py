@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.s3 import create_table
+from local.moto_services import create_table
 from router.adapters.quality import DynamoQualityReader
 
 TABLE = "house-prices-QualityTable"

@@ -3,80 +3,44 @@ wiring, InvokeEndpoint checked by botocore's Stubber on both the live and the ca
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from aws_lambda_powertools.metrics.provider import cold_start
 from botocore.exceptions import ReadTimeoutError
-from botocore.response import StreamingBody
-from botocore.stub import ANY, Stubber
-from moto import mock_aws
+from botocore.stub import Stubber
 
-from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry
-from local.s3 import create_table
-from router import handler, wiring
+from router import handler
 from router.adapters.registry import CachedRegistry
-from router.logic import RouterService
 from router.settings import RouterSettings
 from tests.lambda_contexts import lambda_context
 from tests.model_versions import model_version
-from tests.router_doubles import CANDIDATE, LIVE, OLDER, api_event
+from tests.router_doubles import CANDIDATE, ENDPOINT, LIVE, OLDER, StubRouter, api_event, expected_call, json_body
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-TABLE = "house-prices-registry"
-ENDPOINT = "house-prices-mme"
 CITY = "Chicago_IL"
 POLICY = {"min_labels": 200, "alpha": 0.05}
-BATCH_CSV = b"1995,3000,4,2.5,1.0,2\n2010,2200,3,2.0,0.75,1\n1978,4100,6,3.5,1.42,3\n"
 
 
 @pytest.fixture
-def registry() -> Iterator[ModelRegistry]:
+def registry(router_registry: ModelRegistry) -> ModelRegistry:
     """moto DynamoDB with Chicago_IL live at LIVE (OLDER on standby) and CANDIDATE recorded, not yet rolled out."""
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        create_table(client, TABLE)
-        registry = ModelRegistry(client, TABLE)
-        for version in (OLDER, LIVE):
-            registry.record_version(model_version(CITY, version))
-            registry.promote(CITY, version)
-        registry.record_version(model_version(CITY, CANDIDATE))
-        yield registry
+    for version in (OLDER, LIVE):
+        router_registry.record_version(model_version(CITY, version))
+        router_registry.promote(CITY, version)
+    router_registry.record_version(model_version(CITY, CANDIDATE))
+    return router_registry
 
 
 @pytest.fixture
-def stubs(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry) -> Iterator[dict[str, Stubber]]:
-    """The real wiring (settings from env, the live item cache off) with a Stubber on each runtime client."""
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "router")
-    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
-    monkeypatch.setenv("REGISTRY_TABLE", TABLE)
+def stubs(monkeypatch: pytest.MonkeyPatch, registry: ModelRegistry, stub_router: StubRouter) -> dict[str, Stubber]:
+    """The real wiring (the live item cache off) with a Stubber on each runtime client."""
     monkeypatch.setenv("LIVE_MODEL_CACHE_SECONDS", "0")
     monkeypatch.setenv("CAPTURE_SAMPLE_RATE", "0")
-    made: dict[str, Stubber] = {}
-    real_build = wiring.build_service
-
-    def build(settings: RouterSettings) -> RouterService:
-        service = real_build(settings)
-        for side, endpoint in (("live", service.endpoint), ("candidate", service.candidate_endpoint)):
-            made[side] = Stubber(endpoint.client)  # type: ignore[attr-defined]
-            made[side].activate()
-        return service
-
-    monkeypatch.setattr(wiring, "build_service", build)
-    handler.service.cache_clear()
-    cold_start.is_cold_start = True
-    handler.service()
-    yield made
-    for stub in made.values():
-        stub.assert_no_pending_responses()
-        stub.deactivate()
-    handler.service.cache_clear()
-    metrics.clear_metrics()
+    return stub_router(
+        lambda service: {"live": service.endpoint.client, "candidate": service.candidate_endpoint.client}
+    )
 
 
 def invoke(payload: dict[str, Any]) -> tuple[int, Any]:
@@ -90,22 +54,6 @@ def batch_event(**query: str) -> dict[str, Any]:
         loaded["queryStringParameters"] = query
         loaded["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
     return loaded
-
-
-def expected_call(version: str) -> dict[str, Any]:
-    return {
-        "EndpointName": ENDPOINT,
-        "TargetModel": f"{CITY}.{version}.tar.gz",
-        "ContentType": "text/csv",
-        "Accept": "application/json",
-        "Body": BATCH_CSV,
-        "InferenceId": ANY,
-    }
-
-
-def json_body(values: list[float]) -> dict[str, Any]:
-    raw = json.dumps(values).encode()
-    return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}
 
 
 def start_canary(registry: ModelRegistry, weight_bp: int = 10_000) -> None:

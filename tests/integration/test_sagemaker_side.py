@@ -27,7 +27,9 @@ import pytest
 from endpoint.app import DenseRuntime, create_app
 from endpoint.config import EndpointConfig, ModelDataUrl
 from endpoint.sagemaker_side import INVOCATION_TIMEOUT_MESSAGE, model_name
-from endpoint.testing import metric_value, sagemaker_runtime, serve_in_thread, tar_gz, write_program
+from testkit.aws import sagemaker_runtime
+from testkit.models import tar_gz, write_program
+from testkit.servers import metric_value, serve_in_thread
 from tests.container_harness import NEW_HOUSE, RECORDING_PROGRAM, options, recorded_loads, tiny_forest
 from tests.integration.endpoint_harness import artifact_bucket, invocation_error, invoke_many
 

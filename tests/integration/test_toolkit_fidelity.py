@@ -1,6 +1,6 @@
 """The local endpoint answers as the scikit-learn image's real serving stack does, case by case.
 
-For each inference image tag (``training/images.json``) whose Python is installed: the same requests
+For each inference image tag (``ops/images.json``) whose Python is installed: the same requests
 go through the image's real serving code in multi-model mode (``tests/toolkit_harness.py`` in a cached
 venv with the tag's sagemaker-inference, multi-model-server and numpy, the container's vendored
 ``handler_service`` and its decoder patch), and through the local endpoint (real sockets, boto3,
@@ -28,18 +28,12 @@ from botocore.exceptions import ClientError
 
 from endpoint.app import create_app
 from endpoint.config import EndpointConfig, ModelDataUrl
-from endpoint.testing import (
-    fit_forest,
-    model_tar_gz,
-    moto_s3,
-    s3_client,
-    sagemaker_runtime,
-    serve_in_thread,
-    tar_gz,
-)
 from house_prices import naming, schema
+from ops.images import load_table
+from testkit.aws import moto_s3, s3_client, sagemaker_runtime
+from testkit.models import fit_forest, model_tar_gz, tar_gz
+from testkit.servers import serve_in_thread
 from tests.sagemaker_image import ROOT, serving_stack_python
-from training.images import load_table
 
 pytestmark = pytest.mark.slow
 

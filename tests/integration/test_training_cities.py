@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from endpoint.testing import moto_s3, s3_client
 from house_prices import naming, schema
 from packed_forest import PackedForest
+from testkit.aws import moto_s3, s3_client
 from training import inputs, local_runs, results
 
 pytestmark = pytest.mark.slow

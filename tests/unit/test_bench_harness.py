@@ -8,17 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.harness import (
-    HttpRequest,
-    histogram_quantile,
-    load_phases,
-    phase_of,
-    prometheus_histograms,
-    subtract_histograms,
-    write_lua_requests,
-    zipf_sequence,
-)
+from bench.histograms import histogram_quantile, load_phases, phase_of, prometheus_histograms, subtract_histograms
 from bench.report import evaluate_targets
+from bench.wrk_runs import HttpRequest, write_lua_requests
+from bench.zipf import zipf_sequence
 
 EXPOSITION = """\
 # HELP ModelDownloadingTime Seconds to download a model from S3.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import quality_aggregation as bench
-from bench.harness import REPO_ROOT
+from bench.processes import REPO_ROOT
 
 
 def test_a_tiny_run_joins_every_joinable_label_and_reports_each_injected_one(tmp_path: Path) -> None:

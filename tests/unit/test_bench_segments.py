@@ -11,6 +11,8 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from bench import segments_data as data
+from bench import segments_scale
+from bench.quiet import Quiet, QuietGate
 from bench.report import keep_marked_blocks, marked_blocks, replace_marked_block
 from bench.segments_report import (
     end_to_end_seconds,
@@ -19,7 +21,7 @@ from bench.segments_report import (
     render_section,
     write_section,
 )
-from bench.segments_runs import model_sync_invocations
+from bench.segments_runs import BareFits, CliRun, model_sync_invocations
 from house_prices import schema
 from training.dataset import DataSpec, load_dataset
 
@@ -274,3 +276,77 @@ def test_model_sync_times_come_from_the_dispatchers_log_in_order(tmp_path: Path)
     assert summary["mean_ms_by_fifth"] == [15.0, 35.0, 55.0, 75.0, 95.0]
     assert summary["sum_seconds"] == pytest.approx(0.55)
     assert model_sync_invocations(tmp_path / "absent.log") == {"count": 0}
+
+
+# --------------------------------------------------------------------------- the overhead rounds' quiet gate
+
+
+class _Machine:
+    """A clock, /proc/stat's busy time and the bench's own CPU; ``crowd``: the neighbours' cores, one per gated run."""
+
+    def __init__(self, crowd: list[float]) -> None:
+        self.now = self.busy = self.own = 0.0
+        self.crowd = crowd
+
+    def advance(self, seconds: float, own_cores: float = 0.0) -> None:
+        self.now += seconds
+        self.own += own_cores * seconds
+        self.busy += (self.crowd[0] + own_cores) * seconds
+
+    def ran(self, seconds: float) -> None:
+        """The bench's own run of ``seconds`` on both cores; the next gated run meets the next neighbours."""
+        self.advance(seconds, own_cores=2.0)
+        if len(self.crowd) > 1:
+            self.crowd.pop(0)
+
+    def gate(self, quiet: Quiet, pids: Any) -> QuietGate:
+        return QuietGate(quiet, pids, busy=lambda: self.busy, own=lambda _: self.own, clock=lambda: self.now,
+                         sleep=self.advance)  # fmt: skip
+
+
+def test_every_side_of_an_overhead_round_is_gated_and_a_crowded_sharded_run_is_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given neighbours that take 1.5 cores during the first sharded run (validate-only + CLI) and 0.1 after
+    machine = _Machine([1.5, 0.1])
+    cli_walls = iter([1.0, 20.0, 1.0, 11.0])  # validate-only, CLI; the same again on the redone attempt
+
+    def run_cli(argv: list[str], env: Any, log_path: Path) -> CliRun:
+        wall = next(cli_walls)
+        if "--validate-only" in argv:
+            machine.advance(wall, own_cores=1.0)
+        else:
+            machine.ran(wall)
+        report = {"stages": {"train": wall - 1}, "segments": [{"city": "Metro_0001", "outcome": "trained"}]}
+        return CliRun(argv, 0, wall, 2 * wall, 0, report, str(log_path))
+
+    def bare(rows: Any) -> BareFits:
+        machine.ran(8.0)
+        return BareFits(16.0, 16.0)
+
+    def parallel(rows: Any, workers: int) -> float:
+        machine.ran(8.5)
+        return 8.5
+
+    monkeypatch.setattr(segments_scale, "QuietGate", machine.gate)
+    monkeypatch.setattr(segments_scale, "run_cli", run_cli)
+    monkeypatch.setattr(segments_scale, "bare_fits", bare)
+    monkeypatch.setattr(segments_scale, "bare_fit_wall_parallel", parallel)
+    monkeypatch.setattr(segments_scale, "train_rows", lambda work, cities: {c: np.zeros((3, 11)) for c in cities})
+    monkeypatch.setattr(segments_scale, "shard_segment_seconds", lambda work: 18.0)
+    monkeypatch.setattr(segments_scale.data, "ensure_file", lambda config, directory: tmp_path / "f.csv")
+    options = segments_scale.Options(rounds=1, workers=2, work_dir=tmp_path / "work")
+    # When one overhead round runs
+    overhead = segments_scale.training_overhead(options)
+    # Then the crowded sharded pair was redone and the quiet attempt kept: (11 - 1) s against 16 s ÷ 2 workers
+    (measured,) = overhead["rounds"]
+    assert measured["attempts"] == {"sharded": 2, "bare": 1, "bare-parallel": 1}
+    assert measured["outside_cores"]["sharded"] == pytest.approx(0.1)
+    assert measured["sharded_wall_seconds"] == pytest.approx(10.0)
+    assert measured["ratio"] == pytest.approx(10.0 / 8.0)
+    assert (overhead["quiet"]["runs"], overhead["quiet"]["redone"]) == (3, 1)
+    # And the report says so: each side's neighbours, the runs made, and how many were redone
+    section = render_section({**_results(), "overhead": overhead, "targets": []})
+    assert "| 0.10 (2 runs) / 0.10 / 0.10 |" in section
+    target = next(t for t in evaluate_targets({"overhead": overhead}) if t["name"].startswith("training overhead"))
+    assert "1 of 4 runs redone" in target["measured"]

@@ -1,6 +1,6 @@
 """The code SageMaker runs inside its scikit-learn containers must work on their Pythons.
 
-Each supported image tag's Python comes from training/images.json (1.2-1: 3.9, 1.4-2: 3.10,
+Each supported image tag's Python comes from ops/images.json (1.2-1: 3.9, 1.4-2: 3.10,
 1.4-2-py312: 3.12); `sourcedir.tar.gz` carries train.py,
 inference.py and the stdlib-only parts of `house_prices` (drift too: train.py builds references) there.
 A `datetime.UTC` or `zip(strict=)` slipping into them would only fail on AWS, so import them under those
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ops import images
 from tests.pythons import find_python
-from training import images
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINER_PYTHONS = sorted({facts["python"] for facts in images.load_table().containers.values()})

@@ -17,7 +17,7 @@ from endpoint.app import create_app
 from endpoint.config import EndpointConfig, ModelDataUrl
 from endpoint.errors import ArtifactInvalid, ArtifactMissing, ContainerError, LoadTimeout, StorageUnavailable
 from endpoint.store import Loaded
-from endpoint.testing import write_program
+from testkit.models import write_program
 
 ENDPOINT = "errors-in-process"
 INVOKE = f"/endpoints/{ENDPOINT}/invocations"

@@ -26,7 +26,12 @@ PACKAGE_ROOTS = {
     "endpoint": ROOT,
     "local": ROOT,
     "ops": ROOT,
+    "container": ROOT,
+    "testkit": ROOT,
+    "bench": ROOT,
 }
+# The test and bench kit, and the benchmarks: they import production code, never the other way round.
+TEST_AND_BENCH_PACKAGES = ("testkit", "bench", "tests")
 LAMBDA_PACKAGES = ("house_prices", "router", "model_sync", "quality", "rollouts")
 # What each Lambda package may import besides itself (functions/*/Makefile ships exactly these).
 ALLOWED_IMPORTS = {
@@ -128,3 +133,17 @@ def test_only_the_settings_module_touches_os_environ_in_the_lambda_packages_and_
         if "os.environ" in path.read_text() or "getenv(" in path.read_text():
             offenders.append(name)
     assert offenders == []
+
+
+def test_production_never_imports_test_or_bench_helpers() -> None:
+    # testkit (in-process servers, moto S3, small forests) and bench/ may pull in moto, scikit-learn, wrk.
+    offenders = []
+    for name, path in modules().items():
+        if name.split(".")[0] in TEST_AND_BENCH_PACKAGES:
+            continue
+        imported = {target.split(".")[0] for target in imported_names(path, name)}
+        offenders += [(name, package) for package in sorted(imported & set(TEST_AND_BENCH_PACKAGES))]
+    assert offenders == []
+    # and the walker does see the kit and its users (else the check above passes vacuously)
+    assert "endpoint.sockets" in graph()["testkit.servers"]
+    assert "testkit.servers" in graph()["bench.processes"]

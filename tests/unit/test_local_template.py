@@ -334,7 +334,7 @@ def test_a_kept_registry_table_gains_the_indexes_the_template_added_since(real: 
     import boto3
     from moto import mock_aws
 
-    from local.s3 import add_missing_indexes
+    from local.moto_services import add_missing_indexes
 
     definition = real.table_definition("RegistryTable")
     older = [index for index in definition["GlobalSecondaryIndexes"] if index["IndexName"] != "rollouts"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,26 +20,14 @@ from house_prices.errors import (
 )
 from house_prices.observability import metrics
 from router.logic import RouterService
+from tests import router_doubles
 from tests.router_doubles import LIVE, OLDER, REJECTED, FakeEndpoint, FakeRegistry, SequentialIds
 
 HOUSE = dict(schema.EXAMPLE_HOUSE)
 
 
-@pytest.fixture(autouse=True)
-def clean_metrics() -> Iterator[None]:
-    metrics.clear_metrics()
-    yield
-    metrics.clear_metrics()
-
-
-@pytest.fixture
-def registry() -> FakeRegistry:
-    return FakeRegistry()
-
-
-@pytest.fixture
-def endpoint() -> FakeEndpoint:
-    return FakeEndpoint()
+# The router's shared fixtures (pytest finds them by these names): metrics cleared around every test, fakes.
+clean_metrics, registry, endpoint = router_doubles.clean_metrics, router_doubles.registry, router_doubles.endpoint
 
 
 @pytest.fixture

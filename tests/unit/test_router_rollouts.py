@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from house_prices.observability import logger, metrics
 from router import routing
 from router.capture import PredictionCapture
 from router.logic import CANDIDATE_FALLBACK_METRIC, RouterService
+from tests import router_doubles
 from tests.router_doubles import CANDIDATE, LIVE, OLDER, FakeEndpoint, FakeRegistry, SequentialIds, rollout
 
 CITY = "Chicago_IL"
@@ -26,21 +26,8 @@ CANDIDATE_TARGET = target_model(CITY, CANDIDATE)
 SALT = "5a1f00d5a1f00d00"
 
 
-@pytest.fixture(autouse=True)
-def clean_metrics() -> Iterator[None]:
-    metrics.clear_metrics()
-    yield
-    metrics.clear_metrics()
-
-
-@pytest.fixture
-def registry() -> FakeRegistry:
-    return FakeRegistry()
-
-
-@pytest.fixture
-def endpoint() -> FakeEndpoint:
-    return FakeEndpoint()
+# The router's shared fixtures (pytest finds them by these names): metrics cleared around every test, fakes.
+clean_metrics, registry, endpoint = router_doubles.clean_metrics, router_doubles.registry, router_doubles.endpoint
 
 
 @pytest.fixture

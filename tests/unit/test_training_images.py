@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from local.template import load_yaml
-from training import images
-from training.images import UnknownImageVersion, load_table
+from ops import images
+from ops.images import UnknownImageVersion, load_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,9 +26,9 @@ def test_committed_table_is_what_the_vendored_sdk_data_generates(sdk_source: dic
     # When the table is generated from them
     generated = images.build_table(*images.load_inputs(), dns_suffix=images.botocore_dns_suffix)
     committed = json.loads(images.IMAGES_FILE.read_text())
-    # Then the committed training/images.json is exactly that, and names the SDK version it came from
+    # Then the committed ops/images.json is exactly that, and names the SDK version it came from
     assert committed == generated, (
-        f"training/images.json differs from SageMaker Python SDK {sdk_source['version']} "
+        f"ops/images.json differs from SageMaker Python SDK {sdk_source['version']} "
         f"({sdk_source['commit']}): run python scripts/generate_image_table.py"
     )
     assert committed["sdk"]["version"] == sdk_source["version"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -401,3 +402,34 @@ def test_local_runs_start_the_workers_before_validating_and_always_close_them(
     # Then the zygote was started before validation (its import overlaps it) and closed at the error; a
     # --validate-only run never starts it
     assert events == ["started", "closed"]
+
+
+def test_a_zygote_started_before_the_clis_imports_is_used_by_a_local_run_and_closed_by_any_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given `python -m training.jobs`'s early zygote (a recording stand-in) and no other way to start one
+    events: list[str] = []
+    monkeypatch.setattr(jobs, "start_workers", lambda: pytest.fail("the early zygote is there to be used"))
+    source = tmp_path / "houses.csv"
+    source.write_text("city,price,sqft\n")
+    argv = ["--data", str(source), "--segment-column", "city", "--price-column", "price", "--no-progress",
+            "--work-dir", str(tmp_path / "work")]  # fmt: skip
+    # When a local run gets it, and when a run that only validates, a SageMaker run and a usage error get one
+    assert jobs.main(argv, pool=_RecordingPool(events)) == 2  # validation refuses the header-only file
+    # Then each is closed (the local run's by the run, the others unused), and none starts another
+    assert events[-1] == "closed"
+    for other in ([*argv, "--validate-only"], [*argv, "--mode", "sagemaker"], ["--data", str(source)]):
+        events.clear()
+        with contextlib.suppress(SystemExit):  # the last two are usage errors
+            jobs.main(other, pool=_RecordingPool(events))
+        assert events[-1] == "closed", other
+
+
+def test_the_early_zygote_starts_only_for_what_looks_like_a_local_training_run() -> None:
+    from training.workers import trains_locally
+
+    assert trains_locally(["--data", "f.csv", "--segment-column", "c", "--price-column", "p", "--workers", "2"])
+    assert trains_locally(["--cities", "Chicago_IL", "--mode", "local"])
+    for argv in (["--data", "f.csv", "--validate-only"], ["--data", "f.csv", "--validate"], ["--mode", "sagemaker"],
+                 ["--mode=sagemaker"], ["-h"], ["--help"]):  # fmt: skip
+        assert not trains_locally(argv), argv

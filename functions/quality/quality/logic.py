@@ -62,7 +62,7 @@ from house_prices.ids import parse_prediction_id, ulid_timestamp_ms
 from house_prices.labels import Label, parse_label_file, read_label_message
 from house_prices.live_quality import DEGRADED, OFFLINE, Aggregate, DegradationRule, QualitySummary
 from house_prices.observability import logger
-from quality.rollout_labels import EvidenceIncrement, RolloutLabels
+from quality.rollout_labels import EvidenceIncrement, Priced, RolloutLabels
 
 # Labels per message when a file's pending labels are requeued (~130 bytes each; SQS takes 256 KiB).
 REQUEUE_CHUNK = 1000
@@ -86,19 +86,6 @@ class Recorded(Enum):
 
 class CaptureSource(Protocol):
     def partition(self, city: str, day: str) -> Iterable[CapturedPrediction]: ...
-
-
-class Priced(Protocol):
-    """What a label is scored against: a captured prediction, or its house index entry."""
-
-    @property
-    def prediction_id(self) -> str: ...
-    @property
-    def city(self) -> str: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def price(self) -> float: ...
 
 
 class HousePrediction(NamedTuple):

@@ -65,8 +65,9 @@ class ShadowSource(Protocol):
     def partition(self, city: str, day: str) -> Iterable[ShadowRecord]: ...
 
 
-class PricedPrediction(Protocol):
-    """What a label joined: ``quality.logic.Priced``, whose ``rollout`` tag (if any) is read with getattr."""
+class Priced(Protocol):
+    """What a label is scored against: a captured prediction, or its house index entry (``quality.logic``
+    scores it, this module judges it for a rollout); its ``rollout`` tag (if any) is read with getattr."""
 
     @property
     def prediction_id(self) -> str: ...
@@ -112,7 +113,7 @@ class RolloutLabels:
     def new_invocation(self) -> None:
         self.cache = ShadowCache(self._shadows)
 
-    def judge(self, prediction: PricedPrediction, sale_price: float, now: datetime) -> Judgement:
+    def judge(self, prediction: Priced, sale_price: float, now: datetime) -> Judgement:
         tag: Any = getattr(prediction, "rollout", None)
         if not isinstance(tag, Mapping) or not sale_price > 0:
             return NO_ROLLOUT

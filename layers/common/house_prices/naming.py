@@ -53,7 +53,13 @@ REQUIRED_ARTIFACT_FILES = (PACKED_MODEL_FILENAME, METRICS_FILENAME)
 
 CITY_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
 _CITY = re.compile(CITY_PATTERN)
-# SageMaker's own TrainingJobName pattern.
+# SageMaker's name rule (EndpointName, and the other resource names), as its service model states it and a
+# ValidationError quotes it; the length limit is a separate constraint there, and here.
+SAGEMAKER_NAME_PATTERN = "^[a-zA-Z0-9](-*[a-zA-Z0-9])*"
+SAGEMAKER_NAME_MAX_LENGTH = 63
+_SAGEMAKER_NAME = re.compile(SAGEMAKER_NAME_PATTERN)
+# SageMaker's own TrainingJobName pattern: the rule above with the length folded into the letter count
+# (looser than it for names with many dashes; kept as it is, since tightening it would reject names it admits).
 _JOB = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 VERSION_PATTERN = r"(?P<stamp>\d{8}T\d{6}Z)-(?P<digest>[0-9a-f]{8})"
 _VERSION = re.compile(VERSION_PATTERN)
@@ -225,6 +231,10 @@ def capture_date(day: str | date) -> str:
         raise ValueError(f"a capture date is YYYY-MM-DD, got {day!r}")
     date.fromisoformat(text)  # ValueError for 2026-02-30
     return text
+
+
+def is_valid_sagemaker_name(name: str) -> bool:
+    return len(name) <= SAGEMAKER_NAME_MAX_LENGTH and _SAGEMAKER_NAME.fullmatch(name) is not None
 
 
 def validate_job(job: str) -> str:

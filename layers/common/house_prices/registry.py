@@ -66,6 +66,8 @@ OVERRIDE_RECORD = "rollout-policy"
 MAX_WEIGHT_BP = 10_000
 # Attempts of a rollout write that is re-read and retried when another write changed the live item meanwhile.
 _ATTEMPTS = 3
+# What promoting and ending a rollout name besides #ro and #rv: they remove the rollout of that candidate.
+_ENDING_NAMES = {"#rp": ROLLOUT_PARTITION_ATTRIBUTE, "#cv": "candidate_version"}
 # The reason of a version recorded before its gate decision: model-sync resumes such a version on redelivery,
 # and readers (``training.verdicts``) know the decision is still to come.
 PENDING_REASON = "pending: quality gate not applied yet"
@@ -481,38 +483,21 @@ class ModelRegistry:
         condition, values = _revision_condition(revision)
         values.update({":live": live.version, ":ro": stored, ":rp": ROLLOUT_PARTITION, ":one": 1})
         actions: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": _serialize({"city": city, "record": LIVE_RECORD}),
-                    "UpdateExpression": "SET #ro = :ro, #rp = :rp ADD #rv :one",
-                    "ConditionExpression": f"live_version = :live AND {condition}",
-                    "ExpressionAttributeNames": {
-                        "#ro": ROLLOUT_ATTRIBUTE,
-                        "#rp": ROLLOUT_PARTITION_ATTRIBUTE,
-                        "#rv": REVISION_ATTRIBUTE,
-                    },
-                    "ExpressionAttributeValues": _serialize(values),
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._table,
-                    **self._status_update(
-                        city, candidate_version, "candidate", reason or f"in a {mode} rollout", forbid="rejected"
-                    ),
-                }
-            },
+            self._live_update(
+                city,
+                "SET #ro = :ro, #rp = :rp ADD #rv :one",
+                f"live_version = :live AND {condition}",
+                values,
+                {"#rp": ROLLOUT_PARTITION_ATTRIBUTE},
+            ),
+            self._status_action(
+                city, candidate_version, "candidate", reason or f"in a {mode} rollout", forbid="rejected"
+            ),
         ]
         if running is not None:
             why = f"superseded by a rollout of {candidate_version}"
             actions.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        **self._status_update(city, running.candidate_version, "standby", f"rollout superseded: {why}"),
-                    }
-                }
+                self._status_action(city, running.candidate_version, "standby", f"rollout superseded: {why}")
             )
             actions.append(
                 self._history_put(
@@ -563,21 +548,13 @@ class ModelRegistry:
             condition, values = _revision_condition(rollout.revision)
             values.update({":c": candidate_version, ":w": weight_bp, ":one": 1})
             actions = [
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": _serialize({"city": city, "record": LIVE_RECORD}),
-                        "UpdateExpression": "SET #ro.#w = :w ADD #rv :one",
-                        "ConditionExpression": f"#ro.#cv = :c AND {condition}",
-                        "ExpressionAttributeNames": {
-                            "#ro": ROLLOUT_ATTRIBUTE,
-                            "#w": "weight_bp",
-                            "#cv": "candidate_version",
-                            "#rv": REVISION_ATTRIBUTE,
-                        },
-                        "ExpressionAttributeValues": _serialize(values),
-                    }
-                },
+                self._live_update(
+                    city,
+                    "SET #ro.#w = :w ADD #rv :one",
+                    f"#ro.#cv = :c AND {condition}",
+                    values,
+                    {"#w": "weight_bp", "#cv": "candidate_version"},
+                ),
                 self._history_put(
                     city,
                     candidate_version,
@@ -636,31 +613,16 @@ class ModelRegistry:
                 }
             )
             actions = [
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": _serialize({"city": city, "record": LIVE_RECORD}),
-                        "UpdateExpression": (
-                            f"SET {LIVE_PARTITION_ATTRIBUTE} = :lp, live_version = :c, target_model = :t, "
-                            "promoted_at = :at, previous_version = :old REMOVE #ro, #rp ADD #rv :one"
-                        ),
-                        "ConditionExpression": f"live_version = :old AND #ro.#cv = :c AND {condition}",
-                        "ExpressionAttributeNames": {
-                            "#ro": ROLLOUT_ATTRIBUTE,
-                            "#rp": ROLLOUT_PARTITION_ATTRIBUTE,
-                            "#cv": "candidate_version",
-                            "#rv": REVISION_ATTRIBUTE,
-                        },
-                        "ExpressionAttributeValues": _serialize(values),
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        **self._status_update(city, candidate_version, "live", reason, forbid="rejected"),
-                    }
-                },
-                {"Update": {"TableName": self._table, **self._status_update(city, live.version, "standby")}},
+                self._live_update(
+                    city,
+                    f"SET {LIVE_PARTITION_ATTRIBUTE} = :lp, live_version = :c, target_model = :t, "
+                    "promoted_at = :at, previous_version = :old REMOVE #ro, #rp ADD #rv :one",
+                    f"live_version = :old AND #ro.#cv = :c AND {condition}",
+                    values,
+                    _ENDING_NAMES,
+                ),
+                self._status_action(city, candidate_version, "live", reason, forbid="rejected"),
+                self._status_action(city, live.version, "standby"),
                 self._history_put(
                     city, candidate_version, live.version, "promoted", at, actor, reason, evidence, rollout.revision + 1
                 ),
@@ -699,29 +661,12 @@ class ModelRegistry:
             condition, values = _revision_condition(rollout.revision)
             values.update({":c": candidate_version, ":one": 1})
             actions = [
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": _serialize({"city": city, "record": LIVE_RECORD}),
-                        "UpdateExpression": "REMOVE #ro, #rp ADD #rv :one",
-                        "ConditionExpression": f"#ro.#cv = :c AND {condition}",
-                        "ExpressionAttributeNames": {
-                            "#ro": ROLLOUT_ATTRIBUTE,
-                            "#rp": ROLLOUT_PARTITION_ATTRIBUTE,
-                            "#cv": "candidate_version",
-                            "#rv": REVISION_ATTRIBUTE,
-                        },
-                        "ExpressionAttributeValues": _serialize(values),
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        **self._status_update(
-                            city, candidate_version, status, f"{outcome.replace('_', ' ')} by {actor}: {reason}"
-                        ),
-                    }
-                },
+                self._live_update(
+                    city, "REMOVE #ro, #rp ADD #rv :one", f"#ro.#cv = :c AND {condition}", values, _ENDING_NAMES
+                ),
+                self._status_action(
+                    city, candidate_version, status, f"{outcome.replace('_', ' ')} by {actor}: {reason}"
+                ),
                 self._history_put(
                     city, candidate_version, live.version, outcome, at, actor, reason, evidence, rollout.revision + 1
                 ),
@@ -799,6 +744,28 @@ class ModelRegistry:
             "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#s": "status", "#r": "record"},
             "ExpressionAttributeValues": _serialize(values),
+        }
+
+    def _status_action(
+        self, city: str, version: str, status: Status, reason: str | None = None, forbid: Status | None = None
+    ) -> dict[str, Any]:
+        """``_status_update`` as one action of a rollout transaction."""
+        return {"Update": {"TableName": self._table, **self._status_update(city, version, status, reason, forbid)}}
+
+    def _live_update(
+        self, city: str, expression: str, condition: str, values: Mapping[str, Any], names: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """The live item's update in a rollout transaction: ``#ro`` (the rollout) and ``#rv`` (the write
+        counter, which every such update bumps) are named here; ``names`` adds the rest."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": _serialize({"city": city, "record": LIVE_RECORD}),
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#ro": ROLLOUT_ATTRIBUTE, "#rv": REVISION_ATTRIBUTE, **names},
+                "ExpressionAttributeValues": _serialize(values),
+            }
         }
 
     def _history_put(

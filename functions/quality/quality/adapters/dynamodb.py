@@ -171,26 +171,32 @@ class DynamoQualityStore:
     def save_degraded(self, city: str, version: str, degraded: bool, seen_count: int, was_degraded: bool) -> bool:
         """SET the flag if the label count is still ``seen_count`` and the flag still ``was_degraded``."""
         flag = "#d = :was" if was_degraded else "(attribute_not_exists(#d) OR #d = :was)"
-        try:
-            self._db.update_item(
-                TableName=self._quality,
-                Key={CITY: {"S": city}, VERSION: {"S": version}},
-                UpdateExpression="SET #d = :d",
-                ConditionExpression=f"#n = :n AND {flag}",
-                ExpressionAttributeNames={"#d": DEGRADED, "#n": COUNT},
-                ExpressionAttributeValues={
-                    ":d": {"BOOL": degraded},
-                    ":n": {"N": str(seen_count)},
-                    ":was": {"BOOL": was_degraded},
-                },
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
-        except BotoCoreError as error:
-            raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
-        return True
+        return _conditional_update(
+            self._db,
+            TableName=self._quality,
+            Key={CITY: {"S": city}, VERSION: {"S": version}},
+            UpdateExpression="SET #d = :d",
+            ConditionExpression=f"#n = :n AND {flag}",
+            ExpressionAttributeNames={"#d": DEGRADED, "#n": COUNT},
+            ExpressionAttributeValues={
+                ":d": {"BOOL": degraded},
+                ":n": {"N": str(seen_count)},
+                ":was": {"BOOL": was_degraded},
+            },
+        )
+
+
+def _conditional_update(db: Any, **update: Any) -> bool:
+    """One UpdateItem; False when its condition failed (a newer write owns the item), True when it was made."""
+    try:
+        db.update_item(**update)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
+    except BotoCoreError as error:
+        raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
+    return True
 
 
 def _live_item(db: Any, table: str, city: str, version: str) -> Mapping[str, Any]:
@@ -388,26 +394,19 @@ class DynamoDriftStore:
     ) -> bool:
         """SET the drift report if the live count is still ``seen_count`` and the flag still ``was_drifting``
         (else a newer refresh, or a concurrent one that already saved this change, owns it)."""
-        try:
-            self._db.update_item(
-                TableName=self._quality,
-                Key={CITY: {"S": city}, VERSION: {"S": version}},
-                UpdateExpression="SET #r = :r",
-                ConditionExpression="#n = :n AND (attribute_not_exists(#r) OR #r.#d = :was)",
-                ExpressionAttributeNames={"#r": drift.REPORT, "#n": drift.LIVE_COUNT, "#d": "drifting"},
-                ExpressionAttributeValues={
-                    ":r": _SERIALIZER.serialize(_dynamo(report)),
-                    ":n": {"N": str(seen_count)},
-                    ":was": {"BOOL": was_drifting},
-                },
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
-        except BotoCoreError as error:
-            raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
-        return True
+        return _conditional_update(
+            self._db,
+            TableName=self._quality,
+            Key={CITY: {"S": city}, VERSION: {"S": version}},
+            UpdateExpression="SET #r = :r",
+            ConditionExpression="#n = :n AND (attribute_not_exists(#r) OR #r.#d = :was)",
+            ExpressionAttributeNames={"#r": drift.REPORT, "#n": drift.LIVE_COUNT, "#d": "drifting"},
+            ExpressionAttributeValues={
+                ":r": _SERIALIZER.serialize(_dynamo(report)),
+                ":n": {"N": str(seen_count)},
+                ":was": {"BOOL": was_drifting},
+            },
+        )
 
 
 def _plain(value: Any) -> Any:

@@ -7,16 +7,12 @@ Every failure becomes a domain error, which shadow scoring counts as the candida
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from house_prices.errors import EndpointTimeout, EndpointUnavailable, ModelInvocationError
-
-CSV = "text/csv"
-JSON = "application/json"
+from house_prices.predictions import invoke_csv, parse_predictions
 
 
 class SageMakerScorer:
@@ -27,14 +23,7 @@ class SageMakerScorer:
     def invoke(self, target_model: str, csv_body: str) -> list[float]:
         """One InvokeEndpoint call; one finite price per CSV row, in row order."""
         try:
-            response = self.client.invoke_endpoint(
-                EndpointName=self.endpoint_name,
-                TargetModel=target_model,
-                ContentType=CSV,
-                Accept=JSON,
-                Body=csv_body.encode("utf-8"),
-            )
-            payload = response["Body"].read()
+            payload = invoke_csv(self.client, self.endpoint_name, target_model, csv_body)
         except ClientError as error:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code == "ModelError":
@@ -44,17 +33,4 @@ class SageMakerScorer:
             raise EndpointTimeout(f"InvokeEndpoint {target_model} timed out: {error}") from error
         except BotoCoreError as error:
             raise EndpointUnavailable(f"InvokeEndpoint {target_model} failed: {error}") from error
-        return parse_prices(payload)
-
-
-def parse_prices(payload: bytes) -> list[float]:
-    """The model server contract: a JSON list of finite numbers, one per row."""
-    try:
-        decoded = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ModelInvocationError("The model returned a response that is not JSON") from error
-    if not isinstance(decoded, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in decoded
-    ):
-        raise ModelInvocationError("The model returned something other than a list of finite numbers")
-    return [float(v) for v in decoded]
+        return parse_predictions(payload)

@@ -6,17 +6,14 @@ at the local endpoint without any "local" branch here.
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from house_prices.errors import EndpointBusy, EndpointTimeout, EndpointUnavailable, ModelInvocationError
 from house_prices.observability import logger, tracer
+from house_prices.predictions import invoke_csv, parse_predictions
 
-CSV = "text/csv"
-JSON = "application/json"
 # Codes SageMaker uses for "try again shortly"; botocore has already retried them ENDPOINT_MAX_ATTEMPTS times.
 _BUSY_CODES = frozenset({"ModelNotReadyException", "ThrottlingException", "ServiceUnavailable", "TooManyRequests"})
 _BUSY_STATUSES = frozenset({429, 503})
@@ -38,15 +35,8 @@ class SageMakerEndpoint:
         it captures and logs for the call.
         """
         try:
-            response = self.client.invoke_endpoint(
-                EndpointName=self.endpoint_name,
-                TargetModel=target_model,
-                ContentType=CSV,
-                Accept=JSON,
-                Body=csv_body.encode("utf-8"),
-                **({"InferenceId": inference_id} if inference_id is not None else {}),
-            )
-            payload = response["Body"].read()
+            extra = {"InferenceId": inference_id} if inference_id is not None else {}
+            payload = invoke_csv(self.client, self.endpoint_name, target_model, csv_body, **extra)
         except ClientError as error:
             raise _client_error(error, target_model) from error
         except (ReadTimeoutError, ConnectTimeoutError) as error:
@@ -56,19 +46,6 @@ class SageMakerEndpoint:
             logger.warning("InvokeEndpoint failed", extra={"target_model": target_model, "error": str(error)})
             raise EndpointUnavailable("The model endpoint could not be reached") from error
         return parse_predictions(payload)
-
-
-def parse_predictions(payload: bytes) -> list[float]:
-    """The model server contract: a JSON list of finite numbers, one per row."""
-    try:
-        decoded = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ModelInvocationError("The model returned a response that is not JSON") from error
-    if not isinstance(decoded, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in decoded
-    ):
-        raise ModelInvocationError("The model returned something other than a list of finite numbers")
-    return [float(v) for v in decoded]
 
 
 def _client_error(error: ClientError, target_model: str) -> Exception:

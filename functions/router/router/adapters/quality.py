@@ -34,18 +34,17 @@ class DynamoQualityReader:
                 item
                 for page in self._db.get_paginator("query").paginate(
                     TableName=self._table,
-                    # Versions start with their UTC year; a rollout's evidence item (``rollout#…``) sorts after
-                    # every one of them and is not a version.
-                    KeyConditionExpression="#c = :c AND #v < :evidence",
-                    ExpressionAttributeNames={"#c": CITY, "#v": VERSION},
-                    ExpressionAttributeValues={":c": {"S": city}, ":evidence": {"S": EVIDENCE_PREFIX}},
+                    KeyConditionExpression="#c = :c",
+                    ExpressionAttributeNames={"#c": CITY},
+                    ExpressionAttributeValues={":c": {"S": city}},
                     ScanIndexForward=False,
                 )
                 for item in page.get("Items", [])
             ]
         except (BotoCoreError, ClientError) as error:
             raise DependencyFailure(f"DynamoDB Query of the quality table failed: {error}") from error
-        return [_view(item) for item in items]
+        # A rollout's evidence item (``rollout#{candidate}``) shares the city's partition and is not a version.
+        return [_view(item) for item in items if not item.get(VERSION, {}).get("S", "").startswith(EVIDENCE_PREFIX)]
 
 
 def _view(item: dict[str, Any]) -> VersionQualityView:

@@ -6,7 +6,7 @@ supports S3 → SQS notifications in server mode) and :mod:`local.dispatcher` pl
 asynchronous invoker. The notification's prefix/suffix filter, the bucket and the retry count
 come from ``template.yaml``; nothing here is specific to this project's keys.
 
-``python -m local.s3 --ready-file F [--state-dir D] [--fd N]`` serves until SIGTERM/SIGINT; the
+``python -m local.moto_services --ready-file F [--state-dir D] [--fd N]`` serves until SIGTERM/SIGINT; the
 stack runs it as a child. With ``--state-dir`` every change is journaled there (:mod:`local.journal`)
 and replayed at the next start, so a crash of this process, or a new ``make up``, loses nothing.
 With ``--fd`` it serves on a socket the supervisor bound, so a restarted moto keeps its URL.
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     server, journal, facts = serve(json.loads(args.spec), args.state_dir, args.port, args.fd)
     try:
         if facts.replayed is not None:
-            logging.getLogger("local.s3").info("state restored from %s: %s", args.state_dir, facts.replayed)
+            logging.getLogger("local.moto_services").info("state restored from %s: %s", args.state_dir, facts.replayed)
         ready.write(args.ready_file, facts)
         stopped.wait()
     finally:
