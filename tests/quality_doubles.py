@@ -1,4 +1,4 @@
-"""The one home of the quality function's rollout-side fakes (issue 18) and of tagged capture lines.
+"""The one home of the quality function's rollout-side fakes and of tagged capture lines.
 
 ``FakeScorer`` (the endpoint), ``FakeShadowBucket`` (shadow objects: written bytes, read back through
 ``quality.shadow.parse_records``), ``FakeEvidenceLedger`` (a capture object's claim and its ADDs) and

@@ -1,4 +1,4 @@
-"""Held-out accuracy on a real public data set: Ames, Iowa house sales (De Cock 2011), issue 15's acceptance check.
+"""Held-out accuracy on a real public data set: Ames, Iowa house sales (De Cock 2011) (docs/your-data.md).
 
 A seeded fifth of each neighborhood is held back; the rest is the user's file, trained per neighborhood
 by the CLI as a user runs it, published, promoted by model-sync and priced through the HTTP API. The

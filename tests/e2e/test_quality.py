@@ -1,5 +1,5 @@
 """Late labels on the local stack: price a house, POST its sale price, see the live quality of its city's
-version in GET /locations/{city} within the 60 s target (issue 17: "a label reaches the live metrics")."""
+version in GET /locations/{city} within the 60 s target (docs/quality.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rollouts on the local stack (issue 18): promote, roll back, abort and time out, over HTTP and the ops CLI.
+"""Rollouts on the local stack: promote, roll back, abort and time out, over HTTP and the ops CLI.
 
 One stack for the module, as an operator would run it: model-sync's ``RolloutPolicy`` is ``shadow,days:30``
 (so a retrained city enters a rollout, not live), the router keeps the template's 4 s live-item cache
@@ -69,7 +69,7 @@ CITIES = (SPLIT_CITY, GOOD_CITY, WORSE_CITY)
 STALE_PRICE_FACTOR = 0.85
 CORRUPT_PRICE_FACTOR = 0.6
 N_ESTIMATORS = 10
-# The router's live-item cache is 4 s; a change must reach every router within 5 s (issue 18).
+# The router's live-item cache is 4 s; a change must reach every router within 5 s (docs/rollouts.md).
 VISIBLE_WITHIN_SECONDS = 5.0
 # The HTTP API's router sandboxes (each its own live-item cache), and the concurrent requests per burst: twice
 # as many, so every router instance answers some of each burst.

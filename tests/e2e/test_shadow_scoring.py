@@ -1,4 +1,4 @@
-"""Shadow scoring on the local stack (issue 18): the quality function prices a shadow rollout's sampled captures
+"""Shadow scoring on the local stack: the quality function prices a shadow rollout's sampled captures
 with the candidate, labels become paired evidence, and the decider decides on it.
 
 Its own stack (the decider on the test's clock only: schedules paused), one city trained once. The candidate

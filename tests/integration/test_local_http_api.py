@@ -246,7 +246,7 @@ def test_cors_requests_get_the_configured_headers_not_the_functions(http: httpx.
     assert "access-control-allow-origin" not in without_origin.headers
 
 
-# --- what API Gateway answers before any route (issue 19, items 16 and 17) -------------------------
+# --- what API Gateway answers before any route -------------------------
 
 
 def raw_exchange(api_url: str, request: bytes) -> tuple[bytes, dict[str, str], bytes]:

@@ -135,7 +135,7 @@ def test_table_output_lists_live_models(aws: Stack, tmp_path: Path, capsys: pyte
     assert CITY in out
 
 
-# --- global options anywhere, --region and --profile (issue 19, item 14) ---------------------------
+# --- global options anywhere, --region and --profile ---------------------------
 
 
 @pytest.mark.parametrize(

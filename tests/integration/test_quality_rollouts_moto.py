@@ -1,4 +1,4 @@
-"""A rollout's evidence through the quality function's real handler and wiring (issue 18): S3, DynamoDB and SQS
+"""A rollout's evidence through the quality function's real handler and wiring: S3, DynamoDB and SQS
 on moto, the candidate scored over a real socket by an InvokeEndpoint stand-in (``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``),
 every call checked against QualityFunctionRole (conftest)."""
 

@@ -1,4 +1,4 @@
-"""A rollout written by the registry and read by the router (issue 18): moto DynamoDB, the real handler and
+"""A rollout written by the registry and read by the router: moto DynamoDB, the real handler and
 wiring, InvokeEndpoint checked by botocore's Stubber on both the live and the candidate's clients."""
 
 from __future__ import annotations

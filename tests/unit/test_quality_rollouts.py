@@ -1,4 +1,4 @@
-"""quality: a rollout's evidence from capture objects (calls, shadow scoring) and from labels (issue 18)."""
+"""quality: a rollout's evidence from capture objects (calls, shadow scoring) and from labels."""
 
 from __future__ import annotations
 

@@ -165,7 +165,7 @@ def test_a_fallback_line_names_the_candidates_error() -> None:
 
 
 def test_a_line_written_before_rollouts_still_reads_with_empty_tags() -> None:
-    # Given a format-1 line exactly as the router wrote it before issue 18
+    # Given a format-1 line exactly as the router wrote it before rollouts existed
     line = (
         '{"capture":"predictions","format":1,"time":"2026-12-07T02:43:25.571Z","city":"Chicago_IL",'
         f'"version":"{LIVE}","request_id":"r","predictions":[{{"prediction_id":'

@@ -1,4 +1,4 @@
-"""RouterService during a rollout (issue 18), with fakes: canary split, stickiness, fallback, pinning, shadow, tags."""
+"""RouterService during a rollout, with fakes: canary split, stickiness, fallback, pinning, shadow, tags."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ per invocation) and ADDed with one update per (city, version), claimed in the le
 the same transaction (S3 events are at least once); then each touched version's drift report is
 recomputed and saved, and the (city, version) pairs that start or stop drifting are counted.
 
-Rollouts (issue 18, docs/rollouts.md "Shadow scoring" and "Evidence"): a capture object's lines tagged
+Rollouts (docs/rollouts.md, "Shadow scoring" and "Evidence"): a capture object's lines tagged
 by a rollout also feed that rollout's operational evidence and shadow scoring (``RolloutCaptures``,
 ``quality.shadow``), and a label joining a tagged prediction adds its rollout evidence in the same
 transaction that claims it (``RolloutLabels``, ``quality.rollout_labels``).
@@ -96,7 +96,7 @@ class HousePrediction(NamedTuple):
     prediction_id: str
     version: str
     price: float
-    rollout: Mapping[str, Any] | None = None  # the capture line's rollout tag (issue 18), if any
+    rollout: Mapping[str, Any] | None = None  # the capture line's rollout tag, if any
 
 
 class HouseIndex(Protocol):

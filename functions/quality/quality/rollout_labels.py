@@ -1,4 +1,4 @@
-"""A label's share of a rollout's evidence (issue 18; docs/rollouts.md, "Evidence"): free of boto3 and env.
+"""A label's share of a rollout's evidence (docs/rollouts.md, "Evidence"): free of boto3 and env.
 
 When a label joins a captured prediction whose capture line was tagged by a rollout (``captures``'
 ``rollout`` object: the prediction was made while that rollout ran), the label also becomes evidence of

@@ -1,4 +1,4 @@
-"""A capture object's rollout side (issue 18; docs/rollouts.md, "Shadow scoring" and "Evidence"): no boto3, no env.
+"""A capture object's rollout side (docs/rollouts.md, "Shadow scoring" and "Evidence"): no boto3, no env.
 
 Per delivered capture object (the ``captures/`` S3 event, after drift), from its lines tagged by a
 rollout (``house_prices.captures``: ``rollout``, ``latency_ms``, ``candidate_error``):

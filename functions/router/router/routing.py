@@ -1,4 +1,4 @@
-"""Which houses of a request each side of a city's rollout prices (issue 18; docs/rollouts.md, Routing).
+"""Which houses of a request each side of a city's rollout prices (docs/rollouts.md, "Routing").
 
 Pure and cheap: no I/O, no clock. ``plan`` turns a request's houses and the city's rollout (read with
 the live item, so it costs no extra lookup) into at most two InvokeEndpoint calls and the capture
@@ -38,7 +38,7 @@ class Group(NamedTuple):
 class Plan(NamedTuple):
     """The houses each call prices (an empty side makes no call) and the capture groups of the request.
 
-    ``groups`` are None outside a rollout: the request is captured as before issue 18, untagged.
+    ``groups`` are None outside a rollout: the request is captured untagged.
     """
 
     candidate: Sequence[int]

@@ -20,7 +20,7 @@ One **capture line** is one JSON object on one line, holding the sampled predict
 * per prediction: ``prediction_id``, ``price``, ``features`` (the validated values, by name, as the
   model got them) and ``house_id`` only if the caller sent one.
 
-Optional, added by rollouts (issue 18, docs/rollouts.md "Routing"); absent on older lines and outside
+Optional, added by rollouts (docs/rollouts.md, "Routing"); absent on older lines and outside
 a rollout, so format 1 is unchanged for every reader:
 
 * ``rollout``: ``{"candidate": version, "mode": "shadow"|"canary", "arm": "live"|"candidate",
@@ -80,7 +80,7 @@ class CapturedPrediction(NamedTuple):
     features: dict[str, float]
     price: float
     house_id: str | None = None
-    # Rollout tags of the line (None on lines written outside a rollout or before issue 18).
+    # Rollout tags of the line (None on lines written outside a rollout or before rollouts existed).
     rollout: dict[str, Any] | None = None
     latency_ms: float | None = None
     candidate_error: str | None = None

@@ -1,4 +1,4 @@
-"""Input drift per city model (issue 17, item 5): reference bins, live counts, PSI and Jensen–Shannon.
+"""Input drift per city model (docs/quality.md, "Drift"): reference bins, live counts, PSI and Jensen–Shannon.
 
 Pure functions, standard library only (Python 3.9+: training imports this module inside SageMaker's images).
 

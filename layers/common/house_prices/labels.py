@@ -1,4 +1,4 @@
-"""Late labels (issue 17, item 3): what a sale price reported for a prediction looks like, checked once.
+"""Late labels (docs/quality.md): what a sale price reported for a prediction looks like, checked once.
 
 A label names its prediction either by ``prediction_id`` (``house_prices.ids``: the id gives the city
 and the time of the prediction, so its capture partition and its age) or by ``city`` and the caller's

@@ -1,4 +1,4 @@
-"""Live quality (issue 17, item 4): mergeable error aggregates per (city, version): sums and log-spaced histograms.
+"""Live quality (docs/quality.md): mergeable error aggregates per (city, version): sums and log-spaced histograms.
 
 Every field is a count or a sum, so two aggregates merge by adding field by field, in any order and
 any grouping: DynamoDB's ``UpdateItem ADD`` on top-level attributes applies one label's increments,

@@ -1,4 +1,4 @@
-"""Canary bucketing (issue 18): which houses a city's candidate model answers, stable and sticky.
+"""Canary bucketing (docs/rollouts.md, "Bucketing"): which houses a city's candidate model answers, stable and sticky.
 
 A house gets a **bucket** in ``[0, 10_000)`` (basis points) from BLAKE2b over a length-prefixed encoding
 of ``(city, key, salt)``; the candidate answers when ``bucket < weight_basis_points``. Hence:

@@ -1,4 +1,4 @@
-"""A rollout's live evidence (issue 18): the one definition of its item and of what one observation adds.
+"""A rollout's live evidence (docs/rollouts.md): the one definition of its item and of what one observation adds.
 
 The evidence of a rollout is one item of the quality table (``QualityTable``: HASH ``city``, RANGE
 ``version``) whose ``version`` is ``rollout#{candidate version}`` (:func:`evidence_version`), so it never

@@ -1,4 +1,4 @@
-"""Rollout guards (issue 18): promote, roll back or wait, from mergeable sums, valid after every label.
+"""Rollout guards (docs/rollouts.md): promote, roll back or wait, from mergeable sums, valid after every label.
 
 **Errors.** Each labelled prediction gives an absolute percentage error, APE = |predicted − sale| / sale,
 winsorized at ``APE_CAP`` (50 %): cities of every price level share one scale, and one mistyped sale
