@@ -130,7 +130,7 @@ class FakeEvidenceLedger:
 
     def __init__(self) -> None:
         self.ledger: dict[str, str] = {}
-        self.items: dict[tuple[str, str], dict[str, int | float]] = {}
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
 
     def claimed(self, ledger_key: str) -> bool:
         return ledger_key in self.ledger

@@ -7,6 +7,7 @@ import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 from quality import handler
@@ -148,15 +149,7 @@ def test_a_label_file_is_ingested_and_its_pending_labels_requeued(world: World) 
     key = LAYOUT.labels_prefix + "sales 2026.csv"
     text = f"prediction_id,sale_price,sold_at\n{old},100000,{today}\nnope,1,{today}\n{young},100000,{today}\n"
     world.s3.put_object(Bucket=BUCKET, Key=key, Body=text.encode())
-    event = {
-        "Records": [
-            {
-                "eventSource": "aws:s3",
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key.replace(" ", "+")}},
-            }
-        ]
-    }
+    event = s3_event(key)
     # When S3's event is handled
     result = invoke(event)
     # Then one label is joined, the bad row counted, the young label sent to the feedback queue
@@ -184,16 +177,7 @@ def test_a_capture_object_adds_drift_counts_once_and_saves_the_versions_drift(wo
     )
     made_at = datetime.now(UTC) - timedelta(minutes=10)
     world.capture(made_at, [100_000.0, 200_000.0, 300_000.0], city="Austin_TX")
-    key = LAYOUT.capture_prefix("Austin_TX", made_at.date()) + f"stream-1-{made_at:%Y-%m-%d-%H-%M-%S}-x.jsonl.gz"
-    event = {
-        "Records": [
-            {
-                "eventSource": "aws:s3",
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key.replace("=", "%3D")}},
-            }
-        ]
-    }
+    event = s3_event(World.capture_key(made_at, city="Austin_TX"))
     # When S3's event is handled, then delivered again
     first = invoke(event)
     again = invoke(event)
@@ -234,12 +218,13 @@ def test_two_refreshes_of_the_same_counts_save_one_transition(world: World) -> N
 
 
 def s3_event(key: str) -> dict[str, Any]:
+    """S3's ObjectCreated event of ``key``, which S3 sends URL-encoded (a space as ``+``, ``=`` as ``%3D``)."""
     return {
         "Records": [
             {
                 "eventSource": "aws:s3",
                 "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key.replace("=", "%3D")}},
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": quote_plus(key, safe="/")}},
             }
         ]
     }

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from quality.logic import QualityService, Recorded
+from quality.logic import QualityService
 
 from house_prices import drift
 from house_prices.captures import CapturedPrediction
+from tests.quality_doubles import FakeEvidenceLedger
 
 NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 KEY = "p/captures/city=Chicago_IL/date=2026-12-07/s-1-2026-12-07-03-00-00-u.jsonl.gz"
@@ -35,24 +36,8 @@ class References:
         return self.known.get((city, version), {})
 
 
-class DriftStore:
-    """The adapter's contract: the object is claimed once and its counts ADDed in the same step."""
-
-    def __init__(self) -> None:
-        self.ledger: dict[str, str] = {}
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def record_captures(
-        self, *, ledger_key: str, source: str, increments: Mapping[tuple[str, str], Mapping[str, int]], expires_at: int
-    ) -> Recorded:
-        if ledger_key in self.ledger:
-            return Recorded.REDELIVERED
-        self.ledger[ledger_key] = source
-        for pair, counts in increments.items():
-            item = self.items.setdefault(pair, {})
-            for name, value in counts.items():
-                item[name] = item.get(name, 0) + value
-        return Recorded.COUNTED
+class DriftStore(FakeEvidenceLedger):
+    """The adapter's contract: the object is claimed once and its counts ADDed in the same step (the ledger's)."""
 
     def live_item(self, city: str, version: str) -> Mapping[str, Any]:
         return dict(self.items.get((city, version), {}))

@@ -171,11 +171,17 @@ class CaptureObjects(Protocol):
     def read_object(self, bucket: str, key: str) -> tuple[list[CapturedPrediction], str] | None: ...
 
 
-class DriftStore(Protocol):
+class CaptureClaims(Protocol):
+    """A capture object's ledger claim with its counts: drift's (``DriftStore``) and rollouts' (``EvidenceLedger``)."""
+
     def record_captures(
         self, *, ledger_key: str, source: str, increments: Mapping[tuple[str, str], Mapping[str, int]], expires_at: int
-    ) -> Recorded: ...
+    ) -> Recorded:
+        """Claim ``ledger_key`` and ADD each (city, item version)'s counts, in one transaction."""
+        ...
 
+
+class DriftStore(CaptureClaims, Protocol):
     def live_item(self, city: str, version: str) -> Mapping[str, Any]: ...
 
     def save_report(
@@ -367,7 +373,9 @@ class QualityService:
             self.rollout_labels.new_invocation()
 
     def is_capture_key(self, key: str) -> bool:
-        return bool(self.captures_prefix) and unquote_plus(key).startswith(self.captures_prefix or "")
+        if not self.captures_prefix:
+            return False
+        return unquote_plus(key).startswith(self.captures_prefix)
 
     def handle_capture_event(self, records: Sequence[Any], now: datetime) -> CaptureReport:
         """S3's ObjectCreated records of capture objects (the function's S3 trigger on ``captures/``)."""
@@ -401,7 +409,7 @@ class QualityService:
                 self.houses.add(entries)
             report.houses_indexed = len(entries)
         if self.drift_store is not None and self.references is not None:
-            report = self._count_drift(bucket, key, etag, predictions, now, report)
+            report = self._count_drift(self.drift_store, self.references, bucket, key, etag, predictions, now, report)
         if self.rollouts is not None:
             # After drift: a rollout-side failure (S3, DynamoDB) retries the event, and drift's claim holds.
             report.add(self.rollouts.record_object(bucket, key, etag, predictions, now))
@@ -409,6 +417,8 @@ class QualityService:
 
     def _count_drift(
         self,
+        drift_store: DriftStore,
+        reference_source: ReferenceSource,
         bucket: str,
         key: str,
         etag: str,
@@ -416,14 +426,13 @@ class QualityService:
         now: datetime,
         report: CaptureReport,
     ) -> CaptureReport:
-        assert self.drift_store is not None
         groups: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
         for prediction in predictions:
             groups.setdefault((prediction.city, prediction.version), {})[prediction.prediction_id] = prediction.features
         increments: dict[tuple[str, str], dict[str, int]] = {}
         counted = 0
         for (city, version), rows in groups.items():
-            references = self._reference(city, version)
+            references = self._reference(reference_source, city, version)
             if not references:
                 report.unreferenced += len(rows)
                 continue
@@ -432,7 +441,7 @@ class QualityService:
         if not increments:
             return report
         expires_at = int((now + timedelta(days=CAPTURE_LEDGER_DAYS)).timestamp())
-        recorded = self.drift_store.record_captures(
+        recorded = drift_store.record_captures(
             ledger_key=f"capture#{key}",
             source=f"s3://{bucket}/{key}@{etag}",
             increments=increments,
@@ -444,35 +453,36 @@ class QualityService:
             report.redelivered += counted
         # Refreshed even on a redelivery: a crash between the counts and the report must not leave it stale.
         for city, version in increments:
-            change = self._refresh_drift(city, version)
+            change = self._refresh_drift(drift_store, reference_source, city, version)
             if change is True:
                 report.drift_started += 1
             elif change is False:
                 report.drift_stopped += 1
         return report
 
-    def _reference(self, city: str, version: str) -> Mapping[str, drift.Reference]:
+    def _reference(self, reference_source: ReferenceSource, city: str, version: str) -> Mapping[str, drift.Reference]:
         key = (city, version)
         if key not in self._references:
-            self._references[key] = self.references.references(city, version) if self.references else {}
+            self._references[key] = reference_source.references(city, version)
         return self._references[key]
 
-    def _refresh_drift(self, city: str, version: str) -> bool | None:
+    def _refresh_drift(
+        self, drift_store: DriftStore, reference_source: ReferenceSource, city: str, version: str
+    ) -> bool | None:
         """Recompute and save the version's drift report; True/False when it started/stopped drifting, else None.
 
         The save is conditional on the live count read (``seen_count``) and on the flag read (``was_drifting``):
         of concurrent refreshes only one that read the newest counts saves a change of the flag, so a
         transition is counted once.
         """
-        assert self.drift_store is not None
-        references = self._reference(city, version)
-        item = self.drift_store.live_item(city, version)
+        references = self._reference(reference_source, city, version)
+        item = drift_store.live_item(city, version)
         report = drift.drift_report(references, drift.live_counts(item, references), self.drift_thresholds)
         previous = item.get(drift.REPORT)
         was_drifting = bool(previous.get("drifting")) if isinstance(previous, Mapping) else False
         seen = item.get(drift.LIVE_COUNT, 0)
         seen_count = int(seen) if isinstance(seen, (int, float)) and not isinstance(seen, bool) else 0
-        saved = self.drift_store.save_report(city, version, report.to_json(), seen_count, was_drifting)
+        saved = drift_store.save_report(city, version, report.to_json(), seen_count, was_drifting)
         if saved and report.drifting != was_drifting:
             return report.drifting
         return None
@@ -567,11 +577,11 @@ class QualityService:
         now: datetime,
         *,
         received_at: datetime | None = None,
-        seen: set[str] | None = None,
+        seen: set[str],
     ) -> Outcome:
         """Join one label and count it once. ``received_at``: when the label reached us (its message's
         time; ``now`` for a file); ``seen``: the label keys of this source settled so far."""
-        if seen is not None and label.key in seen:
+        if label.key in seen:
             return Outcome.DUPLICATE  # the same label twice in one source: counted at most once, reported
         prediction, missing = self.find(label, now, received_at or now)
         if prediction is None:
@@ -596,8 +606,7 @@ class QualityService:
             expires_at=int(expires_at.timestamp()),
             **rollout,
         )
-        if seen is not None:
-            seen.add(label.key)
+        seen.add(label.key)
         if recorded is Recorded.COUNTED:
             self._touched.add((prediction.city, prediction.version))
             if judged is not None:

@@ -40,7 +40,7 @@ from house_prices.naming import KeyLayout
 from house_prices.observability import logger
 from house_prices.rollout_evidence import RolloutEvidence, evidence_version
 from house_prices.rollout_stats import LatencyHistogram, RequestCounts
-from quality.logic import CAPTURE_LEDGER_DAYS, CaptureReport, Recorded
+from quality.logic import CAPTURE_LEDGER_DAYS, CaptureClaims, CaptureReport, Recorded
 from quality.rollout_labels import ShadowRecord, is_version
 
 LEDGER_PREFIX = "rollout#"
@@ -56,15 +56,9 @@ class ShadowWriter(Protocol):
     def write(self, key: str, body: bytes) -> None: ...
 
 
-class EvidenceLedger(Protocol):
+class EvidenceLedger(CaptureClaims, Protocol):
     def claimed(self, ledger_key: str) -> bool:
         """True when the ledger already holds ``ledger_key`` (read consistently)."""
-        ...
-
-    def record_captures(
-        self, *, ledger_key: str, source: str, increments: Mapping[tuple[str, str], Mapping[str, int]], expires_at: int
-    ) -> Recorded:
-        """Claim ``ledger_key`` and ADD each (city, item version)'s counts, in one transaction."""
         ...
 
 

@@ -53,12 +53,26 @@ def _number(value: float) -> dict[str, str]:
     return {"N": repr(float(value)) if isinstance(value, float) else str(value)}
 
 
-class DynamoQualityStore:
+class _LedgeredQualityTable:
+    """The quality table's (city, version) items, ADDed to with a claim in the ledger table."""
+
     def __init__(self, dynamodb_client: Any, quality_table: str, ledger_table: str) -> None:
         self._db = dynamodb_client
         self._quality = quality_table
         self._ledger = ledger_table
 
+    def live_item(self, city: str, version: str) -> Mapping[str, Any]:
+        """The (city, version) item as plain Python values (numbers as int or float), read consistently."""
+        try:
+            item = self._db.get_item(
+                TableName=self._quality, Key={CITY: {"S": city}, VERSION: {"S": version}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as error:
+            raise DependencyFailure(f"DynamoDB GetItem failed: {error}") from error
+        return {name: _plain(_DESERIALIZER.deserialize(value)) for name, value in (item or {}).items()}
+
+
+class DynamoQualityStore(_LedgeredQualityTable):
     def record(
         self,
         *,
@@ -165,11 +179,7 @@ class DynamoQualityStore:
         same = item is not None and item.get("source", {}).get("S") == source and VIA not in item
         return Recorded.REDELIVERED if same else Recorded.DUPLICATE
 
-    def live_item(self, city: str, version: str) -> Mapping[str, Any]:
-        return _live_item(self._db, self._quality, city, version)
-
     def save_degraded(self, city: str, version: str, degraded: bool, seen_count: int, was_degraded: bool) -> bool:
-        """SET the flag if the label count is still ``seen_count`` and the flag still ``was_degraded``."""
         flag = "#d = :was" if was_degraded else "(attribute_not_exists(#d) OR #d = :was)"
         return _conditional_update(
             self._db,
@@ -197,17 +207,6 @@ def _conditional_update(db: Any, **update: Any) -> bool:
     except BotoCoreError as error:
         raise DependencyFailure(f"DynamoDB UpdateItem failed: {error}") from error
     return True
-
-
-def _live_item(db: Any, table: str, city: str, version: str) -> Mapping[str, Any]:
-    """The (city, version) item as plain Python values (numbers as int or float), read consistently."""
-    try:
-        item = db.get_item(TableName=table, Key={CITY: {"S": city}, VERSION: {"S": version}}, ConsistentRead=True).get(
-            "Item"
-        )
-    except (ClientError, BotoCoreError) as error:
-        raise DependencyFailure(f"DynamoDB GetItem failed: {error}") from error
-    return {name: _plain(_DESERIALIZER.deserialize(value)) for name, value in (item or {}).items()}
 
 
 def time_prefix(moment: datetime) -> str:
@@ -298,13 +297,8 @@ class DynamoHouseIndex:
         )
 
 
-class DynamoDriftStore:
+class DynamoDriftStore(_LedgeredQualityTable):
     """Live drift counts: ADDed per capture object in one transaction with the object's ledger claim."""
-
-    def __init__(self, dynamodb_client: Any, quality_table: str, ledger_table: str) -> None:
-        self._db = dynamodb_client
-        self._quality = quality_table
-        self._ledger = ledger_table
 
     def record_captures(
         self, *, ledger_key: str, source: str, increments: Mapping[tuple[str, str], Mapping[str, int]], expires_at: int
@@ -370,10 +364,6 @@ class DynamoDriftStore:
         except BotoCoreError as error:
             raise DependencyFailure(f"DynamoDB TransactWriteItems failed: {error}") from error
         return Recorded.COUNTED
-
-    def live_item(self, city: str, version: str) -> Mapping[str, Any]:
-        """The (city, version) item as plain Python values (numbers as int or float), read consistently."""
-        return _live_item(self._db, self._quality, city, version)
 
     def claimed(self, ledger_key: str) -> bool:
         """True when the ledger holds ``ledger_key`` (shadow scoring skips an object counted before)."""

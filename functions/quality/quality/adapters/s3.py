@@ -16,6 +16,23 @@ from house_prices.naming import KeyLayout
 
 # A label file is read whole: 1 million labels as CSV are ~90 MB, inside the function's memory.
 MAX_LABEL_FILE_BYTES = 256 * 1024**2
+# What GetObject answers for an object deleted after its event.
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def _read_object(s3_client: Any, bucket: str, key: str, max_bytes: int | None = None) -> tuple[bytes, str] | None:
+    """The object's bytes and ETag, or None when it is gone (deleted after the event) or over ``max_bytes``."""
+    try:
+        response = s3_client.get_object(Bucket=bucket, Key=key)
+        if max_bytes is not None and int(response.get("ContentLength", 0)) > max_bytes:
+            return None
+        return response["Body"].read(), str(response.get("ETag", "")).strip('"')
+    except ClientError as error:
+        if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
+            return None
+        raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
+    except BotoCoreError as error:
+        raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
 
 
 class S3Captures:
@@ -42,15 +59,11 @@ class S3Captures:
 
     def read_object(self, bucket: str, key: str) -> tuple[list[CapturedPrediction], str] | None:
         """One delivered capture object's predictions and ETag, or None when it is gone."""
-        try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
-            return list(_predictions(response["Body"].read())), str(response.get("ETag", "")).strip('"')
-        except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404", "NotFound"}:
-                return None
-            raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
-        except BotoCoreError as error:
-            raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
+        found = _read_object(self._s3, bucket, key)
+        if found is None:
+            return None
+        body, etag = found
+        return list(_predictions(body)), etag
 
 
 def _predictions(body: bytes) -> Iterator[CapturedPrediction]:
@@ -65,14 +78,4 @@ class S3LabelFiles:
 
     def read(self, bucket: str, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and ETag, or None when it is gone (deleted after the event) or too large."""
-        try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
-            if int(response.get("ContentLength", 0)) > MAX_LABEL_FILE_BYTES:
-                return None
-            return response["Body"].read(), str(response.get("ETag", "")).strip('"')
-        except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code", "")) in {"NoSuchKey", "404", "NotFound"}:
-                return None
-            raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
-        except BotoCoreError as error:
-            raise DependencyFailure(f"S3 GetObject s3://{bucket}/{key} failed: {error}") from error
+        return _read_object(self._s3, bucket, key, MAX_LABEL_FILE_BYTES)
