@@ -1,4 +1,4 @@
-"""Issue 16 item 6: the dense container against the managed scikit-learn image's MMS, interleaved.
+"""The density bench: the dense container against the managed scikit-learn image's MMS, interleaved.
 
 The same models (the 10 seed cities trained once by ``training.local_runs``: packed forests of 100
 trees; each server gets its own copies, ``ROOT/{name}/model``) and the same cores for every server:
@@ -69,11 +69,12 @@ from bench.density_servers import (
 )
 from bench.density_zipf import ZipfSpec, zipf_run
 from bench.peers import CEILING_BODY
-from bench.processes import REPO_ROOT, BenchBroken
+from bench.processes import REPO_ROOT, BenchBroken, exit_on_termination
+from bench.quiet import add_quiet_arguments, quiet_from_arguments
 from bench.wrk_runs import write_lua_requests
 
 GIB = 1024 * MIB
-# ml.m5.large (8 GiB) less 1 GiB for the OS, SageMaker's agents and the server itself (issue 16).
+# ml.m5.large (8 GiB) less 1 GiB for the OS, SageMaker's agents and the server itself (ops/serving_figures.json).
 BUDGET_BYTES = 7 * GIB
 INVOKE_ENDPOINT_KEY = "local-invoke-endpoint"
 
@@ -107,25 +108,25 @@ def log(message: str) -> None:
     print(f"[density {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- hooks for issue 16 item 4
+# --------------------------------------------------------------------------- hooks for the local SageMaker side
 
 
 def local_invoke_endpoint_subject(work: Path, cities: Sequence[City], warm: int, python: Path) -> Subject | None:
     """Hook: the local InvokeEndpoint path (local SageMaker side + this container), measured in the same rounds.
 
-    Issue 16 item 4 (another engineer) makes the local endpoint the SageMaker side in front of the
-    container. Return a ``Subject`` (key ``INVOKE_ENDPOINT_KEY``, no ``model_root``; the bench starts and
-    stops its server) whose ``requests`` are InvokeEndpoint calls for ``warm`` models
-    (``/endpoints/{name}/invocations`` with ``X-Amzn-SageMaker-Target-Model``), ``expected`` their prices,
-    and whose ``server.pids`` cover the SageMaker side and the container. The bench runs it in every round,
-    checks its answers and reports its ratio to the N-process ceiling at c50 (target ≥ 0.25 ×). None: not
-    built yet.
+    ``bench/density_local.py`` measures the local endpoint as the SageMaker side in front of the container
+    on its own; this hook would bring it into these rounds. Return a ``Subject`` (key ``INVOKE_ENDPOINT_KEY``,
+    no ``model_root``; the bench starts and stops its server) whose ``requests`` are InvokeEndpoint calls for
+    ``warm`` models (``/endpoints/{name}/invocations`` with ``X-Amzn-SageMaker-Target-Model``), ``expected``
+    their prices, and whose ``server.pids`` cover the SageMaker side and the container. The bench runs it in
+    every round, checks its answers and reports its ratio to the N-process ceiling at c50 (target ≥ 0.25 ×).
+    None: not built yet.
     """
     return None
 
 
 def sagemaker_side_zipf(work: Path, cities: Sequence[City], spec: ZipfSpec) -> dict[str, Any] | None:
-    """Hook: the 10,000-model Zipf run through the local SageMaker side + container (issue 16 item 4).
+    """Hook: the 10,000-model Zipf run through the local SageMaker side + container (see bench/density_local.py).
 
     Return the same document as ``bench.density_zipf.zipf_run`` (``errors``, ``peak_pss_mib``, …). None: not built yet.
     """
@@ -322,9 +323,8 @@ def run_zipf(options: Options, cities: Sequence[City], python: Path) -> dict[str
         log_path=options.work / "logs" / "container-zipf.log",
         name="container-zipf",
     )
-    server.start()
     try:
-        server.wait_ready()
+        server.start().wait_ready()
         result = zipf_run(
             server,
             spec,
@@ -359,9 +359,9 @@ def run(options: Options) -> dict[str, Any]:
         subjects.append(extra)
     # Every wrk run goes through the same gate (bench/density_measure.py: the machine is shared).
     gate = QuietGate(options.quiet, all_server_pids(subjects)) if options.quiet.budget_seconds > 0 else None
-    for subject in subjects:
-        subject.server.start()
     try:
+        for subject in subjects:
+            subject.server.start()
         for subject in subjects:
             subject.server.wait_ready()
         log(f"servers up: {', '.join(s.key for s in subjects)}; ramp {options.stages}")
@@ -474,18 +474,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--zipf-connections", type=int, default=8)
     parser.add_argument("--zipf-budget-mib", type=int, default=512)
     parser.add_argument("--no-zipf", action="store_true")
-    parser.add_argument(
-        "--quiet-threshold-cores",
-        type=float,
-        default=Quiet.threshold_cores,
-        help="a wrk run during which the machine's other tenants took more CPU than this is redone",
-    )
-    parser.add_argument(
-        "--quiet-budget-seconds",
-        type=float,
-        default=Quiet.budget_seconds,
-        help="the most a round spends waiting for a quiet machine and redoing crowded runs (0: no gate)",
-    )
+    add_quiet_arguments(parser, runs="wrk runs and CPU rounds", when_zero="no gate")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 short round, 10 models, 300 for Zipf")
     parser.add_argument("--keep-work", action="store_true", help="keep the model copies and logs under --work")
     parser.add_argument("--from-json", type=Path, help="measure nothing: rewrite the section from this results file")
@@ -517,7 +506,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         keep_work=args.keep_work,
         argv=tuple(sys.argv[1:] if argv is None else argv),
         from_json=args.from_json,
-        quiet=Quiet(threshold_cores=args.quiet_threshold_cores, budget_seconds=args.quiet_budget_seconds),
+        quiet=quiet_from_arguments(args),
     )
     if args.quick:
         options = replace(
@@ -538,6 +527,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    exit_on_termination()
     if options.from_json is not None:
         results = json.loads(options.from_json.read_text())
         results["notes"] = notes(results)

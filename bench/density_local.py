@@ -1,6 +1,6 @@
 """Dense serving through the local SageMaker side: the InvokeEndpoint path against its ceiling, and 10,000 models.
 
-Issue 16's two local targets, measured on ``python -m endpoint --serving dense`` (the SageMaker side,
+The two local density targets, measured on ``python -m endpoint --serving dense`` (the SageMaker side,
 which starts ``python -m container serve``, the image's command, as SageMaker starts the image), with
 moto S3 in its own process:
 
@@ -47,7 +47,16 @@ import httpx
 
 from bench.histograms import histogram_quantile, percentiles, prometheus_histograms
 from bench.peers import TARGET_MODEL_HEADER
-from bench.processes import REPO_ROOT, BenchBroken, MemorySampler, Server, cpu_seconds, memory_bytes, process_tree
+from bench.processes import (
+    REPO_ROOT,
+    BenchBroken,
+    MemorySampler,
+    Server,
+    cpu_seconds,
+    exit_on_termination,
+    memory_bytes,
+    process_tree,
+)
 from bench.suite_config import BASE_ENV, ENDPOINT_NAME
 from bench.suite_scale import _drive
 from bench.suite_targets import endpoint_server
@@ -282,21 +291,21 @@ def zipf(s3_url: str, models: Models, work: Path, options: argparse.Namespace) -
     side = side_server(
         "side-zipf", s3_url, ZIPF_PREFIX, work, "--max-memory-bytes", str(budget), "--cache-dir", str(cache_dir), *extra
     )
-    side.start().wait_ready()
-    assert side.process is not None
-    port = int(side.url.rsplit(":", 1)[1])
-    raw, expected = [], []
-    for index, target in enumerate(targets):
-        raw.append(
-            (
-                f"POST /endpoints/{ENDPOINT_NAME}/invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Content-Type: text/csv\r\nAccept: application/json\r\n{TARGET_MODEL_HEADER}: {target}\r\n"
-                f"Content-Length: {len(ROW)}\r\n\r\n{ROW}"
-            ).encode()
-        )
-        expected.append(models.expected[index % len(models.expected)])
-    order = zipf_sequence(len(targets), options.zipf_exponent, length=5_000_000)
     try:
+        side.start().wait_ready()
+        assert side.process is not None
+        port = int(side.url.rsplit(":", 1)[1])
+        raw, expected = [], []
+        for index, target in enumerate(targets):
+            raw.append(
+                (
+                    f"POST /endpoints/{ENDPOINT_NAME}/invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"Content-Type: text/csv\r\nAccept: application/json\r\n{TARGET_MODEL_HEADER}: {target}\r\n"
+                    f"Content-Length: {len(ROW)}\r\n\r\n{ROW}"
+                ).encode()
+            )
+            expected.append(models.expected[index % len(models.expected)])
+        order = zipf_sequence(len(targets), options.zipf_exponent, length=5_000_000)
         time.sleep(1.0)
         boot_rss, boot_pss = memory_bytes(side.pids)
         workers = len(side.pids) - 1
@@ -448,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / "build" / "bench" / "density-local")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s, 500 models for 10 s")
     options = parser.parse_args(argv)
+    exit_on_termination()
     if options.quick:
         options.rounds, options.seconds, options.warmup_seconds = 1, 2.0, 1.0
         options.models, options.zipf_seconds = 500, 10.0

@@ -1,4 +1,4 @@
-"""Drift target (issue 17): a 0.5 σ shift of one feature flagged within 500 predictions, ≤ 5 % of unshifted cities.
+"""Drift target: a 0.5 σ shift of one feature flagged within 500 predictions, ≤ 5 % of unshifted cities.
 
 Fixed seed. For each of ``--cities`` synthetic cities (``training.data.generate_city``) the reference is
 built from the city's training rows exactly as ``training/train.py`` builds it (``house_prices.drift``);

@@ -1,6 +1,7 @@
 """Warm InvokeEndpoint throughput with wrk, beside a bare Starlette ceiling, interleaved in one run.
 
-A quick check of the endpoint's hot path (issue 8, item 1), not the full `make bench` report:
+A quick check of the endpoint's hot path (its throughput target: docs/endpoint.md), not the full `make bench`
+report:
 
     python bench/endpoint_throughput.py --rounds 3 --seconds 5 --workers 1 2 --rows 1 10 100
 

@@ -1,4 +1,4 @@
-"""Packed-forest speed against its targets, interleaved with scikit-learn's own predict (issue 7).
+"""Packed-forest speed against its targets (``TARGETS_US``), interleaved with scikit-learn's own predict.
 
 Trains one seed city's forest (100 trees, min_samples_leaf=3), packs it, then times — round-robin,
 so the machine's drift hits all alike — ``PackedForest.predict`` for 1 and 100 rows, sklearn's

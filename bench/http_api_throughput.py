@@ -3,7 +3,7 @@
 Three servers, measured with ``wrk`` in interleaved rounds so machine drift hits all alike:
 
 * ``ceiling``: a bare Starlette app answering a small JSON body, on uvicorn with httptools + uvloop,
-  one process — the fastest stock Python ASGI stack (issue 8's ceiling);
+  one process — the fastest stock Python ASGI stack (the ceiling of `make bench`);
 * ``bridge``: the local HTTP API in front of a handler that returns at once — what API Gateway
   emulation and the sandbox pool cost on their own;
 * ``api``: the real path, one house per ``POST /locations/{city}/predictions`` through the local
@@ -13,7 +13,7 @@ Three servers, measured with ``wrk`` in interleaved rounds so machine drift hits
 
 Every response is checked (wrk counts non-2xx and socket errors; a run with any is flagged), and the
 figures are medians over the rounds, reported as ratios to the ceiling of the same run.
-Target (issue 8 item 4): ``api`` ≥ 0.08 × ``ceiling``.
+Target: ``api`` ≥ 0.08 × ``ceiling`` (bench/report.py).
 
     .venv/bin/python bench/http_api_throughput.py [--rounds 3] [--seconds 5] [--connections 50] [--json]
 

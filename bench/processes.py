@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from endpoint.memory import process_tree
 from endpoint.sockets import listening_socket
 from testkit.servers import LOCALHOST, free_port
 
@@ -35,21 +36,6 @@ class BenchBroken(RuntimeError):
 
 
 # --------------------------------------------------------------------------- /proc
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (via /proc/PID/task/*/children)."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as children:
-                    pending.extend(int(child) for child in children.read().split())
-        except OSError:
-            continue
-    return found
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -131,6 +117,23 @@ class MemorySampler:
 
 
 # --------------------------------------------------------------------------- servers
+
+
+def exit_on_termination() -> None:
+    """Turn SIGTERM and SIGINT into ``SystemExit``, so the ``finally`` blocks that stop the bench's servers run.
+
+    Each server runs in its own session (``Server.start``), so a signal to the bench reaches the bench
+    alone: left to SIGTERM's default action it would die at once and leave every server running. The
+    first signal starts the unwinding; later ones are ignored so that it can stop every server.
+    """
+
+    def unwind(signum: int, frame: object) -> None:
+        for each in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(each, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, unwind)
 
 
 @dataclass

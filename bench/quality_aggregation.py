@@ -1,5 +1,5 @@
-"""Issue 17 target: aggregating 1,000,000 captured predictions and 100,000 labels over 10,000 city models
-in ≤ 60 s on one core and ≤ 512 MiB, with ≥ 99 % of in-window labels joined (by prediction id and by
+"""Live quality aggregation target: 1,000,000 captured predictions and 100,000 labels over 10,000 city models
+aggregated in ≤ 60 s on one core and ≤ 512 MiB, with ≥ 99 % of in-window labels joined (by prediction id and by
 (city, house_id)), injected duplicates and unknown ids reported and never double counted.
 
     .venv/bin/python bench/quality_aggregation.py [--quick] [--docs docs/benchmarks.md]
@@ -537,7 +537,7 @@ def render(results: Mapping[str, Any]) -> str:
     mark = {True: "met", False: "**missed**"}
     return "\n".join(
         [
-            "## Live quality aggregation (issue 17)",
+            "## Live quality aggregation",
             "",
             f"`{results['command']}` — {results['when']}, {results['machine']}, one core (taskset), each measurement"
             " in a fresh process; in-process S3 (files) and DynamoDB stores behind the real adapters' contracts.",

@@ -12,6 +12,7 @@ overhead (``bench.segments_scale``).
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +61,29 @@ class Quiet:
     settle_seconds: float = 10.0  # before each attempt, wait at most this long for a quiet window
     window_seconds: float = 0.5
     budget_seconds: float = 120.0  # the most one round spends waiting and redoing runs
+
+
+def add_quiet_arguments(parser: argparse.ArgumentParser, *, runs: str, when_zero: str) -> None:
+    """The gate's options on a bench's command line (read back by :func:`quiet_from_arguments`).
+
+    ``runs`` names the runs the bench gates and ``when_zero`` what a budget of 0 means there, for the help.
+    """
+    parser.add_argument(
+        "--quiet-threshold-cores",
+        type=float,
+        default=Quiet.threshold_cores,
+        help=f"{runs}: a run is redone when the rest of the machine took more cores than this",
+    )
+    parser.add_argument(
+        "--quiet-budget-seconds",
+        type=float,
+        default=Quiet.budget_seconds,
+        help=f"{runs}: the most one round spends waiting for quiet and redoing runs (0: {when_zero})",
+    )
+
+
+def quiet_from_arguments(args: argparse.Namespace) -> Quiet:
+    return Quiet(threshold_cores=args.quiet_threshold_cores, budget_seconds=args.quiet_budget_seconds)
 
 
 @dataclass(frozen=True)

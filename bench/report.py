@@ -1,4 +1,5 @@
-"""Issue 8's targets judged on one run's results, and docs/benchmarks.md with its charts."""
+"""The `make bench` targets (the endpoint and the HTTP API) judged on one run's results, and docs/benchmarks.md
+with its charts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ MiB = 1024 * 1024
 # A section another bench writes into docs/benchmarks.md: ``<!-- NAME:begin -->`` … ``<!-- NAME:end -->``.
 # write_report regenerates the rest of the file and keeps these blocks, so each bench owns its own.
 _MARKED_BLOCK = re.compile(r"^<!-- (?P<name>[a-z0-9-]+):begin -->$.*?^<!-- (?P=name):end -->$", re.M | re.S)
-# bench/density.py's block (issue 16: the dense container against the managed image's MMS), kept like any other.
+# bench/density.py's block (the dense container against the managed image's MMS), kept like any other.
 DENSITY_BLOCK = "density"
 
 
@@ -53,7 +54,7 @@ def _target(name: str, met: bool | None, measured: str) -> dict[str, Any]:
 
 
 def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each measurable target of issue 8 with met / not met (None: not measured in this run)."""
+    """Each measurable target of the endpoint and the HTTP API with met / not met (None: not measured in this run)."""
     targets = []
     ceiling, api = _row(results, "ceiling"), _row(results, "HTTP API")
     # The endpoint's best single-row configuration (one process, or two worker processes sharing models).
@@ -263,7 +264,7 @@ def write_report(results: Mapping[str, Any], path: Path) -> Path:
         f"Model artifact members: `{results.get('format', '?')}` (10 seed cities trained by `training.jobs`, promoted "
         "by model-sync). Peers load joblib models fitted here on the same data with the same hyperparameters.",
         "",
-        "## Targets (issue 8)",
+        "## Targets: the endpoint and the HTTP API (docs/endpoint.md)",
         "",
     ]
     lines += _table(

@@ -9,13 +9,13 @@ invocation (the wall time includes the endpoint's answer, the CPU time is the ha
 go to /dev/null while measuring, as they would go to Lambda's log pipe. ``--profile`` prints the
 handler's heaviest functions.
 
-Capture on vs off (issue 17: capture adds <= 0.1 ms to the p99 CPU of an invocation): the same warm
+Capture on vs off (target, docs/quality.md: capture adds <= 0.1 ms to the p99 CPU of an invocation): the same warm
 handler runs each event with its ``PredictionCapture`` (the template's ``CAPTURE_SAMPLE_RATE=1.0``) and
 without one, alternating call by call so that machine drift hits both alike; each invocation's CPU time
 is taken on its own, and the p50/p99/mean of each mode and their differences are printed. The direct
 cost of ``PredictionCapture.record`` alone (no handler around it) is printed too.
 
-Routing on vs off (issue 18: routing adds <= 50 µs to the p99 of an invocation): the same warm handler
+Routing on vs off (target, docs/rollouts.md: routing adds <= 50 µs to the p99 of an invocation): the same warm handler
 runs each event with the city's live item as the registry returns it (no rollout) and with a canary at
 ``--canary-weight-bp`` (default 1,000: 10 %) on the same live item, alternating call by call as above.
 Both modes read the live item from the same in-process stand-in for the cached registry, so neither
@@ -25,7 +25,7 @@ makes one call either way, so its difference is the routing alone; a batch split
 makes two calls, and that second call (the canary's inherent cost, not routing) shows in its row. The
 routing decision alone (``router.routing.plan``, no handler around it) is timed too.
 
-Shadow on vs off (issue 18: shadow adds <= 0.1 ms to the live p99 and never turns a live 200 into an
+Shadow on vs off (target, docs/rollouts.md: shadow adds <= 0.1 ms to the live p99 and never turns a live 200 into an
 error): the same again with a shadow rollout at ``--shadow-weight-bp`` (default 5,000: every house is
 bucketed and about half are tagged ``sampled``, so a batch is captured as two lines) in place of the
 canary, CPU and wall time per invocation. The shadow candidate's TargetModel names an artifact that
@@ -315,6 +315,21 @@ def record_cost_us(capture: Any, houses: int, calls: int | None = None) -> float
     return (time.process_time() - started) * 1e6 / calls
 
 
+def print_service_on_vs_off(
+    on: str, pairs: int, weight_bp: int, with_rollout: Callable[[Any, int], Any] = canary_of
+) -> None:
+    """``service_on_vs_off``'s table for 1, 3 and 100 houses per request; ``on`` describes the rollout side."""
+    print(
+        f"\nRouterService alone, {on} vs off, CPU µs per request "
+        f"(in-process endpoint stand-in, distinct houses per request, {pairs} of each, alternating)"
+    )
+    print(f"{'houses':<10}{'mode':<5}{'p50':>8}{'p99':>8}{'mean':>8}")
+    for houses in (1, 3, 100):
+        with stdout_discarded():
+            samples = service_on_vs_off(houses, pairs, weight_bp, with_rollout)
+        print_on_off(f"{houses}", samples, ".1f")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--invocations", type=int, default=500)
@@ -383,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             direct = {houses: record_cost_us(service.capture, houses) for houses in (1, 3, 1000)}
         print("PredictionCapture.record alone: " + ", ".join(f"{h} house(s) {us:.1f} µs" for h, us in direct.items()))
 
-        # Routing (issue 18): no rollout vs a canary on the same live item, same handler, interleaved.
+        # Routing: no rollout vs a canary on the same live item, same handler, interleaved.
         pairs = args.routing_invocations or args.invocations
         weight = args.canary_weight_bp
         print(
@@ -400,22 +415,14 @@ def main(argv: list[str] | None = None) -> int:
                 samples = routing_on_vs_off(service, city, run, pairs, weight)
             print_on_off(name, samples, ".0f")
         print(f"(the events' houses on the candidate's side: {', '.join(sides)}; the same houses every call)")
-        print(
-            f"\nRouterService alone, routing on (canary, {weight / 100:g} %) vs off, CPU µs per request "
-            f"(in-process endpoint stand-in, distinct houses per request, {pairs} of each, alternating)"
-        )
-        print(f"{'houses':<10}{'mode':<5}{'p50':>8}{'p99':>8}{'mean':>8}")
-        for houses in (1, 3, 100):
-            with stdout_discarded():
-                samples = service_on_vs_off(houses, pairs, weight)
-            print_on_off(f"{houses}", samples, ".1f")
+        print_service_on_vs_off(f"routing on (canary, {weight / 100:g} %)", pairs, weight)
         direct_plan = {houses: plan_cost_us(city, live, weight, houses) for houses in (1, 3, 100)}
         print(
             "router.routing.plan alone (p50/p99 wall µs): "
             + ", ".join(f"{h} house(s) {p50:.1f}/{p99:.1f}" for h, (p50, p99) in direct_plan.items())
         )
 
-        # Shadow (issue 18): no rollout vs a shadow rollout whose candidate cannot be invoked, same handler.
+        # Shadow: no rollout vs a shadow rollout whose candidate cannot be invoked, same handler.
         weight = args.shadow_weight_bp
         print(
             f"\nshadow on ({weight / 100:g} % sampled, the candidate's artifact missing) vs off, µs per invocation "
@@ -429,15 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples = routing_on_vs_off(service, city, run, pairs, weight, shadow_of, wall)
             print_on_off(f"{name} CPU", samples, ".0f", 14)
             print_on_off(f"{name} wall", wall, ".0f", 14)
-        print(
-            f"\nRouterService alone, shadow on ({weight / 100:g} % sampled) vs off, CPU µs per request "
-            f"(in-process endpoint stand-in, distinct houses per request, {pairs} of each, alternating)"
-        )
-        print(f"{'houses':<10}{'mode':<5}{'p50':>8}{'p99':>8}{'mean':>8}")
-        for houses in (1, 3, 100):
-            with stdout_discarded():
-                samples = service_on_vs_off(houses, pairs, weight, shadow_of)
-            print_on_off(f"{houses}", samples, ".1f")
+        print_service_on_vs_off(f"shadow on ({weight / 100:g} % sampled)", pairs, weight, shadow_of)
     return 0
 
 

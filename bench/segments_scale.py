@@ -1,4 +1,4 @@
-"""Issue 15 item 6: a user's file with many segments, validated, trained, published, promoted and served once.
+"""Segments at scale: a user's file with many segments, validated, trained, published, promoted and served once.
 
 Three measurements, each on a synthetic file in the bring-your-own-data format (``segments_data.py``):
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from bench import segments_data as data
 from bench.processes import REPO_ROOT, BenchBroken
-from bench.quiet import Gated, Quiet, QuietGate
+from bench.quiet import Gated, Quiet, QuietGate, add_quiet_arguments, quiet_from_arguments
 from bench.segments_report import evaluate_targets, write_section
 from bench.segments_runs import (
     CliRun,
@@ -386,18 +386,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         action="store_true",
         help="measure only the training overhead; keep the other sections of the results file (--json)",
     )
-    parser.add_argument(
-        "--quiet-threshold-cores",
-        type=float,
-        default=Quiet.threshold_cores,
-        help="overhead rounds: a run is redone when the rest of the machine took more cores than this",
-    )
-    parser.add_argument(
-        "--quiet-budget-seconds",
-        type=float,
-        default=Quiet.budget_seconds,
-        help="overhead rounds: the most one round spends waiting for quiet and redoing runs (0: no redoing)",
-    )
+    add_quiet_arguments(parser, runs="overhead rounds", when_zero="no redoing")
     parser.add_argument("--docs", type=Path, default=None, help="markdown file to write the section into")
     parser.add_argument("--json", type=Path, default=None, help="results file (default build/bench/…json)")
     parser.add_argument(
@@ -413,7 +402,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         validation_run=not args.skip_validation_run,
         from_json=args.from_json,
         overhead_only=args.overhead_only,
-        quiet=Quiet(threshold_cores=args.quiet_threshold_cores, budget_seconds=args.quiet_budget_seconds),
+        quiet=quiet_from_arguments(args),
     )
     if args.quick:
         quick_dir = REPO_ROOT / "build" / "bench" / "segments-quick"

@@ -27,7 +27,7 @@ def legacy_scripts(work_dir: Path) -> list[dict[str, Any]]:
             ],
         ),
         (
-            "packed-forest predict and model_fn vs scikit-learn (issue 7 targets)",
+            "packed-forest predict and model_fn vs scikit-learn, against its targets",
             [sys.executable, str(bench / "forest_predict.py"), "--rounds", "7"],
         ),
         (
