@@ -26,6 +26,7 @@ from house_prices.errors import UnknownCity, UnknownVersion
 from house_prices.naming import target_model
 from house_prices.observability import metrics
 from house_prices.registry import LiveModel, ModelVersion, Rollout, RolloutEvent, RolloutMode
+from tests import model_versions
 from tests.model_versions import model_version
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -106,11 +107,11 @@ def rollout(
     mode: RolloutMode = "canary", weight_bp: int = 1000, salt: str = "5a1f00d5a1f00d00", city: str = "Chicago_IL"
 ) -> Rollout:
     """A running rollout of CANDIDATE in ``city``, as ``ModelRegistry.start_rollout`` stores it."""
-    return Rollout(
-        candidate_version=CANDIDATE,
-        candidate_target_model=target_model(city, CANDIDATE),
-        mode=mode,
-        weight_bp=weight_bp,
+    return model_versions.rollout(
+        city,
+        CANDIDATE,
+        mode,
+        weight_bp,
         salt=salt,
         started_at=ROLLOUT_STARTED_AT,
         deadline="2026-12-15T05:00:00+00:00",

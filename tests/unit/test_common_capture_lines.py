@@ -45,11 +45,8 @@ def full_read(texts: list[str]) -> dict[str, captures.CapturedPrediction]:
     return found
 
 
-def test_get_parses_only_the_line_holding_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a partition of two objects, 200 lines, and a torn line that would fail to parse
-    pids = prediction_ids(200)
-    texts = ["\n".join(line([pid]) for pid in pids[:100]) + "\n{torn", "\n".join(line([pid]) for pid in pids[100:])]
-    lines = captures.CaptureLines(texts)
+def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every line ``captures.parse_capture_line`` is given from now on, in order."""
     parsed: list[str] = []
     original = captures.parse_capture_line
 
@@ -58,6 +55,15 @@ def test_get_parses_only_the_line_holding_the_id(monkeypatch: pytest.MonkeyPatch
         return original(text)
 
     monkeypatch.setattr(captures, "parse_capture_line", counted)
+    return parsed
+
+
+def test_get_parses_only_the_line_holding_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a partition of two objects, 200 lines, and a torn line that would fail to parse
+    pids = prediction_ids(200)
+    texts = ["\n".join(line([pid]) for pid in pids[:100]) + "\n{torn", "\n".join(line([pid]) for pid in pids[100:])]
+    lines = captures.CaptureLines(texts)
+    parsed = count_parses(monkeypatch)
     # When one id is asked for
     found = lines.get(pids[42])
     # Then it is found by parsing its one line
@@ -72,14 +78,7 @@ def test_a_partition_asked_for_many_ids_is_parsed_whole_once_rather_than_searche
     # Given a partition of 50 lines whose ids are each asked for 4 times (a big label batch on one city-day)
     pids = prediction_ids(50)
     lines = captures.CaptureLines(["\n".join(line([pid]) for pid in pids)])
-    parsed: list[str] = []
-    original = captures.parse_capture_line
-
-    def counted(text: str) -> list[captures.CapturedPrediction]:
-        parsed.append(text)
-        return original(text)
-
-    monkeypatch.setattr(captures, "parse_capture_line", counted)
+    parsed = count_parses(monkeypatch)
     # When all 200 lookups are made
     found = [lines.get(pid) for pid in pids * 4]
     # Then each is right, and past the search budget the partition was parsed once, not searched 200 times

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,8 @@ from tests.router_doubles import LIVE, SequentialIds
 ROW = (2005, 3100, 4, 2.5, 1.1, 2)
 
 
-def lines_for(count: int, house_ids: list[str | None] | None = None) -> list[str]:
+def lines_for(count: int, house_ids: list[str | None] | None = None, **tags: Any) -> list[str]:
+    """One request of ``count`` houses priced by LIVE in Chicago_IL; ``tags``: the rollout's keywords of the line."""
     return captures.capture_lines(
         city="Chicago_IL",
         version=LIVE,
@@ -25,6 +27,7 @@ def lines_for(count: int, house_ids: list[str | None] | None = None) -> list[str
         rows=[ROW] * count,
         prices=[450000.0 + i for i in range(count)],
         house_ids=house_ids or [None] * count,
+        **tags,
     )
 
 
@@ -138,3 +141,37 @@ def test_what_is_written_reads_back_the_same(predictions: list[tuple[float, str 
 def test_lines_that_are_not_captures_are_refused(line: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         captures.parse_capture_line(line)
+
+
+def test_a_fallback_line_names_the_candidates_error() -> None:
+    [line] = lines_for(
+        1,
+        rollout=captures.rollout_tag("20261201T040000Z-c0ffee00", "canary", "live", True),
+        latency_ms=3.0,
+        candidate_error="EndpointTimeout",
+    )
+    [read] = captures.parse_capture_line(line)
+    assert (read.version, read.candidate_error, read.rollout and read.rollout["arm"]) == (
+        LIVE,
+        "EndpointTimeout",
+        "live",
+    )
+
+
+def test_a_line_written_before_rollouts_still_reads_with_empty_tags() -> None:
+    # Given a format-1 line exactly as the router wrote it before rollouts existed
+    line = (
+        '{"capture":"predictions","format":1,"time":"2026-12-07T02:43:25.571Z","city":"Chicago_IL",'
+        f'"version":"{LIVE}","request_id":"r","predictions":[{{"prediction_id":'
+        f'"{SequentialIds.expected("Chicago_IL", 1)[0]}","price":5.0,"features":{{"YEAR_BUILT":2005,'
+        '"SQUARE_FEET":3100,"NUM_BEDROOMS":4,"NUM_BATHROOMS":2.5,"LOT_ACRES":1.1,"GARAGE_SPACES":2}}]}'
+    )
+    [read] = captures.parse_capture_line(line)
+    assert (read.price, read.rollout, read.latency_ms, read.candidate_error) == (5.0, None, None, None)
+
+
+@pytest.mark.parametrize(("field", "value"), [("rollout", "canary"), ("latency_ms", "fast"), ("latency_ms", True)])
+def test_malformed_rollout_tags_are_refused(field: str, value: Any) -> None:
+    [line] = lines_for(1)
+    with pytest.raises(ValueError, match=field):
+        captures.parse_capture_line(json.dumps({**json.loads(line), field: value}))

@@ -115,8 +115,8 @@ def test_a_weight_outside_the_basis_points_is_refused(weight: int) -> None:
 
 
 def test_a_hundred_thousand_keys_fill_every_decile_evenly() -> None:
-    # Given 100,000 house ids of one city and salt (the 1,000,000-key check of the target, ±1 % per
-    # decile, runs in bench/rollout_simulation.py: about 2-4 s here, too slow for a unit test)
+    # Given 100,000 house ids of one city and salt (the 1,000,000-key check of the target in docs/rollouts.md,
+    # ±1 % per decile, runs in bench/rollout_simulation.py: about 2-4 s here, too slow for a unit test)
     deciles = [0] * 10
     percent = [0] * 100
     for i in range(100_000):

@@ -155,6 +155,15 @@ def test_predict_fixture(
     assert logs[0]["city"] == "Chicago_IL"
 
 
+def batch_with_house_id(index: int, house_id: str) -> dict[str, Any]:
+    """The batch fixture's event with the caller's ``house_id`` on its house at ``index``."""
+    event = api_event("api-predictions-batch.json")
+    payload = json.loads(event["body"])
+    payload["houses"][index]["house_id"] = house_id
+    event["body"] = json.dumps(payload)
+    return event
+
+
 def test_single_house_fixture() -> None:
     status, _, body = invoke(api_event("api-predictions-single.json"))
     assert (status, body["predictions"]) == (
@@ -165,12 +174,8 @@ def test_single_house_fixture() -> None:
 
 def test_house_ids_are_echoed_and_the_request_is_captured_with_its_api_request_id(log_stream: io.StringIO) -> None:
     # Given the batch fixture, its second house carrying the caller's id
-    event = api_event("api-predictions-batch.json")
-    payload = json.loads(event["body"])
-    payload["houses"][1]["house_id"] = "MLS 2026-0042"
-    event["body"] = json.dumps(payload)
     # When it is priced
-    status, _, body = invoke(event)
+    status, _, body = invoke(batch_with_house_id(1, "MLS 2026-0042"))
     # Then the id comes back next to its own price
     assert status == 200
     assert [p.get("house_id") for p in body["predictions"]] == [None, "MLS 2026-0042", None]
@@ -199,11 +204,7 @@ def test_capture_sample_rate_zero_records_nothing_but_still_ids_every_price(
 
 
 def test_invalid_house_ids_are_client_errors_naming_the_field() -> None:
-    event = api_event("api-predictions-batch.json")
-    payload = json.loads(event["body"])
-    payload["houses"][2]["house_id"] = "tab\there"
-    event["body"] = json.dumps(payload)
-    status, _, body = invoke(event)
+    status, _, body = invoke(batch_with_house_id(2, "tab\there"))
     assert status == 400
     assert [e["field"] for e in body["errors"]] == ["houses[2].house_id"]
 

@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from house_prices.artifacts import ArtifactReport, HashingReader, inspect_artifact
+from house_prices.artifacts import ArtifactReport, HashingReader, Readable, inspect_artifact
 from house_prices.errors import DependencyFailure, InvalidArtifact, NotAModelKey, PromotionRefused, RolloutConflict
 from house_prices.naming import PACKED_MODEL_FILENAME, KeyLayout, TrainingOutput, make_version, target_model
 from house_prices.observability import MetricUnit, logger, metrics
@@ -72,8 +72,7 @@ class ObjectInfo:
     content_type: str = ""
 
 
-class Closeable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+class Closeable(Readable, Protocol):
     def close(self) -> None: ...
 
 

@@ -7,15 +7,14 @@ refused whole (400 naming each field), so a caller never has to guess which labe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from house_prices import labels
-from house_prices.errors import DependencyFailure, FieldProblem, InvalidInput, PayloadTooLarge
+from house_prices.errors import DependencyFailure
 from house_prices.observability import MetricUnit, logger, metrics, tracer
-from router.logic import decode_body
+from router.logic import parse_json_body
 
 # 1,000 labels by prediction id are ~110 KB of JSON; SQS takes 256 KiB per message.
 MAX_FEEDBACK_BODY_BYTES = 200_000
@@ -40,17 +39,7 @@ class FeedbackService:
 
     @tracer.capture_method
     def accept(self, body: str | bytes | None, base64_encoded: bool = False) -> dict[str, Any]:
-        raw = decode_body(body, base64_encoded)
-        if len(raw) > MAX_FEEDBACK_BODY_BYTES:
-            raise PayloadTooLarge("body", f"must be at most {MAX_FEEDBACK_BODY_BYTES} bytes, got {len(raw)}")
-        if not raw.strip():
-            raise InvalidInput([FieldProblem("body", 'is required: a label object or {"labels": [...]}')])
-        try:
-            payload = json.loads(raw)
-        except RecursionError as error:
-            raise InvalidInput([FieldProblem("body", "is nested too deeply")]) from error
-        except ValueError as error:
-            raise InvalidInput([FieldProblem("body", f"must be valid JSON: {error}")]) from error
+        payload = parse_json_body(body, base64_encoded, MAX_FEEDBACK_BODY_BYTES, 'a label object or {"labels": [...]}')
         now = self._now()
         accepted = labels.parse_feedback(payload, now, self.retention_days, self.max_labels)
         if self.queue is None:

@@ -390,18 +390,26 @@ def _prediction(prediction_id: str, price: float, version: str, house_id: str | 
 
 def parse_request_houses(body: str | bytes | None, base64_encoded: bool, max_houses: int) -> schema.Batch:
     """Raw HTTP body -> validated rows in feature order and house ids; every failure names ``body`` or a field."""
+    payload = parse_json_body(
+        body, base64_encoded, schema.MAX_ENDPOINT_BODY_BYTES, 'a house object or {"houses": [...]}'
+    )
+    return schema.parse_batch(payload, max_houses)
+
+
+def parse_json_body(body: str | bytes | None, base64_encoded: bool, max_bytes: int, expected: str) -> Any:
+    """Raw HTTP body -> its JSON value (at most ``max_bytes`` once decoded); every failure names ``body``, and an
+    empty body is told it needs ``expected``."""
     raw = decode_body(body, base64_encoded)
-    if len(raw) > schema.MAX_ENDPOINT_BODY_BYTES:
-        raise PayloadTooLarge("body", f"must be at most {schema.MAX_ENDPOINT_BODY_BYTES} bytes, got {len(raw)}")
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge("body", f"must be at most {max_bytes} bytes, got {len(raw)}")
     if not raw.strip():
-        raise InvalidInput([FieldProblem("body", 'is required: a house object or {"houses": [...]}')])
+        raise InvalidInput([FieldProblem("body", f"is required: {expected}")])
     try:
-        payload = json.loads(raw)
+        return json.loads(raw)
     except RecursionError as error:
         raise InvalidInput([FieldProblem("body", "is nested too deeply")]) from error
     except ValueError as error:  # JSONDecodeError, bad UTF-8, integers over Python's 4300-digit limit
         raise InvalidInput([FieldProblem("body", f"must be valid JSON: {error}")]) from error
-    return schema.parse_batch(payload, max_houses)
 
 
 def decode_body(body: str | bytes | None, base64_encoded: bool) -> bytes:

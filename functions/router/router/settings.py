@@ -15,7 +15,7 @@ from house_prices.settings import EnvReader
 class RouterSettings:
     endpoint_name: str
     registry_table: str
-    # The live item (live version and any rollout) is cached this long per city. 4 s keeps the issue's
+    # The live item (live version and any rollout) is cached this long per city. 4 s keeps the target
     # "a promotion, rollback or weight change reaches every router within 5 s" with a second to spare
     # for the GetItem itself (docs/rollouts.md, Routing). 0 switches the cache off.
     live_model_cache_seconds: int = field(default=4, metadata={"minimum": 0})

@@ -45,19 +45,21 @@ def bounded_client(service: str, connect_seconds: int, read_seconds: int, total_
     return traced(_session().create_client(service, config=config))
 
 
-def runtime_client(settings: RouterSettings) -> Any:
+def runtime_client(settings: RouterSettings, total_attempts: int | None = None) -> Any:
+    """SageMaker Runtime on the endpoint's budget; ``total_attempts`` replaces its attempts (a rollout's candidate)."""
     return bounded_client(
         "sagemaker-runtime",
         settings.endpoint_connect_timeout_seconds,
         settings.endpoint_read_timeout_seconds,
-        settings.endpoint_max_attempts,
+        settings.endpoint_max_attempts if total_attempts is None else total_attempts,
     )
 
 
-def registry_client(settings: RouterSettings) -> Any:
-    """DynamoDB with timeouts that fit the function's budget; botocore's defaults (60 s) would not."""
+def registry_client(settings: RouterSettings, service: str = "dynamodb") -> Any:
+    """DynamoDB (or another small, quick call) with timeouts that fit the function's budget; botocore's defaults
+    (60 s) would not."""
     return bounded_client(
-        "dynamodb",
+        service,
         settings.registry_connect_timeout_seconds,
         settings.registry_read_timeout_seconds,
         settings.registry_max_attempts,
@@ -72,12 +74,7 @@ def build_candidate_endpoint(settings: RouterSettings) -> SageMakerEndpoint:
     """The endpoint as a rollout's candidate sees it: one attempt, because a failed candidate call is
     answered by the live version (its retry), and the function's timeout must hold the registry lookup,
     one candidate attempt and the live call's attempts (tests/unit/test_router_budget.py)."""
-    client = bounded_client(
-        "sagemaker-runtime",
-        settings.endpoint_connect_timeout_seconds,
-        settings.endpoint_read_timeout_seconds,
-        CANDIDATE_ATTEMPTS,
-    )
+    client = runtime_client(settings, CANDIDATE_ATTEMPTS)
     return SageMakerEndpoint(client, settings.endpoint_name, settings.endpoint_read_timeout_seconds)
 
 
@@ -103,11 +100,5 @@ def build_feedback(settings: RouterSettings) -> FeedbackService:
     """SQS with the registry's tight budget: a label is small, and the caller may simply resend."""
     queue = None
     if settings.feedback_queue_url:
-        sqs = bounded_client(
-            "sqs",
-            settings.registry_connect_timeout_seconds,
-            settings.registry_read_timeout_seconds,
-            settings.registry_max_attempts,
-        )
-        queue = SqsLabelQueue(sqs, settings.feedback_queue_url)
+        queue = SqsLabelQueue(registry_client(settings, "sqs"), settings.feedback_queue_url)
     return FeedbackService(queue, settings.label_retention_days, settings.max_labels_per_request)

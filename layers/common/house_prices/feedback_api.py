@@ -1,4 +1,4 @@
-"""The OpenAPI pieces of ``POST /feedback`` and of a city's live quality (merged by ``schema.openapi_document``)."""
+"""The OpenAPI pieces of ``POST /feedback`` and of a city's live quality (merged by ``openapi.openapi_document``)."""
 
 from __future__ import annotations
 
