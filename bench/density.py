@@ -76,7 +76,6 @@ from bench.wrk_runs import write_lua_requests
 GIB = 1024 * MIB
 # ml.m5.large (8 GiB) less 1 GiB for the OS, SageMaker's agents and the server itself (ops/serving_figures.json).
 BUDGET_BYTES = 7 * GIB
-INVOKE_ENDPOINT_KEY = "local-invoke-endpoint"
 
 
 @dataclass(frozen=True)
@@ -106,31 +105,6 @@ class Options:
 
 def log(message: str) -> None:
     print(f"[density {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- hooks for the local SageMaker side
-
-
-def local_invoke_endpoint_subject(work: Path, cities: Sequence[City], warm: int, python: Path) -> Subject | None:
-    """Hook: the local InvokeEndpoint path (local SageMaker side + this container), measured in the same rounds.
-
-    ``bench/density_local.py`` measures the local endpoint as the SageMaker side in front of the container
-    on its own; this hook would bring it into these rounds. Return a ``Subject`` (key ``INVOKE_ENDPOINT_KEY``,
-    no ``model_root``; the bench starts and stops its server) whose ``requests`` are InvokeEndpoint calls for
-    ``warm`` models (``/endpoints/{name}/invocations`` with ``X-Amzn-SageMaker-Target-Model``), ``expected``
-    their prices, and whose ``server.pids`` cover the SageMaker side and the container. The bench runs it in
-    every round, checks its answers and reports its ratio to the N-process ceiling at c50 (target ≥ 0.25 ×).
-    None: not built yet.
-    """
-    return None
-
-
-def sagemaker_side_zipf(work: Path, cities: Sequence[City], spec: ZipfSpec) -> dict[str, Any] | None:
-    """Hook: the 10,000-model Zipf run through the local SageMaker side + container (see bench/density_local.py).
-
-    Return the same document as ``bench.density_zipf.zipf_run`` (``errors``, ``peak_pss_mib``, …). None: not built yet.
-    """
-    return None
 
 
 # --------------------------------------------------------------------------- the run
@@ -354,9 +328,6 @@ def run(options: Options) -> dict[str, Any]:
     cities = train_cities(options.work, schema.SEED_CITIES, options.houses)
     mms, container = mms_python(), container_python()
     subjects = subjects_for(options, cities, mms, container)
-    extra = local_invoke_endpoint_subject(options.work, cities, options.warm, container)
-    if extra is not None:
-        subjects.append(extra)
     # Every wrk run goes through the same gate (bench/density_measure.py: the machine is shared).
     gate = QuietGate(options.quiet, all_server_pids(subjects)) if options.quiet.budget_seconds > 0 else None
     try:
@@ -377,11 +348,6 @@ def run(options: Options) -> dict[str, Any]:
             subject.server.stop()
     servers, ratios = summarise(subjects, samples, ramps, checked, processes, options)
     zipf = run_zipf(options, cities, container)
-    side_zipf = sagemaker_side_zipf(options.work, cities, options.zipf) if options.zipf else None
-    hooks = {
-        "local_invoke_endpoint": ratios["x_ceiling"].get(INVOKE_ENDPOINT_KEY, {}).get("50") if extra else None,
-        "sagemaker_side_zipf": side_zipf,
-    }
     results: dict[str, Any] = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -410,7 +376,6 @@ def run(options: Options) -> dict[str, Any]:
         "ratios": ratios,
         "quiet_gate": gate.summary() if gate is not None else None,
         "zipf": zipf,
-        "hooks": hooks,
         "mms_java_command": shorten(java) if java else None,
         "server_commands": {s.key: shorten(" ".join(s.server.argv)) for s in subjects},
         "commands": [f".venv/bin/python bench/density.py {' '.join(options.argv)}".rstrip()],

@@ -7,8 +7,7 @@ on 404 load the model (``POST /models``; 409 means someone else just did); on 50
 recently used model it loaded and retry the load. Every 200 is checked against the expected price;
 anything else that reaches the caller is an error. The tree's RSS and PSS are sampled every 0.5 s.
 
-``bench/density_local.py`` runs the same traffic through the local SageMaker side's InvokeEndpoint;
-``bench.density.sagemaker_side_zipf`` is the hook that would bring it into this run.
+``bench/density_local.py --part zipf`` runs the same traffic through the local SageMaker side's InvokeEndpoint.
 """
 
 from __future__ import annotations
