@@ -19,6 +19,7 @@ from house_prices.errors import DependencyFailure, RolloutConflict
 from house_prices.naming import target_model
 from house_prices.registry import LiveModel, Rollout, RolloutMode
 from house_prices.rollout_evidence import RolloutEvidence
+from tests import model_versions
 
 LIVE = "20261125T040000Z-1a2b3c4d"
 CANDIDATE = "20261201T040000Z-5e6f7a8b"
@@ -41,17 +42,15 @@ def rollout(
     duration: timedelta = DURATION,
     policy: Mapping[str, Any] | None = None,
 ) -> Rollout:
-    return Rollout(
-        candidate_version=candidate,
-        candidate_target_model=target_model(city, candidate),
-        mode=mode,
-        weight_bp=weight_bp,
-        salt="0123456789abcdef",
+    return model_versions.rollout(
+        city,
+        candidate,
+        mode,
+        weight_bp,
         started_at=iso(started_at),
         deadline=iso(started_at + duration),
         revision=1,
-        policy=dict(policy or {}),
-        started_by="model-sync",
+        policy=policy,
     )
 
 
