@@ -43,6 +43,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from endpoint.lifetime import process_alive
+
 JOURNAL = "registry.journal"
 LOCK = "registry.lock"
 # Compact when the journal holds more than COMPACT_FACTOR records per live entry plus this margin.
@@ -116,7 +118,7 @@ class Registry:
         self.stale_after_seconds = stale_after_seconds
         self.pid = os.getpid() if pid is None else pid
         self._clock = clock
-        self._alive = alive or _process_alive
+        self._alive = alive or process_alive
         self._path = directory / JOURNAL
         self._lock_fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -430,13 +432,3 @@ def _decode_token(token: str) -> str:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         shown = token if len(token) <= 100 else token[:97] + "..."
         raise BadPageToken(f"next_page_token {shown!r} is not one this container gave") from None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -158,9 +158,10 @@ def _supervise(config: EndpointConfig, sock: socket.socket, announce: str, *, ex
     gets the same disk cache (a temporary one is made here when none is configured), so a model is
     downloaded once and its memory-mapped files are shared through the page cache.
     """
-    temporary = config.cache_dir is None
-    if temporary:
-        config = dataclasses.replace(config, cache_dir=Path(tempfile.mkdtemp(prefix="endpoint-cache-")))
+    temporary = None
+    if config.cache_dir is None:
+        temporary = Path(tempfile.mkdtemp(prefix="endpoint-cache-"))
+        config = dataclasses.replace(config, cache_dir=temporary)
     # Forked after everything built so far: keep it out of the collector's generations (shared pages).
     gc.freeze()
     try:
@@ -175,8 +176,8 @@ def _supervise(config: EndpointConfig, sock: socket.socket, announce: str, *, ex
         )
     finally:
         sock.close()
-        if temporary and config.cache_dir is not None:
-            shutil.rmtree(config.cache_dir, ignore_errors=True)
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
     log.info(
         "endpoint %s stopped%s", config.endpoint_name, f" by signal {stopped_by}" if stopped_by is not None else ""
     )

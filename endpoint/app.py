@@ -52,10 +52,6 @@ class Runtime:
     invocations: InvokeEndpoint
     cache_dir: Path
 
-    @property
-    def shutting_down(self) -> bool:
-        return self.invocations.shutting_down
-
 
 @dataclass
 class DenseRuntime:
@@ -71,10 +67,6 @@ class DenseRuntime:
     cache_dir: Path
     # Run when the container crash-loops and the endpoint gives up (python -m endpoint stops its server: exit 1).
     on_failure: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def shutting_down(self) -> bool:
-        return self.invocations.shutting_down
 
     @property
     def failure(self) -> str | None:

@@ -57,7 +57,27 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
 
 
-class InvokeEndpoint:
+class InvocationsApp:
+    """What InvokeEndpoint's two ASGI apps share (managed serving: :class:`InvokeEndpoint`; dense serving:
+    ``endpoint.sagemaker_side.InvokeContainer``): the request ids, and the start of every request."""
+
+    def __init__(self, config: EndpointConfig, metrics: EndpointMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.request_ids = RequestIds()
+        self.shutting_down = False
+
+    def begin(self, scope: Scope) -> tuple[str, dict[str, Any]]:
+        """A new request's id and state, once its endpoint name is checked."""
+        request_id = self.request_ids()
+        # Starlette's Request.state is scope["state"]: the exception handlers read these back.
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        protocol.validate_endpoint_name(scope["path_params"]["endpoint_name"], self.config)
+        return request_id, state
+
+
+class InvokeEndpoint(InvocationsApp):
     """The ASGI app of the invocations route (Starlette treats a non-function endpoint as ASGI)."""
 
     def __init__(
@@ -68,22 +88,15 @@ class InvokeEndpoint:
         predict_pool: Executor,
         metrics: EndpointMetrics,
     ) -> None:
-        self.config = config
+        super().__init__(config, metrics)
         self.program = program
         self.store = store
         self.predict_pool = predict_pool
-        self.metrics = metrics
-        self.request_ids = RequestIds()
-        self.shutting_down = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         config = self.config
-        request_id = self.request_ids()
-        # Starlette's Request.state is scope["state"]: the exception handlers read these back.
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        protocol.validate_endpoint_name(scope["path_params"]["endpoint_name"], config)
+        request_id, state = self.begin(scope)
         target = content_type = accept = custom_attributes = inference_id = declared = None
         for name, value in scope["headers"]:
             if name == _TARGET_MODEL:

@@ -1,5 +1,6 @@
 """A server process's lifetime: stopping when its parent dies (one watcher for the endpoint and the local
-stack's children), stop signals, and the forking supervisor of ``python -m endpoint`` and ``python -m container``.
+stack's children), whether a process is alive, stop signals, and the forking supervisor of ``python -m endpoint``
+and ``python -m container``.
 
 It lives in ``endpoint`` (stdlib only; the container image copies it) because ``local`` may import ``endpoint``
 but not the other way round.
@@ -40,6 +41,17 @@ def watch_parent(
     thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
     thread.start()
     return thread
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

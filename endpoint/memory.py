@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class _CountingSink:
@@ -100,7 +100,7 @@ _MALLOC_TRIM = _load_malloc_trim()
 def release_memory() -> bool:
     """Return freed heap pages to the OS (glibc ``malloc_trim(0)``); whether a trim was possible.
 
-    Without the trim, dropped forests stay in the process (DESIGN §8: ~1 GB held after 20 unloads).
+    Without the trim, dropped forests stay in the process (about 1 GB was held after 20 unloads).
     No ``gc.collect()``: models are freed by reference counting (forests hold no reference cycles),
     and a full collection stops every thread, the event loop included, for tens of milliseconds.
     ctypes releases the GIL for the call, so a trim in a worker thread does not stall the loop.

@@ -55,9 +55,9 @@ from endpoint.container_client import Answer, ContainerClient, ContainerTimeout,
 from endpoint.download import ArtifactCache
 from endpoint.errors import ContainerError, ContainerUnavailable, LoadTimeout, ModelNotReady, ServiceUnavailable
 from endpoint.instance import ContainerProcess
-from endpoint.invocations import RequestIds, read_body, send_answer, validate_headers
+from endpoint.invocations import InvocationsApp, read_body, send_answer, validate_headers
 from endpoint.metrics import EndpointMetrics
-from endpoint.store import Background
+from endpoint.store import Background, SharedLoad
 
 log = logging.getLogger("endpoint.sagemaker_side")
 
@@ -101,12 +101,6 @@ class Hosted:
     leases: int = 0
 
 
-@dataclass(eq=False)
-class _Pending:
-    future: asyncio.Future[Hosted]
-    waiters: int = 0
-
-
 class ContainerModels:
     """Which models the container holds, in LRU order; LoadModel/UnloadModel calls; leases of requests."""
 
@@ -133,7 +127,7 @@ class ContainerModels:
         self._load_timeout = load_timeout_seconds
         self.instance_memory_bytes = instance_memory_bytes
         self._hosted: OrderedDict[str, Hosted] = OrderedDict()
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, SharedLoad[Hosted]] = {}
         self._unloading: dict[str, asyncio.Future[None]] = {}
         # Futures resolved whenever a lease is released or a load ends: a LoadModel refused for memory waits on them.
         self._changes: list[asyncio.Future[None]] = []
@@ -183,23 +177,13 @@ class ContainerModels:
         pending = self._pending.get(target)
         if pending is None:
             pending = self._start_load(target)
-        pending.waiters += 1  # a lease reserved before waiting: the new entry is handed over with it
-        try:
-            hosted = await asyncio.wait_for(asyncio.shield(pending.future), timeout=self._wait_seconds)
-        except TimeoutError:
-            if pending.future.done() and not pending.future.exception():
-                hosted = pending.future.result()
-            else:
-                pending.waiters -= 1
-                raise ModelNotReady(
-                    f"Model {target} is still being downloaded or loaded after {self._wait_seconds:g} s; retry later."
-                ) from None
-        except BaseException:
-            if pending.future.done() and not pending.future.cancelled() and pending.future.exception() is None:
-                self.release(pending.future.result())
-            else:
-                pending.waiters -= 1
-            raise
+        hosted = await pending.wait(
+            self._wait_seconds,
+            self.release,
+            lambda: ModelNotReady(
+                f"Model {target} is still being downloaded or loaded after {self._wait_seconds:g} s; retry later."
+            ),
+        )
         self._metrics.model_loading_wait_time.observe(time.perf_counter() - started)
         return hosted
 
@@ -238,13 +222,13 @@ class ContainerModels:
         return len(forgotten)
 
     # -- loading ------------------------------------------------------------------------------------
-    def _start_load(self, target: str) -> _Pending:
-        pending = _Pending(future=asyncio.get_running_loop().create_future())
+    def _start_load(self, target: str) -> SharedLoad[Hosted]:
+        pending: SharedLoad[Hosted] = SharedLoad(future=asyncio.get_running_loop().create_future())
         self._pending[target] = pending
         self._background.track(asyncio.ensure_future(self._run_load(target, pending)))
         return pending
 
-    async def _run_load(self, target: str, pending: _Pending) -> None:
+    async def _run_load(self, target: str, pending: SharedLoad[Hosted]) -> None:
         loop = asyncio.get_running_loop()
         try:
             unloading = self._unloading.get(target)
@@ -266,8 +250,7 @@ class ContainerModels:
         except BaseException as error:
             del self._pending[target]
             self._changed()
-            pending.future.set_exception(error)
-            pending.future.exception()  # mark retrieved: the waiters may all have given up
+            pending.fail(error)
             self._metrics.model_load_failures.inc()
             if not isinstance(error, Exception):
                 raise
@@ -420,7 +403,7 @@ class ContainerModels:
         await self.drain()
 
 
-class InvokeContainer:
+class InvokeContainer(InvocationsApp):
     """InvokeEndpoint in dense serving, a plain ASGI app: validate, find or load the model, forward, answer."""
 
     def __init__(
@@ -431,21 +414,15 @@ class InvokeContainer:
         instance: ContainerProcess,
         metrics: EndpointMetrics,
     ) -> None:
-        self.config = config
+        super().__init__(config, metrics)
         self.models = models
         self.client = client
         self.instance = instance
-        self.metrics = metrics
-        self.request_ids = RequestIds()
-        self.shutting_down = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         config = self.config
-        request_id = self.request_ids()
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        protocol.validate_endpoint_name(scope["path_params"]["endpoint_name"], config)
+        request_id, state = self.begin(scope)
         target = custom_attributes = inference_id = declared = None
         forwarded: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:

@@ -38,6 +38,7 @@ from endpoint.memory import release_memory
 from endpoint.metrics import EndpointMetrics
 
 T = TypeVar("T")
+V = TypeVar("V")
 log = logging.getLogger("endpoint.store")
 
 
@@ -78,9 +79,38 @@ class _Entry(Generic[T]):
 
 
 @dataclass(eq=False)
-class _Pending(Generic[T]):
-    future: asyncio.Future[_Entry[T]]
+class SharedLoad(Generic[V]):
+    """One load in flight that concurrent requests for the same model share (single flight).
+
+    ``waiters`` is the number of leases reserved for them: the loader hands the result over with that
+    many leases taken, so nothing can evict or unload it between the load finishing and a waiter resuming.
+    """
+
+    future: asyncio.Future[V]
     waiters: int = 0
+
+    async def wait(self, timeout: float, release: Callable[[V], None], not_ready: Callable[[], Exception]) -> V:
+        """The loaded result, with a lease reserved for this caller; ``not_ready()`` after ``timeout`` seconds
+        (the load carries on)."""
+        self.waiters += 1
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.future), timeout=timeout)
+        except TimeoutError:
+            if self.future.done() and not self.future.exception():
+                return self.future.result()
+            self.waiters -= 1
+            raise not_ready() from None
+        except BaseException:
+            # Cancelled (client gone) or the load failed: give the reservation back if it was taken.
+            if self.future.done() and not self.future.cancelled() and self.future.exception() is None:
+                release(self.future.result())
+            else:
+                self.waiters -= 1
+            raise
+
+    def fail(self, error: BaseException) -> None:
+        self.future.set_exception(error)
+        self.future.exception()  # mark retrieved: the waiters may all have given up
 
 
 @dataclass(eq=False, slots=True)
@@ -135,7 +165,7 @@ class ModelStore(Generic[T]):
         self._release_memory = release
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
         self._bytes = 0  # sum of the entries' sizes, kept as they come and go (no per-request sum)
-        self._pending: dict[str, _Pending[T]] = {}
+        self._pending: dict[str, SharedLoad[_Entry[T]]] = {}
         # Models whose load outlived the load timeout and is still running: the error their requests get.
         self._stuck: dict[str, LoadTimeout] = {}
         self._transient = 0
@@ -191,35 +221,18 @@ class ModelStore(Generic[T]):
         pending = self._pending.get(name)
         if pending is None:
             pending = self._start_load(name)
-        # Reserve a lease before waiting: the loader hands the entry over with this many leases taken,
-        # so nothing can evict it between the load finishing and this coroutine resuming.
-        pending.waiters += 1
-        try:
-            entry = await asyncio.wait_for(asyncio.shield(pending.future), timeout=self._wait_seconds)
-        except TimeoutError:
-            if pending.future.done() and not pending.future.exception():
-                entry = pending.future.result()
-            else:
-                pending.waiters -= 1
-                raise self._not_ready(name) from None
-        except BaseException:
-            # Cancelled (client gone) or the load failed: give the reservation back if it was taken.
-            if pending.future.done() and not pending.future.cancelled() and pending.future.exception() is None:
-                self._release(pending.future.result())
-            else:
-                pending.waiters -= 1
-            raise
+        entry = await pending.wait(self._wait_seconds, self._release, lambda: self._not_ready(name))
         return self._loaded_lease(entry, started)
 
-    def _start_load(self, name: str) -> _Pending[T]:
+    def _start_load(self, name: str) -> SharedLoad[_Entry[T]]:
         loop = asyncio.get_running_loop()
-        pending: _Pending[T] = _Pending(future=loop.create_future())
+        pending: SharedLoad[_Entry[T]] = SharedLoad(future=loop.create_future())
         self._pending[name] = pending
         task = asyncio.ensure_future(self._run_load(name, pending))
         self._background.track(task)
         return pending
 
-    async def _run_load(self, name: str, pending: _Pending[T]) -> None:
+    async def _run_load(self, name: str, pending: SharedLoad[_Entry[T]]) -> None:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._load, name)
         try:
@@ -229,8 +242,7 @@ class ModelStore(Generic[T]):
                 raise self._timed_out(name, future) from None
         except BaseException as error:
             del self._pending[name]
-            pending.future.set_exception(error)
-            pending.future.exception()  # mark retrieved: waiters may all have timed out
+            pending.fail(error)
             self._metrics.model_load_failures.inc()
             if not isinstance(error, Exception):
                 raise

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.processes import Server, memory_bytes, process_tree
+from bench.processes import Server, memory_bytes
 from bench.wrk_runs import HttpRequest, run_wrk, write_lua_requests
+from endpoint.memory import process_tree
 from testkit.models import bench_model, packed_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

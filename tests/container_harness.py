@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -183,15 +182,20 @@ def running_container(
         _wait_until_serving(running)
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL after 15 s; the pipe its log came through is closed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def _drain(process: subprocess.Popen[str], log: collections.deque[str]) -> None:
@@ -299,22 +303,7 @@ def predict_fn(data, model):
 """
 
 
-def options(**values: Any) -> dict[str, bytes]:
-    return {"options.json": json.dumps(values).encode()}
-
-
 def recorded_loads(log: Path) -> list[tuple[int, str]]:
     if not log.exists():
         return []
     return [(int(pid), directory) for pid, directory in (line.split(" ", 1) for line in log.read_text().splitlines())]
-
-
-def pss_bytes(pids: list[int]) -> int:
-    """Proportional set size of these processes (shared pages split among the processes mapping them)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-    return total

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from container.sizing import PER_WORKER_OVERHEAD_BYTES
+from testkit.models import options_file
 from tests.container_harness import (
     NEW_HOUSE,
     OLD_HOUSE,
@@ -27,7 +28,6 @@ from tests.container_harness import (
     fresh_connection_invoke,
     invoke,
     load,
-    options,
     recorded_loads,
     running_container,
     tiny_forest,
@@ -68,7 +68,7 @@ def test_concurrent_loads_of_one_model_run_one_load_and_the_others_get_409(
     container: ContainerProcess, farm: ModelFarm, loads: Path
 ) -> None:
     # Given a model whose model_fn takes a while, and 16 callers asking for it at once on their own connections
-    url = farm.add("contended", tiny_forest(), files=options(load_delay=0.4))
+    url = farm.add("contended", tiny_forest(), files=options_file(load_delay=0.4))
     barrier = threading.Barrier(16)
 
     def post() -> int:
@@ -88,7 +88,7 @@ def test_concurrent_loads_of_one_model_run_one_load_and_the_others_get_409(
 def test_a_failed_load_is_every_concurrent_caller_s_answer_and_leaves_the_name_free(
     container: ContainerProcess, farm: ModelFarm
 ) -> None:
-    url = farm.add("broken", tiny_forest(), files=options(load_delay=0.3, fail="no such weights"))
+    url = farm.add("broken", tiny_forest(), files=options_file(load_delay=0.3, fail="no such weights"))
     barrier = threading.Barrier(4)
 
     def post() -> httpx.Response:
@@ -128,7 +128,7 @@ def test_a_model_loaded_through_one_worker_is_mapped_lazily_by_the_other(
 
 def test_unload_during_an_invocation_lets_it_finish(container: ContainerProcess, farm: ModelFarm) -> None:
     # Given a model whose predictions take 0.5 s, and an invocation in flight
-    url = farm.add("slow", tiny_forest(low=1.0, high=2.0), files=options(predict_delay=0.5))
+    url = farm.add("slow", tiny_forest(low=1.0, high=2.0), files=options_file(predict_delay=0.5))
     with container.client as client:
         assert load(client, "slow", url).status_code == 200
     with ThreadPoolExecutor(1) as pool:
@@ -182,7 +182,7 @@ def test_loads_and_unloads_during_invocations_break_none_of_them(container: Cont
 
 def test_a_load_waits_for_nothing_but_its_own_model_fn(container: ContainerProcess, farm: ModelFarm) -> None:
     # Given a load that takes 1 s in progress
-    slow = farm.add("slow-load", tiny_forest(), files=options(load_delay=1.0))
+    slow = farm.add("slow-load", tiny_forest(), files=options_file(load_delay=1.0))
     quick = farm.add("quick-load", tiny_forest())
 
     def load_slow() -> httpx.Response:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from testkit.servers import startup_url
-from tests.container_harness import OLD_HOUSE, tiny_forest
+from tests.container_harness import OLD_HOUSE, stop, tiny_forest
 from tests.sagemaker_image import cached_venv
 
 pytestmark = pytest.mark.slow
@@ -119,14 +119,7 @@ def image(tmp_path: Path, image_python: Path) -> Iterator[tuple[str, Path]]:
     try:
         yield startup_url(process, timeout=60), models
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop(process)
 
 
 def test_the_image_s_command_serves_a_model_sagemaker_extracted(image: tuple[str, Path]) -> None:

@@ -28,9 +28,9 @@ from endpoint.app import DenseRuntime, create_app
 from endpoint.config import EndpointConfig, ModelDataUrl
 from endpoint.sagemaker_side import INVOCATION_TIMEOUT_MESSAGE, model_name
 from testkit.aws import sagemaker_runtime
-from testkit.models import tar_gz, write_program
+from testkit.models import options_file, tar_gz, write_program
 from testkit.servers import metric_value, serve_in_thread
-from tests.container_harness import NEW_HOUSE, RECORDING_PROGRAM, options, recorded_loads, tiny_forest
+from tests.container_harness import NEW_HOUSE, RECORDING_PROGRAM, recorded_loads, tiny_forest
 from tests.integration.endpoint_harness import artifact_bucket, invocation_error, invoke_many
 
 BUCKET = "dense-side"
@@ -60,9 +60,9 @@ def price(index: int) -> float:
 
 ARTIFACTS = {
     **{target(index): tar_gz({"forest.npz": tiny_forest(100.0, price(index))}) for index in range(MODELS)},
-    "slow.tar.gz": tar_gz({"forest.npz": tiny_forest(), **options(load_delay=0.4)}),
-    "fails.tar.gz": tar_gz({"forest.npz": tiny_forest(), **options(fail="model_fn refused this model")}),
-    "sleepy.tar.gz": tar_gz({"forest.npz": tiny_forest(), **options(predict_delay=3)}),
+    "slow.tar.gz": tar_gz({"forest.npz": tiny_forest(), **options_file(load_delay=0.4)}),
+    "fails.tar.gz": tar_gz({"forest.npz": tiny_forest(), **options_file(fail="model_fn refused this model")}),
+    "sleepy.tar.gz": tar_gz({"forest.npz": tiny_forest(), **options_file(predict_delay=3)}),
 }
 
 
