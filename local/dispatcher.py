@@ -96,7 +96,24 @@ def backoff_seconds(receive_count: int, base: float, cap: float) -> int:
     return int(min(cap, base * 2 ** max(0, receive_count - 1)))
 
 
-class Dispatcher:
+class _QueuePoller:
+    """Polls one queue until stopped; subclasses say what one poll does."""
+
+    _queue_url: str
+
+    def poll_once(self) -> list[Outcome]:
+        raise NotImplementedError
+
+    def run(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # the queue itself failing must not end the loop; retry shortly
+                log.exception("polling %s failed", self._queue_url)
+                stopped.wait(1.0)
+
+
+class Dispatcher(_QueuePoller):
     def __init__(
         self,
         sqs_client: Any,
@@ -130,14 +147,6 @@ class Dispatcher:
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         return [self._handle(message) for message in response.get("Messages", [])]
-
-    def run(self, stopped: threading.Event) -> None:
-        while not stopped.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # the queue itself failing must not end the loop; retry shortly
-                log.exception("polling %s failed", self._queue_url)
-                stopped.wait(1.0)
 
     def _handle(self, message: dict[str, Any]) -> Outcome:
         message_id = message["MessageId"]
@@ -222,7 +231,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
     }
 
 
-class QueueEventSource:
+class QueueEventSource(_QueuePoller):
     """Lambda's SQS event source mapping: poll, invoke with a batch, delete what succeeded.
 
     With ``report_batch_item_failures`` the function's ``batchItemFailures`` stay in the queue;
@@ -289,14 +298,6 @@ class QueueEventSource:
                 self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
                 outcomes.append(Outcome(message["MessageId"], "succeeded", count))
         return outcomes
-
-    def run(self, stopped: threading.Event) -> None:
-        while not stopped.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                log.exception("polling %s failed", self._queue_url)
-                stopped.wait(1.0)
 
 
 def _batch_item_failures(result: Any) -> set[str]:

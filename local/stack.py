@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from endpoint.lifetime import process_alive
 from endpoint.sockets import listening_socket
 from house_prices import schema
 from house_prices.naming import KeyLayout
@@ -340,7 +341,7 @@ class LocalStack:
         if self._runs_root.is_dir():
             for stale in self._runs_root.iterdir():
                 owner = stale.name.rpartition("-")[2]
-                if owner.isdigit() and not _pid_alive(int(owner)):
+                if owner.isdigit() and not process_alive(int(owner)):
                     shutil.rmtree(stale, ignore_errors=True)
         for directory in (self._run_dir / "tmp", self.log_dir):
             directory.mkdir(parents=True, exist_ok=True)
@@ -484,63 +485,47 @@ class LocalStack:
         return endpoint, endpoint_url
 
     def _start_dispatchers(self, env: Mapping[str, str], queues: Mapping[str, EventQueue]) -> list[Child]:
-        """One async invoker per S3-triggered function, polling the queue moto made for it."""
-        config = self.config
+        """One async invoker per S3-triggered function, polling the queue moto made for it, and one poller per
+        SQS event source mapping."""
         dispatchers = []
         for function in self.plan.event_functions:
             queue = queues[function.logical_id]
+            source = ["--queue-url", queue.queue_url, "--max-attempts", str(queue.max_attempts)]
+            source += ["--on-failure-queue-url", queue.on_failure_url] if queue.on_failure_url else []
             dispatchers.append(
-                self._spawn(
-                    f"dispatcher-{function.logical_id}",
-                    [
-                        "-m",
-                        "local.dispatcher",
-                        "--function",
-                        function.logical_id,
-                        "--queue-url",
-                        queue.queue_url,
-                        "--max-attempts",
-                        str(queue.max_attempts),
-                        *(["--on-failure-queue-url", queue.on_failure_url] if queue.on_failure_url else []),
-                        "--resources",
-                        self._resources_json(),
-                        "--backoff-base",
-                        str(config.dispatcher_backoff_base_seconds),
-                        "--backoff-cap",
-                        str(config.dispatcher_backoff_cap_seconds),
-                        *self._template_args(),
-                        *self._environment_args(function),
-                    ],
-                    env,
-                )
+                self._spawn(f"dispatcher-{function.logical_id}", self._dispatcher_arguments(function, source), env)
             )
         for function in self.plan.queue_functions:
             for trigger in function.sqs_triggers:
+                source = ["--event-source-mapping", trigger.event_name]
+                source += ["--queue-url", self.plan.queue_urls[trigger.queue_logical_id]]
                 dispatchers.append(
                     self._spawn(
                         f"dispatcher-{function.logical_id}-{trigger.event_name}",
-                        [
-                            "-m",
-                            "local.dispatcher",
-                            "--function",
-                            function.logical_id,
-                            "--event-source-mapping",
-                            trigger.event_name,
-                            "--queue-url",
-                            self.plan.queue_urls[trigger.queue_logical_id],
-                            "--resources",
-                            self._resources_json(),
-                            "--backoff-base",
-                            str(config.dispatcher_backoff_base_seconds),
-                            "--backoff-cap",
-                            str(config.dispatcher_backoff_cap_seconds),
-                            *self._template_args(),
-                            *self._environment_args(function),
-                        ],
+                        self._dispatcher_arguments(function, source),
                         env,
                     )
                 )
         return dispatchers
+
+    def _dispatcher_arguments(self, function: FunctionSpec, source: list[str]) -> list[str]:
+        """``local.dispatcher``'s command line for ``function``, reading the queue that ``source`` names."""
+        config = self.config
+        return [
+            "-m",
+            "local.dispatcher",
+            "--function",
+            function.logical_id,
+            *source,
+            "--resources",
+            self._resources_json(),
+            "--backoff-base",
+            str(config.dispatcher_backoff_base_seconds),
+            "--backoff-cap",
+            str(config.dispatcher_backoff_cap_seconds),
+            *self._template_args(),
+            *self._environment_args(function),
+        ]
 
     def _start_schedulers(self, env: Mapping[str, str]) -> list[Child]:
         """EventBridge's scheduled rules: one local/scheduler.py per scheduled function, its tick endpoint on a
@@ -884,16 +869,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
         print("local stack stopped", file=sys.stderr, flush=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 if __name__ == "__main__":

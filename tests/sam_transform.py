@@ -17,9 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS = {"SourceDirS3Uri": "s3://deploy-bucket/house-prices-mme/sourcedir/abc/sourcedir.tar.gz"}
 
 
-def source_template() -> dict[str, Any]:
+def decoded_template() -> dict[str, Any]:
+    """template.yaml as written (intrinsic functions as cfn-lint decodes them), parsed afresh for each caller."""
     loaded, problems = decode(str(ROOT / "template.yaml"))
     assert not problems, problems
+    return loaded
+
+
+def source_template() -> dict[str, Any]:
+    loaded = decoded_template()
     # Local paths are what `sam package` would replace with S3 locations.
     for resource in loaded["Resources"].values():
         for key in ("CodeUri", "ContentUri"):

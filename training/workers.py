@@ -92,7 +92,7 @@ def _child(train: Any, request: Mapping[str, Any]) -> int:
     os.environ.update(request["env"])
     sys.argv = [str(getattr(train, "__file__", "train.py")), *request["argv"]]
     try:
-        return int(train.main(list(request["argv"])) or 0)
+        return train.main(list(request["argv"]))
     except SystemExit as exit_:  # argparse's errors: their message is already on stderr
         return exit_.code if isinstance(exit_.code, int) else 1
     except BaseException:

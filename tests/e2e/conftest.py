@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,20 +13,27 @@ from local.stack import LocalStack, StackConfig
 from tests.e2e.stack_harness import CITIES, DENSE_CITIES, train_until_live
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    # The router's live-version cache is off, so a promotion is visible at once; captured predictions
-    # reach S3 within about a second instead of the template's 300 s Firehose buffering.
-    config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("stack"),
+def _config(state_dir: Path, **settings: Any) -> StackConfig:
+    # The router's live-version cache is off, so a promotion is visible at once.
+    return StackConfig(
+        state_dir=state_dir,
         write_stack_file=False,
         function_env={"RouterFunction": {"LIVE_MODEL_CACHE_SECONDS": "0"}},
-        capture_buffer_seconds=1.0,
+        **settings,
     )
+
+
+def _run(config: StackConfig) -> Iterator[LocalStack]:
     with LocalStack(config) as running:
         yield running
     # Teardown check: nothing of the stack outlives it
     assert all(child.process is None or child.process.poll() is not None for child in running.children)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    # Captured predictions reach S3 within about a second instead of the template's 300 s Firehose buffering.
+    yield from _run(_config(tmp_path_factory.mktemp("stack"), capture_buffer_seconds=1.0))
 
 
 @pytest.fixture(scope="session")
@@ -40,15 +49,7 @@ def trained(stack: LocalStack, registry: ModelRegistry, tmp_path_factory: pytest
 @pytest.fixture(scope="session")
 def dense_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The stack as `make up SERVING=dense` runs it: the endpoint is the SageMaker side in front of the container."""
-    config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("dense-stack"),
-        write_stack_file=False,
-        function_env={"RouterFunction": {"LIVE_MODEL_CACHE_SECONDS": "0"}},
-        serving="dense",
-    )
-    with LocalStack(config) as running:
-        yield running
-    assert all(child.process is None or child.process.poll() is not None for child in running.children)
+    yield from _run(_config(tmp_path_factory.mktemp("dense-stack"), serving="dense"))
 
 
 @pytest.fixture(scope="session")

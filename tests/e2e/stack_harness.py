@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import numpy as np
+import pytest
+from botocore.exceptions import ClientError
 from rich.console import Console
 
 from house_prices import schema
@@ -70,6 +72,23 @@ def malicious_artifact(marker: Path) -> bytes:
 
     claims = {"validation": {"ae_p50": 1.0}, "features": list(schema.FEATURE_NAMES)}
     return tar_gz({"model.joblib": pickle.dumps(WritesMarker(marker)), "metrics.json": json.dumps(claims).encode()})
+
+
+def invoke_pickle_under_the_model_prefix(stack: LocalStack, marker: Path) -> ClientError:
+    """Write ``malicious_artifact(marker)`` straight under the endpoint's model prefix (bypassing model-sync), invoke
+    it by TargetModel, and return the ModelError that must come back."""
+    target = "Evil_TX.20260101T000000Z-0badc0de.tar.gz"
+    key = KeyLayout(stack.info.prefix).mme_prefix + target
+    stack.client("s3").put_object(Bucket=stack.info.bucket, Key=key, Body=malicious_artifact(marker))
+    runtime = stack.client("sagemaker-runtime")
+    with pytest.raises(runtime.exceptions.ModelError) as failed:
+        runtime.invoke_endpoint(
+            EndpointName=stack.info.endpoint_name,
+            TargetModel=target,
+            ContentType="text/csv",
+            Body="2005,3100,4,2.5,1.1,2",
+        )
+    return failed.value
 
 
 def s3_event(stack: LocalStack, key: str) -> dict[str, Any]:

@@ -18,9 +18,8 @@ import pytest
 
 from endpoint.memory import process_tree
 from endpoint.sagemaker_side import model_name
-from house_prices.naming import KeyLayout
 from local.stack import LocalStack
-from tests.e2e.stack_harness import DENSE_CITIES, houses, malicious_artifact, reference_predictions
+from tests.e2e.stack_harness import DENSE_CITIES, houses, invoke_pickle_under_the_model_prefix, reference_predictions
 
 pytestmark = pytest.mark.slow
 
@@ -73,22 +72,12 @@ def test_a_house_is_priced_through_the_router_the_sagemaker_side_and_the_contain
 
 def test_a_pickle_under_the_model_prefix_never_runs_in_the_container(dense_stack: LocalStack, tmp_path: Path) -> None:
     # Given a pickle-only artifact written straight under the endpoint's model prefix
-    marker = tmp_path / "marker"
-    target = "Evil_TX.20260101T000000Z-0badc0de.tar.gz"
-    key = KeyLayout(dense_stack.info.prefix).mme_prefix + target
-    dense_stack.client("s3").put_object(Bucket=dense_stack.info.bucket, Key=key, Body=malicious_artifact(marker))
-    runtime = dense_stack.client("sagemaker-runtime")
     # When it is invoked by TargetModel
-    with pytest.raises(runtime.exceptions.ModelError) as failed:
-        runtime.invoke_endpoint(
-            EndpointName=dense_stack.info.endpoint_name,
-            TargetModel=target,
-            ContentType="text/csv",
-            Body="2005,3100,4,2.5,1.1,2",
-        )
+    marker = tmp_path / "marker"
+    error = invoke_pickle_under_the_model_prefix(dense_stack, marker)
     # Then the container's answer (a 500 naming the remedy) comes back as SageMaker's ModelError; nothing ran
-    assert failed.value.response["OriginalStatusCode"] == 500
-    assert "python -m training.convert" in failed.value.response["OriginalMessage"]
+    assert error.response["OriginalStatusCode"] == 500
+    assert "python -m training.convert" in error.response["OriginalMessage"]
     assert not marker.exists()
 
 

@@ -357,7 +357,7 @@ def test_endpoint_name_with_an_encoded_slash_is_a_sagemaker_error(endpoint: http
 
 
 def test_complex_npy_bodies_are_refused(endpoint: httpx.Client, stack: LocalStack, target_model: str) -> None:
-    # Issue 9 found these answered 200 with the imaginary part dropped; the packed-forest serving path refuses them.
+    # These were once answered 200 with the imaginary part dropped; the packed-forest serving path refuses them.
     body = _npy(np.array([[2005, 3100, 4, 2.5, 1.1, 2]], dtype=complex) + 1j)
     response = _invoke(endpoint, stack.info.endpoint_name, target_model, body, "application/x-npy")
     assert 400 <= response.status_code < 500

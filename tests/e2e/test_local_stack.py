@@ -36,6 +36,7 @@ from tests.e2e.stack_harness import (
     CITIES,
     QUIET,
     houses,
+    invoke_pickle_under_the_model_prefix,
     malicious_artifact,
     reference_predictions,
     s3_event,
@@ -280,21 +281,11 @@ def test_a_malicious_pickle_published_through_s3_never_runs(
 
 def test_a_pickle_placed_under_the_mme_prefix_never_runs(stack: LocalStack, tmp_path: Path) -> None:
     # Given the same pickle written straight under the endpoint's model prefix (bypassing model-sync)
-    marker = tmp_path / "marker"
-    target = "Evil_TX.20260101T000000Z-0badc0de.tar.gz"
-    key = KeyLayout(stack.info.prefix).mme_prefix + target
-    stack.client("s3").put_object(Bucket=stack.info.bucket, Key=key, Body=malicious_artifact(marker))
     # When a client invokes it by TargetModel
-    runtime = stack.client("sagemaker-runtime")
-    with pytest.raises(runtime.exceptions.ModelError) as failed:
-        runtime.invoke_endpoint(
-            EndpointName=stack.info.endpoint_name,
-            TargetModel=target,
-            ContentType="text/csv",
-            Body="2005,3100,4,2.5,1.1,2",
-        )
+    marker = tmp_path / "marker"
+    error = invoke_pickle_under_the_model_prefix(stack, marker)
     # Then the load fails with a clear error naming the remedy, and the pickle never ran
-    assert "python -m training.convert" in str(failed.value)
+    assert "python -m training.convert" in str(error)
     assert not marker.exists()
 
 

@@ -24,6 +24,26 @@ def quality_of(stack: LocalStack, city: str, version: str) -> dict[str, Any] | N
     return next((q for q in response.json()["quality"] if q["version"] == version), None)
 
 
+def post_label(stack: LocalStack, label: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        f"{stack.info.api_url}/feedback", json={**label, "sold_at": datetime.now(UTC).date().isoformat()}, timeout=30
+    )
+
+
+def quality_once_counted(
+    stack: LocalStack, city: str, version: str, before: int, started: float
+) -> tuple[dict[str, Any] | None, float]:
+    """The version's live quality as soon as it counts more than ``before`` labels (else as last seen when the
+    target runs out, measured from ``started``), and the seconds waited since ``started``."""
+    quality = None
+    while time.monotonic() - started < LABEL_TARGET_SECONDS:
+        quality = quality_of(stack, city, version)
+        if quality and quality["count"] > before:
+            break
+        time.sleep(0.5)
+    return quality, time.monotonic() - started
+
+
 def test_a_label_reaches_the_live_quality_within_60_seconds(stack: LocalStack, trained: dict) -> None:
     # Given a house priced by a live city's model
     city = CITIES[0]
@@ -36,27 +56,17 @@ def test_a_label_reaches_the_live_quality_within_60_seconds(stack: LocalStack, t
     # When its sale price is reported (the capture may not even be in S3 yet)
     started = time.monotonic()
     label = {"prediction_id": prediction["prediction_id"], "sale_price": sale_price}
-    feedback = httpx.post(
-        f"{stack.info.api_url}/feedback", json={**label, "sold_at": datetime.now(UTC).date().isoformat()}, timeout=30
-    )
+    feedback = post_label(stack, label)
     assert (feedback.status_code, feedback.json()) == (202, {"accepted": 1}), feedback.text
     # Then within 60 s the version's live quality counts it
-    quality = None
-    while time.monotonic() - started < LABEL_TARGET_SECONDS:
-        quality = quality_of(stack, city, version)
-        if quality and quality["count"] > before:
-            break
-        time.sleep(0.5)
-    waited = time.monotonic() - started
+    quality, waited = quality_once_counted(stack, city, version, before, started)
     assert quality is not None, f"no quality for {city} {version} after {waited:.1f} s"
     assert quality["count"] == before + 1, f"after {waited:.1f} s: {quality}"
     assert quality["mae"] is not None
     assert quality["offline_ae_p50"] is not None
     print(f"label reached the live quality in {waited:.1f} s")
     # And the same label sent again is not counted twice
-    again = httpx.post(
-        f"{stack.info.api_url}/feedback", json={**label, "sold_at": datetime.now(UTC).date().isoformat()}, timeout=30
-    )
+    again = post_label(stack, label)
     assert again.status_code == 202
     time.sleep(3)
     assert quality_of(stack, city, version)["count"] == before + 1  # type: ignore[index]
@@ -117,31 +127,15 @@ def test_a_label_by_city_and_house_id_reaches_the_live_quality(stack: LocalStack
     # When its sale is reported by (city, house_id), without the prediction id
     started = time.monotonic()
     label = {"city": city, "house_id": house_id, "sale_price": round(prediction["price"] * 0.8, 2)}
-    feedback = httpx.post(
-        f"{stack.info.api_url}/feedback", json={**label, "sold_at": datetime.now(UTC).date().isoformat()}, timeout=30
-    )
+    feedback = post_label(stack, label)
     assert (feedback.status_code, feedback.json()) == (202, {"accepted": 1}), feedback.text
     # Then the capture is indexed and the label joined to that prediction within 60 s, once
-    quality = None
-    while time.monotonic() - started < LABEL_TARGET_SECONDS:
-        quality = quality_of(stack, city, version)
-        if quality and quality["count"] > before:
-            break
-        time.sleep(0.5)
-    waited = time.monotonic() - started
+    quality, waited = quality_once_counted(stack, city, version, before, started)
     assert quality is not None, f"no quality for {city} {version} after {waited:.1f} s"
     assert quality["count"] == before + 1, f"after {waited:.1f} s: {quality}"
     print(f"a label by house reached the live quality in {waited:.1f} s")
     # And the same sale reported by the prediction id is a duplicate, not counted again
-    again = httpx.post(
-        f"{stack.info.api_url}/feedback",
-        json={
-            "prediction_id": prediction["prediction_id"],
-            "sale_price": label["sale_price"],
-            "sold_at": datetime.now(UTC).date().isoformat(),
-        },
-        timeout=30,
-    )
+    again = post_label(stack, {"prediction_id": prediction["prediction_id"], "sale_price": label["sale_price"]})
     assert again.status_code == 202
     time.sleep(3)
     assert quality_of(stack, city, version)["count"] == before + 1  # type: ignore[index]

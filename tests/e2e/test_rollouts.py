@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 from house_prices.naming import KeyLayout, make_version
-from house_prices.registry import LiveModel, ModelRegistry, ModelVersion
+from house_prices.registry import LiveModel, ModelRegistry, ModelVersion, Rollout
 from house_prices.rollout_stats import GuardPolicy
 from local.demo_quality import label_of, traffic
 from local.demo_rollout import GOOD_CITY as DEMO_GOOD_CITY
@@ -419,12 +419,18 @@ def sold(setup: Setup, houses: Sequence[Priced]) -> None:
         post_labels(http, setup.api, [label_of(p) for p in houses])
 
 
+def rollout_in(setup: Setup, city: str, mode: str) -> Rollout:
+    """The city's rollout in progress, which must be a ``mode`` one."""
+    rollout = setup.registry.find_live(city).rollout  # type: ignore[union-attr]
+    assert rollout is not None
+    assert rollout.mode == mode
+    return rollout
+
+
 def test_a_better_candidate_is_promoted_from_shadow_on_paired_labels(setup: Setup) -> None:
     # Given GOOD_CITY's shadow rollout (live trained on prices 15 % low, the candidate on the right ones)
     city, live, candidate = GOOD_CITY, setup.live[GOOD_CITY], setup.candidates[GOOD_CITY]
-    rollout = setup.registry.find_live(city).rollout  # type: ignore[union-attr]
-    assert rollout is not None
-    assert rollout.mode == "shadow"
+    rollout = rollout_in(setup, city, "shadow")
     # When 80 houses are priced (by live), scored by the candidate off the response path, and sell
     houses = priced(setup, city, 80, seed=605)
     assert {p.version for p in houses} == {live}
@@ -457,9 +463,7 @@ def test_a_better_candidate_is_promoted_from_shadow_on_paired_labels(setup: Setu
 def test_a_worse_candidate_is_rolled_back_from_canary_on_each_versions_labels(setup: Setup) -> None:
     # Given WORSE_CITY's canary at 50 % (the candidate trained on prices recorded at 60 %)
     city, live, candidate = WORSE_CITY, setup.live[WORSE_CITY], setup.candidates[WORSE_CITY]
-    rollout = setup.registry.find_live(city).rollout  # type: ignore[union-attr]
-    assert rollout is not None
-    assert rollout.mode == "canary"
+    rollout = rollout_in(setup, city, "canary")
     # When 160 houses are priced, each by its arm, and sell
     houses = priced(setup, city, 160, seed=607)
     sold(setup, houses)

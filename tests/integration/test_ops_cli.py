@@ -230,15 +230,21 @@ def test_sync_exits_1_and_shows_the_status_when_model_sync_rejects(
     assert result["reason"]
 
 
+def trigger_wins_the_race(monkeypatch: pytest.MonkeyPatch, expected_action: str) -> None:
+    """The CLI's upload is followed at once by model-sync's S3 trigger, which must decide ``expected_action``."""
+
+    def upload_then_trigger(s3_client: Any, path: Path, bucket: str, key: str) -> None:
+        s3_client.upload_file(str(path), bucket, key)
+        assert only(invoke(s3_put_event(key)))["action"] == expected_action
+
+    monkeypatch.setattr(cli, "upload_artifact", upload_then_trigger)
+
+
 def test_sync_exits_1_when_the_trigger_rejected_it_first(
     aws: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given the S3 trigger wins the race: model-sync runs on the upload before the CLI's own run
-    def upload_then_trigger(s3_client: Any, path: Path, bucket: str, key: str) -> None:
-        s3_client.upload_file(str(path), bucket, key)
-        assert only(invoke(s3_put_event(key)))["action"] == "rejected"
-
-    monkeypatch.setattr(cli, "upload_artifact", upload_then_trigger)
+    trigger_wins_the_race(monkeypatch, "rejected")
     path = tmp_path / "reordered.tar.gz"
     path.write_bytes(build_artifact(realistic_metrics(features=["SQUARE_FEET", "YEAR_BUILT", "NUM_BEDROOMS"])))
     # When sync's own run finds the version already decided
@@ -251,11 +257,7 @@ def test_sync_exits_1_when_the_trigger_rejected_it_first(
 def test_sync_after_the_trigger_promoted_it_reports_live_and_exits_0(
     aws: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def upload_then_trigger(s3_client: Any, path: Path, bucket: str, key: str) -> None:
-        s3_client.upload_file(str(path), bucket, key)
-        assert only(invoke(s3_put_event(key)))["action"] == "promoted"
-
-    monkeypatch.setattr(cli, "upload_artifact", upload_then_trigger)
+    trigger_wins_the_race(monkeypatch, "promoted")
     code, result = sync_json(capsys, CITY, str(artifact_file(tmp_path, "good")), "--job", "raced")
     assert (code, result["action"], result["status"]) == (0, "duplicate", "live")
 

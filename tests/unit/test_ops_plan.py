@@ -196,8 +196,8 @@ def test_the_project_figures_load_with_sources_and_cover_every_priced_region() -
     assert loaded.prices["us-east-1"]["ml.m5.large"] == 0.115
 
 
-def test_the_project_figures_reproduce_issue_16_density() -> None:
-    # Given an ml.m5.large less 1 GiB (7,168 MiB), as in issue 16's table
+def test_the_project_figures_reproduce_the_measured_density() -> None:
+    # Given an ml.m5.large less 1 GiB (7,168 MiB), as in docs/benchmarks.md's density table
     result = make_plan(Demand(models=10_000, rps=50), Figures.load())
     # Then MMS keeps 7168 / 27.7 = 258 models per instance and the dense container 7168 / 0.402 = 17,830
     assert sizing(result, "managed", "ml.m5.large").models_per_instance == 258

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
 from house_prices.registry import ROLLOUT_INDEX
 from local.scheduler import rate_seconds
 from rollouts.handler import IN_PROGRESS_METRIC, METRIC_NAMES
 from rollouts.logic import Outcome
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.sam_transform import decoded_template
 
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    loaded, problems = decode(str(ROOT / "template.yaml"))
-    assert not problems, problems
-    return loaded
+    return decoded_template()
 
 
 def props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:

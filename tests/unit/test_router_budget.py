@@ -1,5 +1,5 @@
 """The router's time budget with a canary: the registry, one candidate attempt and the live call fit Lambda's timeout,
-and a rollout change reaches every router within the issue's 5 s."""
+and a rollout change reaches every router within 5 s (docs/rollouts.md, Targets)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from router import wiring
 from router.settings import RouterSettings
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-# Issue 18: a weight change, promotion or rollback is visible to every router within this many seconds.
+# docs/rollouts.md, Targets: a weight change, promotion or rollback is visible to every router within this many seconds.
 VISIBILITY_SECONDS = 5
 
 

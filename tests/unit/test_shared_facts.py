@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
 from house_prices import naming
 from house_prices.artifacts import DEFAULT_MAX_UNPACKED_BYTES
+from tests.sam_transform import decoded_template
 from tests.unit import test_import_graph
 from training import inputs, train
 
@@ -27,9 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    loaded, problems = decode(str(ROOT / "template.yaml"))
-    assert not problems, problems
-    return loaded
+    return decoded_template()
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_plus
 
 import pytest
-from cfnlint.decode import decode
 
 from house_prices import naming, schema
 from house_prices.errors import InvalidInput, NotAModelKey
 from model_sync.settings import SyncSettings
 from rollouts.settings import RolloutSettings
 from router.settings import RouterSettings
+from tests.sam_transform import decoded_template
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -25,9 +25,7 @@ S3_EVENTS = sorted(EVENTS.glob("s3-*.json"))
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    loaded, problems = decode(str(ROOT / "template.yaml"))
-    assert not problems, problems
-    return loaded
+    return decoded_template()
 
 
 @pytest.fixture(scope="module")

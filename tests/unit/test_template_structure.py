@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
 from house_prices import http_api, naming
 from house_prices.registry import LIVE_INDEX, LIVE_PARTITION_ATTRIBUTE, ROLLOUT_INDEX, ROLLOUT_PARTITION_ATTRIBUTE
 from model_sync.gate import GatePolicy
 from tests.pythons import find_python
+from tests.sam_transform import decoded_template
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 BUCKET_NAME_SUB = "${BucketNamePrefix}-${AWS::AccountId}-${AWS::Region}"
 # The API's contract: house_prices.http_api.ROUTES (the router and the OpenAPI document are built from it).
@@ -32,9 +31,7 @@ FUNCTIONS = {
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    loaded, problems = decode(str(TEMPLATE))
-    assert not problems, problems
-    return loaded
+    return decoded_template()
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
