@@ -1,6 +1,6 @@
 """The density bench: the dense container against the managed scikit-learn image's MMS, interleaved.
 
-The same models (the 10 seed cities trained once by ``training.local_runs``: packed forests of 100
+The same models (the 10 notebook cities trained once by ``training.local_runs``: packed forests of 100
 trees; each server gets its own copies, ``ROOT/{name}/model``) and the same cores for every server:
 
 * ``mms``: MMS 1.1.1 as the scikit-learn image runs it in multi-model mode (``bench/density_servers.py``
@@ -324,8 +324,8 @@ def run(options: Options) -> dict[str, Any]:
     options.work.mkdir(parents=True)
     from house_prices import schema
 
-    log("training the 10 seed cities (training.local_runs)")
-    cities = train_cities(options.work, schema.SEED_CITIES, options.houses)
+    log("training the 10 notebook cities (training.local_runs)")
+    cities = train_cities(options.work, schema.NOTEBOOK_CITIES, options.houses)
     mms, container = mms_python(), container_python()
     subjects = subjects_for(options, cities, mms, container)
     # Every wrk run goes through the same gate (bench/density_measure.py: the machine is shared).

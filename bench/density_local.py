@@ -4,7 +4,7 @@ The two local density targets, measured on ``python -m endpoint --serving dense`
 which starts ``python -m container serve``, the image's command, as SageMaker starts the image), with
 moto S3 in its own process:
 
-* **throughput**: InvokeEndpoint, one CSV row, cycling over 10 warm seed-sized models (100 trees,
+* **throughput**: InvokeEndpoint, one CSV row, cycling over 10 warm notebook-sized models (100 trees,
   ``testkit.models.bench_model``, served by ``training/inference.py`` in the container), under
   ``wrk -t1`` at 8 and 50 connections, interleaved round by round with the bare Starlette ceiling of
   ``bench/peers.py`` (uvicorn + httptools + uvloop, one process); the figure per configuration is the
@@ -108,7 +108,7 @@ def moto_server(work: Path) -> Server:
 
 
 def publish_models(s3_url: str, work: Path) -> Models:
-    """10 seed-sized forests (fitted here) under WARM_PREFIX, and the price inference.py gives ROW with each."""
+    """10 notebook-sized forests (fitted here) under WARM_PREFIX, and the price inference.py gives ROW with each."""
     from testkit.models import bench_model
     from training import inference
 
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     moto = moto_server(work)
     try:
         moto.start().wait_ready()
-        log("fitting and publishing 10 seed-sized models")
+        log("fitting and publishing 10 notebook-sized models")
         models = publish_models(moto.url, work)
         if options.part in ("throughput", "both"):
             results["throughput"] = throughput(moto.url, models, work, options)

@@ -1,4 +1,4 @@
-"""The density bench's models and requests: the 10 seed cities trained once by the project's training code.
+"""The density bench's models and requests: the 10 notebook cities trained once by the project's training code.
 
 ``train_cities`` runs ``training.local_runs.train_locally`` (the path ``make demo`` and ``make bench``
 train with: packed forests of 100 trees, ``min_samples_leaf=3``). Every served model is a copy of one

@@ -1,6 +1,6 @@
 """The 10,000-model Zipf run through the dense container alone, the client playing SageMaker's part.
 
-``--zipf-models`` model directories (copies of the seed cities' artifacts, one file each, 100-tree
+``--zipf-models`` model directories (copies of the notebook cities' artifacts, one file each, 100-tree
 forests), a container with a memory budget far below what they all need, and Zipf(1.1) traffic from a
 few keep-alive connections. The client does what SageMaker's multi-model side does, minimally: invoke;
 on 404 load the model (``POST /models``; 409 means someone else just did); on 507 unload the least

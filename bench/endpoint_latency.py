@@ -7,7 +7,7 @@ ModelDownloadingTime/ModelLoadingTime from /metrics.
     # against a running endpoint (e.g. `make up`), one TargetModel that exists under its prefix
     python bench/endpoint_latency.py --endpoint-url http://127.0.0.1:8080 --endpoint-name NAME --target-model M.tar.gz
     python bench/endpoint_latency.py --stack .local/stack.json --target-model M.tar.gz
-    # self-contained: moto S3 + endpoint in-process, seed-sized forests, the project's inference.py
+    # self-contained: moto S3 + endpoint in-process, notebook-sized forests, the project's inference.py
     python bench/endpoint_latency.py --requests 1000 --cold-models 5
 """
 
@@ -27,7 +27,7 @@ import httpx
 
 from house_prices.naming import KeyLayout
 
-ROW = "1995,3000,4,2.5,1.0,2"  # one house in schema feature order (a plausible seed-generator row)
+ROW = "1995,3000,4,2.5,1.0,2"  # one house in schema feature order (a plausible notebook-generator row)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -68,7 +68,7 @@ def invoke(client: Any, endpoint_name: str, target: str) -> float:
 
 @contextlib.contextmanager
 def self_contained(cold_models: int) -> Iterator[tuple[str, str, list[str]]]:
-    """moto S3 + the endpoint in this process, with seed-sized forests (100 trees, min_samples_leaf=3, 600 rows)."""
+    """moto S3 + the endpoint in this process, with notebook-sized forests (100 trees, min_samples_leaf=3, 600 rows)."""
     import os
 
     from endpoint.app import create_app

@@ -1,6 +1,6 @@
 """Packed-forest speed against its targets (``TARGETS_US``), interleaved with scikit-learn's own predict.
 
-Trains one seed city's forest (100 trees, min_samples_leaf=3), packs it, then times — round-robin,
+Trains one notebook city's forest (100 trees, min_samples_leaf=3), packs it, then times — round-robin,
 so the machine's drift hits all alike — ``PackedForest.predict`` for 1 and 100 rows, sklearn's
 ``predict`` on the same rows (n_jobs=1), and ``model_fn`` (load + validate a ``forest.npz``). Prints a
 JSON report with medians, the ratio to sklearn, the resident size and each target met or not.

@@ -261,8 +261,8 @@ def write_report(results: Mapping[str, Any], path: Path) -> Path:
         f"{results['load_average_start'][0]:.1f} at the start, {results['load_average_end'][0]:.1f} at the end, "
         "other engineers' jobs included): read the ratios, which come from the same rounds.",
         "",
-        f"Model artifact members: `{results.get('format', '?')}` (10 seed cities trained by `training.jobs`, promoted "
-        "by model-sync). Peers load joblib models fitted here on the same data with the same hyperparameters.",
+        f"Model artifact members: `{results.get('format', '?')}` (10 notebook cities trained by `training.jobs`, "
+        "promoted by model-sync). Peers load joblib models fitted here on the same data with the same hyperparameters.",
         "",
         "## Targets: the endpoint and the HTTP API (docs/endpoint.md)",
         "",

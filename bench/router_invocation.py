@@ -1,6 +1,6 @@
 """CPU per warm invocation of the router's real handler: what Lambda bills, without the local bridge.
 
-Starts a fresh local stack, trains and promotes one seed city through the real path, then imports
+Starts a fresh local stack, trains and promotes one notebook city through the real path, then imports
 ``RouterFunction``'s handler in this process the way ``sam local invoke`` does (the template's
 environment, the stack's endpoint URLs) and invokes it with the same API Gateway events the tests
 use (``events/api-predictions-single.json`` and ``-batch.json``, whose city it trains). Each event

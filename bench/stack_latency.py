@@ -1,6 +1,6 @@
 """End-to-end latency of the local stack: client → HTTP API → router → endpoint → model, and back.
 
-Starts a fresh stack (temporary state dir, free ports), trains ``--cities`` seed cities through the
+Starts a fresh stack (temporary state dir, free ports), trains ``--cities`` notebook cities through the
 real path (train.py → S3 → model-sync → registry), then measures from the client side:
 
 * cold: the first prediction per city (router resolves the live version; endpoint downloads,
@@ -105,14 +105,14 @@ def run(cities: Sequence[str], requests: int, batch: int, state_dir: Path) -> di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cities", type=int, default=5, help="how many seed cities to train (1-10)")
+    parser.add_argument("--cities", type=int, default=5, help="how many notebook cities to train (1-10)")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--cold-p50-budget-ms", type=float, default=100.0, help="fail above this cold p50")
     parser.add_argument("--warm-p50-budget-ms", type=float, default=10.0, help="fail above this warm p50")
     args = parser.parse_args(argv)
-    cities = schema.SEED_CITIES[: max(1, min(args.cities, len(schema.SEED_CITIES)))]
+    cities = schema.NOTEBOOK_CITIES[: max(1, min(args.cities, len(schema.NOTEBOOK_CITIES)))]
     with tempfile.TemporaryDirectory(prefix="stack-bench-") as state_dir:
         results = run(cities, args.requests, args.batch, Path(state_dir))
     print(f"{'measure':<22}{'n':>6}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}")

@@ -1,7 +1,7 @@
 """``make bench``: the endpoint against its ceiling and its peers in one run, plus cold loads and scale.
 
 One local stack (``python -m local.stack``) provides moto S3, the model-sync path and the HTTP API;
-the 10 seed cities are trained and published through ``training.jobs`` and promoted by model-sync,
+the 10 notebook cities are trained and published through ``training.jobs`` and promoted by model-sync,
 whatever model format that produces. Then, every server running at once and measured interleaved
 (round-robin rounds, median of ``--rounds``) with ``wrk -t1 -c50``, one CSV row per request over the
 10 warm city models:

@@ -1,4 +1,4 @@
-"""``make bench``'s local stack and models: ``python -m local.stack`` as a child, the 10 seed cities trained,
+"""``make bench``'s local stack and models: ``python -m local.stack`` as a child, the 10 notebook cities trained,
 published and promoted through it, the peers' joblib twins, and the houses every server is asked about.
 """
 
@@ -99,7 +99,7 @@ class Sample:
 
 
 def train_and_publish(stack: Stack, work_dir: Path) -> dict[str, CityModel]:
-    """The 10 seed cities through training.jobs → S3 → model-sync → registry, like `make demo`."""
+    """The 10 notebook cities through training.jobs → S3 → model-sync → registry, like `make demo`."""
     from rich.console import Console
 
     from house_prices.naming import KeyLayout
@@ -108,7 +108,7 @@ def train_and_publish(stack: Stack, work_dir: Path) -> dict[str, CityModel]:
     from training.local_runs import train_locally
     from training.publishing import S3Publisher, publish_local_run
 
-    cities = list(schema.SEED_CITIES)
+    cities = list(schema.NOTEBOOK_CITIES)
     report = train_locally(cities, work_dir / "training", progress=False)
     report.raise_for_failures()
     publisher = S3Publisher(stack.client("s3"), stack.info["bucket"], KeyLayout(stack.info["prefix"]))

@@ -1,11 +1,11 @@
-"""``make demo``: the seed notebook end to end on the local stack — no AWS, no Docker.
+"""``make demo``: the notebook end to end on the local stack — no AWS, no Docker.
 
 1. start the stack (moto S3/SQS/DynamoDB, model-sync dispatcher, multi-model endpoint, HTTP API);
-2. train the 10 seed cities (real ``train.py`` processes) and publish inputs + outputs to local S3;
+2. train the 10 notebook cities (real ``train.py`` processes) and publish inputs + outputs to local S3;
 3. wait until model-sync has validated, copied and promoted all 10 (polling the registry);
-4. list the models under the MME prefix, as the seed's ``list_models`` does;
+4. list the models under the MME prefix, as the notebook's ``list_models`` does;
 5. price a random house per city through the HTTP API twice: cold (first use loads the model) and warm;
-6. call the endpoint directly with boto3 ``invoke_endpoint`` like the seed's last section;
+6. call the endpoint directly with boto3 ``invoke_endpoint`` like the notebook's last section;
 7. retrain one city: the new version goes live, and the old one still answers with ``?version=``;
 8. stop everything.
 """
@@ -52,7 +52,7 @@ class Timed:
 
 
 def random_house(city: str, seed: int) -> dict[str, float]:
-    """A house drawn from the seed's generator (so it is valid), as the API's JSON object."""
+    """A house drawn from the notebook's generator (so it is valid), as the API's JSON object."""
     from training.data import generate_houses
 
     return schema.house_from_row(generate_houses(city, 1, seed)[0][1:])
@@ -107,7 +107,7 @@ def train_and_publish(
 
 
 def list_models(stack: LocalStack) -> list[dict[str, Any]]:
-    """The seed's ``list_models``: every object under the MME prefix (ModelDataUrl)."""
+    """The notebook's ``list_models``: every object under the MME prefix (ModelDataUrl)."""
     s3 = stack.client("s3")
     paginator = s3.get_paginator("list_objects_v2")
     objects: list[dict[str, Any]] = []
@@ -205,7 +205,7 @@ def run(console: Console, state_dir: Path, cities: Sequence[str], workers: int |
             f" n={len(warm)}) — client-side, through HTTP API → router → endpoint"
         )
 
-        console.rule("5. the seed's last step: boto3 sagemaker-runtime invoke_endpoint")
+        console.rule("5. the notebook's last step: boto3 sagemaker-runtime invoke_endpoint")
         city = cities[0]
         house = random_house(city, HOUSE_SEED)
         runtime = stack.client("sagemaker-runtime")
@@ -293,7 +293,7 @@ def _price(timed: Timed) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    parser.add_argument("--cities", nargs="+", default=list(schema.SEED_CITIES))
+    parser.add_argument("--cities", nargs="+", default=list(schema.NOTEBOOK_CITIES))
     parser.add_argument("--workers", type=int, default=None, help="parallel training processes (default: CPUs)")
     parser.add_argument("--json", type=Path, default=None, help="also write the measured figures here")
     args = parser.parse_args(argv)

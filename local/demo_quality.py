@@ -41,7 +41,7 @@ from ops import quality as ops_quality
 from ops import tables
 from training.report import make_console
 
-# Names outside the seed cities, so the demo's core can share a stack with other suites' cities.
+# Names outside the notebook cities, so the demo's core can share a stack with other suites' cities.
 DEMO_CITIES = ("Austin_TX", "Denver_CO", "Boston_MA", "Miami_FL")
 DRIFTED_CITY = "Denver_CO"
 WORSE_CITY = "Boston_MA"

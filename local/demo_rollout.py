@@ -54,7 +54,7 @@ from ops import rollouts as ops_rollouts
 from ops import tables
 from training.report import make_console
 
-# Names outside the seed cities and the other demos', so the demo's core can share a stack with other suites.
+# Names outside the notebook cities and the other demos', so the demo's core can share a stack with other suites.
 GOOD_CITY = "Portland_OR"
 WORSE_CITY = "Atlanta_GA"
 DEMO_CITIES = (GOOD_CITY, WORSE_CITY)

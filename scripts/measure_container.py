@@ -1,7 +1,7 @@
 """Measure the dense container (``python -m container``) as docs/container.md reports it.
 
-* memory: PSS of the whole process tree (supervisor + workers), empty, after loading N seed-sized
-  packed forests (100 trees, 600 rows, ``min_samples_leaf=3``: the seed cities' size; each a separate
+* memory: PSS of the whole process tree (supervisor + workers), empty, after loading N notebook-sized
+  packed forests (100 trees, 600 rows, ``min_samples_leaf=3``: the notebook cities' size; each a separate
   file, as SageMaker extracts each model to its own directory), and after every worker has mapped
   every model (each model invoked over fresh connections until each worker served it);
 * ``POST /models`` latency for a model already on disk (sequential, one keep-alive connection);

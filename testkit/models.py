@@ -97,7 +97,7 @@ def options_file(**options: Any) -> dict[str, bytes]:
 
 
 def bench_model(seed: int) -> tuple[Any, bytes]:
-    """A seed-sized model (100 trees, min_samples_leaf=3, 600 rows) and its ``model.tar.gz`` for benchmarks.
+    """A notebook-sized model (100 trees, min_samples_leaf=3, 600 rows) and its ``model.tar.gz`` for benchmarks.
 
     Returns the fitted model (its ``predict`` is the expected answer) and the artifact the project's
     ``training/inference.py`` serves.

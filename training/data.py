@@ -1,8 +1,8 @@
-"""Synthetic houses with the seed's distributions and price formula, split without leaks.
+"""Synthetic houses with the notebook's distributions and price formula, split without leaks.
 
-The seed drew one house at a time with ``random``/``numpy`` scalars; this draws whole columns with a
+The notebook drew one house at a time with ``random``/``numpy`` scalars; this draws whole columns with a
 seeded ``numpy.random.Generator`` (same distributions, same formula, reproducible per city).
-Columns follow ``schema.CSV_COLUMNS`` (``PRICE`` first); files are headerless CSVs named as the seed
+Columns follow ``schema.CSV_COLUMNS`` (``PRICE`` first); files are headerless CSVs named as the notebook
 named them (``{city}_{split}.csv``, the basename of ``KeyLayout.prep_key``).
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from house_prices import naming, schema
 
 DEFAULT_SEED = 42
-# Train / validation / test shares of the seed (60 / 30 / 10 %); test takes the remainder.
+# Train / validation / test shares of the notebook (60 / 30 / 10 %); test takes the remainder.
 SPLIT_FRACTIONS: Mapping[str, float] = {"train": 0.6, "val": 0.3}
 
 _COLUMN = {name: index for index, name in enumerate(schema.CSV_COLUMNS)}
@@ -63,7 +63,7 @@ def price_of(
     lot_acres: np.ndarray,
     garage_spaces: np.ndarray,
 ) -> np.ndarray:
-    """The seed's price formula, evaluated in the seed's order so float rounding matches it exactly.
+    """The notebook's price formula, evaluated in the notebook's order so float rounding matches it exactly.
 
     ``int(SQUARE_FEET*150) + 10000*NUM_BEDROOMS + 15000*NUM_BATHROOMS + 15000*LOT_ACRES
     + 15000*GARAGE_SPACES - 5000*(MAX_YEAR - YEAR_BUILT)``, truncated to an integer.
@@ -121,7 +121,7 @@ def generate_houses(city: str, n: int = schema.HOUSES_PER_CITY, seed: int = DEFA
 def split_indices(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Disjoint train/val/test row indices covering 0..n-1 (60/30/10), from one seeded permutation.
 
-    The seed's second ``train_test_split`` assigned ``X_test`` twice, leaving test rows inside
+    The notebook's second ``train_test_split`` assigned ``X_test`` twice, leaving test rows inside
     validation; one permutation cut in three pieces cannot do that.
     """
     order = rng.permutation(n)
@@ -148,7 +148,7 @@ def generate_cities(
 
 
 def csv_filename(city: str, split: str) -> str:
-    """The seed's file name, taken from the bucket layout so the two never disagree."""
+    """The notebook's file name, taken from the bucket layout so the two never disagree."""
     return PurePosixPath(naming.KeyLayout().prep_key(city, split)).name
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from training import data as data_module
 from training.train import DEFAULT_MIN_SAMPLES_LEAF, DEFAULT_N_ESTIMATORS
 
-# SageMaker channel name -> the seed's split name in file names and prep keys.
+# SageMaker channel name -> the notebook's split name in file names and prep keys.
 CHANNELS: Mapping[str, str] = {"train": "train", "validation": "val", "test": "test"}
 
 

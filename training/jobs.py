@@ -2,7 +2,7 @@
 
 Segments come from ``--data`` (a CSV with a header or Parquet file, folder or ``s3://`` URI holding many
 segments; validated before anything trains: ``training.dataset``) or from the synthetic generator
-(``--cities`` / ``--all-seed-cities``). Local mode trains them in ``--workers`` processes, each a shard
+(``--cities`` / ``--all-notebook-cities``). Local mode trains them in ``--workers`` processes, each a shard
 of segments in one interpreter (``training.local_runs``); ``--publish`` uploads inputs and artifacts
 where a SageMaker job would (``training.publishing``), which triggers model-sync. SageMaker mode
 submits ceil(N / ``--segments-per-job``) training jobs (``training.sagemaker_jobs``); ``--wait``
@@ -113,7 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--validate-only", action="store_true", help="validate and report; train nothing")
     synthetic = parser.add_argument_group("segments: synthetic cities")
     synthetic.add_argument("--cities", nargs="+", default=[], metavar="CITY")
-    synthetic.add_argument("--all-seed-cities", action="store_true", help=f"train {', '.join(schema.SEED_CITIES)}")
+    # --all-seed-cities: the flag's first name, kept so existing scripts still run.
+    synthetic.add_argument(
+        "--all-notebook-cities",
+        "--all-seed-cities",
+        action="store_true",
+        help=f"train the notebook's cities: {', '.join(schema.NOTEBOOK_CITIES)}",
+    )
     synthetic.add_argument("--houses", type=_positive, default=schema.HOUSES_PER_CITY, help="houses per city")
     parser.add_argument("--mode", choices=("local", "sagemaker"), default="local")
     parser.add_argument("--bucket", help="S3 bucket for --publish / sagemaker mode")
@@ -198,7 +204,7 @@ class _Run:
 
     def segments(self) -> list[SegmentInput]:
         if self.args.data is None:
-            cities = [*self.args.cities, *(schema.SEED_CITIES if self.args.all_seed_cities else ())]
+            cities = [*self.args.cities, *(schema.NOTEBOOK_CITIES if self.args.all_notebook_cities else ())]
             cities = [naming.validate_city(city, "--cities") for city in dict.fromkeys(cities)]
             return [synthetic_segment(city, self.args.houses, self.args.seed) for city in cities]
         from training.dataset import DataSpec, load_dataset, print_report
@@ -438,15 +444,15 @@ def _main(argv: Sequence[str] | None, pool: WorkerPool | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.data is not None:
-        if args.cities or args.all_seed_cities:
-            parser.error("give --data or --cities/--all-seed-cities, not both")
+        if args.cities or args.all_notebook_cities:
+            parser.error("give --data or --cities/--all-notebook-cities, not both")
         missing = [
             flag for flag in ("--segment-column", "--price-column") if not getattr(args, flag[2:].replace("-", "_"))
         ]
         if missing:
             parser.error(f"{' and '.join(missing)} required with --data")
-    elif not args.cities and not args.all_seed_cities:
-        parser.error("give --data, --cities or --all-seed-cities")
+    elif not args.cities and not args.all_notebook_cities:
+        parser.error("give --data, --cities or --all-notebook-cities")
     try:
         for city in args.cities:
             naming.validate_city(city, "--cities")

@@ -29,7 +29,7 @@ import packed_forest
 from house_prices import drift, naming, schema
 from packed_forest.evaluation import PERCENTILES, error_metrics
 
-# The seed's metric lines; SageMaker's MetricDefinitions regex is "AE-at-50th-percentile: ([0-9.]+).*$".
+# The notebook's metric lines; SageMaker's MetricDefinitions regex is "AE-at-50th-percentile: ([0-9.]+).*$".
 METRIC_LINE = "AE-at-{q}th-percentile: {value:.4f}"
 _REQUIRED_PATHS = {"model_dir": "SM_MODEL_DIR", "train": "SM_CHANNEL_TRAIN", "validation": "SM_CHANNEL_VALIDATION"}
 # The forest's hyperparameters: declared here, in the script SageMaker runs (it ships alone, so it imports
@@ -95,7 +95,7 @@ def _boolean(text: str) -> bool:
 def load_channel(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read every headerless CSV in a channel directory into (features, price).
 
-    ``np.loadtxt`` keeps the first line as data; the seed's ``pd.read_csv`` took it as a header and
+    ``np.loadtxt`` keeps the first line as data; the notebook's ``pd.read_csv`` took it as a header and
     silently lost one house per file.
     """
     directory = Path(directory)

@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry
-from house_prices.schema import SEED_CITIES
+from house_prices.schema import NOTEBOOK_CITIES
 from local.moto_services import create_table
 from local.template import Template
 from tests import quality_doubles as quality_kit
@@ -67,7 +67,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         # Every city's held-out rows, which the quality gate measures candidate and live models on.
-        for city in SEED_CITIES:
+        for city in NOTEBOOK_CITIES:
             s3.put_object(Bucket=BUCKET, Key=LAYOUT.prep_key(city, "val"), Body=validation_csv())
         clock.now = Clock().now  # tests read versions off the clock: start it after the fixture's writes
         dynamodb = boto3.client("dynamodb")

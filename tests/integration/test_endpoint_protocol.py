@@ -63,7 +63,7 @@ def test_success_with_the_project_inference_program(start: Start, world: Protoco
     # Given the endpoint running the project's own training/inference.py
     url, _ = start(submit_directory=REPO_TRAINING_DIR)
     client = sagemaker_runtime(url)
-    # When a CSV batch is invoked for the seed's flat name and for a versioned name
+    # When a CSV batch is invoked for the notebook's flat name and for a versioned name
     for target in (FLAT, VERSIONED):
         response = client.invoke_endpoint(
             EndpointName=ENDPOINT, TargetModel=target, ContentType="text/csv", Body=csv_rows(ROWS)

@@ -1,4 +1,4 @@
-"""All seed cities in parallel processes (acceptance), failure reporting, and the CLI publishing to S3."""
+"""All notebook cities in parallel processes (acceptance), failure reporting, and the CLI publishing to S3."""
 
 from __future__ import annotations
 
@@ -21,24 +21,25 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def seed_run(tmp_path_factory: pytest.TempPathFactory) -> results.RunReport:
-    return local_runs.train_locally(schema.SEED_CITIES, tmp_path_factory.mktemp("cities"), progress=False)
+def notebook_run(tmp_path_factory: pytest.TempPathFactory) -> results.RunReport:
+    return local_runs.train_locally(schema.NOTEBOOK_CITIES, tmp_path_factory.mktemp("cities"), progress=False)
 
 
-def test_every_seed_city_trains(seed_run: results.RunReport) -> None:
-    assert seed_run.ok, [failure.stderr_tail() for failure in seed_run.failures]
-    assert [result.city for result in seed_run.results] == list(schema.SEED_CITIES)
+def test_every_notebook_city_trains(notebook_run: results.RunReport) -> None:
+    assert notebook_run.ok, [failure.stderr_tail() for failure in notebook_run.failures]
+    assert [result.city for result in notebook_run.results] == list(schema.NOTEBOOK_CITIES)
     # One worker process per CPU trains a shard of cities, not one process per city
-    assert len({result.job_name for result in seed_run.results}) == min(os.cpu_count() or 1, len(schema.SEED_CITIES))
-    for result in seed_run.results:
+    workers = min(os.cpu_count() or 1, len(schema.NOTEBOOK_CITIES))
+    assert len({result.job_name for result in notebook_run.results}) == workers
+    for result in notebook_run.results:
         assert result.metrics["rows"] == {"train": 600, "validation": 300, "test": 100}
         assert result.metrics["model_name"] == result.city
         naming.validate_job(result.job_name)
 
 
-def test_each_city_test_median_error_is_under_5_percent_of_its_median_price(seed_run: results.RunReport) -> None:
+def test_each_city_test_median_error_is_under_5_percent_of_its_median_price(notebook_run: results.RunReport) -> None:
     """Acceptance: computed here from the packaged artifact and the test CSV, not taken from metrics.json."""
-    for result in seed_run.results:
+    for result in notebook_run.results:
         with tarfile.open(result.artifact, "r:gz") as tar:
             packed = tar.extractfile(naming.PACKED_MODEL_FILENAME)
             assert packed is not None

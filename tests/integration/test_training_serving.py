@@ -41,7 +41,7 @@ def load_program(path: Path) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Train Houston_TX with `python train.py` and explicit paths (no SM_* variables), as the seed ran it."""
+    """Train Houston_TX with `python train.py` and explicit paths (no SM_* variables), as the notebook ran it."""
     root = tmp_path_factory.mktemp("houston")
     city = data.generate_city("Houston_TX")
     dirs = {"train": root / "train", "val": root / "validation", "test": root / "test"}

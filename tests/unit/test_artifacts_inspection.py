@@ -53,7 +53,7 @@ def constant_forest(prediction: float, features: tuple[str, ...] | list[str] = F
 
 
 def validation_csv(rows: int = 20) -> bytes:
-    """The seed's headerless validation CSV (PRICE first); every price is VALIDATION_PRICE."""
+    """The notebook's headerless validation CSV (PRICE first); every price is VALIDATION_PRICE."""
     line = f"{int(VALIDATION_PRICE)},2005,3100,4,2.5,1.1,2\n"
     return (line * rows).encode()
 

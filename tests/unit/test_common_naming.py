@@ -16,7 +16,7 @@ from house_prices.naming import (
     validate_city,
     validate_version,
 )
-from house_prices.schema import SEED_CITIES
+from house_prices.schema import NOTEBOOK_CITIES
 
 LAYOUT = KeyLayout()
 SHA = "1a2b3c4d" + "0" * 56
@@ -35,7 +35,7 @@ def version_created_at(version: str) -> datetime:
     return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
-@pytest.mark.parametrize("city", [*SEED_CITIES, "a", "A" + "b" * 63, "St-Louis_MO", "x1"])
+@pytest.mark.parametrize("city", [*NOTEBOOK_CITIES, "a", "A" + "b" * 63, "St-Louis_MO", "x1"])
 def test_valid_city_names_are_accepted(city: str) -> None:
     # Given a well-formed city name / When validated / Then it comes back unchanged
     assert validate_city(city) == city
@@ -116,7 +116,7 @@ def test_sagemaker_prefixes_contain_exactly_the_keys_built_for_them() -> None:
     # Given the prefixes a CreateTrainingJob request names (channel S3Prefix and S3OutputPath)
     channel = LAYOUT.prep_split_prefix("Chicago_IL", "val")
     output_path = LAYOUT.training_output_city_prefix("Chicago_IL")
-    # Then they are the seed's folders, and the keys we upload or expect lie directly inside them
+    # Then they are the notebook's folders, and the keys we upload or expect lie directly inside them
     assert channel == "DEMO_MME_SCIKIT_V1/model_prep/Chicago_IL/val/"
     assert output_path == "DEMO_MME_SCIKIT_V1/model_artifacts/Chicago_IL/"
     assert LAYOUT.prep_key("Chicago_IL", "val") == f"{channel}Chicago_IL_val.csv"

@@ -66,7 +66,8 @@ def test_a_malformed_or_missing_output_is_named() -> None:
 
 def test_training_jobs_takes_bucket_prefix_role_and_region_from_the_stack(deployed: None) -> None:
     # Given --stack and --region only
-    args = jobs._parser().parse_args(["--all-seed-cities", "--mode", "sagemaker", "--stack", STACK, "--region", REGION])
+    arguments = ["--all-notebook-cities", "--mode", "sagemaker", "--stack", STACK, "--region", REGION]
+    args = jobs._parser().parse_args(arguments)
     apply_stack(args)
     # Then everything a SageMaker run needs comes from the outputs
     assert (args.bucket, args.prefix, args.role_arn, args.region) == (BUCKET, "CUSTOM_PREFIX", ROLE, REGION)

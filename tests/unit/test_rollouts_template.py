@@ -74,7 +74,7 @@ def test_the_alarms_watch_the_metric_the_handler_publishes_and_the_functions_err
     failing = props(template, "RolloutDeciderFailingAlarm")
     assert (failing["Namespace"], failing["MetricName"]) == ("AWS/Lambda", "Errors")
     assert failing["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "RolloutFunction"}}]
-    # The four aggregate metrics of the issue, none of them per city
+    # The four aggregate metrics (docs/rollouts.md), none of them per city
     assert {IN_PROGRESS_METRIC, *METRIC_NAMES.values()} >= {
         "RolloutsInProgress",
         "RolloutsPromoted",

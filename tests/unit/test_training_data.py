@@ -1,4 +1,4 @@
-"""Synthetic data: the seed's formula and distributions, determinism, a leak-free split, headerless CSVs."""
+"""Synthetic data: the notebook's formula and distributions, determinism, a leak-free split, headerless CSVs."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from training import train as train_script
 
 
 @pytest.fixture(scope="module")
-def seed_cities() -> dict[str, data.CityData]:
-    return data.generate_cities(schema.SEED_CITIES)
+def notebook_cities() -> dict[str, data.CityData]:
+    return data.generate_cities(schema.NOTEBOOK_CITIES)
 
 
 @pytest.fixture(scope="module")
-def all_rows(seed_cities: dict[str, data.CityData]) -> np.ndarray:
-    return np.concatenate([city.rows for city in seed_cities.values()])
+def all_rows(notebook_cities: dict[str, data.CityData]) -> np.ndarray:
+    return np.concatenate([city.rows for city in notebook_cities.values()])
 
 
 def seed_price(year: int, sqft: int, bedrooms: int, bathrooms: float, lot: float, garage: int) -> int:
-    """The seed's formula verbatim, on Python scalars."""
+    """The notebook's formula verbatim, on Python scalars."""
     return int(
         int(sqft * 150)
         + 10000 * bedrooms
@@ -38,15 +38,15 @@ def seed_price(year: int, sqft: int, bedrooms: int, bathrooms: float, lot: float
 
 
 def test_price_formula_holds_for_every_row(all_rows: np.ndarray) -> None:
-    # Given 10,000 generated houses / When the seed's scalar formula is applied to each row
+    # Given 10,000 generated houses / When the notebook's scalar formula is applied to each row
     for price, year, sqft, bedrooms, bathrooms, lot, garage in all_rows.tolist():
         expected = seed_price(int(year), int(sqft), int(bedrooms), bathrooms, lot, int(garage))
         # Then the stored price is exactly that integer
         assert price == expected
 
 
-def test_columns_follow_schema_order_with_price_first(seed_cities: dict[str, data.CityData]) -> None:
-    rows = seed_cities["Chicago_IL"].rows
+def test_columns_follow_schema_order_with_price_first(notebook_cities: dict[str, data.CityData]) -> None:
+    rows = notebook_cities["Chicago_IL"].rows
     assert rows.shape == (schema.HOUSES_PER_CITY, len(schema.CSV_COLUMNS))
     assert schema.CSV_COLUMNS[0] == "PRICE"
     assert (data.column(rows, "PRICE") == rows[:, 0]).all()
@@ -97,8 +97,8 @@ def test_a_city_does_not_depend_on_which_other_cities_are_generated() -> None:
     assert np.array_equal(together.rows, data.generate_city("Phoenix_AZ").rows)
 
 
-def test_split_is_disjoint_and_sized_600_300_100(seed_cities: dict[str, data.CityData]) -> None:
-    for city in seed_cities.values():
+def test_split_is_disjoint_and_sized_600_300_100(notebook_cities: dict[str, data.CityData]) -> None:
+    for city in notebook_cities.values():
         train, val, test = (set(city.splits[s].tolist()) for s in ("train", "val", "test"))
         assert (len(train), len(val), len(test)) == (600, 300, 100)
         assert not (train & val)
@@ -119,7 +119,7 @@ def test_split_never_repeats_or_loses_a_row(n: int, seed: int) -> None:
 
 
 def test_csv_is_headerless_and_round_trips_through_train_loader_keeping_row_one(tmp_path: Path) -> None:
-    # Given a city's training split written the seed's way
+    # Given a city's training split written the notebook's way
     city = data.generate_city("SanDiego_CA")
     paths = data.write_city_csvs(city, {"train": tmp_path / "train"})
     path = paths["train"]

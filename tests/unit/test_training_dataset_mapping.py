@@ -150,7 +150,7 @@ def test_the_price_column_mapped_as_a_feature_is_refused(king_county: Path) -> N
 
 
 def test_a_price_column_named_like_a_feature_is_the_wrong_column_trap(tmp_path: Path) -> None:
-    # Given the seed's columns with the price column moved last (the trap that trained YEAR_BUILT as the price)
+    # Given the notebook's columns with the price column moved last (the trap that trained YEAR_BUILT as the price)
     header = ["segment", *schema.FEATURE_NAMES, "PRICE"]
     rows = [[r[0], *r[2:], r[1]] for r in house_rows("Austin", 40)]
     path = write_csv(tmp_path / "houses.csv", header, rows)
@@ -185,7 +185,7 @@ def test_two_columns_matching_one_feature_in_different_case_are_ambiguous(tmp_pa
 
 
 def test_a_headerless_file_is_the_header_trap(tmp_path: Path) -> None:
-    # Given the seed's own training CSV: no header, PRICE first
+    # Given the notebook's own training CSV: no header, PRICE first
     path = write_bytes(
         tmp_path / "Chicago_IL_train.csv", b"412000,1995,3100,4,2.5,1.1,2\n398000,1990,2900,3,2.0,1.0,1\n"
     )

@@ -348,6 +348,14 @@ def test_cli_accepts_every_training_image_tag(tag: str) -> None:
     assert jobs._parser().parse_args(["--cities", "Chicago_IL", "--image-version", tag]).image_version == tag
 
 
+@pytest.mark.parametrize("flag", ["--all-notebook-cities", "--all-seed-cities"])
+def test_cli_takes_the_notebook_cities_under_the_flag_s_new_and_first_name(flag: str) -> None:
+    # Given the flag as the docs spell it now, or as scripts written before spelt it
+    args = jobs._parser().parse_args([flag])
+    # Then both select the notebook's cities
+    assert args.all_notebook_cities is True
+
+
 @pytest.mark.parametrize(
     "argv", [["--houses", "0"], ["--houses", "5x"], ["--workers", "0"], ["--segments-per-job", "-1"]]
 )

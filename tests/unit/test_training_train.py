@@ -97,7 +97,7 @@ def test_training_writes_model_and_documented_metrics(
     assert metrics["model_name"] == "Chicago_IL"
     v = metrics["validation"]
     assert 0 <= v["ae_p10"] <= v["ae_p50"] <= v["ae_p90"]
-    # And the seed's metric line carries the same validation AE p50 SageMaker's regex would scrape
+    # And the notebook's metric line carries the same validation AE p50 SageMaker's regex would scrape
     scraped = METRIC_REGEX.search(capsys.readouterr().out)
     assert scraped is not None
     assert float(scraped.group(1)) == pytest.approx(v["ae_p50"], abs=1e-4)

@@ -95,7 +95,7 @@ def _delimiter_hint(columns: Sequence[str]) -> str:
 
 
 def looks_headerless(columns: Sequence[str]) -> bool:
-    """A first line made only of numbers is data: the file has no header (the seed's training CSV format)."""
+    """A first line made only of numbers is data: the file has no header (the notebook's training CSV format)."""
     return bool(columns) and all(_CONSTANT.fullmatch(c.strip()) for c in columns)
 
 

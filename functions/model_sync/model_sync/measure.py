@@ -1,6 +1,6 @@
 """Measure a packed forest on a city's held-out validation rows (numpy; no pickle, no sklearn).
 
-Validation rows are the seed's headerless CSV (``PRICE`` first, then ``schema.FEATURE_NAMES``). A file
+Validation rows are the notebook's headerless CSV (``PRICE`` first, then ``schema.FEATURE_NAMES``). A file
 that is not that shape is a ValidationRowsProblem: the gate then treats the city as unmeasurable.
 """
 
@@ -24,7 +24,7 @@ class ValidationRowsProblem(ValueError):
 
 
 def parse_rows(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(features, prices) from the seed's validation CSV."""
+    """(features, prices) from the notebook's validation CSV."""
     try:
         rows = np.loadtxt(io.StringIO(raw.decode("utf-8")), delimiter=",", ndmin=2, dtype=np.float64)
     except (UnicodeDecodeError, ValueError) as error:

@@ -1,6 +1,6 @@
 """City names, bucket key layout and versioned artifact names — built and parsed only here.
 
-Layout (``PREFIX`` defaults to the seed's ``DEMO_MME_SCIKIT_V1``)::
+Layout (``PREFIX`` defaults to the notebook's ``DEMO_MME_SCIKIT_V1``)::
 
     PREFIX/model_prep/{city}/{train,val,test}/{city}_{split}.csv   training inputs
     PREFIX/model_artifacts/{city}/{job}/output/model.tar.gz         training outputs -> model-sync

@@ -18,7 +18,7 @@ TARGET = "PRICE"
 MAX_YEAR = 2019
 HOUSES_PER_CITY = 1000
 
-SEED_CITIES: tuple[str, ...] = (
+NOTEBOOK_CITIES: tuple[str, ...] = (
     "NewYork_NY",
     "LosAngeles_CA",
     "Chicago_IL",
