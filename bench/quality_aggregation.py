@@ -49,15 +49,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from quality.adapters.dynamodb import house_id_bounds
-from quality.adapters.s3 import S3Captures, S3LabelFiles
-from quality.logic import HousePrediction, Priced, QualityService, Recorded, VersionFacts
-
 from bench.processes import REPO_ROOT
 from bench.report import replace_marked_block
 from house_prices import captures, drift, ids, schema
 from house_prices.live_quality import APE_EDGES, APE_PREFIX, Aggregate, bucket_of
 from house_prices.naming import KeyLayout
+from quality.adapters.dynamodb import house_id_bounds
+from quality.adapters.s3 import S3Captures, S3LabelFiles
+from quality.logic import HousePrediction, Priced, QualityService, Recorded, VersionFacts
 
 BLOCK = "quality-aggregation"
 BUCKET = "bench-bucket"

@@ -15,10 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from quality.logic import Priced, Recorded, VersionFacts
-from quality.rollout_labels import EvidenceIncrement, ShadowRecord
-from quality.shadow import encode_records, parse_records
-
 from house_prices import captures, ids
 from house_prices.captures import CapturedPrediction
 from house_prices.errors import EndpointUnavailable
@@ -27,6 +23,9 @@ from house_prices.labels import Label
 from house_prices.live_quality import Aggregate
 from house_prices.naming import KeyLayout
 from house_prices.rollout_evidence import RolloutEvidence, evidence_version
+from quality.logic import Priced, Recorded, VersionFacts
+from quality.rollout_labels import EvidenceIncrement, ShadowRecord
+from quality.shadow import encode_records, parse_records
 
 CITY = "Chicago_IL"
 LIVE = "20261125T040000Z-1a2b3c4d"

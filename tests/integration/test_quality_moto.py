@@ -10,15 +10,15 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from quality import handler
-from quality.adapters.dynamodb import DynamoDriftStore
-from quality.logic import Recorded
 
 from house_prices import captures, drift, ids, labels, schema
 from house_prices.ids import UlidGenerator
 from house_prices.live_quality import summary_from_item
 from house_prices.observability import metrics
 from house_prices.registry import ModelRegistry
+from quality import handler
+from quality.adapters.dynamodb import DynamoDriftStore
+from quality.logic import Recorded
 from tests.lambda_contexts import lambda_context
 from tests.model_versions import model_version
 from tests.quality_doubles import (

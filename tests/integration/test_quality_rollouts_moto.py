@@ -13,12 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from quality import handler
-from quality.shadow import parse_records
 
 from house_prices import captures, labels
 from house_prices.registry import ModelRegistry
 from house_prices.rollout_evidence import RolloutEvidence, evidence_version
+from quality import handler
+from quality.shadow import parse_records
 from tests.lambda_contexts import lambda_context
 from tests.model_versions import model_version
 from tests.quality_doubles import (

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from quality.logic import QualityService
 
 from house_prices import drift
 from house_prices.captures import CapturedPrediction
+from quality.logic import QualityService
 from tests.quality_doubles import FakeEvidenceLedger
 
 NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
@@ -173,9 +173,8 @@ def test_keys_outside_the_captures_prefix_are_not_capture_objects() -> None:
 
 
 def test_drift_thresholds_are_settings_with_common_practice_defaults() -> None:
-    from quality.settings import QualitySettings
-
     from house_prices.settings import SettingsError
+    from quality.settings import QualitySettings
 
     base = {
         "ARTIFACT_BUCKET": "b",

@@ -6,6 +6,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from house_prices import ids, labels
+from house_prices.captures import CapturedPrediction
+from house_prices.ids import UlidGenerator
+from house_prices.labels import Label
+from house_prices.live_quality import DegradationRule, QualitySummary
 from quality.adapters.dynamodb import house_id_bounds
 from quality.logic import (
     HousePrediction,
@@ -14,12 +20,6 @@ from quality.logic import (
     house_entries,
     house_window,
 )
-
-from house_prices import ids, labels
-from house_prices.captures import CapturedPrediction
-from house_prices.ids import UlidGenerator
-from house_prices.labels import Label
-from house_prices.live_quality import DegradationRule, QualitySummary
 from tests.unit.test_quality_logic import NOW, WAIT, Captures, Offline, Store, captured, label, prediction_id
 
 CITY = "Chicago_IL"

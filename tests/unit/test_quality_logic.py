@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from quality.logic import Outcome, Priced, QualityService, Recorded, VersionFacts, recorded_ae_p50
 
 from house_prices import ids, labels
 from house_prices.captures import CapturedPrediction
 from house_prices.ids import UlidGenerator
 from house_prices.labels import Label
 from house_prices.live_quality import Aggregate
+from quality.logic import Outcome, Priced, QualityService, Recorded, VersionFacts, recorded_ae_p50
 
 NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 WAIT = timedelta(minutes=15)

@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from quality.logic import Outcome, QualityService
-from quality.rollout_labels import RolloutLabels, ShadowRecord
-from quality.shadow import RolloutCaptures, csv_chunks, encode_records, parse_records
 
 from house_prices import labels, schema
 from house_prices.captures import CapturedPrediction
@@ -16,6 +13,9 @@ from house_prices.live_quality import COUNT
 from house_prices.naming import KeyLayout
 from house_prices.rollout_evidence import RolloutEvidence
 from house_prices.rollout_stats import PairedStats, latency_bucket
+from quality.logic import Outcome, QualityService
+from quality.rollout_labels import RolloutLabels, ShadowRecord
+from quality.shadow import RolloutCaptures, csv_chunks, encode_records, parse_records
 from tests.quality_doubles import (
     CANDIDATE,
     CITY,

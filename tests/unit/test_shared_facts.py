@@ -118,6 +118,8 @@ def test_every_package_under_the_roots_is_type_checked_and_first_party(pyproject
     # And isort's first-party names are packages the roots hold (or directories at the "." root)
     first_party = set(pyproject["tool"]["ruff"]["lint"]["isort"]["known-first-party"])
     assert all(name in packages.values() or (ROOT / name).is_dir() for name in first_party), first_party
+    # And every package the roots hold is first-party, so its imports sort with the project's
+    assert set(packages.values()) <= first_party, set(packages.values()) - first_party
 
 
 def test_the_import_graph_walks_packages_where_the_roots_put_them(pyproject: dict[str, Any]) -> None:
