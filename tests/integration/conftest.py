@@ -135,6 +135,16 @@ def router_registry() -> Iterator[ModelRegistry]:
 
 
 @pytest.fixture
+def quality_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An empty quality table (``quality_kit.QUALITY_TABLE``) on moto DynamoDB, and its client."""
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, quality_kit.QUALITY_TABLE)
+        yield client
+
+
+@pytest.fixture
 def quality_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[quality_kit.QualityAws]:
     """The quality function's settings and its resources on moto: the bucket, its four tables, the feedback
     queue. The handler builds its service on first use, so a module may add settings after this."""

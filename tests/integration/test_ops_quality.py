@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
-from moto import mock_aws
 
 from house_prices.live_quality import Aggregate, QualitySummary
-from local.moto_services import create_table
 from ops import cli
 from ops import quality as live_quality
+from tests import quality_doubles as quality_kit
 
-TABLE = "house-prices-QualityTable"
+TABLE = quality_kit.QUALITY_TABLE
 
 
 def put(dynamodb: Any, city: str, version: str, errors: list[tuple[float, float]], offline: float | None) -> None:
@@ -32,15 +29,11 @@ def put(dynamodb: Any, city: str, version: str, errors: list[tuple[float, float]
 
 
 @pytest.fixture
-def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
-        put(client, "Chicago_IL", "v1", [(110_000, 100_000)] * 3, 10_000.0)  # live = offline
-        put(client, "Austin_TX", "v2", [(150_000, 100_000)] * 3, 10_000.0)  # live 5 x offline
-        put(client, "Boston_MA", "v3", [(101_000, 100_000)], None)  # no offline figure
-        yield client
+def dynamodb(quality_table: Any) -> Any:
+    put(quality_table, "Chicago_IL", "v1", [(110_000, 100_000)] * 3, 10_000.0)  # live = offline
+    put(quality_table, "Austin_TX", "v2", [(150_000, 100_000)] * 3, 10_000.0)  # live 5 x offline
+    put(quality_table, "Boston_MA", "v3", [(101_000, 100_000)], None)  # no offline figure
+    return quality_table
 
 
 def test_the_worst_city_comes_first_as_json(dynamodb: Any, capsys: pytest.CaptureFixture[str]) -> None:

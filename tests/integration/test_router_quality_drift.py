@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from local.moto_services import create_table
 from router.adapters.quality import DynamoQualityReader
+from tests import quality_doubles as quality_kit
 
-TABLE = "house-prices-QualityTable"
+TABLE = quality_kit.QUALITY_TABLE
 
 
 @pytest.fixture
-def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
-        yield client
+def dynamodb(quality_table: Any) -> Any:
+    return quality_table
 
 
 def test_each_version_shows_its_drift_report_or_none(dynamodb: Any) -> None:
