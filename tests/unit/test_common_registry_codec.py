@@ -1,4 +1,4 @@
-"""The registry's AttributeValue mapping gives boto3's TypeSerializer/TypeDeserializer results."""
+"""The registry's AttributeValue mapping (``dynamodb_values``) gives boto3's TypeSerializer/TypeDeserializer results."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from house_prices.registry import _deserialize, _serialize
+from house_prices.dynamodb_values import deserialize, serialize
 
 _scalars = st.one_of(
     st.none(),
@@ -57,9 +57,9 @@ def test_items_serialise_and_read_back_exactly_as_with_boto3(item: dict[str, Any
     # Given any JSON-like registry item (metrics hold nested floats, ints, strings, lists)
     expected = {k: TypeSerializer().serialize(as_boto3_input(v)) for k, v in item.items()}
     # When it is serialised / Then the AttributeValues are boto3's
-    assert _serialize(item) == expected
+    assert serialize(item) == expected
     # And reading them back gives what boto3's deserializer gave the registry
-    assert _deserialize(expected) == {k: plain(TypeDeserializer().deserialize(v)) for k, v in expected.items()}
+    assert deserialize(expected) == {k: plain(TypeDeserializer().deserialize(v)) for k, v in expected.items()}
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, 10**40, 2.2e-309, Decimal("1e-200"), object()])
@@ -67,4 +67,4 @@ def test_values_dynamodb_cannot_hold_are_refused_like_boto3(bad: Any) -> None:
     with pytest.raises((TypeError, ArithmeticError)) as boto3_error:
         TypeSerializer().serialize(as_boto3_input(bad))
     with pytest.raises(type(boto3_error.value)):
-        _serialize({"value": bad})
+        serialize({"value": bad})

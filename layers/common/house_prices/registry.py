@@ -23,11 +23,11 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from house_prices.dynamodb_values import deserialize, serialize
 from house_prices.errors import (
     DependencyFailure,
     DomainError,
@@ -71,10 +71,6 @@ _ENDING_NAMES = {"#rp": ROLLOUT_PARTITION_ATTRIBUTE, "#cv": "candidate_version"}
 # The reason of a version recorded before its gate decision: model-sync resumes such a version on redelivery,
 # and readers (``training.verdicts``) know the decision is still to come.
 PENDING_REASON = "pending: quality gate not applied yet"
-
-# DynamoDB's number type (38 digits, exponent -130..125); a value it would round or clamp is refused,
-# as boto3's TypeSerializer refuses it.
-_DYNAMODB_NUMBER = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 
 
 @dataclass(frozen=True)
@@ -155,60 +151,6 @@ class ModelVersion:
         }
 
 
-def _attribute(value: Any) -> dict[str, Any]:
-    """A Python value as a DynamoDB AttributeValue; floats go through their shortest repr.
-
-    Written here rather than taken from ``boto3.dynamodb.types`` because importing any part of boto3
-    imports all of it (and s3transfer), ~40 ms of the router's cold start for a few lines of mapping.
-    tests/unit/test_common_registry_codec.py checks it against boto3's TypeSerializer.
-    """
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, float):
-        value = Decimal(repr(value))
-    if isinstance(value, (int, Decimal)):
-        number = _DYNAMODB_NUMBER.create_decimal(value)
-        if not number.is_finite():
-            raise TypeError("Infinity and NaN not supported")
-        return {"N": str(number)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, (bytes, bytearray)):
-        return {"B": bytes(value)}
-    if isinstance(value, Mapping):
-        return {"M": {str(key): _attribute(item) for key, item in value.items()}}
-    if isinstance(value, (list, tuple)):
-        return {"L": [_attribute(item) for item in value]}
-    raise TypeError(f"cannot store {type(value).__name__} in the registry")
-
-
-def _value(attribute: Mapping[str, Any]) -> Any:
-    """The inverse of ``_attribute``; whole numbers come back as int, others as float."""
-    [(kind, raw)] = attribute.items()
-    if kind == "N":
-        number = _DYNAMODB_NUMBER.create_decimal(raw)
-        return int(number) if number == number.to_integral_value() else float(number)
-    if kind == "M":
-        return {key: _value(item) for key, item in raw.items()}
-    if kind == "L":
-        return [_value(item) for item in raw]
-    if kind == "NULL":
-        return None
-    if kind in {"S", "BOOL", "B"}:
-        return raw
-    raise TypeError(f"unexpected DynamoDB attribute type {kind!r}")
-
-
-def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _attribute(value) for key, value in item.items()}
-
-
-def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _value(attribute) for key, attribute in item.items()}
-
-
 def _version_record(version: str) -> str:
     return f"{VERSION_RECORD_PREFIX}{version}"
 
@@ -272,7 +214,7 @@ class ModelRegistry:
             "query",
             KeyConditionExpression="city = :c AND begins_with(#r, :p)",
             ExpressionAttributeNames={"#r": "record"},
-            ExpressionAttributeValues=_serialize({":c": city, ":p": VERSION_RECORD_PREFIX}),
+            ExpressionAttributeValues=serialize({":c": city, ":p": VERSION_RECORD_PREFIX}),
             ScanIndexForward=False,
         )
         return [_model_version(item) for item in items]
@@ -282,7 +224,7 @@ class ModelRegistry:
             "query",
             IndexName=LIVE_INDEX,
             KeyConditionExpression=f"{LIVE_PARTITION_ATTRIBUTE} = :live",
-            ExpressionAttributeValues=_serialize({":live": LIVE_RECORD}),
+            ExpressionAttributeValues=serialize({":live": LIVE_RECORD}),
         )
         return sorted(map(_live_model, items), key=lambda model: model.city)
 
@@ -293,7 +235,7 @@ class ModelRegistry:
         try:
             self._db.put_item(
                 TableName=self._table,
-                Item=_serialize(item),
+                Item=serialize(item),
                 ConditionExpression="attribute_not_exists(#r)",
                 ExpressionAttributeNames={"#r": "record"},
             )
@@ -374,14 +316,14 @@ class ModelRegistry:
             values[":revision"] = running.revision
         live_update = {
             "TableName": self._table,
-            "Key": _serialize({"city": city, "record": LIVE_RECORD}),
+            "Key": serialize({"city": city, "record": LIVE_RECORD}),
             "UpdateExpression": (
                 f"SET {LIVE_PARTITION_ATTRIBUTE} = :lp, live_version = :v, target_model = :t, promoted_at = :at, "
                 "previous_version = :prev REMOVE #ro, #rp ADD #rv :one"
             ),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": _serialize(values),
+            "ExpressionAttributeValues": serialize(values),
         }
         updates = [self._status_update(city, version, "live", reason, forbid="rejected")]
         if current_version is not None:
@@ -687,7 +629,7 @@ class ModelRegistry:
             IndexName=ROLLOUT_INDEX,
             KeyConditionExpression="#rp = :p",
             ExpressionAttributeNames={"#rp": ROLLOUT_PARTITION_ATTRIBUTE},
-            ExpressionAttributeValues=_serialize({":p": ROLLOUT_PARTITION}),
+            ExpressionAttributeValues=serialize({":p": ROLLOUT_PARTITION}),
         )
         return sorted((m for m in map(_live_model, items) if m.rollout is not None), key=lambda model: model.city)
 
@@ -699,12 +641,12 @@ class ModelRegistry:
             "query",
             KeyConditionExpression="city = :c AND begins_with(#r, :p)",
             ExpressionAttributeNames={"#r": "record"},
-            ExpressionAttributeValues=_serialize({":c": city, ":p": HISTORY_RECORD_PREFIX}),
+            ExpressionAttributeValues=serialize({":c": city, ":p": HISTORY_RECORD_PREFIX}),
             ScanIndexForward=False,
             ConsistentRead=True,
             Limit=limit,
         )
-        events = [_rollout_event(_deserialize(item)) for item in response.get("Items", [])]
+        events = [_rollout_event(deserialize(item)) for item in response.get("Items", [])]
         return sorted(events, key=lambda event: (event.at, event.revision), reverse=True)
 
     def rollout_override(self, city: str) -> str | None:
@@ -717,9 +659,9 @@ class ModelRegistry:
         """Store (or, with None, remove) the city's override; the caller validates ``spec`` (model-sync's grammar)."""
         key = {"city": city, "record": OVERRIDE_RECORD}
         if spec is None:
-            self._call("delete_item", Key=_serialize(key))
+            self._call("delete_item", Key=serialize(key))
         else:
-            self._call("put_item", Item=_serialize({**key, "spec": spec, "updated_at": _timestamp(now)}))
+            self._call("put_item", Item=serialize({**key, "spec": spec, "updated_at": _timestamp(now)}))
 
     # plumbing
     @staticmethod
@@ -739,11 +681,11 @@ class ModelRegistry:
             condition += " AND #s <> :forbidden"
             values[":forbidden"] = forbid
         return {
-            "Key": _serialize({"city": city, "record": _version_record(version)}),
+            "Key": serialize({"city": city, "record": _version_record(version)}),
             "UpdateExpression": "SET #s = :s" + (", reason = :why" if reason is not None else ""),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#s": "status", "#r": "record"},
-            "ExpressionAttributeValues": _serialize(values),
+            "ExpressionAttributeValues": serialize(values),
         }
 
     def _status_action(
@@ -760,11 +702,11 @@ class ModelRegistry:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": _serialize({"city": city, "record": LIVE_RECORD}),
+                "Key": serialize({"city": city, "record": LIVE_RECORD}),
                 "UpdateExpression": expression,
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#ro": ROLLOUT_ATTRIBUTE, "#rv": REVISION_ATTRIBUTE, **names},
-                "ExpressionAttributeValues": _serialize(values),
+                "ExpressionAttributeValues": serialize(values),
             }
         }
 
@@ -784,7 +726,7 @@ class ModelRegistry:
             city, candidate_version, live_version, action, at, actor, reason, _storable(evidence), revision
         )
         item = {**event.as_dict(), "record": _history_record(at, candidate_version, action, revision)}
-        return {"Put": {"TableName": self._table, "Item": _serialize(item)}}
+        return {"Put": {"TableName": self._table, "Item": serialize(item)}}
 
     def _running(
         self, city: str, candidate_version: str | None, live: LiveModel | None = None
@@ -808,16 +750,16 @@ class ModelRegistry:
             raise DependencyFailure(f"DynamoDB TransactWriteItems failed: {error}") from error
 
     def _get(self, city: str, record: str) -> dict[str, Any] | None:
-        response = self._call("get_item", Key=_serialize({"city": city, "record": record}), ConsistentRead=True)
+        response = self._call("get_item", Key=serialize({"city": city, "record": record}), ConsistentRead=True)
         item = response.get("Item")
-        return _deserialize(item) if item else None
+        return deserialize(item) if item else None
 
     def _paginate(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         paginator = self._db.get_paginator(operation)
         try:
             for page in paginator.paginate(TableName=self._table, **kwargs):
                 for item in page.get("Items", []):
-                    yield _deserialize(item)
+                    yield deserialize(item)
         except (ClientError, BotoCoreError) as error:
             raise DependencyFailure(f"DynamoDB {operation} failed: {error}") from error
 
