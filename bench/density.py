@@ -74,7 +74,8 @@ from bench.quiet import add_quiet_arguments, quiet_from_arguments
 from bench.wrk_runs import write_lua_requests
 
 GIB = 1024 * MIB
-# ml.m5.large (8 GiB) less 1 GiB for the OS, SageMaker's agents and the server itself (ops/serving_figures.json).
+# ml.m5.large (8 GiB) less 1 GiB for the OS, SageMaker's agents and the server itself: ops/serving_figures.json
+# plans with the same figures (tests/unit/test_shared_facts.py ties them).
 BUDGET_BYTES = 7 * GIB
 
 

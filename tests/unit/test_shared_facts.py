@@ -2,8 +2,8 @@
 
 Python code imports a fact from its home; these tests tie the copies that cannot import:
 the 256 MiB artifact budget (``house_prices.artifacts``), SageMaker's name rule (``house_prices.naming``),
-the forest's hyperparameters (``training/train.py``) and the package roots (``pyproject.toml``'s pytest
-``pythonpath``).
+the forest's hyperparameters (``training/train.py``), the package roots (``pyproject.toml``'s pytest
+``pythonpath``) and the density bench's memory budget (``ops/serving_figures.json``).
 """
 
 from __future__ import annotations
@@ -128,3 +128,15 @@ def test_the_import_graph_walks_packages_where_the_roots_put_them(pyproject: dic
     for package, root in test_import_graph.PACKAGE_ROOTS.items():
         assert root.resolve() in roots, package
         assert (root / package).is_dir(), package
+
+
+def test_the_density_bench_budget_is_the_planned_instance_memory() -> None:
+    # Given the ops plan's figures (ml.m5.large's memory less what an instance keeps for itself)
+    from bench import density
+    from ops.plan import Figures
+
+    figures = Figures.load()
+    m5_large = next(kind for kind in figures.instance_types if kind.name == "ml.m5.large")
+    planned = m5_large.memory_gib * 1024 - figures.instance_overhead_mib.value
+    # Then the density bench measures models per exactly that budget
+    assert density.BUDGET_BYTES == planned * 1024 * 1024
