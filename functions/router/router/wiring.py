@@ -55,9 +55,13 @@ def runtime_client(settings: RouterSettings, total_attempts: int | None = None) 
     )
 
 
-def registry_client(settings: RouterSettings, service: str = "dynamodb") -> Any:
-    """DynamoDB (or another small, quick call) with timeouts that fit the function's budget; botocore's defaults
-    (60 s) would not."""
+def registry_client(settings: RouterSettings) -> Any:
+    """DynamoDB with timeouts that fit the function's budget; botocore's defaults (60 s) would not."""
+    return client_on_registry_budget("dynamodb", settings)
+
+
+def client_on_registry_budget(service: str, settings: RouterSettings) -> Any:
+    """A client for small, quick calls (DynamoDB, SQS) on the registry's timeouts and attempts."""
     return bounded_client(
         service,
         settings.registry_connect_timeout_seconds,
@@ -100,5 +104,5 @@ def build_feedback(settings: RouterSettings) -> FeedbackService:
     """SQS with the registry's tight budget: a label is small, and the caller may simply resend."""
     queue = None
     if settings.feedback_queue_url:
-        queue = SqsLabelQueue(registry_client(settings, "sqs"), settings.feedback_queue_url)
+        queue = SqsLabelQueue(client_on_registry_budget("sqs", settings), settings.feedback_queue_url)
     return FeedbackService(queue, settings.label_retention_days, settings.max_labels_per_request)
